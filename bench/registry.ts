@@ -1,0 +1,89 @@
+/** DeviceRegistry operations, each in the situation its budget names. */
+import { ethers } from "hardhat";
+import { Wallet, hexlify, randomBytes } from "ethers";
+import { DeviceBatch, deviceIdOf } from "../src/registry/batch";
+import { randomDeviceKey } from "../src/crypto/deviceKey";
+import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry";
+import type { GasRecorder } from "./lib";
+
+/** Leaves in the bench batch: 2^14, so every proof is 14 hashes deep. */
+export const BATCH_SIZE = 16_384;
+
+export async function benchRegistry(gas: GasRecorder): Promise<void> {
+  const ctx = await deployRegistry();
+  const { registry, manufacturer, guardians, admin } = ctx;
+  const secp = randomDeviceKey("secp256k1");
+  const p256 = randomDeviceKey("p256", ctx.verifierAddress);
+  const spare = randomDeviceKey("secp256k1");
+  const filler = Array.from({ length: BATCH_SIZE - 3 }, () => ({
+    deviceKey: hexlify(randomBytes(20)),
+    model: MODEL,
+    firmwareHash: FIRMWARE,
+  }));
+  const batch = new DeviceBatch([
+    ...[secp, p256, spare].map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })),
+    ...filler,
+  ]);
+  if (batch.proof(secp.signer).length !== 14) throw new Error("bench: expected a 14-deep proof");
+
+  // The first batch pays for the counter's first write; steady state is every batch after it.
+  await registry.connect(manufacturer).commitBatch(hexlify(randomBytes(32)));
+  await gas.record("registry.commitBatch", registry.connect(manufacturer).commitBatch(batch.root));
+  const batchId = batch.id;
+
+  // Claims are relayed by a third party to an owner that holds no device yet.
+  const relayer = admin;
+  const owner = new Wallet(hexlify(randomBytes(32)), ethers.provider);
+  await admin.sendTransaction({ to: owner.address, value: ethers.parseEther("1") });
+  let a = await claimArgs(ctx, secp, batch, batchId, owner.address);
+  await gas.record("registry.claim.secp256k1", registry.connect(relayer).claim(a.claim, a.proof, a.signature));
+  a = await claimArgs(ctx, p256, batch, batchId, Wallet.createRandom().address);
+  await gas.record("registry.claim.p256", registry.connect(relayer).claim(a.claim, a.proof, a.signature));
+
+  const id = deviceIdOf(secp.signer);
+  await gas.record("registry.reportStolen", registry.connect(owner).reportStolen(id));
+  await gas.record("registry.release", registry.connect(owner).release(id));
+  await gas.record("registry.guardianFlag", registry.connect(guardians[0]).flag(id, ethers.id("tamper")));
+  await gas.record("registry.guardianFlag.quorum", registry.connect(guardians[1]).flag(id, ethers.id("tamper")));
+  await registry.connect(guardians[0]).clearFlag(id);
+  await registry.connect(guardians[1]).clearFlag(id);
+
+  const firmware = ethers.id("firmware 1.0.1");
+  let nonce = await registry.deviceNonce(id);
+  let deadline = await deadlineIn();
+  await gas.record(
+    "registry.attestFirmware",
+    registry.attestFirmware(
+      secp.signer,
+      firmware,
+      deadline,
+      signAs(secp, "FirmwareAttestation", ctx.deployment, { device: id, firmwareHash: firmware, nonce, deadline }),
+    ),
+  );
+
+  const next = randomDeviceKey("secp256k1");
+  await gas.record("registry.rotateKey.withOldKey", registry.connect(owner).rotateKey(id, await rotation(ctx, id, next, secp)));
+  const third = randomDeviceKey("secp256k1");
+  await gas.record("registry.rotateKey", registry.connect(owner).rotateKey(id, await rotation(ctx, id, third, null)));
+
+  await gas.record("registry.transfer", registry.connect(owner).transferFrom(owner.address, Wallet.createRandom().address, id));
+
+  const p256Id = deviceIdOf(p256.signer);
+  const p256Owner = await ethers.getImpersonatedSigner((await registry.deviceById(p256Id)).owner);
+  await admin.sendTransaction({ to: p256Owner.address, value: ethers.parseEther("1") });
+  await registry.connect(p256Owner).reportStolen(p256Id);
+  nonce = await registry.deviceNonce(p256Id);
+  deadline = await deadlineIn();
+  const beacon = { latitudeE7: 525200660, longitudeE7: 134049540, at: 1_700_000_000n, deadline };
+  await gas.record(
+    "registry.postLocationBeacon.p256",
+    registry.postLocationBeacon(
+      p256.signer,
+      beacon,
+      signAs(p256, "LocationBeacon", ctx.deployment, { device: p256Id, nonce, ...beacon }),
+    ),
+  );
+  await gas.record("registry.decommission", registry.connect(p256Owner).decommission(p256Id));
+  await gas.record("registry.quarantineBatch", registry.connect(manufacturer).quarantineBatch(batchId, ethers.id("recall")));
+  await gas.record("registry.revokeBatch", registry.connect(manufacturer).revokeBatch(batchId, ethers.id("recall")));
+}

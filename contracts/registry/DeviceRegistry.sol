@@ -1,0 +1,731 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ERC2771Context} from "@openzeppelin/contracts/metatx/ERC2771Context.sol";
+import {Context} from "@openzeppelin/contracts/utils/Context.sol";
+import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+
+/**
+ * @title DeviceRegistry
+ * @notice Device identity for Custos: one ERC-721 token per device, bound to the device's hardware
+ * key (an ERC-7913 signer). Manufacturers commit batches as Merkle roots; an owner claims a device
+ * with a signature by its hardware key; owners and an M-of-N guardian quorum quarantine devices;
+ * owners, manufacturers and the admin revoke them; keys rotate without changing the identity.
+ *
+ * @dev Storage is laid out for the claim path. A device's id is derived from its first key
+ * (`keccak256(key) >> 64`), so resolving that key needs no mapping and a claim writes one packed
+ * record, the firmware hash and the two ERC-721 slots. Keys that arrive by rotation get an alias
+ * carrying the key generation they were introduced in; a key resolves only while its generation is
+ * the device's current one, so a rotated-away key stops resolving at once even when the owner no
+ * longer knows it. Every key hash ever seen stays taken forever.
+ */
+contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC2771Context, Multicall {
+    /// @notice Role of manufacturers, who commit batches, recall devices and revoke firmware.
+    bytes32 public constant MANUFACTURER_ROLE = keccak256("MANUFACTURER_ROLE");
+    /// @notice Role of guardians, each one vote in the quorum that flags a misbehaving device.
+    bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+
+    /// @notice EIP-712 type of the device's proof of presence when it is claimed.
+    bytes32 public constant DEVICE_CLAIM_TYPEHASH =
+        keccak256("DeviceClaim(address owner,uint48 batch,uint256 deadline)");
+    /// @notice EIP-712 type signed by the new key (and the old one when available) on rotation.
+    bytes32 public constant KEY_ROTATION_TYPEHASH =
+        keccak256("KeyRotation(uint256 device,bytes newKey,uint256 nonce,uint256 deadline)");
+    /// @notice EIP-712 type of a device's attestation of the firmware it runs.
+    bytes32 public constant FIRMWARE_ATTESTATION_TYPEHASH =
+        keccak256("FirmwareAttestation(uint256 device,bytes32 firmwareHash,uint256 nonce,uint256 deadline)");
+    /// @notice EIP-712 type of the location beacon a quarantined device may still post.
+    bytes32 public constant LOCATION_BEACON_TYPEHASH =
+        keccak256(
+            "LocationBeacon(uint256 device,uint256 nonce,int32 latitudeE7,int32 longitudeE7,uint64 at,uint256 deadline)"
+        );
+    /// @notice EIP-712 type by which a device voids its next, unused nonce.
+    bytes32 public constant NONCE_CANCELLATION_TYPEHASH =
+        keccak256("NonceCancellation(uint256 device,uint256 nonce,uint256 deadline)");
+
+    uint8 private constant REPORTED_STOLEN = 1;
+    uint8 private constant GUARDIAN_FLAGGED = 2;
+    uint8 private constant REVOKED = 4;
+
+    /// @dev One slot per device, written once at claim. `batchId == 0` means no device. The
+    /// firmware is kept as the first 128 bits of its hash: it is self-attested, so the tag only has
+    /// to tell images apart, and a full hash would cost the claim a fifth storage slot.
+    struct Device {
+        uint48 batchId;
+        uint32 nonce;
+        uint16 keyGeneration;
+        uint16 guardianRound;
+        uint8 flags;
+        uint8 guardianVotes;
+        bytes16 firmware;
+    }
+
+    /// @dev A key introduced by rotation: which device, and in which key generation.
+    struct KeyAlias {
+        uint192 deviceId;
+        uint16 generation;
+    }
+
+    struct Batch {
+        bytes32 root;
+        address manufacturer;
+        uint40 committedAt;
+        BatchStatus status;
+    }
+
+    /// @notice A claim: the Merkle leaf `(deviceKey, model, firmwareHash)` of batch `batchId`, the
+    /// new owner, and the deadline of the device's signature.
+    struct Claim {
+        address owner;
+        uint48 batchId;
+        bytes deviceKey;
+        bytes32 model;
+        bytes32 firmwareHash;
+        uint256 deadline;
+    }
+
+    /// @notice A key rotation: see {rotateKey}.
+    struct Rotation {
+        bytes newKey;
+        uint256 deadline;
+        bytes newKeySignature;
+        bytes oldKey;
+        bytes oldKeySignature;
+    }
+
+    /// @notice A location report, signed by the device.
+    struct LocationBeacon {
+        int32 latitudeE7;
+        int32 longitudeE7;
+        uint64 at;
+        uint256 deadline;
+    }
+
+    mapping(uint256 deviceId => Device) private _devices;
+        mapping(bytes32 keyHash => KeyAlias) private _aliases;
+    mapping(uint48 batchId => Batch) private _batches;
+    mapping(address manufacturer => mapping(bytes16 firmware => bool)) private _revokedFirmware;
+    mapping(uint256 deviceId => mapping(uint16 round => mapping(address guardian => bool))) private _voted;
+    mapping(address verifier => bool) private _keyVerifiers;
+
+    uint8 private _guardianQuorum;
+
+    event BatchCommitted(uint48 indexed batchId, address indexed manufacturer, bytes32 root);
+    event BatchStatusChanged(uint48 indexed batchId, BatchStatus status, bytes32 reason);
+    event DeviceClaimed(
+        uint256 indexed deviceId,
+        address indexed owner,
+        uint48 indexed batchId,
+        bytes deviceKey,
+        bytes32 model,
+        bytes32 firmwareHash
+    );
+    event ReportedStolen(uint256 indexed deviceId, address indexed owner);
+    event Released(uint256 indexed deviceId, address indexed owner);
+    event GuardianVoted(uint256 indexed deviceId, address indexed guardian, uint16 round, bool flag, bytes32 reason);
+    event GuardianFlagged(uint256 indexed deviceId, bytes32 reason);
+    event GuardianCleared(uint256 indexed deviceId);
+    event DeviceRevoked(uint256 indexed deviceId, address indexed by, bytes32 reason);
+    event KeyRotated(uint256 indexed deviceId, bytes newKey, uint16 generation);
+    event FirmwareAttested(uint256 indexed deviceId, bytes32 firmwareHash);
+    event FirmwareRevoked(address indexed manufacturer, bytes32 indexed firmwareHash);
+    event LocationBeaconPosted(
+        uint256 indexed deviceId,
+        address indexed owner,
+        int32 latitudeE7,
+        int32 longitudeE7,
+        uint64 at
+    );
+    event NonceCancelled(uint256 indexed deviceId, uint32 nonce);
+    event GuardianQuorumChanged(uint8 quorum);
+    event KeyVerifierSet(address indexed verifier, bool allowed);
+
+    error DeviceRegistryEmptyRoot();
+    error DeviceRegistryBatchExists(uint48 batchId);
+    error DeviceRegistryUnknownBatch(uint48 batchId);
+    error DeviceRegistryBatchNotActive(uint48 batchId, BatchStatus status);
+    error DeviceRegistryBatchRevoked(uint48 batchId);
+    error DeviceRegistryInvalidProof();
+    error DeviceRegistryInvalidOwner(address owner);
+    error DeviceRegistryUnsupportedKey(bytes key);
+    error DeviceRegistryKeyTaken(bytes32 keyHash);
+    error DeviceRegistryExpired(uint256 deadline);
+    error DeviceRegistryInvalidSignature();
+    error DeviceRegistryUnknownKey(bytes32 keyHash);
+    error DeviceRegistryUnknownDevice(uint256 deviceId);
+    error DeviceRegistryNotOwner(uint256 deviceId, address account);
+    error DeviceRegistryUnauthorized(address account);
+    error DeviceRegistryWrongStatus(uint256 deviceId, DeviceStatus status);
+    error DeviceRegistryAlreadyReported(uint256 deviceId);
+    error DeviceRegistryNotReported(uint256 deviceId);
+    error DeviceRegistryAlreadyVoted(uint256 deviceId, address guardian);
+    error DeviceRegistryNotFlagged(uint256 deviceId);
+    error DeviceRegistryAlreadyFlagged(uint256 deviceId);
+    error DeviceRegistryInvalidQuorum(uint8 quorum);
+
+    /**
+     * @param admin holder of `DEFAULT_ADMIN_ROLE` (manages manufacturers, guardians, quorum, verifiers).
+     * @param trustedForwarder OpenZeppelin `ERC2771Forwarder` through which owners may act gaslessly.
+     * @param quorum M of the M-of-N guardian quorum.
+     * @param p256Verifier ERC-7913 verifier accepted for P-256 device keys (zero for none).
+     */
+    constructor(
+        address admin,
+        address trustedForwarder,
+        uint8 quorum,
+        address p256Verifier
+    ) ERC721("Custos Device", "CDEV") EIP712("Custos DeviceRegistry", "1") ERC2771Context(trustedForwarder) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _setGuardianQuorum(quorum);
+        if (p256Verifier != address(0)) _setKeyVerifier(p256Verifier, true);
+    }
+
+    // ---------------------------------------------------------------- batches (manufacturers)
+
+    /**
+     * @notice Commits a batch of provisioned devices: the root of a Merkle tree (OpenZeppelin
+     * `StandardMerkleTree`, leaf encoding `(bytes deviceKey, bytes32 model, bytes32 firmwareHash)`).
+     * @dev Costs the same for any batch size. The batch id is the root's first 48 bits, known before
+     * the commit and needing no counter; two roots that share them (about one chance in 2^24 by the
+     * time 2^24 batches exist) are refused, and the manufacturer adds a salt leaf to its tree.
+     * @return batchId the id that claims of this batch name: {batchIdOf}(root).
+     */
+    function commitBatch(bytes32 root) external onlyRole(MANUFACTURER_ROLE) returns (uint48 batchId) {
+        if (root == bytes32(0)) revert DeviceRegistryEmptyRoot();
+        address manufacturer = _msgSender();
+        batchId = batchIdOf(root);
+        Batch storage b = _batches[batchId];
+        if (b.status != BatchStatus.None) revert DeviceRegistryBatchExists(batchId);
+        (b.root, b.manufacturer, b.committedAt, b.status) = (root, manufacturer, uint40(block.timestamp), BatchStatus.Active);
+        emit BatchCommitted(batchId, manufacturer, root);
+    }
+
+    /**
+     * @notice Quarantines every device of a batch at once, claimed or not (a compromised
+     * manufacturer key, a suspect production run). Only the batch's manufacturer or the admin.
+     */
+    function quarantineBatch(uint48 batchId, bytes32 reason) external {
+        _setBatchStatus(batchId, BatchStatus.Quarantined, reason);
+    }
+
+    /// @notice Lifts a batch quarantine. Only the batch's manufacturer or the admin.
+    function releaseBatch(uint48 batchId) external {
+        _setBatchStatus(batchId, BatchStatus.Active, bytes32(0));
+    }
+
+    /// @notice Recalls a whole batch: every device of it is revoked, for good.
+    function revokeBatch(uint48 batchId, bytes32 reason) external {
+        _setBatchStatus(batchId, BatchStatus.Revoked, reason);
+    }
+
+    /// @notice Recalls one device: it is revoked, for good. Only its batch's manufacturer or the admin.
+    function recall(uint256 deviceId, bytes32 reason) external {
+        Device storage device = _existing(deviceId);
+        _checkBatchAuthority(device.batchId);
+        _revoke(deviceId, device, reason);
+    }
+
+    /**
+     * @notice Marks a firmware image as revoked for the caller's devices; the status view of every
+     * device of the caller's batches that runs it then says so.
+     */
+    function revokeFirmware(bytes32 firmwareHash) external onlyRole(MANUFACTURER_ROLE) {
+        address manufacturer = _msgSender();
+        _revokedFirmware[manufacturer][bytes16(firmwareHash)] = true;
+        emit FirmwareRevoked(manufacturer, firmwareHash);
+    }
+
+    // ---------------------------------------------------------------- claim
+
+    /**
+     * @notice Claims a provisioned device for `c.owner`: mints its token. Anyone may submit it.
+     * @param c the batch leaf, the owner and the signature's deadline.
+     * @param proof Merkle proof of the leaf in batch `c.batchId`.
+     * @param signature the device key's signature over `DeviceClaim(owner, batch, deadline)`,
+     * proof that the hardware key is present.
+     * @dev A key is claimed at most once, ever: that, with the deadline, makes the claim signature
+     * single-use without a nonce (a fresh key has no device record to keep one in).
+     */
+    function claim(
+        Claim calldata c,
+        bytes32[] calldata proof,
+        bytes calldata signature
+    ) external returns (uint256 deviceId) {
+        deviceId = _checkClaim(c, proof, signature);
+        _devices[deviceId] = Device({
+            batchId: c.batchId,
+            nonce: 0,
+            keyGeneration: 0,
+            guardianRound: 0,
+            flags: 0,
+            guardianVotes: 0,
+            firmware: bytes16(c.firmwareHash)
+        });
+        emit DeviceClaimed(deviceId, c.owner, c.batchId, c.deviceKey, c.model, c.firmwareHash);
+        _mint(c.owner, deviceId);
+    }
+
+    // ---------------------------------------------------------------- owner actions
+
+    /// @notice The owner reports the device stolen: it is quarantined until the owner releases it.
+    function reportStolen(uint256 deviceId) external {
+        (Device storage device, address owner) = _ownedLive(deviceId);
+        uint8 flags = device.flags;
+        if (flags & REPORTED_STOLEN != 0) revert DeviceRegistryAlreadyReported(deviceId);
+        device.flags = flags | REPORTED_STOLEN;
+        emit ReportedStolen(deviceId, owner);
+    }
+
+    /**
+     * @notice The owner lifts its own theft report. Every signature the device gave before is void
+     * (its nonce moves on), so nothing signed while it was out of the owner's hands lands later.
+     * @dev A guardian flag or a batch quarantine still holds the device after this.
+     */
+    function release(uint256 deviceId) external {
+        (Device storage device, address owner) = _ownedLive(deviceId);
+        uint8 flags = device.flags;
+        if (flags & REPORTED_STOLEN == 0) revert DeviceRegistryNotReported(deviceId);
+        device.flags = flags & ~REPORTED_STOLEN;
+        ++device.nonce;
+        emit Released(deviceId, owner);
+    }
+
+    /// @notice The owner decommissions the device: it is revoked, for good.
+    function decommission(uint256 deviceId) external {
+        (Device storage device, address owner) = _ownedLive(deviceId);
+        _revokeUnchecked(deviceId, device, owner, "decommissioned");
+    }
+
+    /**
+     * @notice Rotates the device's key. The identity (token id) stays; the old key stops resolving
+     * at once and can never be registered again.
+     * @param r the new key (never seen before by this registry), the deadline of both signatures,
+     * the new key's signature over `KeyRotation(device, newKey, nonce, deadline)`, and the current
+     * key with its signature over the same message when it is still available (both empty if not).
+     */
+    function rotateKey(uint256 deviceId, Rotation calldata r) external {
+        (Device storage device, ) = _ownedLive(deviceId);
+        uint256 deadline = r.deadline;
+        if (block.timestamp > deadline) revert DeviceRegistryExpired(deadline);
+        bytes calldata newKey = r.newKey;
+        bytes32 newKeyHash = _checkNewKey(newKey);
+        (uint32 nonce, uint16 generation) = (device.nonce, device.keyGeneration);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(KEY_ROTATION_TYPEHASH, deviceId, newKeyHash, nonce, deadline))
+        );
+        if (!SignatureChecker.isValidSignatureNow(newKey, digest, r.newKeySignature)) {
+            revert DeviceRegistryInvalidSignature();
+        }
+        bytes calldata oldKey = r.oldKey;
+        if (oldKey.length != 0) {
+            bytes32 oldKeyHash = keccak256(oldKey);
+            if (!_isCurrentKey(deviceId, generation, oldKeyHash)) revert DeviceRegistryUnknownKey(oldKeyHash);
+            if (!SignatureChecker.isValidSignatureNow(oldKey, digest, r.oldKeySignature)) {
+                revert DeviceRegistryInvalidSignature();
+            }
+        }
+        ++generation;
+        (device.nonce, device.keyGeneration) = (nonce + 1, generation);
+        _aliases[newKeyHash] = KeyAlias(uint192(deviceId), generation);
+        emit KeyRotated(deviceId, newKey, generation);
+    }
+
+    // ---------------------------------------------------------------- guardians
+
+    /**
+     * @notice One guardian's vote to quarantine a misbehaving device; at the quorum the device is
+     * flagged. Each guardian votes once per round.
+     */
+    function flag(uint256 deviceId, bytes32 reason) external onlyRole(GUARDIAN_ROLE) {
+        Device storage device = _existing(deviceId);
+        uint8 flags = device.flags;
+        if (flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
+        if (flags & GUARDIAN_FLAGGED != 0) revert DeviceRegistryAlreadyFlagged(deviceId);
+        if (_vote(deviceId, device, true, reason)) {
+            device.flags = flags | GUARDIAN_FLAGGED;
+            emit GuardianFlagged(deviceId, reason);
+        }
+    }
+
+    /**
+     * @notice One guardian's vote to lift the guardians' flag; at the quorum it is lifted, and every
+     * signature the device gave before is void.
+     */
+    function clearFlag(uint256 deviceId) external onlyRole(GUARDIAN_ROLE) {
+        Device storage device = _existing(deviceId);
+        uint8 flags = device.flags;
+        if (flags & GUARDIAN_FLAGGED == 0) revert DeviceRegistryNotFlagged(deviceId);
+        if (_vote(deviceId, device, false, bytes32(0))) {
+            device.flags = flags & ~GUARDIAN_FLAGGED;
+            ++device.nonce;
+            emit GuardianCleared(deviceId);
+        }
+    }
+
+    // ---------------------------------------------------------------- device-signed messages
+
+    /**
+     * @notice Records the firmware an active device attests it runs. Relayed by anyone.
+     * @param key the device's current key; `signature` is its signature over
+     * `FirmwareAttestation(device, firmwareHash, nonce, deadline)`.
+     */
+    function attestFirmware(
+        bytes calldata key,
+        bytes32 firmwareHash,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
+        (uint256 deviceId, Device storage device) = _activeSigner(key);
+        uint32 nonce = device.nonce;
+        _checkDeviceSignature(
+            key,
+            keccak256(abi.encode(FIRMWARE_ATTESTATION_TYPEHASH, deviceId, firmwareHash, nonce, deadline)),
+            deadline,
+            signature
+        );
+        (device.nonce, device.firmware) = (nonce + 1, bytes16(firmwareHash));
+        emit FirmwareAttested(deviceId, firmwareHash);
+    }
+
+    /**
+     * @notice A quarantined device's signed location, emitted for its owner so that a stolen device
+     * helps find itself. The only message a quarantined device can still post. Relayed by anyone.
+     */
+    function postLocationBeacon(bytes calldata key, LocationBeacon calldata beacon, bytes calldata signature) external {
+        bytes32 keyHash = keccak256(key);
+        (uint256 deviceId, DeviceStatus status) = _resolve(keyHash);
+        if (deviceId == 0) revert DeviceRegistryUnknownKey(keyHash);
+        if (status != DeviceStatus.Quarantined) revert DeviceRegistryWrongStatus(deviceId, status);
+        Device storage device = _devices[deviceId];
+        uint32 nonce = device.nonce;
+        _checkDeviceSignature(
+            key,
+            // The beacon's static fields encode in place, in the order of the EIP-712 type.
+            keccak256(abi.encode(LOCATION_BEACON_TYPEHASH, deviceId, nonce, beacon)),
+            beacon.deadline,
+            signature
+        );
+        device.nonce = nonce + 1;
+        emit LocationBeaconPosted(deviceId, _ownerOf(deviceId), beacon.latitudeE7, beacon.longitudeE7, beacon.at);
+    }
+
+    /**
+     * @notice An active device voids its next nonce, and with it any unsent message it signed with
+     * that nonce. Relayed by anyone.
+     */
+    function cancelNonce(bytes calldata key, uint256 deadline, bytes calldata signature) external {
+        (uint256 deviceId, Device storage device) = _activeSigner(key);
+        uint32 nonce = device.nonce;
+        _checkDeviceSignature(
+            key,
+            keccak256(abi.encode(NONCE_CANCELLATION_TYPEHASH, deviceId, nonce, deadline)),
+            deadline,
+            signature
+        );
+        device.nonce = nonce + 1;
+        emit NonceCancelled(deviceId, nonce);
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    /// @notice Sets M of the M-of-N guardian quorum (at least 1).
+    function setGuardianQuorum(uint8 quorum) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setGuardianQuorum(quorum);
+    }
+
+    /// @notice Allows or disallows an ERC-7913 verifier contract for device keys longer than 20 bytes.
+    function setKeyVerifier(address verifier, bool allowed) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setKeyVerifier(verifier, allowed);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @inheritdoc IDeviceRegistry
+    function deviceByKey(bytes calldata key) external view returns (DeviceRef memory ref) {
+        (uint256 deviceId, DeviceStatus status) = _resolve(keccak256(key));
+        if (deviceId != 0) ref = DeviceRef(deviceId, _ownerOf(deviceId), status);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function deviceById(uint256 deviceId) external view returns (DeviceRef memory ref) {
+        Device memory device = _devices[deviceId];
+        if (device.batchId != 0) ref = DeviceRef(deviceId, _ownerOf(deviceId), _status(device));
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function deviceNonce(uint256 deviceId) external view returns (uint32) {
+        return _devices[deviceId].nonce;
+    }
+
+    /// @notice Everything about device `deviceId`, including whether it runs revoked firmware.
+    function deviceInfo(uint256 deviceId) external view returns (DeviceInfo memory info) {
+        Device memory device = _devices[deviceId];
+        if (device.batchId == 0) return info;
+        info = DeviceInfo({
+            id: deviceId,
+            owner: _ownerOf(deviceId),
+            status: _status(device),
+            batchId: device.batchId,
+            nonce: device.nonce,
+            keyGeneration: device.keyGeneration,
+            reportedStolen: device.flags & REPORTED_STOLEN != 0,
+            guardianFlagged: device.flags & GUARDIAN_FLAGGED != 0,
+            firmware: device.firmware,
+            firmwareRevoked: _revokedFirmware[_batches[device.batchId].manufacturer][device.firmware]
+        });
+    }
+
+    /// @notice The device id a key was first registered under (valid before the device is claimed).
+    function deviceIdOf(bytes calldata key) external pure returns (uint256) {
+        return _idOf(keccak256(key));
+    }
+
+    /// @notice A batch's root, manufacturer, commit time and status.
+    function batch(uint48 batchId) external view returns (Batch memory) {
+        return _batches[batchId];
+    }
+
+    /// @notice The id of the batch with Merkle root `root`: its first 48 bits.
+    function batchIdOf(bytes32 root) public pure returns (uint48) {
+        return uint48(bytes6(root));
+    }
+
+    /// @notice Whether `firmwareHash` was revoked by `manufacturer`.
+    function isFirmwareRevoked(address manufacturer, bytes32 firmwareHash) external view returns (bool) {
+        return _revokedFirmware[manufacturer][bytes16(firmwareHash)];
+    }
+
+    /// @notice Whether a key can still be registered (it was never claimed, rotated to, or away).
+    function isKeyAvailable(bytes calldata key) external view returns (bool) {
+        bytes32 keyHash = keccak256(key);
+        return _aliases[keyHash].deviceId == 0 && _devices[_idOf(keyHash)].batchId == 0;
+    }
+
+    /// @notice M of the M-of-N guardian quorum.
+    function guardianQuorum() external view returns (uint8) {
+        return _guardianQuorum;
+    }
+
+    /// @notice Whether `verifier` is an allowed ERC-7913 verifier for device keys.
+    function isKeyVerifier(address verifier) external view returns (bool) {
+        return _keyVerifiers[verifier];
+    }
+
+    /// @notice The guardians' current round and vote count on a device, and whether `guardian` voted in it.
+    function guardianVotes(
+        uint256 deviceId,
+        address guardian
+    ) external view returns (uint16 round, uint8 votes, bool voted) {
+        Device storage device = _devices[deviceId];
+        round = device.guardianRound;
+        return (round, device.guardianVotes, _voted[deviceId][round][guardian]);
+    }
+
+    /// @notice The EIP-712 domain separator of this registry.
+    // solhint-disable-next-line func-name-mixedcase
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @inheritdoc ERC721
+    function supportsInterface(bytes4 interfaceId) public view virtual override(ERC721, AccessControl) returns (bool) {
+        return interfaceId == type(IDeviceRegistry).interfaceId || super.supportsInterface(interfaceId);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// @dev The device id a key was first registered under: the top 192 bits of its hash.
+    function _idOf(bytes32 keyHash) private pure returns (uint256) {
+        return uint256(keyHash) >> 64;
+    }
+
+    /// @dev Checks a claim's batch, proof, key and signature; returns the new device's id.
+    function _checkClaim(
+        Claim calldata c,
+        bytes32[] calldata proof,
+        bytes calldata signature
+    ) private view returns (uint256 deviceId) {
+        if (block.timestamp > c.deadline) revert DeviceRegistryExpired(c.deadline);
+        if (c.owner == address(0)) revert DeviceRegistryInvalidOwner(address(0));
+        Batch storage b = _batches[c.batchId];
+        BatchStatus batchStatus = b.status;
+        if (batchStatus != BatchStatus.Active) revert DeviceRegistryBatchNotActive(c.batchId, batchStatus);
+
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(c.deviceKey, c.model, c.firmwareHash))));
+        if (!MerkleProof.verifyCalldata(proof, b.root, leaf)) revert DeviceRegistryInvalidProof();
+
+        deviceId = _idOf(_checkNewKey(c.deviceKey));
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(DEVICE_CLAIM_TYPEHASH, c.owner, c.batchId, c.deadline)));
+        if (!SignatureChecker.isValidSignatureNow(c.deviceKey, digest, signature)) {
+            revert DeviceRegistryInvalidSignature();
+        }
+    }
+
+    /// @dev The device a key currently belongs to and its status, or `(0, Unknown)`.
+    function _resolve(bytes32 keyHash) private view returns (uint256 deviceId, DeviceStatus status) {
+        KeyAlias memory alias_ = _aliases[keyHash];
+        uint16 generation;
+        if (alias_.deviceId != 0) {
+            (deviceId, generation) = (alias_.deviceId, alias_.generation);
+        } else {
+            deviceId = _idOf(keyHash);
+        }
+        Device memory device = _devices[deviceId];
+        if (device.batchId == 0 || device.keyGeneration != generation) return (0, DeviceStatus.Unknown);
+        return (deviceId, _status(device));
+    }
+
+    /// @dev Whether `keyHash` is the current key of `deviceId`, whose key generation is `generation`.
+    function _isCurrentKey(uint256 deviceId, uint16 generation, bytes32 keyHash) private view returns (bool) {
+        // Generation 0 is the key the id derives from, which needs no alias read.
+        if (generation == 0) return _idOf(keyHash) == deviceId;
+        KeyAlias memory alias_ = _aliases[keyHash];
+        return alias_.deviceId == deviceId && alias_.generation == generation;
+    }
+
+    function _status(Device memory device) private view returns (DeviceStatus) {
+        BatchStatus batchStatus = _batches[device.batchId].status;
+        if (device.flags & REVOKED != 0 || batchStatus == BatchStatus.Revoked) return DeviceStatus.Revoked;
+        if (device.flags != 0 || batchStatus == BatchStatus.Quarantined) return DeviceStatus.Quarantined;
+        return DeviceStatus.Active;
+    }
+
+    /// @dev Checks that `key` is of a supported shape and was never registered; returns its hash.
+    function _checkNewKey(bytes calldata key) private view returns (bytes32 keyHash) {
+        uint256 length = key.length;
+        if (length < 20 || (length > 20 && !_keyVerifiers[address(bytes20(key[:20]))])) {
+            revert DeviceRegistryUnsupportedKey(key);
+        }
+        keyHash = keccak256(key);
+        if (_aliases[keyHash].deviceId != 0 || _devices[_idOf(keyHash)].batchId != 0) {
+            revert DeviceRegistryKeyTaken(keyHash);
+        }
+    }
+
+    /// @dev Resolves a signing key to its active device.
+    function _activeSigner(bytes calldata key) private view returns (uint256 deviceId, Device storage device) {
+        bytes32 keyHash = keccak256(key);
+        DeviceStatus status;
+        (deviceId, status) = _resolve(keyHash);
+        if (deviceId == 0) revert DeviceRegistryUnknownKey(keyHash);
+        if (status != DeviceStatus.Active) revert DeviceRegistryWrongStatus(deviceId, status);
+        device = _devices[deviceId];
+    }
+
+    function _checkDeviceSignature(
+        bytes calldata key,
+        bytes32 structHash,
+        uint256 deadline,
+        bytes calldata signature
+    ) private view {
+        if (block.timestamp > deadline) revert DeviceRegistryExpired(deadline);
+        if (!SignatureChecker.isValidSignatureNow(key, _hashTypedDataV4(structHash), signature)) {
+            revert DeviceRegistryInvalidSignature();
+        }
+    }
+
+    function _existing(uint256 deviceId) private view returns (Device storage device) {
+        device = _devices[deviceId];
+        if (device.batchId == 0) revert DeviceRegistryUnknownDevice(deviceId);
+    }
+
+    /// @dev The device, which the caller must own, and which was not revoked on its own. A device
+    /// recalled with its whole batch is not looked up here: the batch keeps it `Revoked` whatever
+    /// its flags or key, so owner calls on it cannot revive it, and skipping the batch read keeps
+    /// every owner action one cold storage read cheaper.
+    function _ownedLive(uint256 deviceId) private view returns (Device storage device, address owner) {
+        device = _devices[deviceId];
+        owner = _ownerOf(deviceId);
+        address caller = _msgSender();
+        if (owner != caller) revert DeviceRegistryNotOwner(deviceId, caller);
+        if (device.flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
+    }
+
+    /// @dev Records `guardian`'s vote in the current round; true when it reaches the quorum, and
+    /// then a new round starts.
+    function _vote(uint256 deviceId, Device storage device, bool isFlag, bytes32 reason) private returns (bool) {
+        address guardian = _msgSender();
+        uint16 round = device.guardianRound;
+        mapping(address => bool) storage voted = _voted[deviceId][round];
+        if (voted[guardian]) revert DeviceRegistryAlreadyVoted(deviceId, guardian);
+        emit GuardianVoted(deviceId, guardian, round, isFlag, reason);
+        uint8 votes = device.guardianVotes + 1;
+        if (votes < _guardianQuorum) {
+            voted[guardian] = true;
+            device.guardianVotes = votes;
+            return false;
+        }
+        // The vote that reaches the quorum closes the round: its marker would never be read again.
+        (device.guardianVotes, device.guardianRound) = (0, round + 1);
+        return true;
+    }
+
+    function _revoke(uint256 deviceId, Device storage device, bytes32 reason) private {
+        if (device.flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
+        _revokeUnchecked(deviceId, device, _msgSender(), reason);
+    }
+
+    function _revokeUnchecked(uint256 deviceId, Device storage device, address by, bytes32 reason) private {
+        device.flags |= REVOKED;
+        emit DeviceRevoked(deviceId, by, reason);
+    }
+
+    function _setBatchStatus(uint48 batchId, BatchStatus status, bytes32 reason) private {
+        Batch storage b = _checkBatchAuthority(batchId);
+        BatchStatus current = b.status;
+        if (current == BatchStatus.Revoked) revert DeviceRegistryBatchRevoked(batchId);
+        if (current == status) revert DeviceRegistryBatchNotActive(batchId, current);
+        b.status = status;
+        emit BatchStatusChanged(batchId, status, reason);
+    }
+
+    /// @dev The batch, which the caller must have made (and still be a manufacturer) or administer.
+    function _checkBatchAuthority(uint48 batchId) private view returns (Batch storage b) {
+        b = _batches[batchId];
+        if (b.status == BatchStatus.None) revert DeviceRegistryUnknownBatch(batchId);
+        address caller = _msgSender();
+        if (
+            !(caller == b.manufacturer && hasRole(MANUFACTURER_ROLE, caller)) &&
+            !hasRole(DEFAULT_ADMIN_ROLE, caller)
+        ) revert DeviceRegistryUnauthorized(caller);
+    }
+
+    function _setGuardianQuorum(uint8 quorum) private {
+        if (quorum == 0) revert DeviceRegistryInvalidQuorum(quorum);
+        _guardianQuorum = quorum;
+        emit GuardianQuorumChanged(quorum);
+    }
+
+    function _setKeyVerifier(address verifier, bool allowed) private {
+        _keyVerifiers[verifier] = allowed;
+        emit KeyVerifierSet(verifier, allowed);
+    }
+
+    /// @dev Only an active device changes hands: a quarantined one is frozen, a revoked one is final.
+    function _update(address to, uint256 tokenId, address auth) internal virtual override returns (address) {
+        address from = _ownerOf(tokenId);
+        if (from != address(0)) {
+            DeviceStatus status = _status(_devices[tokenId]);
+            if (status != DeviceStatus.Active) revert DeviceRegistryWrongStatus(tokenId, status);
+        }
+        return super._update(to, tokenId, auth);
+    }
+
+    function _msgSender() internal view virtual override(Context, ERC2771Context) returns (address) {
+        return ERC2771Context._msgSender();
+    }
+
+    function _msgData() internal view virtual override(Context, ERC2771Context) returns (bytes calldata) {
+        return ERC2771Context._msgData();
+    }
+
+    function _contextSuffixLength() internal view virtual override(Context, ERC2771Context) returns (uint256) {
+        return ERC2771Context._contextSuffixLength();
+    }
+}

@@ -1,0 +1,30 @@
+import path from "node:path";
+import { subtask } from "hardhat/config";
+import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import type { HardhatUserConfig } from "hardhat/config";
+import "@nomicfoundation/hardhat-toolbox";
+
+const SOLC_VERSION = "0.8.30";
+
+// No internet here or in CI: Hardhat must not download solc. Serve the pinned solc-js build
+// that ships in node_modules instead (Hardhat's documented way to use a custom compiler).
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string }, _hre, runSuper) => {
+  if (args.solcVersion !== SOLC_VERSION) return runSuper();
+  const compilerPath = path.join(__dirname, "node_modules", "solc", "soljson.js");
+  return { compilerPath, isSolcJs: true, version: args.solcVersion, longVersion: `${SOLC_VERSION}+commit.73712a01` };
+});
+
+const config: HardhatUserConfig = {
+  solidity: {
+    version: SOLC_VERSION,
+    settings: {
+      evmVersion: "prague",
+      optimizer: { enabled: true, runs: 10_000 },
+    },
+  },
+  typechain: { outDir: "typechain-types", target: "ethers-v6" },
+  gasReporter: { enabled: process.env.REPORT_GAS === "true" },
+  mocha: { timeout: 120_000 },
+};
+
+export default config;

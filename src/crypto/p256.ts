@@ -1,0 +1,42 @@
+/**
+ * P-256 (secp256r1) device keys with `node:crypto`, the way secure elements, TPMs and WebAuthn
+ * authenticators sign: over SHA-256 of the message. A P-256 device therefore signs
+ * `sha256(eip712Digest)`, and the chain checks it with `ERC7913P256SHA256Verifier`.
+ */
+import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { concat, getBytes, hexlify, toBeHex, zeroPadValue, getAddress } from "ethers";
+
+/** The order n of the P-256 group. */
+export const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/** A fresh P-256 key pair. */
+export function generateP256Key(): { privateKey: KeyObject; publicKey: KeyObject } {
+  return generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+}
+
+/** The 64-byte `qx || qy` public key, as the ERC-7913 verifier takes it. */
+export function p256PublicKeyBytes(key: KeyObject): string {
+  const jwk = createPublicKey(key).export({ format: "jwk" });
+  if (jwk.crv !== "P-256" || !jwk.x || !jwk.y) throw new Error("p256: key is not a P-256 key");
+  return concat([
+    zeroPadValue(Buffer.from(jwk.x, "base64url"), 32),
+    zeroPadValue(Buffer.from(jwk.y, "base64url"), 32),
+  ]);
+}
+
+/** The 84-byte ERC-7913 signer `verifier || qx || qy` of a P-256 key. */
+export function p256Signer(verifier: string, key: KeyObject): string {
+  return concat([getAddress(verifier), p256PublicKeyBytes(key)]);
+}
+
+/**
+ * Signs a 32-byte digest: ECDSA P-256 over `sha256(digest)`, returned as 64-byte `r || s` with a low
+ * `s` (OpenZeppelin's `P256.verify` refuses high-s; `node:crypto` returns one about half the time).
+ */
+export function signP256(privateKey: KeyObject, digest: string): string {
+  const raw = sign("sha256", getBytes(digest), { key: privateKey, dsaEncoding: "ieee-p1363" });
+  const r = raw.subarray(0, 32);
+  let s = BigInt(hexlify(raw.subarray(32, 64)));
+  if (s > P256_N / 2n) s = P256_N - s;
+  return concat([r, toBeHex(s, 32)]);
+}

@@ -1,0 +1,111 @@
+/**
+ * The EIP-712 catalogue: every domain and every signed type in Custos, defined once. Contracts'
+ * tests, the device agent and the relayer all import it; nothing else may spell a type out.
+ * It imports nothing of ours.
+ */
+import { TypedDataEncoder, keccak256, toUtf8Bytes, type TypedDataDomain, type TypedDataField } from "ethers";
+
+/** EIP-712 domain names and versions of the Custos contracts (chain id and address come per deployment). */
+export const DOMAINS = {
+  registry: { name: "Custos DeviceRegistry", version: "1" },
+} as const;
+
+export type DomainName = keyof typeof DOMAINS;
+
+type Field = Readonly<TypedDataField>;
+
+/** Every signed message type, the domain it belongs to, and its fields in EIP-712 order. */
+export const TYPES = {
+  /** A device proves its hardware key is present when it is claimed for `owner`. */
+  DeviceClaim: {
+    domain: "registry",
+    fields: [
+      { name: "owner", type: "address" },
+      { name: "batch", type: "uint48" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /** Signed by the new key, and by the old key while it is still available. */
+  KeyRotation: {
+    domain: "registry",
+    fields: [
+      { name: "device", type: "uint256" },
+      { name: "newKey", type: "bytes" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /** A device attests the firmware image it runs. */
+  FirmwareAttestation: {
+    domain: "registry",
+    fields: [
+      { name: "device", type: "uint256" },
+      { name: "firmwareHash", type: "bytes32" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /** A quarantined device reports where it is, for its owner. */
+  LocationBeacon: {
+    domain: "registry",
+    fields: [
+      { name: "device", type: "uint256" },
+      { name: "nonce", type: "uint256" },
+      { name: "latitudeE7", type: "int32" },
+      { name: "longitudeE7", type: "int32" },
+      { name: "at", type: "uint64" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /** A device voids its next, unused nonce. */
+  NonceCancellation: {
+    domain: "registry",
+    fields: [
+      { name: "device", type: "uint256" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+} as const satisfies Record<string, { domain: DomainName; fields: readonly Field[] }>;
+
+export type TypeName = keyof typeof TYPES;
+
+/** Where a domain is deployed. */
+export interface Deployment {
+  chainId: bigint | number;
+  verifyingContract: string;
+}
+
+/** The full EIP-712 domain of `domain` at `deployment`. */
+export function domainOf(domain: DomainName, deployment: Deployment): TypedDataDomain {
+  const { name, version } = DOMAINS[domain];
+  return { name, version, chainId: deployment.chainId, verifyingContract: deployment.verifyingContract };
+}
+
+/** The `types` argument that ethers' `signTypedData` and `TypedDataEncoder` take for `type`. */
+export function typesOf(type: TypeName): Record<string, TypedDataField[]> {
+  return { [type]: TYPES[type].fields.map((f) => ({ name: f.name, type: f.type })) };
+}
+
+/** The canonical type string, e.g. `DeviceClaim(address owner,uint48 batch,uint256 deadline)`. */
+export function typeString(type: TypeName): string {
+  return `${type}(${TYPES[type].fields.map((f) => `${f.type} ${f.name}`).join(",")})`;
+}
+
+/** keccak256 of the type string: the contracts' `*_TYPEHASH` constants. */
+export function typeHash(type: TypeName): string {
+  return keccak256(toUtf8Bytes(typeString(type)));
+}
+
+/** A message of `type`, keyed by field name. */
+export type Message = Record<string, unknown>;
+
+/** The complete typed-data payload of a message: what a wallet signs (`eth_signTypedData_v4`). */
+export function typedData(type: TypeName, deployment: Deployment, message: Message) {
+  return { domain: domainOf(TYPES[type].domain, deployment), types: typesOf(type), primaryType: type, message };
+}
+
+/** The EIP-712 digest of a message: what a device key signs. */
+export function digest(type: TypeName, deployment: Deployment, message: Message): string {
+  return TypedDataEncoder.hash(domainOf(TYPES[type].domain, deployment), typesOf(type), message);
+}

@@ -1,0 +1,146 @@
+import { ethers } from "hardhat";
+import { encodeBytes32String, id as textHash } from "ethers";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { digest, type Deployment, type Message, type TypeName } from "../../src/eip712";
+import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
+import { DeviceBatch, deviceIdOf } from "../../src/registry/batch";
+import type { DeviceRegistry } from "../../typechain-types";
+
+export const MODEL = encodeBytes32String("custos-lock-v1");
+export const FIRMWARE = textHash("firmware 1.0.0");
+export const QUORUM = 2;
+export const HOUR = 3600;
+
+export enum Status {
+  Unknown = 0,
+  Active = 1,
+  Quarantined = 2,
+  Revoked = 3,
+}
+
+export enum BatchStatus {
+  None = 0,
+  Active = 1,
+  Quarantined = 2,
+  Revoked = 3,
+}
+
+/** Deploys the forwarder, the P-256 verifier and the registry, with one manufacturer and three guardians. */
+export async function deployRegistry() {
+  const [admin, manufacturer, owner, other, stranger, guardian1, guardian2, guardian3, manufacturer2] =
+    await ethers.getSigners();
+  const forwarder = await ethers.deployContract("ERC2771Forwarder", ["Custos Forwarder"]);
+  const verifier = await ethers.deployContract("ERC7913P256SHA256Verifier");
+  const registry = await ethers.deployContract("DeviceRegistry", [
+    admin.address,
+    await forwarder.getAddress(),
+    QUORUM,
+    await verifier.getAddress(),
+  ]);
+  await registry.grantRole(await registry.MANUFACTURER_ROLE(), manufacturer.address);
+  await registry.grantRole(await registry.MANUFACTURER_ROLE(), manufacturer2.address);
+  for (const g of [guardian1, guardian2, guardian3]) await registry.grantRole(await registry.GUARDIAN_ROLE(), g.address);
+  const { chainId } = await ethers.provider.getNetwork();
+  const deployment: Deployment = { chainId, verifyingContract: await registry.getAddress() };
+  return {
+    registry,
+    forwarder,
+    verifier,
+    verifierAddress: await verifier.getAddress(),
+    deployment,
+    admin,
+    manufacturer,
+    manufacturer2,
+    owner,
+    other,
+    stranger,
+    guardians: [guardian1, guardian2, guardian3],
+  };
+}
+
+export type RegistryContext = Awaited<ReturnType<typeof deployRegistry>>;
+
+/** `n` fresh device keys, alternating kinds when `kinds` has several. */
+export function makeKeys(ctx: RegistryContext, n: number, kinds: DeviceKeyKind[] = ["secp256k1"]): DeviceKey[] {
+  return Array.from({ length: n }, (_, i) => randomDeviceKey(kinds[i % kinds.length], ctx.verifierAddress));
+}
+
+export function makeBatch(keys: DeviceKey[], firmwareHash = FIRMWARE): DeviceBatch {
+  return new DeviceBatch(keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash })));
+}
+
+/** Commits `batch` as `manufacturer`; returns the batch id. */
+export async function commit(registry: DeviceRegistry, manufacturer: HardhatEthersSigner, batch: DeviceBatch) {
+  await registry.connect(manufacturer).commitBatch(batch.root);
+  return batch.id;
+}
+
+export async function deadlineIn(seconds = HOUR): Promise<bigint> {
+  const block = await ethers.provider.getBlock("latest");
+  return BigInt(block!.timestamp + seconds);
+}
+
+/** Signs a catalogue message with a device key for `deployment`. */
+export function signAs(key: DeviceKey, type: TypeName, deployment: Deployment, message: Message): string {
+  return key.signDigest(digest(type, deployment, message));
+}
+
+export interface ClaimArgs {
+  claim: DeviceRegistry.ClaimStruct;
+  proof: string[];
+  signature: string;
+}
+
+/** The arguments of a claim of `key` (from `batch`, committed as `batchId`) for `owner`. */
+export async function claimArgs(
+  ctx: RegistryContext,
+  key: DeviceKey,
+  batch: DeviceBatch,
+  batchId: bigint,
+  owner: string,
+  opts: { deadline?: bigint; deployment?: Deployment; signOwner?: string } = {},
+): Promise<ClaimArgs> {
+  const deadline = opts.deadline ?? (await deadlineIn());
+  const device = batch.device(key.signer);
+  const signature = signAs(key, "DeviceClaim", opts.deployment ?? ctx.deployment, {
+    owner: opts.signOwner ?? owner,
+    batch: batchId,
+    deadline,
+  });
+  return {
+    claim: { owner, batchId, deviceKey: key.signer, model: device.model, firmwareHash: device.firmwareHash, deadline },
+    proof: batch.proof(key.signer),
+    signature,
+  };
+}
+
+/** Commits a batch of `keys` and claims every one of them for `owner`; returns the device ids. */
+export async function provision(ctx: RegistryContext, keys: DeviceKey[], owner = ctx.owner) {
+  const batch = makeBatch(keys);
+  const batchId = await commit(ctx.registry, ctx.manufacturer, batch);
+  for (const key of keys) {
+    const a = await claimArgs(ctx, key, batch, batchId, owner.address);
+    await ctx.registry.connect(owner).claim(a.claim, a.proof, a.signature);
+  }
+  return { batch, batchId, ids: keys.map((k) => deviceIdOf(k.signer)) };
+}
+
+/** The rotation struct for `deviceId` from `oldKey` (or none) to `newKey`. */
+export async function rotation(
+  ctx: RegistryContext,
+  deviceId: bigint,
+  newKey: DeviceKey,
+  oldKey: DeviceKey | null,
+  opts: { nonce?: bigint; deadline?: bigint } = {},
+): Promise<DeviceRegistry.RotationStruct> {
+  const deadline = opts.deadline ?? (await deadlineIn());
+  const nonce = opts.nonce ?? (await ctx.registry.deviceNonce(deviceId));
+  const msg = { device: deviceId, newKey: newKey.signer, nonce, deadline };
+  return {
+    newKey: newKey.signer,
+    deadline,
+    newKeySignature: signAs(newKey, "KeyRotation", ctx.deployment, msg),
+    oldKey: oldKey ? oldKey.signer : "0x",
+    oldKeySignature: oldKey ? signAs(oldKey, "KeyRotation", ctx.deployment, msg) : "0x",
+  };
+}
