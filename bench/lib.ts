@@ -13,3 +13,34 @@ export class GasRecorder {
     return this.results[name];
   }
 }
+
+export type GasTable = Record<string, number>;
+
+/** The share by which a measured figure may move from the snapshot before the snapshot must be updated. */
+export const SNAPSHOT_TOLERANCE = 0.01;
+
+/**
+ * Every reason the measured gas `results` are not acceptable: an operation over its budget, a
+ * budgeted operation not measured, or (unless the snapshot is being rewritten) an operation new to,
+ * gone from, or more than 1% away from the committed snapshot.
+ */
+export function gasProblems(results: GasTable, budgets: GasTable, snapshot: GasTable | null): string[] {
+  const problems: string[] = [];
+  for (const [op, budget] of Object.entries(budgets)) {
+    if (!(op in results)) problems.push(`${op}: has a budget of ${budget} but the bench did not measure it`);
+    else if (results[op] > budget) problems.push(`${op}: ${results[op]} gas is over its budget of ${budget}`);
+  }
+  if (snapshot === null) return problems;
+  for (const [op, gas] of Object.entries(results)) {
+    const was = snapshot[op];
+    if (was === undefined) problems.push(`${op}: ${gas} gas is not in gas-snapshot.json`);
+    else if (Math.abs(gas - was) / was > SNAPSHOT_TOLERANCE) {
+      const change = (((gas - was) / was) * 100).toFixed(2);
+      problems.push(`${op}: ${gas} gas differs from the snapshot's ${was} by ${change}% (more than 1%)`);
+    }
+  }
+  for (const op of Object.keys(snapshot)) {
+    if (!(op in results)) problems.push(`${op}: is in gas-snapshot.json but the bench no longer measures it`);
+  }
+  return problems;
+}

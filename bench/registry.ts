@@ -1,22 +1,27 @@
 /** DeviceRegistry operations, each in the situation its budget names. */
 import { ethers } from "hardhat";
-import { Wallet, hexlify, randomBytes } from "ethers";
+import { Wallet, id as labelHash } from "ethers";
 import { DeviceBatch, deviceIdOf } from "../src/registry/batch";
-import { randomDeviceKey } from "../src/crypto/deviceKey";
+import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
+import { p256KeyFromScalar } from "../src/crypto/p256";
 import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry";
 import type { GasRecorder } from "./lib";
 
 /** Leaves in the bench batch: 2^14, so every proof is 14 hashes deep. */
 export const BATCH_SIZE = 16_384;
 
+// Every key, address and leaf is derived from a label, so that calldata (and so gas) repeats run to run.
+const secpKey = (label: string): DeviceKey => secp256k1Key(labelHash(label));
+const address = (label: string): string => new Wallet(labelHash(label)).address;
+
 export async function benchRegistry(gas: GasRecorder): Promise<void> {
   const ctx = await deployRegistry();
   const { registry, manufacturer, guardians, admin } = ctx;
-  const secp = randomDeviceKey("secp256k1");
-  const p256 = randomDeviceKey("p256", ctx.verifierAddress);
-  const spare = randomDeviceKey("secp256k1");
-  const filler = Array.from({ length: BATCH_SIZE - 3 }, () => ({
-    deviceKey: hexlify(randomBytes(20)),
+  const secp = secpKey("bench device secp256k1");
+  const p256 = p256Key(ctx.verifierAddress, p256KeyFromScalar(labelHash("bench device p256")));
+  const spare = secpKey("bench device spare");
+  const filler = Array.from({ length: BATCH_SIZE - 3 }, (_, i) => ({
+    deviceKey: address(`bench filler ${i}`),
     model: MODEL,
     firmwareHash: FIRMWARE,
   }));
@@ -27,17 +32,17 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
   if (batch.proof(secp.signer).length !== 14) throw new Error("bench: expected a 14-deep proof");
 
   // The first batch pays for the counter's first write; steady state is every batch after it.
-  await registry.connect(manufacturer).commitBatch(hexlify(randomBytes(32)));
+  await registry.connect(manufacturer).commitBatch(labelHash("bench first batch"));
   await gas.record("registry.commitBatch", registry.connect(manufacturer).commitBatch(batch.root));
   const batchId = batch.id;
 
   // Claims are relayed by a third party to an owner that holds no device yet.
   const relayer = admin;
-  const owner = new Wallet(hexlify(randomBytes(32)), ethers.provider);
+  const owner = new Wallet(labelHash("bench owner"), ethers.provider);
   await admin.sendTransaction({ to: owner.address, value: ethers.parseEther("1") });
   let a = await claimArgs(ctx, secp, batch, batchId, owner.address);
   await gas.record("registry.claim.secp256k1", registry.connect(relayer).claim(a.claim, a.proof, a.signature));
-  a = await claimArgs(ctx, p256, batch, batchId, Wallet.createRandom().address);
+  a = await claimArgs(ctx, p256, batch, batchId, address("bench p256 owner"));
   await gas.record("registry.claim.p256", registry.connect(relayer).claim(a.claim, a.proof, a.signature));
 
   const id = deviceIdOf(secp.signer);
@@ -61,12 +66,18 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
     ),
   );
 
-  const next = randomDeviceKey("secp256k1");
-  await gas.record("registry.rotateKey.withOldKey", registry.connect(owner).rotateKey(id, await rotation(ctx, id, next, secp)));
-  const third = randomDeviceKey("secp256k1");
+  const next = secpKey("bench rotation 1");
+  await gas.record(
+    "registry.rotateKey.withOldKey",
+    registry.connect(owner).rotateKey(id, await rotation(ctx, id, next, secp)),
+  );
+  const third = secpKey("bench rotation 2");
   await gas.record("registry.rotateKey", registry.connect(owner).rotateKey(id, await rotation(ctx, id, third, null)));
 
-  await gas.record("registry.transfer", registry.connect(owner).transferFrom(owner.address, Wallet.createRandom().address, id));
+  await gas.record(
+    "registry.transfer",
+    registry.connect(owner).transferFrom(owner.address, address("bench buyer"), id),
+  );
 
   const p256Id = deviceIdOf(p256.signer);
   const p256Owner = await ethers.getImpersonatedSigner((await registry.deviceById(p256Id)).owner);
@@ -84,6 +95,9 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
     ),
   );
   await gas.record("registry.decommission", registry.connect(p256Owner).decommission(p256Id));
-  await gas.record("registry.quarantineBatch", registry.connect(manufacturer).quarantineBatch(batchId, ethers.id("recall")));
+  await gas.record(
+    "registry.quarantineBatch",
+    registry.connect(manufacturer).quarantineBatch(batchId, ethers.id("recall")),
+  );
   await gas.record("registry.revokeBatch", registry.connect(manufacturer).revokeBatch(batchId, ethers.id("recall")));
 }

@@ -32,22 +32,25 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
 
     /// @notice EIP-712 type of the device's proof of presence when it is claimed.
-    bytes32 public constant DEVICE_CLAIM_TYPEHASH =
-        keccak256("DeviceClaim(address owner,uint48 batch,uint256 deadline)");
+    bytes32 public constant DEVICE_CLAIM_TYPEHASH = keccak256(
+        "DeviceClaim(address owner,uint48 batch,uint256 deadline)"
+    );
     /// @notice EIP-712 type signed by the new key (and the old one when available) on rotation.
-    bytes32 public constant KEY_ROTATION_TYPEHASH =
-        keccak256("KeyRotation(uint256 device,bytes newKey,uint256 nonce,uint256 deadline)");
+    bytes32 public constant KEY_ROTATION_TYPEHASH = keccak256(
+        "KeyRotation(uint256 device,bytes newKey,uint256 nonce,uint256 deadline)"
+    );
     /// @notice EIP-712 type of a device's attestation of the firmware it runs.
-    bytes32 public constant FIRMWARE_ATTESTATION_TYPEHASH =
-        keccak256("FirmwareAttestation(uint256 device,bytes32 firmwareHash,uint256 nonce,uint256 deadline)");
+    bytes32 public constant FIRMWARE_ATTESTATION_TYPEHASH = keccak256(
+        "FirmwareAttestation(uint256 device,bytes32 firmwareHash,uint256 nonce,uint256 deadline)"
+    );
     /// @notice EIP-712 type of the location beacon a quarantined device may still post.
-    bytes32 public constant LOCATION_BEACON_TYPEHASH =
-        keccak256(
-            "LocationBeacon(uint256 device,uint256 nonce,int32 latitudeE7,int32 longitudeE7,uint64 at,uint256 deadline)"
-        );
+    bytes32 public constant LOCATION_BEACON_TYPEHASH = keccak256(
+        "LocationBeacon(uint256 device,uint256 nonce,int32 latitudeE7,int32 longitudeE7,uint64 at,uint256 deadline)"
+    );
     /// @notice EIP-712 type by which a device voids its next, unused nonce.
-    bytes32 public constant NONCE_CANCELLATION_TYPEHASH =
-        keccak256("NonceCancellation(uint256 device,uint256 nonce,uint256 deadline)");
+    bytes32 public constant NONCE_CANCELLATION_TYPEHASH = keccak256(
+        "NonceCancellation(uint256 device,uint256 nonce,uint256 deadline)"
+    );
 
     uint8 private constant REPORTED_STOLEN = 1;
     uint8 private constant GUARDIAN_FLAGGED = 2;
@@ -108,7 +111,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     }
 
     mapping(uint256 deviceId => Device) private _devices;
-        mapping(bytes32 keyHash => KeyAlias) private _aliases;
+    mapping(bytes32 keyHash => KeyAlias) private _aliases;
     mapping(uint48 batchId => Batch) private _batches;
     mapping(address manufacturer => mapping(bytes16 firmware => bool)) private _revokedFirmware;
     mapping(uint256 deviceId => mapping(uint16 round => mapping(address guardian => bool))) private _voted;
@@ -202,7 +205,12 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         batchId = batchIdOf(root);
         Batch storage b = _batches[batchId];
         if (b.status != BatchStatus.None) revert DeviceRegistryBatchExists(batchId);
-        (b.root, b.manufacturer, b.committedAt, b.status) = (root, manufacturer, uint40(block.timestamp), BatchStatus.Active);
+        (b.root, b.manufacturer, b.committedAt, b.status) = (
+            root,
+            manufacturer,
+            uint40(block.timestamp),
+            BatchStatus.Active
+        );
         emit BatchCommitted(batchId, manufacturer, root);
     }
 
@@ -690,10 +698,8 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         b = _batches[batchId];
         if (b.status == BatchStatus.None) revert DeviceRegistryUnknownBatch(batchId);
         address caller = _msgSender();
-        if (
-            !(caller == b.manufacturer && hasRole(MANUFACTURER_ROLE, caller)) &&
-            !hasRole(DEFAULT_ADMIN_ROLE, caller)
-        ) revert DeviceRegistryUnauthorized(caller);
+        if (!(caller == b.manufacturer && hasRole(MANUFACTURER_ROLE, caller)) && !hasRole(DEFAULT_ADMIN_ROLE, caller))
+            revert DeviceRegistryUnauthorized(caller);
     }
 
     function _setGuardianQuorum(uint8 quorum) private {

@@ -41,4 +41,3 @@ export function randomDeviceKey(kind: DeviceKeyKind, verifier?: string): DeviceK
   if (!verifier) throw new Error("randomDeviceKey: a P-256 key needs the verifier address");
   return p256Key(verifier, generateP256Key().privateKey);
 }
-

@@ -8,6 +8,8 @@ import { TypedDataEncoder, keccak256, toUtf8Bytes, type TypedDataDomain, type Ty
 /** EIP-712 domain names and versions of the Custos contracts (chain id and address come per deployment). */
 export const DOMAINS = {
   registry: { name: "Custos DeviceRegistry", version: "1" },
+  /** OpenZeppelin's ERC2771Forwarder, deployed unchanged under this name. */
+  forwarder: { name: "Custos Forwarder", version: "1" },
 } as const;
 
 export type DomainName = keyof typeof DOMAINS;
@@ -64,6 +66,19 @@ export const TYPES = {
       { name: "device", type: "uint256" },
       { name: "nonce", type: "uint256" },
       { name: "deadline", type: "uint256" },
+    ],
+  },
+  /** An owner's gasless call through OpenZeppelin's ERC2771Forwarder (its own type, spelled here once). */
+  ForwardRequest: {
+    domain: "forwarder",
+    fields: [
+      { name: "from", type: "address" },
+      { name: "to", type: "address" },
+      { name: "value", type: "uint256" },
+      { name: "gas", type: "uint256" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint48" },
+      { name: "data", type: "bytes" },
     ],
   },
 } as const satisfies Record<string, { domain: DomainName; fields: readonly Field[] }>;

@@ -27,7 +27,8 @@ export class DeviceBatch {
     devices.forEach((d, i) => {
       checkDevice(d, i);
       const key = d.deviceKey.toLowerCase();
-      if (this.indexByKey.has(key)) throw new Error(`DeviceBatch: devices[${i}].deviceKey repeats devices[${this.indexByKey.get(key)}]`);
+      if (this.indexByKey.has(key))
+        throw new Error(`DeviceBatch: devices[${i}].deviceKey repeats devices[${this.indexByKey.get(key)}]`);
       this.indexByKey.set(key, i);
     });
     this.tree = StandardMerkleTree.of(
@@ -61,7 +62,9 @@ export class DeviceBatch {
 
 /** The leaf hash the contract computes: keccak256(keccak256(abi.encode(deviceKey, model, firmwareHash))). */
 export function leafHash(d: ProvisionedDevice): string {
-  return keccak256(keccak256(AbiCoder.defaultAbiCoder().encode([...LEAF_ENCODING], [d.deviceKey, d.model, d.firmwareHash])));
+  return keccak256(
+    keccak256(AbiCoder.defaultAbiCoder().encode([...LEAF_ENCODING], [d.deviceKey, d.model, d.firmwareHash])),
+  );
 }
 
 /** The id the registry gives the batch with Merkle root `root`: the root's first 48 bits. */
@@ -80,5 +83,6 @@ function checkDevice(d: ProvisionedDevice, i: number): void {
     throw new Error(`DeviceBatch: devices[${i}].deviceKey must be hex bytes of at least 20 bytes`);
   }
   if (!isHexString(d.model, 32)) throw new Error(`DeviceBatch: devices[${i}].model must be 32 bytes of hex`);
-  if (!isHexString(d.firmwareHash, 32)) throw new Error(`DeviceBatch: devices[${i}].firmwareHash must be 32 bytes of hex`);
+  if (!isHexString(d.firmwareHash, 32))
+    throw new Error(`DeviceBatch: devices[${i}].firmwareHash must be 32 bytes of hex`);
 }

@@ -4,6 +4,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 import { digest, type Deployment, type Message, type TypeName } from "../../src/eip712";
 import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
 import { DeviceBatch, deviceIdOf } from "../../src/registry/batch";
+import { P256_N } from "../../src/crypto/p256";
 import type { DeviceRegistry } from "../../typechain-types";
 
 export const MODEL = encodeBytes32String("custos-lock-v1");
@@ -39,15 +40,18 @@ export async function deployRegistry() {
   ]);
   await registry.grantRole(await registry.MANUFACTURER_ROLE(), manufacturer.address);
   await registry.grantRole(await registry.MANUFACTURER_ROLE(), manufacturer2.address);
-  for (const g of [guardian1, guardian2, guardian3]) await registry.grantRole(await registry.GUARDIAN_ROLE(), g.address);
+  for (const g of [guardian1, guardian2, guardian3])
+    await registry.grantRole(await registry.GUARDIAN_ROLE(), g.address);
   const { chainId } = await ethers.provider.getNetwork();
   const deployment: Deployment = { chainId, verifyingContract: await registry.getAddress() };
+  const forwarderDeployment: Deployment = { chainId, verifyingContract: await forwarder.getAddress() };
   return {
     registry,
     forwarder,
     verifier,
     verifierAddress: await verifier.getAddress(),
     deployment,
+    forwarderDeployment,
     admin,
     manufacturer,
     manufacturer2,
@@ -143,4 +147,19 @@ export async function rotation(
     oldKey: oldKey ? oldKey.signer : "0x",
     oldKeySignature: oldKey ? signAs(oldKey, "KeyRotation", ctx.deployment, msg) : "0x",
   };
+}
+
+/** secp256k1 curve order. */
+export const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+/** The malleated twin of a valid signature: same (r), s' = n - s (and v flipped for secp256k1). */
+export function highS(key: DeviceKey, signature: string): string {
+  const bytes = ethers.getBytes(signature);
+  const r = bytes.slice(0, 32);
+  const s = BigInt(ethers.hexlify(bytes.slice(32, 64)));
+  if (key.kind === "secp256k1") {
+    const v = bytes[64] === 27 ? 28 : 27;
+    return ethers.concat([r, ethers.toBeHex(SECP256K1_N - s, 32), new Uint8Array([v])]);
+  }
+  return ethers.concat([r, ethers.toBeHex(P256_N - s, 32)]);
 }

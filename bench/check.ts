@@ -1,0 +1,29 @@
+/**
+ * `npm run bench:check`: compares bench/results/gas.json (just measured) with the committed
+ * gas-snapshot.json and bench/budgets.json; see `gasProblems`. `--update` rewrites the snapshot
+ * (`npm run bench:snapshot`), still failing on a budget overrun.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { gasProblems, type GasTable } from "./lib";
+
+const root = path.join(__dirname, "..");
+const read = (file: string): GasTable => JSON.parse(readFileSync(path.join(root, file), "utf8"));
+const snapshotFile = path.join(root, "gas-snapshot.json");
+const update = process.argv.includes("--update");
+
+const results = read("bench/results/gas.json");
+const snapshot = update ? null : existsSync(snapshotFile) ? read("gas-snapshot.json") : {};
+const problems = gasProblems(results, read("bench/budgets.json"), snapshot);
+
+if (update) {
+  const sorted = Object.fromEntries(Object.entries(results).sort(([a], [b]) => a.localeCompare(b)));
+  writeFileSync(snapshotFile, JSON.stringify(sorted, null, 2) + "\n");
+  console.log(`gas-snapshot.json updated with ${Object.keys(sorted).length} operations`);
+}
+if (problems.length > 0) {
+  console.error(`bench:check failed:\n  ${problems.join("\n  ")}`);
+  if (!update) console.error("If the change is intended, run `npm run bench:snapshot` and commit gas-snapshot.json.");
+  process.exit(1);
+}
+console.log(`bench:check: ${Object.keys(results).length} operations within budget and within 1% of the snapshot`);
