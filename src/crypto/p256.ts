@@ -50,10 +50,14 @@ export function p256Signer(verifier: string, key: KeyObject): string {
  * Signs a 32-byte digest: ECDSA P-256 over `sha256(digest)`, returned as 64-byte `r || s` with a low
  * `s` (OpenZeppelin's `P256.verify` refuses high-s; `node:crypto` returns one about half the time).
  */
+export function signP256Bytes(privateKey: KeyObject, digest: Uint8Array): Uint8Array {
+  const raw = sign("sha256", digest, { key: privateKey, dsaEncoding: "ieee-p1363" });
+  const s = BigInt("0x" + raw.subarray(32, 64).toString("hex"));
+  if (s > P256_N / 2n) raw.set(getBytes(toBeHex(P256_N - s, 32)), 32);
+  return new Uint8Array(raw);
+}
+
+/** {@link signP256Bytes} over a 0x-hex digest, returning 0x-hex. */
 export function signP256(privateKey: KeyObject, digest: string): string {
-  const raw = sign("sha256", getBytes(digest), { key: privateKey, dsaEncoding: "ieee-p1363" });
-  const r = raw.subarray(0, 32);
-  let s = BigInt(hexlify(raw.subarray(32, 64)));
-  if (s > P256_N / 2n) s = P256_N - s;
-  return concat([r, toBeHex(s, 32)]);
+  return hexlify(signP256Bytes(privateKey, getBytes(digest)));
 }

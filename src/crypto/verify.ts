@@ -1,0 +1,77 @@
+/**
+ * Off-chain checks of device signatures with the same rules as the chain (OpenZeppelin
+ * SignatureChecker + ECDSA, and ERC7913P256SHA256Verifier): secp256k1 signatures are 65 bytes with
+ * a low s and v of 27 or 28; P-256 signatures are exactly 64 bytes, low s, by a key behind an
+ * allowed verifier. Native code on both paths (libsecp256k1, OpenSSL); P-256 public keys are cached.
+ * 20-byte contract signers (ERC-1271) cannot be judged off chain and are refused here.
+ */
+import { createPublicKey, verify as nodeVerify, type KeyObject } from "node:crypto";
+import { createRequire } from "node:module";
+import { keccak } from "../eip712/fast";
+import { P256_N } from "./p256";
+
+const secp256k1: typeof import("secp256k1") = createRequire(__filename)("secp256k1/bindings");
+const SECP256K1_HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+const P256_HALF_N = P256_N / 2n;
+
+function word(bytes: Uint8Array, offset: number): bigint {
+  return BigInt("0x" + Buffer.from(bytes.buffer, bytes.byteOffset + offset, 32).toString("hex"));
+}
+
+export class DeviceSignatureVerifier {
+  private readonly p256Keys = new Map<string, KeyObject>();
+  private readonly verifiers: Set<string>;
+
+  /** @param p256Verifiers addresses of the ERC-7913 verifiers the registry allows. */
+  constructor(p256Verifiers: Iterable<string>) {
+    this.verifiers = new Set([...p256Verifiers].map((v) => v.toLowerCase()));
+  }
+
+  /** Whether `signature` is `signer`'s valid signature of `digest` as the chain would judge it. */
+  verify(signer: string, digest: Uint8Array, signature: Uint8Array): boolean {
+    const key = signer.toLowerCase();
+    if (key.length === 42) return this.verifySecp256k1(key, digest, signature);
+    if (key.length === 2 + 2 * 84 && this.verifiers.has(key.slice(0, 42)))
+      return this.verifyP256(key, digest, signature);
+    return false;
+  }
+
+  // Recovery, as ecrecover does: a signature whose v names the other candidate key must fail here too.
+  private verifySecp256k1(address: string, digest: Uint8Array, signature: Uint8Array): boolean {
+    if (signature.length !== 65 || (signature[64] !== 27 && signature[64] !== 28)) return false;
+    const s = word(signature, 32);
+    if (s === 0n || s > SECP256K1_HALF_N || word(signature, 0) === 0n) return false;
+    try {
+      const pub = secp256k1.ecdsaRecover(signature.subarray(0, 64), signature[64] - 27, digest, false);
+      return (
+        "0x" +
+          Buffer.from(keccak(pub.subarray(1)))
+            .subarray(12)
+            .toString("hex") ===
+        address
+      );
+    } catch {
+      return false;
+    }
+  }
+
+  private verifyP256(signer: string, digest: Uint8Array, signature: Uint8Array): boolean {
+    if (signature.length !== 64) return false;
+    const [r, s] = [word(signature, 0), word(signature, 32)];
+    if (r === 0n || s === 0n || r >= P256_N || s > P256_HALF_N) return false;
+    let key = this.p256Keys.get(signer);
+    if (!key) {
+      const b64 = (hex: string) => Buffer.from(hex, "hex").toString("base64url");
+      try {
+        key = createPublicKey({
+          key: { kty: "EC", crv: "P-256", x: b64(signer.slice(42, 106)), y: b64(signer.slice(106, 170)) },
+          format: "jwk",
+        });
+      } catch {
+        return false;
+      }
+      this.p256Keys.set(signer, key);
+    }
+    return nodeVerify("sha256", digest, { key, dsaEncoding: "ieee-p1363" }, signature);
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Deploys the Custos suite with plain ethers (tests, benches and the agent's and relayer's
+ * integration runs use it against any JSON-RPC node; Ignition modules are the operator's way).
+ */
+import type { Signer } from "ethers";
+import {
+  DeviceRegistry__factory,
+  ERC2771Forwarder__factory,
+  ERC7913P256SHA256Verifier__factory,
+} from "../../typechain-types";
+
+export interface SuiteOptions {
+  admin?: string;
+  guardianQuorum?: number;
+  manufacturers?: string[];
+  guardians?: string[];
+}
+
+export interface SuiteAddresses {
+  registry: string;
+  forwarder: string;
+  p256Verifier: string;
+}
+
+export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Promise<SuiteAddresses> {
+  const admin = opts.admin ?? (await deployer.getAddress());
+  const forwarder = await new ERC2771Forwarder__factory(deployer).deploy("Custos Forwarder");
+  const verifier = await new ERC7913P256SHA256Verifier__factory(deployer).deploy();
+  const registry = await new DeviceRegistry__factory(deployer).deploy(
+    admin,
+    await forwarder.getAddress(),
+    opts.guardianQuorum ?? 1,
+    await verifier.getAddress(),
+  );
+  await registry.waitForDeployment();
+  for (const m of opts.manufacturers ?? [])
+    await (await registry.grantRole(await registry.MANUFACTURER_ROLE(), m)).wait();
+  for (const g of opts.guardians ?? []) await (await registry.grantRole(await registry.GUARDIAN_ROLE(), g)).wait();
+  return {
+    registry: await registry.getAddress(),
+    forwarder: await forwarder.getAddress(),
+    p256Verifier: await verifier.getAddress(),
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * A durable append-only log of JSON records: what the agent's outbox and the relayer's intake
+ * persist before they act. An append resolves only after its bytes are on disk (`fdatasync`), so
+ * an acknowledged record survives kill -9 and power loss. Concurrent appends share one write and
+ * one sync (group commit), which keeps throughput high while every caller still waits for
+ * durability. On open, a torn last line (a crash mid-write) is cut off; `rewrite` compacts the log
+ * atomically (write a temporary file, sync it, rename it over, sync the directory).
+ *
+ * Why a log rather than SQLite: one writer, records that are only ever appended and replayed, and
+ * no native build; the whole state is rebuilt from the log at start.
+ */
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  write,
+  writeSync,
+} from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+
+const fdatasyncAsync = promisify(fdatasync);
+const writeAsync = promisify(write);
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class DurableLog<T> {
+  private fd: number;
+  private buffer: string[] = [];
+  private waiters: Waiter[] = [];
+  private flushing: Promise<void> | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly file: string,
+    fd: number,
+    /** The records found in the file when it was opened, in order. */
+    readonly replayed: T[],
+  ) {
+    this.fd = fd;
+  }
+
+  /** Opens (creating if needed) the log at `file` and replays it. */
+  static open<T>(file: string): DurableLog<T> {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const records: T[] = [];
+    if (existsSync(file)) {
+      const text = readFileSync(file, "utf8");
+      let good = 0; // bytes of complete, parseable lines
+      let start = 0;
+      for (;;) {
+        const end = text.indexOf("\n", start);
+        if (end < 0) break;
+        const line = text.slice(start, end);
+        try {
+          records.push(JSON.parse(line) as T);
+        } catch {
+          // Only the last write can be torn; anything after it is not ours to trust.
+          break;
+        }
+        start = end + 1;
+        good = Buffer.byteLength(text.slice(0, start), "utf8");
+      }
+      if (good < Buffer.byteLength(text, "utf8")) {
+        const fd = openSync(file, "r+");
+        ftruncateSync(fd, good);
+        fsyncSync(fd);
+        closeSync(fd);
+      }
+    }
+    const fd = openSync(file, "a");
+    syncDir(path.dirname(file));
+    return new DurableLog<T>(file, fd, records);
+  }
+
+  /** Appends `record`; resolves once it is on disk. */
+  append(record: T): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`log ${this.file} is closed`));
+    this.buffer.push(JSON.stringify(record, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.flushing ??= this.flush();
+    return done;
+  }
+
+  /** Appends several records with one sync. */
+  appendAll(records: T[]): Promise<void> {
+    return Promise.all(records.map((r) => this.append(r))).then(() => undefined);
+  }
+
+  // Appends made while a sync is in flight wait for the next one, and share it.
+  private async flush(): Promise<void> {
+    await Promise.resolve();
+    while (this.buffer.length > 0) {
+      const [lines, waiters] = [this.buffer.join(""), this.waiters];
+      this.buffer = [];
+      this.waiters = [];
+      try {
+        const bytes = Buffer.from(lines, "utf8");
+        let offset = 0;
+        while (offset < bytes.length) offset += (await writeAsync(this.fd, bytes, offset)).bytesWritten;
+        await fdatasyncAsync(this.fd);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err as Error);
+      }
+    }
+    this.flushing = null;
+  }
+
+  /** Replaces the whole log with `records`, atomically. Pending appends are flushed first. */
+  async rewrite(records: T[]): Promise<void> {
+    await this.flushing;
+    const tmp = `${this.file}.tmp`;
+    const fd = openSync(tmp, "w");
+    writeAll(fd, records.map((r) => JSON.stringify(r) + "\n").join(""));
+    fsyncSync(fd);
+    closeSync(fd);
+    closeSync(this.fd);
+    renameSync(tmp, this.file);
+    syncDir(path.dirname(this.file));
+    this.fd = openSync(this.file, "a");
+  }
+
+  async close(): Promise<void> {
+    await this.flushing;
+    if (!this.closed) closeSync(this.fd);
+    this.closed = true;
+  }
+}
+
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text, "utf8");
+  let offset = 0;
+  while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
