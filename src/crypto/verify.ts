@@ -11,11 +11,18 @@ import { keccak } from "../eip712/fast";
 import { P256_N } from "./p256";
 
 const secp256k1: typeof import("secp256k1") = createRequire(__filename)("secp256k1/bindings");
-const SECP256K1_HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
-const P256_HALF_N = P256_N / 2n;
+const SECP256K1_HALF_N = Buffer.from("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0", "hex");
+const P256_N_BYTES = Buffer.from(P256_N.toString(16), "hex");
+const P256_HALF_N = Buffer.from((P256_N / 2n).toString(16).padStart(64, "0"), "hex");
 
-function word(bytes: Uint8Array, offset: number): bigint {
-  return BigInt("0x" + Buffer.from(bytes.buffer, bytes.byteOffset + offset, 32).toString("hex"));
+/** The 32-byte word at `offset`, as a Buffer view (no copy). */
+function word(bytes: Uint8Array, offset: number): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset + offset, 32);
+}
+
+function isZero(w: Buffer): boolean {
+  for (let i = 0; i < 32; i++) if (w[i] !== 0) return false;
+  return true;
 }
 
 export class DeviceSignatureVerifier {
@@ -40,16 +47,12 @@ export class DeviceSignatureVerifier {
   private verifySecp256k1(address: string, digest: Uint8Array, signature: Uint8Array): boolean {
     if (signature.length !== 65 || (signature[64] !== 27 && signature[64] !== 28)) return false;
     const s = word(signature, 32);
-    if (s === 0n || s > SECP256K1_HALF_N || word(signature, 0) === 0n) return false;
+    if (isZero(s) || s.compare(SECP256K1_HALF_N) > 0 || isZero(word(signature, 0))) return false;
     try {
       const pub = secp256k1.ecdsaRecover(signature.subarray(0, 64), signature[64] - 27, digest, false);
-      return (
-        "0x" +
-          Buffer.from(keccak(pub.subarray(1)))
-            .subarray(12)
-            .toString("hex") ===
-        address
-      );
+      return Buffer.from(keccak(pub.subarray(1)))
+        .subarray(12)
+        .equals(Buffer.from(address.slice(2), "hex"));
     } catch {
       return false;
     }
@@ -58,7 +61,7 @@ export class DeviceSignatureVerifier {
   private verifyP256(signer: string, digest: Uint8Array, signature: Uint8Array): boolean {
     if (signature.length !== 64) return false;
     const [r, s] = [word(signature, 0), word(signature, 32)];
-    if (r === 0n || s === 0n || r >= P256_N || s > P256_HALF_N) return false;
+    if (isZero(r) || isZero(s) || r.compare(P256_N_BYTES) >= 0 || s.compare(P256_HALF_N) > 0) return false;
     let key = this.p256Keys.get(signer);
     if (!key) {
       const b64 = (hex: string) => Buffer.from(hex, "hex").toString("base64url");

@@ -45,10 +45,8 @@ function toBigInt(value: unknown, field: string): bigint {
 }
 
 function writeWord(word: bigint, out: Uint8Array, offset: number): void {
-  for (let i = 31; i >= 0; i--) {
-    out[offset + i] = Number(word & 0xffn);
-    word >>= 8n;
-  }
+  if (word === 0n) return; // `out` starts zeroed
+  out.set(Buffer.from(word.toString(16).padStart(64, "0"), "hex"), offset);
 }
 
 function encoderFor(type: string): Encoder {

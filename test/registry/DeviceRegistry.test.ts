@@ -862,9 +862,8 @@ describe("DeviceRegistry", function () {
           .rotateKey(f.id, await rotation(f, f.id, next, f.key, { deadline: await deadlineIn(-1) })),
       ).to.be.revertedWithCustomError(f.registry, "DeviceRegistryExpired");
       const rogue = {
-        kind: "p256" as const,
+        ...randomDeviceKey("p256", f.verifierAddress),
         signer: ethers.concat([ethers.Wallet.createRandom().address, ethers.hexlify(ethers.randomBytes(64))]),
-        signDigest: () => "0x",
       };
       await expect(
         f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, rogue, f.key)),

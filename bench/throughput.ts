@@ -1,0 +1,4 @@
+/** Prints the agent throughput figures alone: `npx ts-node bench/throughput.ts`. */
+import { benchAgent } from "./agent";
+
+benchAgent().then((r) => console.table(r));
