@@ -177,14 +177,20 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
      * @param trustedForwarder OpenZeppelin `ERC2771Forwarder` through which owners may act gaslessly.
      * @param quorum M of the M-of-N guardian quorum.
      * @param p256Verifier ERC-7913 verifier accepted for P-256 device keys (zero for none).
+     * @param manufacturers initial holders of `MANUFACTURER_ROLE`.
+     * @param guardians initial holders of `GUARDIAN_ROLE`.
      */
     constructor(
         address admin,
         address trustedForwarder,
         uint8 quorum,
-        address p256Verifier
+        address p256Verifier,
+        address[] memory manufacturers,
+        address[] memory guardians
     ) ERC721("Custos Device", "CDEV") EIP712("Custos DeviceRegistry", "1") ERC2771Context(trustedForwarder) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        for (uint256 i = 0; i < manufacturers.length; ++i) _grantRole(MANUFACTURER_ROLE, manufacturers[i]);
+        for (uint256 i = 0; i < guardians.length; ++i) _grantRole(GUARDIAN_ROLE, guardians[i]);
         _setGuardianQuorum(quorum);
         if (p256Verifier != address(0)) _setKeyVerifier(p256Verifier, true);
     }

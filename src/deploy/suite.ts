@@ -31,11 +31,10 @@ export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Pr
     await forwarder.getAddress(),
     opts.guardianQuorum ?? 1,
     await verifier.getAddress(),
+    opts.manufacturers ?? [],
+    opts.guardians ?? [],
   );
   await registry.waitForDeployment();
-  for (const m of opts.manufacturers ?? [])
-    await (await registry.grantRole(await registry.MANUFACTURER_ROLE(), m)).wait();
-  for (const g of opts.guardians ?? []) await (await registry.grantRole(await registry.GUARDIAN_ROLE(), g)).wait();
   return {
     registry: await registry.getAddress(),
     forwarder: await forwarder.getAddress(),

@@ -26,7 +26,7 @@ export enum BatchStatus {
   Revoked = 3,
 }
 
-/** Deploys the forwarder, the P-256 verifier and the registry, with one manufacturer and three guardians. */
+/** Deploys the forwarder, the P-256 verifier and the registry, with two manufacturers and three guardians. */
 export async function deployRegistry() {
   const [admin, manufacturer, owner, other, stranger, guardian1, guardian2, guardian3, manufacturer2] =
     await ethers.getSigners();
@@ -37,11 +37,9 @@ export async function deployRegistry() {
     await forwarder.getAddress(),
     QUORUM,
     await verifier.getAddress(),
+    [manufacturer.address, manufacturer2.address],
+    [guardian1.address, guardian2.address, guardian3.address],
   ]);
-  await registry.grantRole(await registry.MANUFACTURER_ROLE(), manufacturer.address);
-  await registry.grantRole(await registry.MANUFACTURER_ROLE(), manufacturer2.address);
-  for (const g of [guardian1, guardian2, guardian3])
-    await registry.grantRole(await registry.GUARDIAN_ROLE(), g.address);
   const { chainId } = await ethers.provider.getNetwork();
   const deployment: Deployment = { chainId, verifyingContract: await registry.getAddress() };
   const forwarderDeployment: Deployment = { chainId, verifyingContract: await forwarder.getAddress() };

@@ -64,7 +64,14 @@ describe("DeviceRegistry", function () {
     it("refuses a zero quorum, at deployment and later", async function () {
       const { registry, admin, forwarder } = await loadFixture(deployRegistry);
       await expect(
-        ethers.deployContract("DeviceRegistry", [admin.address, await forwarder.getAddress(), 0, ethers.ZeroAddress]),
+        ethers.deployContract("DeviceRegistry", [
+          admin.address,
+          await forwarder.getAddress(),
+          0,
+          ethers.ZeroAddress,
+          [],
+          [],
+        ]),
       ).to.be.revertedWithCustomError(registry, "DeviceRegistryInvalidQuorum");
       await expect(registry.setGuardianQuorum(0)).to.be.revertedWithCustomError(
         registry,
@@ -80,6 +87,8 @@ describe("DeviceRegistry", function () {
         await forwarder.getAddress(),
         1,
         ethers.ZeroAddress,
+        [],
+        [],
       ]);
       expect(await bare.isKeyVerifier(ethers.ZeroAddress)).to.equal(false);
     });
