@@ -1,5 +1,5 @@
 import path from "node:path";
-import { subtask } from "hardhat/config";
+import { subtask, vars } from "hardhat/config";
 import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
@@ -14,7 +14,19 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
   return { compilerPath, isSolcJs: true, version: args.solcVersion, longVersion: `${SOLC_VERSION}+commit.73712a01` };
 });
 
+// Any EVM chain: its RPC URL from the environment, its deployer key from a Hardhat configuration
+// variable (`npx hardhat vars set CUSTOS_DEPLOYER_KEY`), never from the repository.
+const remote: HardhatUserConfig["networks"] = process.env.CUSTOS_RPC_URL
+  ? {
+      remote: {
+        url: process.env.CUSTOS_RPC_URL,
+        accounts: vars.has("CUSTOS_DEPLOYER_KEY") ? [vars.get("CUSTOS_DEPLOYER_KEY")] : [],
+      },
+    }
+  : {};
+
 const config: HardhatUserConfig = {
+  networks: { ...remote },
   solidity: {
     version: SOLC_VERSION,
     settings: {
