@@ -5,19 +5,20 @@
  * tests. It imports nothing of ours beyond the catalogue itself.
  */
 import { createKeccak, type IHasher } from "hash-wasm";
+import { keccak_256 } from "@noble/hashes/sha3.js";
 import { DOMAINS, TYPES, typeString, type Deployment, type DomainName, type Message, type TypeName } from "./index";
 
 let hasher: IHasher | undefined;
 
-/** keccak256 of `data` (synchronous once {@link loadKeccak} has resolved). */
+/** keccak256 of `data`: in WebAssembly once {@link loadKeccak} has resolved, in plain JS until then. */
 export function keccak(data: Uint8Array): Uint8Array {
-  if (!hasher) throw new Error("fast keccak is not loaded: await loadKeccak() first");
+  if (!hasher) return keccak_256(data);
   hasher.init();
   hasher.update(data);
   return hasher.digest("binary");
 }
 
-/** Loads the WebAssembly keccak once; every fast function needs it. */
+/** Loads the WebAssembly keccak (several times faster than the JS fallback) once. */
 export async function loadKeccak(): Promise<void> {
   hasher ??= await createKeccak(256);
 }

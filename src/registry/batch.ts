@@ -1,10 +1,15 @@
 /**
  * Manufacturer batches: the Merkle tree over `(deviceKey, model, firmwareHash)` leaves whose root
- * the DeviceRegistry stores, built with OpenZeppelin's StandardMerkleTree (double-hashed leaves,
- * sorted pairs), which the contract checks with `MerkleProof`.
+ * the DeviceRegistry stores and checks with OpenZeppelin `MerkleProof`.
+ *
+ * The tree is OpenZeppelin's StandardMerkleTree, node for node (double-hashed leaves sorted by hash,
+ * sorted-pair node hashing, the same array layout): `dump()` is a `standard-v1` file that
+ * `StandardMerkleTree.load` accepts, and the tests compare the two builders. The build itself is
+ * ours because OpenZeppelin's takes minutes for 100,000 devices here (JS keccak, BigInt compares,
+ * validation on every proof); this one hashes in WebAssembly and builds 100,000 leaves in seconds.
  */
-import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { keccak256, AbiCoder, isHexString, dataLength } from "ethers";
+import { dataLength, isHexString } from "ethers";
+import { bytesToHex, hexToBytes, keccak } from "../eip712/fast";
 
 /** The ABI encoding of one leaf, shared with `DeviceRegistry.claim`. */
 export const LEAF_ENCODING = ["bytes", "bytes32", "bytes32"] as const;
@@ -18,53 +23,122 @@ export interface ProvisionedDevice {
   firmwareHash: string;
 }
 
+/** OpenZeppelin's `StandardMerkleTree` dump format. */
+export interface StandardTreeDump {
+  format: "standard-v1";
+  leafEncoding: string[];
+  tree: string[];
+  values: { value: [string, string, string]; treeIndex: number }[];
+}
+
+/** abi.encode(bytes deviceKey, bytes32 model, bytes32 firmwareHash). */
+function encodeLeaf(d: ProvisionedDevice): Uint8Array {
+  const key = hexToBytes(d.deviceKey, "deviceKey");
+  const out = new Uint8Array(128 + Math.ceil(key.length / 32) * 32);
+  out[31] = 0x60;
+  out.set(hexToBytes(d.model, "model"), 32);
+  out.set(hexToBytes(d.firmwareHash, "firmwareHash"), 64);
+  new DataView(out.buffer).setUint32(124, key.length);
+  out.set(key, 128);
+  return out;
+}
+
+function leafBytes(d: ProvisionedDevice): Uint8Array {
+  return keccak(keccak(encodeLeaf(d)));
+}
+
+function hashPair(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(64);
+  if (Buffer.compare(a, b) <= 0) {
+    out.set(a, 0);
+    out.set(b, 32);
+  } else {
+    out.set(b, 0);
+    out.set(a, 32);
+  }
+  return keccak(out);
+}
+
 export class DeviceBatch {
-  readonly tree: StandardMerkleTree<[string, string, string]>;
+  /** The tree's nodes, root first, in StandardMerkleTree's layout. */
+  readonly nodes: string[];
+  /** Each device's index in `nodes`, in the order of `devices`. */
+  readonly treeIndex: Int32Array;
   private readonly indexByKey = new Map<string, number>();
 
+  /** Builds the batch of `devices` (validated; a repeated key is refused). Faster after `loadKeccak()`. */
   constructor(readonly devices: readonly ProvisionedDevice[]) {
     if (devices.length === 0) throw new Error("DeviceBatch: devices is empty");
-    devices.forEach((d, i) => {
+    const leaves = devices.map((d, i) => {
       checkDevice(d, i);
       const key = d.deviceKey.toLowerCase();
-      if (this.indexByKey.has(key))
-        throw new Error(`DeviceBatch: devices[${i}].deviceKey repeats devices[${this.indexByKey.get(key)}]`);
+      const seen = this.indexByKey.get(key);
+      if (seen !== undefined) throw new Error(`DeviceBatch: devices[${i}].deviceKey repeats devices[${seen}]`);
       this.indexByKey.set(key, i);
+      const hash = leafBytes(d);
+      return { i, hash, hex: bytesToHex(hash) };
     });
-    this.tree = StandardMerkleTree.of(
-      devices.map((d) => [d.deviceKey, d.model, d.firmwareHash] as [string, string, string]),
-      [...LEAF_ENCODING],
-    );
+    leaves.sort((a, b) => Buffer.compare(a.hash, b.hash));
+    const size = 2 * leaves.length - 1;
+    const nodes: Uint8Array[] = new Array(size);
+    this.treeIndex = new Int32Array(leaves.length);
+    leaves.forEach((leaf, k) => {
+      nodes[size - 1 - k] = leaf.hash;
+      this.treeIndex[leaf.i] = size - 1 - k;
+    });
+    for (let n = size - 1 - leaves.length; n >= 0; n--) nodes[n] = hashPair(nodes[2 * n + 1], nodes[2 * n + 2]);
+    this.nodes = nodes.map(bytesToHex);
   }
 
   get root(): string {
-    return this.tree.root;
+    return this.nodes[0];
   }
 
   /** The id the registry gives this batch. */
   get id(): bigint {
-    return batchIdOf(this.tree.root);
+    return batchIdOf(this.root);
+  }
+
+  /** The proof of the `i`-th device. */
+  proofAt(i: number): string[] {
+    const proof: string[] = [];
+    for (let n = this.treeIndex[i]; n > 0; n = Math.floor((n - 1) / 2))
+      proof.push(this.nodes[n % 2 === 1 ? n + 1 : n - 1]);
+    return proof;
+  }
+
+  private indexOf(deviceKey: string): number {
+    const i = this.indexByKey.get(deviceKey.toLowerCase());
+    if (i === undefined) throw new Error(`DeviceBatch: deviceKey ${deviceKey} is not in this batch`);
+    return i;
   }
 
   /** The proof of the device with key `deviceKey`. */
   proof(deviceKey: string): string[] {
-    const i = this.indexByKey.get(deviceKey.toLowerCase());
-    if (i === undefined) throw new Error(`DeviceBatch: deviceKey ${deviceKey} is not in this batch`);
-    return this.tree.getProof(i);
+    return this.proofAt(this.indexOf(deviceKey));
   }
 
   device(deviceKey: string): ProvisionedDevice {
-    const i = this.indexByKey.get(deviceKey.toLowerCase());
-    if (i === undefined) throw new Error(`DeviceBatch: deviceKey ${deviceKey} is not in this batch`);
-    return this.devices[i];
+    return this.devices[this.indexOf(deviceKey)];
+  }
+
+  /** The tree as OpenZeppelin's `standard-v1` dump (`StandardMerkleTree.load` reads it). */
+  dump(): StandardTreeDump {
+    return {
+      format: "standard-v1",
+      leafEncoding: [...LEAF_ENCODING],
+      tree: this.nodes,
+      values: this.devices.map((d, i) => ({
+        value: [d.deviceKey, d.model, d.firmwareHash],
+        treeIndex: this.treeIndex[i],
+      })),
+    };
   }
 }
 
 /** The leaf hash the contract computes: keccak256(keccak256(abi.encode(deviceKey, model, firmwareHash))). */
 export function leafHash(d: ProvisionedDevice): string {
-  return keccak256(
-    keccak256(AbiCoder.defaultAbiCoder().encode([...LEAF_ENCODING], [d.deviceKey, d.model, d.firmwareHash])),
-  );
+  return bytesToHex(leafBytes(d));
 }
 
 /** The id the registry gives the batch with Merkle root `root`: the root's first 48 bits. */
@@ -75,7 +149,7 @@ export function batchIdOf(root: string): bigint {
 
 /** The device id the registry derives from a device's first key: the top 192 bits of keccak256(key). */
 export function deviceIdOf(deviceKey: string): bigint {
-  return BigInt(keccak256(deviceKey)) >> 64n;
+  return BigInt(bytesToHex(keccak(hexToBytes(deviceKey, "deviceKey")))) >> 64n;
 }
 
 function checkDevice(d: ProvisionedDevice, i: number): void {

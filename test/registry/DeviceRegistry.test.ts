@@ -472,10 +472,26 @@ describe("DeviceRegistry", function () {
       );
     });
 
-    it("checks proofs built by DeviceBatch against the leaf hash the contract computes", async function () {
-      const f = await loadFixture(committed);
-      const d = f.batch.device(f.keys[0].signer);
-      expect(f.batch.tree.leafHash([d.deviceKey, d.model, d.firmwareHash])).to.equal(leafHash(d));
+    it("builds exactly OpenZeppelin's StandardMerkleTree: same nodes, layout, proofs and dump", async function () {
+      const { StandardMerkleTree } = await import("@openzeppelin/merkle-tree");
+      for (const n of [1, 2, 3, 7, 64, 129]) {
+        const devices = Array.from({ length: n }, (_, i) => ({
+          deviceKey: ethers.hexlify(ethers.randomBytes(i % 3 === 0 ? 84 : 20)),
+          model: ethers.hexlify(ethers.randomBytes(32)),
+          firmwareHash: ethers.hexlify(ethers.randomBytes(32)),
+        }));
+        const ours = new DeviceBatch(devices);
+        const oz = StandardMerkleTree.of(
+          devices.map((d) => [d.deviceKey, d.model, d.firmwareHash]),
+          ["bytes", "bytes32", "bytes32"],
+        );
+        expect(ours.dump()).to.deep.equal(oz.dump());
+        devices.forEach((d, i) => {
+          expect(ours.proof(d.deviceKey)).to.deep.equal(oz.getProof(i));
+          expect(leafHash(d)).to.equal(oz.leafHash([d.deviceKey, d.model, d.firmwareHash]));
+        });
+        expect(StandardMerkleTree.load(ours.dump() as never).root).to.equal(ours.root);
+      }
     });
   });
 
