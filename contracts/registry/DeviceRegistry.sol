@@ -374,6 +374,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     function clearFlag(uint256 deviceId) external onlyRole(GUARDIAN_ROLE) {
         Device storage device = _existing(deviceId);
         uint8 flags = device.flags;
+        if (flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
         if (flags & GUARDIAN_FLAGGED == 0) revert DeviceRegistryNotFlagged(deviceId);
         if (_vote(deviceId, device, false, bytes32(0))) {
             device.flags = flags & ~GUARDIAN_FLAGGED;

@@ -645,6 +645,18 @@ describe("DeviceRegistry", function () {
         .withArgs(f.id, Status.Revoked);
     });
 
+    it("a revoked device's guardian flag can be neither raised nor cleared (revoked is final)", async function () {
+      const f = await loadFixture(claimed);
+      await f.registry.connect(f.guardians[0]).flag(f.id, REASON);
+      await f.registry.connect(f.guardians[1]).flag(f.id, REASON);
+      await f.registry.connect(f.manufacturer).recall(f.id, REASON);
+      const nonce = await f.registry.deviceNonce(f.id);
+      await expect(f.registry.connect(f.guardians[0]).clearFlag(f.id))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus")
+        .withArgs(f.id, Status.Revoked);
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce);
+    });
+
     it("attack: the owner's release does not lift a guardian flag", async function () {
       const f = await loadFixture(claimed);
       await f.registry.connect(f.owner).reportStolen(f.id);
