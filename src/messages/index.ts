@@ -6,7 +6,8 @@
 import { Interface, keccak256, type Provider } from "ethers";
 import { TYPES, type Message } from "../eip712";
 import { deviceIdOf } from "../registry/batch";
-import { DeviceRegistry__factory } from "../../typechain-types";
+// The one factory, not the typechain index (which loads every contract's bindings).
+import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [

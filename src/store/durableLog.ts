@@ -20,6 +20,7 @@ import {
   readFileSync,
   renameSync,
   write,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
@@ -38,6 +39,7 @@ export class DurableLog<T> {
   private buffer: string[] = [];
   private waiters: Waiter[] = [];
   private flushing: Promise<void> | null = null;
+  private paused = false;
   private closed = false;
 
   private constructor(
@@ -71,6 +73,8 @@ export class DurableLog<T> {
         good = Buffer.byteLength(text.slice(0, start), "utf8");
       }
       if (good < Buffer.byteLength(text, "utf8")) {
+        // Keep what is cut off beside the log: a torn last write is expected, anything more is evidence.
+        writeFileSync(`${file}.cut-${Date.now()}`, Buffer.from(text, "utf8").subarray(good));
         const fd = openSync(file, "r+");
         ftruncateSync(fd, good);
         fsyncSync(fd);
@@ -87,7 +91,7 @@ export class DurableLog<T> {
     if (this.closed) return Promise.reject(new Error(`log ${this.file} is closed`));
     this.buffer.push(JSON.stringify(record, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.flushing ??= this.flush();
+    if (!this.paused) this.flushing ??= this.flush();
     return done;
   }
 
@@ -99,7 +103,7 @@ export class DurableLog<T> {
   // Appends made while a sync is in flight wait for the next one, and share it.
   private async flush(): Promise<void> {
     await Promise.resolve();
-    while (this.buffer.length > 0) {
+    while (this.buffer.length > 0 && !this.paused) {
       const [lines, waiters] = [this.buffer.join(""), this.waiters];
       this.buffer = [];
       this.waiters = [];
@@ -116,8 +120,12 @@ export class DurableLog<T> {
     this.flushing = null;
   }
 
-  /** Replaces the whole log with `records`, atomically. Pending appends are flushed first. */
+  /**
+   * Replaces the whole log with `records`, atomically. Appends already being written finish first;
+   * appends made during the rewrite wait and land in the new file, after `records`.
+   */
   async rewrite(records: T[]): Promise<void> {
+    this.paused = true;
     await this.flushing;
     const tmp = `${this.file}.tmp`;
     const fd = openSync(tmp, "w");
@@ -128,6 +136,8 @@ export class DurableLog<T> {
     renameSync(tmp, this.file);
     syncDir(path.dirname(this.file));
     this.fd = openSync(this.file, "a");
+    this.paused = false;
+    if (this.buffer.length > 0) this.flushing ??= this.flush();
   }
 
   async close(): Promise<void> {

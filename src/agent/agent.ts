@@ -1,0 +1,580 @@
+/**
+ * The device agent: signs a device's messages with the fast EIP-712 digests, persists each one in
+ * the outbox before anything is sent, and delivers the outbox through a courier (direct JSON-RPC
+ * or the relayer), retrying with backoff while the endpoint is down.
+ *
+ * - `Agent` is one device: its signer, its nonces, `sign`, `drain`, `stop`.
+ * - `Dispatcher` delivers an outbox: per device strictly in nonce order, devices side by side.
+ *   Several agents (a gateway next to several devices) can share one outbox and one dispatcher:
+ *   see {@link openAgentStack}.
+ */
+import path from "node:path";
+import { getAddress, type Provider } from "ethers";
+import { TYPES, type Message } from "../eip712";
+import { TypedDataHasher, bytesToHex } from "../eip712/fast";
+import type { DeviceSigner } from "../crypto/deviceKey";
+import { DeviceSignatureVerifier } from "../crypto/verify";
+import { deviceIdOf } from "../registry/batch";
+import { DEVICE_MESSAGE_TYPES, messageId, type DeviceMessageType, type SignedDeviceMessage } from "../messages";
+import {
+  Backoff,
+  Chain,
+  Down,
+  RelayerCourier,
+  RpcCourier,
+  type BackoffOptions,
+  type ChainDeployment,
+  type Courier,
+  type PayerSigner,
+} from "./client";
+import { silentLogger, type Logger } from "./log";
+import { Outbox, type OutboxEntry, type OutboxOptions } from "./outbox";
+
+// ---------------------------------------------------------------- dispatcher
+
+export interface DispatcherOptions {
+  logger?: Logger;
+  backoff?: BackoffOptions;
+  /** Devices stepped at once. Default 8. */
+  concurrency?: number;
+  /** In watch mode, how often to look at an empty outbox (new messages wake it anyway). Default 5,000 ms. */
+  idlePollMs?: number;
+}
+
+/** Delivers the outbox: per device one message at a time in nonce order, devices side by side. */
+export class Dispatcher {
+  private loop: Promise<void> | null = null;
+  private watching = false;
+  private stopping = false;
+  private readonly notBefore = new Map<string, number>();
+  private wakeUp: ((reason: "news" | "stop") => void) | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private readonly log: Logger;
+  private readonly concurrency: number;
+  private readonly idlePollMs: number;
+  private readonly onAdded = () => this.wake();
+
+  constructor(
+    readonly outbox: Outbox,
+    readonly courier: Courier,
+    private readonly opts: DispatcherOptions = {},
+  ) {
+    this.log = opts.logger ?? silentLogger;
+    this.concurrency = opts.concurrency ?? 8;
+    this.idlePollMs = opts.idlePollMs ?? 5_000;
+    outbox.on("added", this.onAdded);
+  }
+
+  /**
+   * Delivers everything pending. Without `watch`, resolves once the outbox has nothing left to
+   * deliver; with it, keeps delivering new messages until {@link stop}.
+   */
+  drain(opts: { watch?: boolean } = {}): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    if (opts.watch) this.watching = true;
+    this.loop ??= this.run().finally(() => {
+      this.loop = null;
+    });
+    if (opts.watch) return this.loop;
+    const loop = this.loop;
+    return new Promise<void>((resolve, reject) => {
+      if (this.outbox.heads().length === 0) return resolve();
+      this.idleWaiters.push(resolve);
+      loop.then(resolve, reject);
+    });
+  }
+
+  /** Stops delivering (after the current step) and waits for the loop to end. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.outbox.off("added", this.onAdded);
+    this.wake("stop");
+    await this.loop;
+  }
+
+  private wake(reason: "news" | "stop" = "news"): void {
+    this.wakeUp?.(reason);
+  }
+
+  // Sleeps `ms`; news (a new message) cuts the sleep short only when `wakeOnNews`, a stop always.
+  private sleep(ms: number, wakeOnNews: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.wakeUp === wake) this.wakeUp = null;
+        resolve();
+      };
+      const wake = (reason: "news" | "stop") => {
+        if (reason === "stop" || wakeOnNews) done();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.wakeUp = wake;
+      if (this.stopping) done();
+    });
+  }
+
+  private async run(): Promise<void> {
+    const backoff = new Backoff(this.opts.backoff);
+    while (!this.stopping) {
+      const heads = this.outbox.heads();
+      if (heads.length === 0) {
+        for (const w of this.idleWaiters.splice(0)) w();
+        if (!this.watching) return;
+        await this.sleep(this.idlePollMs, true);
+        continue;
+      }
+      const now = Date.now();
+      const ready = heads.filter((e) => (this.notBefore.get(e.id) ?? 0) <= now).slice(0, this.concurrency);
+      if (ready.length === 0) {
+        const soonest = Math.min(...heads.map((e) => this.notBefore.get(e.id) ?? now));
+        await this.sleep(soonest - now, true);
+        continue;
+      }
+      const results = await Promise.all(ready.map(async (e) => [e, await this.courier.step(e)] as const));
+      let down: string | undefined;
+      let moved = false;
+      for (const [e, r] of results) {
+        if (r.kind === "down") {
+          down = r.error;
+          continue;
+        }
+        if (r.kind === "wait") {
+          this.notBefore.set(e.id, Date.now() + r.ms);
+          this.log.debug("waiting", { id: e.id, reason: r.reason, ms: r.ms });
+          continue;
+        }
+        moved = true;
+        this.notBefore.delete(e.id);
+        if (r.kind === "done") this.report(this.outbox.get(e.id) ?? e);
+      }
+      if (down !== undefined) {
+        const ms = backoff.next();
+        this.log.warn("endpoint unavailable; backing off", { via: this.courier.via, error: down, retryInMs: ms });
+        await this.sleep(ms, false);
+      } else if (moved) {
+        if (backoff.attempts > 0) this.log.info("endpoint back", { via: this.courier.via });
+        backoff.reset();
+      }
+    }
+  }
+
+  private report(e: OutboxEntry): void {
+    if (e.outcome === "confirmed") return; // the courier logged it with its transaction
+    const fields = { id: e.id, type: e.type, device: e.device, nonce: e.nonce, reason: e.reason };
+    if (e.outcome === "rejected") this.log.warn("message rejected", fields);
+    else this.log.info("message already on chain; retired", fields);
+  }
+}
+
+// ---------------------------------------------------------------- agent
+
+export interface AgentOptions {
+  signer: DeviceSigner;
+  deployment: ChainDeployment;
+  hasher: TypedDataHasher;
+  outbox: Outbox;
+  chain: Chain;
+  dispatcher: Dispatcher;
+  logger?: Logger;
+  /** Default signature lifetime (s) when a message gives no deadline. Default 3,600. */
+  ttlSeconds?: number;
+  /** How long `sign` waits for the chain when it has never learnt the device's nonce (ms). Default 30,000. */
+  nonceTimeoutMs?: number;
+  /** Called by `stop()`: closes what the agent owns (its stack, when it has one of its own). */
+  onStop?: () => Promise<void>;
+}
+
+export interface SignOptions {
+  /** An idempotency key: a message with this key already in the outbox is returned, not signed again. */
+  ref?: string;
+  /** A claim's Merkle leaf and proof (needed to deliver a `DeviceClaim`). */
+  claim?: { model: string; firmwareHash: string; proof: string[] };
+  /** Persist in the outbox (default). Only a `DeviceClaim`, which uses no nonce, may skip it. */
+  persist?: boolean;
+}
+
+export interface Signed {
+  id: string;
+  message: SignedDeviceMessage;
+  /** False when `ref` named a message that was already in the outbox. */
+  fresh: boolean;
+}
+
+export class AgentError extends Error {
+  constructor(
+    readonly field: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = "AgentError";
+  }
+}
+
+/** One device: signs its messages, persists them, delivers them. */
+export class Agent {
+  readonly deviceId: bigint;
+  readonly signer: DeviceSigner;
+  readonly outbox: Outbox;
+  readonly dispatcher: Dispatcher;
+  private readonly log: Logger;
+  private readonly verifier: DeviceSignatureVerifier;
+  private next: bigint | undefined;
+  private stale = true;
+  private clockOffset: number | undefined;
+  /** Nonces of messages signed but not on disk yet. */
+  private readonly inflight = new Set<bigint>();
+  private readonly refsInFlight = new Map<string, Promise<Signed>>();
+  private lock: Promise<void> = Promise.resolve();
+  private changes = 0;
+  private readonly onDone = (e: OutboxEntry) => {
+    if (e?.device === this.deviceId && e.outcome !== "confirmed") {
+      this.stale = true;
+      this.changes++;
+    }
+  };
+
+  constructor(private readonly opts: AgentOptions) {
+    this.signer = opts.signer;
+    this.outbox = opts.outbox;
+    this.dispatcher = opts.dispatcher;
+    // The id the registry derives from the device's first key. (A rotated key keeps the old id;
+    // such a device needs its id configured, which `deviceByKey` would give.)
+    this.deviceId = deviceIdOf(opts.signer.signer);
+    this.log = (opts.logger ?? silentLogger).child({ device: this.deviceId.toString() });
+    const signer = opts.signer.signer;
+    this.verifier = new DeviceSignatureVerifier(signer.length === 2 + 2 * 84 ? [signer.slice(0, 42)] : []);
+    opts.outbox.on("done", this.onDone);
+  }
+
+  /** A one-device agent with its own outbox, chain connection and courier. */
+  static async create(opts: StackOptions & { signer: DeviceSigner; ttlSeconds?: number }): Promise<Agent> {
+    const stack = await openAgentStack(opts);
+    return stack.agentFor(opts.signer, { ttlSeconds: opts.ttlSeconds, ownsStack: true });
+  }
+
+  /**
+   * Signs a device message of `type` with `fields`: fills `device`, the device's next nonce and a
+   * default deadline, signs the fast digest, checks the signature as the chain would, and persists
+   * the message: resolves once it is on disk. Concurrent calls are numbered in call order and share
+   * their disk syncs (group commit).
+   */
+  async sign(type: DeviceMessageType, fields: Message = {}, opts: SignOptions = {}): Promise<Signed> {
+    if (!(DEVICE_MESSAGE_TYPES as readonly string[]).includes(type)) {
+      throw new AgentError("type", `type must be one of ${DEVICE_MESSAGE_TYPES.join(", ")}`);
+    }
+    const persist = opts.persist ?? true;
+    const usesNonce = TYPES[type].fields.some((f) => f.name === "nonce");
+    if (!persist && usesNonce) throw new AgentError("persist", `a ${type} uses a nonce and must go through the outbox`);
+    if (persist && type === "DeviceClaim" && !opts.claim) {
+      throw new AgentError("claim", "a DeviceClaim needs its leaf and proof (model, firmwareHash, proof) to be sent");
+    }
+    if ("nonce" in fields && usesNonce) throw new AgentError("nonce", "the nonce is assigned by the agent");
+    const ref = opts.ref;
+    if (ref !== undefined) {
+      const known = this.known(ref);
+      if (known) return known;
+    }
+    const signing = this.exclusive(async () => {
+      // Signed and persisted while this call waited for its turn (by another agent on the outbox)?
+      const existing = ref === undefined ? undefined : this.outbox.byRef(ref);
+      if (existing) {
+        return { signed: undefined, done: { id: existing.id, message: existing.message!, fresh: false } as Signed };
+      }
+      const nonce = usesNonce ? await this.nextNonce() : undefined;
+      if (fields.deadline === undefined && this.clockOffset === undefined) await this.syncClock();
+      const message = this.normalise(type, fields);
+      if (nonce !== undefined) message.nonce = nonce.toString();
+      const digest = this.opts.hasher.digest(type, this.deployment(), message);
+      const signature = await this.signer.sign(digest);
+      if (!this.verifier.verify(this.signer.signer, digest, signature)) {
+        throw new AgentError(undefined, "the device key produced a signature the chain would refuse");
+      }
+      const signed: SignedDeviceMessage = {
+        type,
+        key: this.signer.signer,
+        message,
+        signature: bytesToHex(signature),
+        ...(opts.claim ? { claim: opts.claim } : {}),
+      };
+      if (!persist) return { signed, done: undefined };
+      // The write starts here, in call order; the next signature need not wait for its sync.
+      const adding = this.outbox.add(signed, ref === undefined ? {} : { ref });
+      if (nonce !== undefined) {
+        this.next = nonce + 1n;
+        this.inflight.add(nonce);
+        adding.then(
+          () => this.inflight.delete(nonce),
+          () => {
+            this.inflight.delete(nonce);
+            this.stale = true; // never on disk: number from the chain and the outbox again
+            this.changes++;
+          },
+        );
+      }
+      return { signed, done: undefined, adding };
+    });
+    const result = signing.then(async (r): Promise<Signed> => {
+      if (r.done) return r.done;
+      if (!("adding" in r) || !r.adding) return { id: messageId(r.signed!), message: r.signed!, fresh: true };
+      const entry = await r.adding;
+      this.log.debug("message signed and persisted", { id: entry.id, type, nonce: r.signed!.message.nonce, ref });
+      return { id: entry.id, message: r.signed!, fresh: true };
+    });
+    if (ref !== undefined) {
+      this.refsInFlight.set(ref, result);
+      const forget = () => this.refsInFlight.delete(ref);
+      result.then(forget, forget);
+    }
+    return result;
+  }
+
+  /** The message already signed (or being signed) for `ref`, if any. */
+  private known(ref: string): Promise<Signed> | undefined {
+    const existing = this.outbox.byRef(ref);
+    if (existing) return Promise.resolve({ id: existing.id, message: existing.message!, fresh: false });
+    return this.refsInFlight.get(ref)?.then((s) => ({ ...s, fresh: false }));
+  }
+
+  /** Delivers everything pending (see {@link Dispatcher.drain}). */
+  drain(opts: { watch?: boolean } = {}): Promise<void> {
+    return this.dispatcher.drain(opts);
+  }
+
+  /**
+   * Stops the agent. One made by {@link Agent.create} owns its stack and closes it (delivery stops,
+   * the outbox is closed); one of several on a shared stack only detaches (close the stack instead).
+   */
+  async stop(): Promise<void> {
+    this.outbox.off("done", this.onDone);
+    await this.opts.onStop?.();
+  }
+
+  private deployment() {
+    return { chainId: this.opts.deployment.chainId, verifyingContract: this.opts.deployment.registry };
+  }
+
+  /** The message's fields in their JSON form (integers as decimal strings), checked against the catalogue. */
+  private normalise(type: DeviceMessageType, fields: Message): Message {
+    const out: Message = {};
+    const ttl = BigInt(this.opts.ttlSeconds ?? 3_600);
+    for (const f of TYPES[type].fields) {
+      let v = fields[f.name];
+      if (f.name === "device") {
+        if (v !== undefined && BigInt(v as string) !== this.deviceId) {
+          throw new AgentError("device", `device must be this agent's device ${this.deviceId}`);
+        }
+        v = this.deviceId;
+      }
+      if (f.name === "nonce") continue;
+      if (f.name === "deadline" && v === undefined) {
+        v = BigInt(Math.floor(Date.now() / 1000) + (this.clockOffset ?? 0)) + ttl;
+      }
+      if (v === undefined) throw new AgentError(f.name, `${type}.${f.name} is missing`);
+      if (/^u?int\d+$/.test(f.type)) {
+        try {
+          v = BigInt(v as string).toString();
+        } catch {
+          throw new AgentError(f.name, `${type}.${f.name} must be an integer`);
+        }
+      } else if (f.type === "address") {
+        try {
+          v = getAddress(v as string);
+        } catch {
+          throw new AgentError(f.name, `${type}.${f.name} must be an address`);
+        }
+      } else if (typeof v === "string") {
+        v = v.toLowerCase();
+      }
+      out[f.name] = v;
+    }
+    for (const name of Object.keys(fields)) {
+      if (!TYPES[type].fields.some((f) => f.name === name)) {
+        throw new AgentError(name, `${type} has no field ${name}`);
+      }
+    }
+    // The fast encoder checks ranges and byte lengths and names the field it refuses.
+    const probe = TYPES[type].fields.some((f) => f.name === "nonce") ? { ...out, nonce: "0" } : out;
+    try {
+      this.opts.hasher.structHash(type, probe);
+    } catch (err) {
+      const field = /\.(\w+) /.exec((err as Error).message)?.[1];
+      throw new AgentError(field, (err as Error).message);
+    }
+    return out;
+  }
+
+  /**
+   * The device's next nonce: where the chain is, moved past every message of this device that is
+   * queued or landed. Re-read from the chain after a message failed to land (its nonce is free
+   * again) and whenever it was never read; while the chain cannot be reached, the outbox and the
+   * local count carry on.
+   */
+  private async nextNonce(): Promise<bigint> {
+    if (this.next !== undefined && !this.stale) return this.next;
+    const changes = this.changes;
+    let fromOutbox = this.outbox.nextNonce(this.deviceId);
+    let chainNonce: bigint | undefined;
+    const deadline = Date.now() + (this.opts.nonceTimeoutMs ?? 30_000);
+    const backoff = new Backoff({ baseMs: 200, capMs: 5_000 });
+    for (;;) {
+      try {
+        chainNonce = await this.opts.chain.deviceNonce(this.deviceId);
+        break;
+      } catch (err) {
+        if (!(err instanceof Down)) throw err;
+        if (fromOutbox !== undefined || this.next !== undefined) {
+          this.log.warn("chain unreachable; numbering from the outbox", { error: err.message });
+          break;
+        }
+        if (Date.now() > deadline) throw new AgentError(undefined, `cannot read the device nonce: ${err.message}`);
+        await new Promise((r) => setTimeout(r, backoff.next()));
+      }
+    }
+    if (chainNonce !== undefined) await this.syncClock();
+    // Read the outbox and the messages still being written after the awaits, not before: one may
+    // have moved from the second to the first meanwhile.
+    fromOutbox = this.outbox.nextNonce(this.deviceId);
+    let next = chainNonce ?? this.next ?? 0n;
+    if (fromOutbox !== undefined && fromOutbox > next) next = fromOutbox;
+    for (const n of this.inflight) if (n + 1n > next) next = n + 1n;
+    this.next = next;
+    // Still stale if the chain could not be read, or if another message failed meanwhile.
+    this.stale = chainNonce === undefined || this.changes !== changes;
+    return next;
+  }
+
+  /**
+   * Learns how far the chain's clock is from ours (a device without a real-time clock may be far
+   * off), so that default deadlines are in the chain's time. Best effort: skipped when unreachable.
+   */
+  private async syncClock(): Promise<void> {
+    try {
+      const chainNow = Number(await this.opts.chain.latestTimestamp());
+      this.clockOffset = chainNow - Math.floor(Date.now() / 1000);
+      if (Math.abs(this.clockOffset) > 300) {
+        this.log.warn("local clock differs from the chain's; deadlines follow the chain", {
+          offsetSeconds: this.clockOffset,
+        });
+      }
+    } catch (err) {
+      if (!(err instanceof Down)) throw err;
+    }
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.lock;
+    let release!: () => void;
+    this.lock = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+export interface StackOptions {
+  deployment: ChainDeployment;
+  /** Where the outbox lives (`outbox.jsonl` inside). */
+  dataDir: string;
+  /** The node: a URL, or a provider (e.g. Hardhat's in-process one). Needed for reads in both modes. */
+  rpc: string | Provider;
+  /** Direct submission: the account that pays gas. */
+  payer?: PayerSigner;
+  /** Relayer submission: the gateway's base URL (wins over `payer`). */
+  relayerUrl?: string;
+  logger?: Logger;
+  backoff?: BackoffOptions;
+  pollMs?: number;
+  holdMs?: number;
+  /** A direct transaction still unmined (or refused) after this long is broadcast again (ms). */
+  rebroadcastMs?: number;
+  confirmations?: number;
+  concurrency?: number;
+  outbox?: OutboxOptions;
+  hasher?: TypedDataHasher;
+}
+
+export interface AgentStack {
+  hasher: TypedDataHasher;
+  outbox: Outbox;
+  chain: Chain;
+  courier: Courier;
+  dispatcher: Dispatcher;
+  /** An agent for `signer` on this stack. */
+  agentFor(signer: DeviceSigner, opts?: { ttlSeconds?: number; ownsStack?: boolean }): Agent;
+  close(): Promise<void>;
+}
+
+/** Opens the outbox in `dataDir`, connects to the chain and builds the courier and dispatcher. */
+export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
+  const logger = opts.logger ?? silentLogger;
+  const hasher = opts.hasher ?? (await TypedDataHasher.create());
+  const deployment = { chainId: BigInt(opts.deployment.chainId), registry: getAddress(opts.deployment.registry) };
+  const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;
+  const chain = new Chain(provider, deployment, hasher);
+  const outbox = Outbox.open(path.join(opts.dataDir, "outbox.jsonl"), opts.outbox);
+  let courier: Courier;
+  if (opts.relayerUrl) {
+    courier = new RelayerCourier({
+      url: opts.relayerUrl,
+      outbox,
+      chain,
+      logger,
+      pollMs: opts.pollMs,
+      holdMs: opts.holdMs,
+    });
+  } else if (opts.payer) {
+    courier = new RpcCourier({
+      chain,
+      outbox,
+      payer: opts.payer,
+      logger,
+      pollMs: opts.pollMs,
+      holdMs: opts.holdMs,
+      rebroadcastMs: opts.rebroadcastMs,
+      confirmations: opts.confirmations,
+    });
+  } else {
+    await outbox.close();
+    throw new AgentError("payer", "direct submission needs a payer account (or give a relayer URL)");
+  }
+  const dispatcher = new Dispatcher(outbox, courier, {
+    logger,
+    backoff: opts.backoff,
+    concurrency: opts.concurrency,
+  });
+  let closed = false;
+  const stack: AgentStack = {
+    hasher,
+    outbox,
+    chain,
+    courier,
+    dispatcher,
+    agentFor(signer, o = {}) {
+      const agent = new Agent({
+        signer,
+        deployment,
+        hasher,
+        outbox,
+        chain,
+        dispatcher,
+        logger,
+        ttlSeconds: o.ttlSeconds,
+        onStop: o.ownsStack ? () => stack.close() : undefined,
+      });
+      return agent;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await dispatcher.stop();
+      await courier.close();
+      await outbox.close();
+    },
+  };
+  return stack;
+}

@@ -1,0 +1,903 @@
+/**
+ * How the agent's messages reach the chain. A courier moves one outbox entry one step at a time:
+ *
+ * - `RpcCourier` sends transactions itself over JSON-RPC, paid by a funded account (the payer).
+ *   It simulates first (`eth_estimateGas`), so a message the chain would refuse never costs gas;
+ *   it numbers the payer's transactions itself and records each raw signed transaction in the
+ *   outbox before broadcasting it, so that after a crash the very same transaction is broadcast
+ *   again; it watches receipts, and retires a message that landed some other way.
+ * - `RelayerCourier` hands messages to the relayer gateway over HTTP (`POST /v1/messages`,
+ *   idempotent by message id) and follows their status (`GET /v1/messages/:id`).
+ *
+ * Both check `isSpent` before (re)sending: a message whose nonce the chain has already used is
+ * retired, never sent again. Network failures are reported as "down" so that the dispatcher backs
+ * off; outbox writes are never swallowed (a disk that cannot persist must stop the agent).
+ */
+import {
+  Interface,
+  JsonRpcProvider,
+  Network,
+  Transaction,
+  getAddress,
+  keccak256,
+  type Provider,
+  type TransactionReceipt,
+  type TransactionRequest,
+} from "ethers";
+import { bytesToHex, type TypedDataHasher } from "../eip712/fast";
+import { encodeCall, isSpent, toJson, type SignedDeviceMessage } from "../messages";
+import { DeviceRegistry__factory } from "../../typechain-types";
+import { silentLogger, type Logger } from "./log";
+import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox";
+
+/** Where the registry is deployed. */
+export interface ChainDeployment {
+  chainId: bigint;
+  registry: string;
+}
+
+/** What a courier says after one step on an entry. */
+export type StepResult =
+  /** The entry is finished (its outcome is in the outbox). */
+  | { kind: "done" }
+  /** The entry moved on; step it again at once. */
+  | { kind: "progress" }
+  /** Nothing to do before `ms` (a receipt, the relayer, or a device status change is awaited). */
+  | { kind: "wait"; ms: number; reason: string }
+  /** The node or relayer could not be reached or failed: back off. */
+  | { kind: "down"; error: string };
+
+export interface Courier {
+  readonly via: "rpc" | "relayer";
+  step(entry: OutboxEntry): Promise<StepResult>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- errors and backoff
+
+const TRANSIENT_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_CLOSED",
+  "TIMEOUT",
+  "SERVER_ERROR",
+  "NETWORK_ERROR",
+]);
+
+/** Whether `err` is a failure to reach (or get an answer from) an endpoint, rather than a refusal. */
+export function isTransient(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown; name?: unknown } | undefined, i = 0; e && i < 5; i++) {
+    if (typeof e.code === "string" && TRANSIENT_CODES.has(e.code)) return true;
+    if (e.name === "TimeoutError" || e.name === "AbortError") return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
+/** A short, single-line description of an error. */
+export function describe(err: unknown): string {
+  const e = err as { code?: unknown; shortMessage?: unknown; message?: unknown; cause?: { code?: unknown } };
+  const code = typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;
+  const text = typeof e?.shortMessage === "string" ? e.shortMessage : String(e?.message ?? err);
+  const line = text.split("\n")[0].slice(0, 300);
+  return code && !line.includes(code) ? `${code}: ${line}` : line;
+}
+
+/** Thrown by endpoint calls when the node or relayer is unreachable or failing (worth retrying). */
+export class Down extends Error {
+  override readonly name = "EndpointDown";
+}
+
+export interface BackoffOptions {
+  /** First delay (ms). Default 250. */
+  baseMs?: number;
+  /** Largest delay (ms). Default 30,000. */
+  capMs?: number;
+}
+
+/** Exponential backoff with a cap and ±20% jitter. */
+export class Backoff {
+  private failures = 0;
+  readonly baseMs: number;
+  readonly capMs: number;
+
+  constructor(opts: BackoffOptions = {}) {
+    this.baseMs = opts.baseMs ?? 250;
+    this.capMs = opts.capMs ?? 30_000;
+  }
+
+  /** The delay before the next attempt, growing with each consecutive failure. */
+  next(): number {
+    const exp = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.failures, 30));
+    this.failures++;
+    return Math.round(Math.min(this.capMs, exp * (0.8 + 0.4 * Math.random())));
+  }
+
+  reset(): void {
+    this.failures = 0;
+  }
+
+  get attempts(): number {
+    return this.failures;
+  }
+}
+
+// ---------------------------------------------------------------- chain reads
+
+const registryInterface: Interface = DeviceRegistry__factory.createInterface();
+
+/** Registry errors after which a message can never land: they retire it as rejected. */
+const FINAL_ERRORS = new Set([
+  "DeviceRegistryExpired",
+  "DeviceRegistryInvalidSignature",
+  "DeviceRegistryInvalidProof",
+  "DeviceRegistryInvalidOwner",
+  "DeviceRegistryUnsupportedKey",
+  "DeviceRegistryKeyTaken",
+  "DeviceRegistryBatchRevoked",
+]);
+
+/** The revert data carried somewhere in a provider error, if any. */
+export function revertData(err: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  const visit = (e: unknown, depth: number): string | undefined => {
+    if (!e || typeof e !== "object" || seen.has(e) || depth > 6) return undefined;
+    seen.add(e);
+    const o = e as Record<string, unknown>;
+    if (typeof o.data === "string" && /^0x[0-9a-fA-F]{8,}$/.test(o.data)) return o.data;
+    for (const k of ["data", "error", "info", "cause", "payload"]) {
+      const found = visit(o[k], depth + 1);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return visit(err, 0);
+}
+
+/** A revert decoded against the registry's errors. */
+export interface Revert {
+  name: string;
+  args: unknown[];
+  text: string;
+  /** Whether the message can never land after it (retire it), rather than maybe later (hold it). */
+  final: boolean;
+}
+
+const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
+
+export function decodeRevert(data: string | undefined): Revert {
+  if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
+  try {
+    const parsed = registryInterface.parseError(data);
+    if (parsed) {
+      const args = [...parsed.args];
+      const text = `${parsed.name}(${args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
+      const final =
+        FINAL_ERRORS.has(parsed.name) || (parsed.name === "DeviceRegistryWrongStatus" && BigInt(args[1]) === REVOKED);
+      return { name: parsed.name, args, text, final };
+    }
+  } catch {
+    // not one of the registry's errors
+  }
+  return { name: "unknown", args: [], text: `reverted with ${data.slice(0, 74)}`, final: true };
+}
+
+/** Reads of the registry that the agent needs, with endpoint failures turned into {@link Down}. */
+export class Chain {
+  private checked = false;
+  private clock: { at: number; timestamp: bigint } | undefined;
+  private readonly registry;
+
+  constructor(
+    readonly provider: Provider,
+    readonly deployment: ChainDeployment,
+    private readonly hasher: TypedDataHasher,
+  ) {
+    this.registry = DeviceRegistry__factory.connect(deployment.registry, provider);
+  }
+
+  /**
+   * A JSON-RPC provider for `url` that never probes the network (the chain id is known) and never
+   * answers from a cache: ethers shares identical requests for 250 ms by default, so a receipt
+   * looked up twice in a row could come back stale and a landed message be misjudged. A provider
+   * handed to the agent instead must not cache either.
+   */
+  static provider(url: string, chainId: bigint): JsonRpcProvider {
+    return new JsonRpcProvider(url, Network.from(chainId), { staticNetwork: true, batchMaxCount: 1, cacheTimeout: -1 });
+  }
+
+  /** Runs an endpoint call; a failure to reach it becomes {@link Down}. */
+  async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof Down) throw err;
+      this.checked = false;
+      throw new Down(`${what}: ${describe(err)}`);
+    }
+  }
+
+  /**
+   * Checks once (again after any failure) that the endpoint serves the expected chain and registry:
+   * the registry's EIP-712 domain separator binds both the chain id and the address, so it must
+   * equal ours. Protects against a wrong URL, a wrong chain, or a node that lost its state.
+   */
+  async ensure(): Promise<void> {
+    if (this.checked) return;
+    const expected = bytesToHex(
+      this.hasher.domainSeparator("registry", {
+        chainId: this.deployment.chainId,
+        verifyingContract: this.deployment.registry,
+      }),
+    );
+    const actual = await this.call("DOMAIN_SEPARATOR", () => this.registry.DOMAIN_SEPARATOR());
+    if (actual.toLowerCase() !== expected) {
+      throw new Down(
+        `the node at hand does not serve registry ${this.deployment.registry} on chain ${this.deployment.chainId}`,
+      );
+    }
+    this.checked = true;
+  }
+
+  async deviceNonce(device: bigint): Promise<bigint> {
+    await this.ensure();
+    return BigInt(await this.call("deviceNonce", () => this.registry.deviceNonce(device)));
+  }
+
+  async isSpent(m: SignedDeviceMessage): Promise<boolean> {
+    await this.ensure();
+    return this.call("isSpent", () => isSpent(m, this.provider, this.deployment.registry));
+  }
+
+  async latestTimestamp(): Promise<bigint> {
+    const block = await this.call("getBlock", () => this.provider.getBlock("latest"));
+    if (!block) throw new Down("getBlock: no latest block");
+    this.clock = { at: Date.now(), timestamp: BigInt(block.timestamp) };
+    return this.clock.timestamp;
+  }
+
+  /**
+   * The chain's time, read at most once a second: enough to retire an expired message before
+   * simulating it (the simulation refuses one that expired in the last second anyway).
+   */
+  async recentTimestamp(): Promise<bigint> {
+    if (this.clock && Date.now() - this.clock.at < 1_000) return this.clock.timestamp;
+    return this.latestTimestamp();
+  }
+}
+
+/**
+ * Whether a message that has not landed can still land, judged from the chain's view before any
+ * gas is spent. Returns the outcome to record, or a reason to wait.
+ */
+async function preflight(
+  chain: Chain,
+  outbox: Outbox,
+  e: OutboxEntry,
+  onDeviceNonce?: (device: bigint, nonce: bigint) => void,
+): Promise<
+  | { kind: "spent"; reason: string }
+  | { kind: "rejected"; reason: string }
+  | { kind: "wait"; reason: string }
+  | { kind: "go" }
+> {
+  const m = e.message!;
+  if (e.nonce === undefined) {
+    if (await chain.isSpent(m)) return { kind: "spent", reason: "the key is already registered" };
+  } else {
+    // One read answers both questions: spent (isSpent's rule: the nonce moved past it) and ready.
+    const chainNonce = await chain.deviceNonce(e.device);
+    onDeviceNonce?.(e.device, chainNonce);
+    if (chainNonce > e.nonce) return { kind: "spent", reason: `the device nonce is already past it (${chainNonce})` };
+    if (e.nonce > chainNonce) {
+      // Everything before this message in the outbox is finished; something below it never landed.
+      const blocker = outbox
+        .ofDevice(e.device)
+        .find((o) => o.outcome === "rejected" && o.nonce !== undefined && o.nonce >= chainNonce && o.nonce < e.nonce!);
+      if (blocker)
+        return { kind: "rejected", reason: `blocked: nonce ${blocker.nonce} was rejected (${blocker.reason})` };
+      return { kind: "wait", reason: `the device nonce is ${chainNonce}; nonce ${e.nonce} has to wait for it` };
+    }
+  }
+  const deadline = BigInt(m.message.deadline as string);
+  if ((await chain.recentTimestamp()) > deadline) return { kind: "rejected", reason: `expired (deadline ${deadline})` };
+  return { kind: "go" };
+}
+
+// ---------------------------------------------------------------- direct JSON-RPC
+
+/** What the courier needs of the account that pays gas: an address and transaction signing. */
+export interface PayerSigner {
+  readonly address: string;
+  signTransaction(tx: TransactionRequest): Promise<string>;
+}
+
+export interface RpcCourierOptions {
+  chain: Chain;
+  outbox: Outbox;
+  payer: PayerSigner;
+  logger?: Logger;
+  /** Confirmations before a message counts as landed. Default 1. */
+  confirmations?: number;
+  /** Interval between receipt checks (ms). Default 1,000. */
+  pollMs?: number;
+  /** A transaction still unmined after this long is broadcast again (ms). Default 30,000. */
+  rebroadcastMs?: number;
+  /** How long to wait before looking again at a message that cannot be sent yet (ms). Default 5,000. */
+  holdMs?: number;
+  /** Called with every device nonce read from the chain. */
+  onDeviceNonce?: (device: bigint, nonce: bigint) => void;
+}
+
+/** Sends each message as a transaction of its own, paid by the payer account. */
+export class RpcCourier implements Courier {
+  readonly via = "rpc" as const;
+  private readonly chain: Chain;
+  private readonly outbox: Outbox;
+  private readonly payer: PayerSigner;
+  private readonly log: Logger;
+  private readonly confirmations: number;
+  private readonly pollMs: number;
+  private readonly rebroadcastMs: number;
+  private readonly holdMs: number;
+  private nextAccountNonce: number | undefined;
+  private accountLock: Promise<void> = Promise.resolve();
+  private readonly lastBroadcast = new Map<string, number>();
+  private readonly spentChecked = new Set<string>();
+  private readonly suspectedDead = new Map<string, number>();
+  private readonly deadAfterMs: number;
+  private fees: { at: number; maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } | undefined;
+
+  constructor(private readonly opts: RpcCourierOptions) {
+    this.chain = opts.chain;
+    this.outbox = opts.outbox;
+    this.payer = opts.payer;
+    this.log = opts.logger ?? silentLogger;
+    this.confirmations = opts.confirmations ?? 1;
+    this.pollMs = opts.pollMs ?? 1_000;
+    this.rebroadcastMs = opts.rebroadcastMs ?? 30_000;
+    this.holdMs = opts.holdMs ?? 5_000;
+    this.deadAfterMs = Math.max(this.pollMs, 1_000);
+  }
+
+  async step(e: OutboxEntry): Promise<StepResult> {
+    try {
+      if (e.state === "pending") return await this.sendPending(e);
+      if (e.submission?.via === "rpc") return await this.followSubmitted(e, e.submission);
+      // Handed to the relayer by an earlier run (configured differently): the relayer holds it
+      // and may still send it, and sending it too could only revert. Wait until it lands or its
+      // deadline passes.
+      const verdict = await preflight(this.chain, this.outbox, e, this.opts.onDeviceNonce);
+      if (verdict.kind === "spent" || verdict.kind === "rejected") {
+        await this.outbox.done(e.id, verdict.kind, {
+          reason: verdict.kind === "spent" ? "landed through the relayer" : verdict.reason,
+        });
+        return { kind: "done" };
+      }
+      return { kind: "wait", ms: this.holdMs, reason: "handed to the relayer by an earlier run" };
+    } catch (err) {
+      if (err instanceof Down) {
+        this.lastBroadcast.clear(); // the node may have lost its pool: broadcast again once it is back
+        this.nextAccountNonce = undefined;
+        return { kind: "down", error: err.message };
+      }
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const p = this.chain.provider as { destroy?: () => void };
+    p.destroy?.();
+  }
+
+  private async sendPending(e: OutboxEntry): Promise<StepResult> {
+    const verdict = await preflight(this.chain, this.outbox, e, this.opts.onDeviceNonce);
+    if (verdict.kind === "spent" || verdict.kind === "rejected") {
+      await this.outbox.done(e.id, verdict.kind, { reason: verdict.reason });
+      return { kind: "done" };
+    }
+    if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason };
+
+    const { data } = encodeCall(e.message!);
+    const to = this.chain.deployment.registry;
+    let gas: bigint;
+    try {
+      gas = await this.chain.provider.estimateGas({ from: this.payer.address, to, data });
+    } catch (err) {
+      if (isTransient(err)) throw new Down(`estimateGas: ${describe(err)}`);
+      const data = revertData(err);
+      if (!data && !/revert|CALL_EXCEPTION|execution/i.test(`${(err as { code?: string }).code} ${describe(err)}`)) {
+        throw new Down(`estimateGas: ${describe(err)}`);
+      }
+      const revert = decodeRevert(data);
+      if (revert.final) {
+        // Look again: it may have landed a moment ago through someone else.
+        const spent = await this.chain.isSpent(e.message!);
+        await this.outbox.done(e.id, spent ? "spent" : "rejected", {
+          reason: `refused by the registry: ${revert.text}`,
+        });
+        return { kind: "done" };
+      }
+      // Unknown key, a quarantined device or batch: the device's state may still change
+      // before the deadline, so hold the message (the deadline retires it otherwise).
+      this.log.warn("message refused for now; holding it", { id: e.id, reason: revert.text });
+      return { kind: "wait", ms: this.holdMs, reason: revert.text };
+    }
+    const fees = await this.feeData();
+    await this.withAccount(async () => {
+      await this.syncAccountNonce();
+      const accountNonce = this.nextAccountNonce!;
+      const raw = await this.payer.signTransaction({
+        type: 2,
+        chainId: this.chain.deployment.chainId,
+        nonce: accountNonce,
+        to,
+        data,
+        value: 0n,
+        gasLimit: (gas * 12n) / 10n + 10_000n,
+        maxFeePerGas: fees.maxFeePerGas,
+        maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+      });
+      const submission: RpcSubmission = {
+        via: "rpc",
+        txHash: keccak256(raw),
+        raw,
+        from: getAddress(this.payer.address),
+        accountNonce,
+      };
+      await this.outbox.submit(e.id, submission); // on disk before it is broadcast
+      this.nextAccountNonce = accountNonce + 1;
+      this.log.debug("transaction recorded", { id: e.id, txHash: submission.txHash, accountNonce });
+      // Broadcast in account-nonce order: some nodes (Hardhat's automine) refuse a nonce gap.
+      await this.broadcast(e, submission);
+    });
+    return { kind: "progress" };
+  }
+
+  private async followSubmitted(e: OutboxEntry, s: RpcSubmission): Promise<StepResult> {
+    const hashes = [s.txHash, ...(s.replaces ?? [])];
+    const settled = await this.findReceipt(e, s, hashes);
+    if (settled) return settled;
+
+    const latest = await this.chain.call("getTransactionCount", () =>
+      this.chain.provider.getTransactionCount(s.from, "latest"),
+    );
+    if (latest > s.accountNonce) {
+      // The account nonce is used; unless one of ours used it (look once more), ours are dead.
+      const again = await this.findReceipt(e, s, hashes);
+      if (again) return again;
+      if (await this.chain.isSpent(e.message!)) {
+        await this.outbox.done(e.id, "spent", { reason: "landed through someone else" });
+        return { kind: "done" };
+      }
+      // Sending again is the one step that could deliver twice if the node misinformed us (a node
+      // behind a load balancer, still syncing): only after it has said so twice, some time apart.
+      const since = this.suspectedDead.get(s.txHash);
+      if (since === undefined || Date.now() - since < this.deadAfterMs) {
+        if (since === undefined) this.suspectedDead.set(s.txHash, Date.now());
+        return { kind: "wait", ms: this.deadAfterMs, reason: "the transaction looks dead; checking again" };
+      }
+      this.suspectedDead.delete(s.txHash);
+      await this.outbox.unsubmit(e.id, `account nonce ${s.accountNonce} was used by another transaction`);
+      this.log.warn("transaction can no longer be mined; sending the message again", { id: e.id, txHash: s.txHash });
+      return { kind: "progress" };
+    }
+    this.suspectedDead.delete(s.txHash);
+
+    // Not mined yet. Before broadcasting again, make sure the message is still needed.
+    if (!s.filler && !this.spentChecked.has(s.txHash)) {
+      if (await this.chain.isSpent(e.message!)) {
+        await this.fill(e, s);
+        return { kind: "progress" };
+      }
+      this.spentChecked.add(s.txHash);
+    }
+    const last = this.lastBroadcast.get(s.txHash);
+    if (last === undefined || Date.now() - last >= this.rebroadcastMs) await this.broadcast(e, s);
+    return { kind: "wait", ms: this.pollMs, reason: "waiting for the receipt" };
+  }
+
+  /** Settles the entry if one of its transactions has a receipt (with enough confirmations). */
+  private async findReceipt(e: OutboxEntry, s: RpcSubmission, hashes: string[]): Promise<StepResult | undefined> {
+    for (const hash of hashes) {
+      const receipt = await this.chain.call("getTransactionReceipt", () =>
+        this.chain.provider.getTransactionReceipt(hash),
+      );
+      if (!receipt) continue;
+      if (this.confirmations > 1) {
+        const head = await this.chain.call("getBlockNumber", () => this.chain.provider.getBlockNumber());
+        if (head - receipt.blockNumber + 1 < this.confirmations) {
+          return { kind: "wait", ms: this.pollMs, reason: "waiting for confirmations" };
+        }
+      }
+      await this.settle(e, s, hash, receipt);
+      return { kind: "done" };
+    }
+    return undefined;
+  }
+
+  private async settle(e: OutboxEntry, s: RpcSubmission, hash: string, receipt: TransactionReceipt): Promise<void> {
+    const registry = this.chain.deployment.registry.toLowerCase();
+    if (s.filler && hash === s.txHash) {
+      await this.outbox.done(e.id, "spent", { reason: "landed through someone else", txHash: hash });
+    } else if (receipt.status === 1 && receipt.logs.some((l) => l.address.toLowerCase() === registry)) {
+      await this.outbox.done(e.id, "confirmed", { txHash: hash });
+      this.log.info("message landed", { id: e.id, type: e.type, device: e.device, nonce: e.nonce, txHash: hash });
+    } else if (receipt.status === 1) {
+      await this.outbox.done(e.id, "rejected", { reason: "mined without a registry event", txHash: hash });
+      this.log.error("transaction mined without a registry event", { id: e.id, txHash: hash });
+    } else {
+      const spent = await this.chain.isSpent(e.message!);
+      await this.outbox.done(e.id, spent ? "spent" : "rejected", { reason: "the transaction reverted", txHash: hash });
+      this.log.error("transaction reverted", { id: e.id, txHash: hash, spent });
+    }
+    this.lastBroadcast.delete(hash);
+    this.spentChecked.delete(hash);
+  }
+
+  /**
+   * The message landed some other way while our transaction is still unmined: put a zero-value
+   * transfer in its account nonce instead (recorded before it is broadcast), so that the account's
+   * later transactions are not stuck behind a hole and the message is not sent twice.
+   */
+  private async fill(e: OutboxEntry, s: RpcSubmission): Promise<void> {
+    const fees = await this.feeData();
+    const original = Transaction.from(s.raw);
+    const bump = (a: bigint | null, b: bigint) => (a !== null && a * 2n > b ? a * 2n : b);
+    const maxPriorityFeePerGas = bump(original.maxPriorityFeePerGas, fees.maxPriorityFeePerGas);
+    const maxFeePerGas = bump(original.maxFeePerGas, fees.maxFeePerGas);
+    const raw = await this.payer.signTransaction({
+      type: 2,
+      chainId: this.chain.deployment.chainId,
+      nonce: s.accountNonce,
+      to: s.from,
+      value: 0n,
+      data: "0x",
+      gasLimit: 21_000n,
+      maxFeePerGas: maxFeePerGas > maxPriorityFeePerGas ? maxFeePerGas : maxPriorityFeePerGas,
+      maxPriorityFeePerGas,
+    });
+    const filler: RpcSubmission = {
+      via: "rpc",
+      txHash: keccak256(raw),
+      raw,
+      from: s.from,
+      accountNonce: s.accountNonce,
+      filler: true,
+      replaces: [s.txHash, ...(s.replaces ?? [])],
+    };
+    await this.outbox.submit(e.id, filler);
+    this.log.warn("message landed through someone else; filling its account nonce", {
+      id: e.id,
+      txHash: filler.txHash,
+      accountNonce: s.accountNonce,
+    });
+    await this.broadcast(e, filler);
+  }
+
+  private async broadcast(e: OutboxEntry, s: RpcSubmission): Promise<void> {
+    try {
+      await this.chain.provider.broadcastTransaction(s.raw);
+      this.lastBroadcast.set(s.txHash, Date.now());
+    } catch (err) {
+      if (isTransient(err)) throw new Down(`broadcast: ${describe(err)}`);
+      const text = `${(err as { code?: string }).code} ${(err as Error).message}`;
+      // Already in the pool or mined: the receipt check settles it.
+      if (
+        /already known|known transaction|already imported|nonce (is )?too low|nonce has already been used|NONCE_EXPIRED/i.test(
+          text,
+        )
+      ) {
+        this.lastBroadcast.set(s.txHash, Date.now());
+        return;
+      }
+      // An earlier account nonce is not in the node yet (it is being broadcast too): next round.
+      if (/nonce too high/i.test(text)) {
+        this.log.debug("broadcast ahead of an earlier transaction; will retry", { id: e.id, txHash: s.txHash });
+        return;
+      }
+      this.log.warn("broadcast refused; will retry", { id: e.id, txHash: s.txHash, error: describe(err) });
+      this.lastBroadcast.set(s.txHash, Date.now());
+    }
+  }
+
+  private async feeData(): Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> {
+    if (this.fees && Date.now() - this.fees.at < 15_000) return this.fees;
+    const f = await this.chain.call("getFeeData", () => this.chain.provider.getFeeData());
+    const maxPriorityFeePerGas = f.maxPriorityFeePerGas ?? f.gasPrice ?? 1_000_000_000n;
+    const maxFeePerGas = f.maxFeePerGas ?? (f.gasPrice ?? 1_000_000_000n) * 2n;
+    this.fees = { at: Date.now(), maxFeePerGas, maxPriorityFeePerGas };
+    return this.fees;
+  }
+
+  /**
+   * The payer's next account nonce: past everything the node knows (mined or pooled) and past
+   * every transaction the outbox recorded (the node may have lost its pool; they are sent again).
+   */
+  private async syncAccountNonce(): Promise<void> {
+    if (this.nextAccountNonce !== undefined) return;
+    const onChain = await this.chain.call("getTransactionCount", () =>
+      this.chain.provider.getTransactionCount(this.payer.address, "pending"),
+    );
+    let next = onChain;
+    for (const e of this.outbox.live()) {
+      const s = e.submission;
+      if (s?.via === "rpc" && s.accountNonce + 1 > next) next = s.accountNonce + 1;
+    }
+    this.nextAccountNonce = next;
+  }
+
+  // Account nonces are taken, signed and recorded one at a time, so that none is ever skipped.
+  private async withAccount<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.accountLock;
+    let release!: () => void;
+    this.accountLock = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- relayer over HTTP
+
+/** Relayer refusals after which the message may still land: the device's state or queue may change. */
+const RELAYER_HOLD = new Set([
+  "nonce_queued",
+  "nonce_too_far",
+  "device_not_active",
+  "unknown_key",
+  "wrong_device",
+  "batch_not_active",
+  "rate_limited",
+  "chain_unavailable",
+]);
+/** Relayer refusals that say the message (or its nonce, or its key) is already on chain. */
+const RELAYER_SPENT = new Set(["nonce_used", "key_taken"]);
+
+/**
+ * What a relayer refusal means for the message (codes of `src/relayer/errors.ts`): `spent`,
+ * `hold` (the deadline retires it if it never passes), or `final`. A simulated revert is final
+ * only when it names a registry error that is.
+ */
+export function relayerRefusal(code: string | undefined, error: string | undefined): "spent" | "hold" | "final" {
+  if (code && RELAYER_SPENT.has(code)) return "spent";
+  if (code && RELAYER_HOLD.has(code)) return "hold";
+  if (code === "would_revert") {
+    const name = /DeviceRegistry\w+/.exec(error ?? "")?.[0];
+    return name && (FINAL_ERRORS.has(name) || /Revoked|, 3\)/.test(error ?? "")) ? "final" : "hold";
+  }
+  if (!code && /status|active|quarantin|rate/i.test(error ?? "")) return "hold";
+  return "final";
+}
+
+/** The relayer's status of a message (`GET /v1/messages/:id`). */
+export interface RelayerStatus {
+  id: string;
+  status: "accepted" | "submitted" | "confirmed" | "failed" | "spent";
+  txHash?: string;
+  error?: string;
+}
+
+export interface RelayerCourierOptions {
+  /** The relayer's base URL, e.g. `http://127.0.0.1:8545`. */
+  url: string;
+  outbox: Outbox;
+  /** Chain reads (isSpent, the device nonce, deadlines) when the node can be reached. */
+  chain: Chain;
+  logger?: Logger;
+  /** Interval between status checks (ms). Default 1,000. */
+  pollMs?: number;
+  /** Per-request timeout (ms). Default 10,000. */
+  timeoutMs?: number;
+  holdMs?: number;
+  onDeviceNonce?: (device: bigint, nonce: bigint) => void;
+}
+
+/** Hands messages to the relayer gateway, one at a time per device, and follows them to the chain. */
+export class RelayerCourier implements Courier {
+  readonly via = "relayer" as const;
+  private readonly base: string;
+  private readonly log: Logger;
+  private readonly pollMs: number;
+  private readonly timeoutMs: number;
+  private readonly holdMs: number;
+  private readonly suspectedDead = new Map<string, number>();
+
+  constructor(private readonly opts: RelayerCourierOptions) {
+    this.base = opts.url.replace(/\/+$/, "");
+    this.log = opts.logger ?? silentLogger;
+    this.pollMs = opts.pollMs ?? 1_000;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.holdMs = opts.holdMs ?? 5_000;
+  }
+
+  async step(e: OutboxEntry): Promise<StepResult> {
+    try {
+      if (e.submission?.via === "rpc") return await this.followRaw(e, e.submission);
+      return e.state === "pending" ? await this.post(e) : await this.follow(e);
+    } catch (err) {
+      if (err instanceof Down) return { kind: "down", error: err.message };
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const p = this.opts.chain.provider as { destroy?: () => void };
+    p.destroy?.();
+  }
+
+  /**
+   * A transaction an earlier run sent directly (configured differently) may still be mined: follow
+   * it (broadcasting its raw form needs no key) until it lands or can provably never be mined, and
+   * only then hand the message to the relayer.
+   */
+  private async followRaw(e: OutboxEntry, s: RpcSubmission): Promise<StepResult> {
+    const { outbox, chain } = this.opts;
+    const registry = chain.deployment.registry.toLowerCase();
+    for (const hash of [s.txHash, ...(s.replaces ?? [])]) {
+      const receipt = await chain.call("getTransactionReceipt", () => chain.provider.getTransactionReceipt(hash));
+      if (!receipt) continue;
+      const landed =
+        receipt.status === 1 &&
+        !(s.filler && hash === s.txHash) &&
+        receipt.logs.some((l) => l.address.toLowerCase() === registry);
+      if (landed) await outbox.done(e.id, "confirmed", { txHash: hash });
+      else await outbox.done(e.id, (await chain.isSpent(e.message!)) ? "spent" : "rejected", { txHash: hash });
+      return { kind: "done" };
+    }
+    const latest = await chain.call("getTransactionCount", () => chain.provider.getTransactionCount(s.from, "latest"));
+    if (latest > s.accountNonce) {
+      if (await chain.isSpent(e.message!)) {
+        await outbox.done(e.id, "spent", { reason: "landed through someone else" });
+        return { kind: "done" };
+      }
+      const since = this.suspectedDead.get(s.txHash);
+      if (since === undefined || Date.now() - since < Math.max(this.pollMs, 1_000)) {
+        if (since === undefined) this.suspectedDead.set(s.txHash, Date.now());
+        return { kind: "wait", ms: Math.max(this.pollMs, 1_000), reason: "the transaction looks dead; checking again" };
+      }
+      this.suspectedDead.delete(s.txHash);
+      await outbox.unsubmit(e.id, `account nonce ${s.accountNonce} was used by another transaction`);
+      return { kind: "progress" };
+    }
+    try {
+      await chain.provider.broadcastTransaction(s.raw);
+    } catch (err) {
+      if (isTransient(err)) throw new Down(`broadcast: ${describe(err)}`);
+    }
+    return { kind: "wait", ms: this.pollMs, reason: "a transaction sent by an earlier run is pending" };
+  }
+
+  private async post(e: OutboxEntry): Promise<StepResult> {
+    const { outbox, chain } = this.opts;
+    // The node may be down while the relayer is up: the relayer checks nonces itself, so go on.
+    let verdict: Awaited<ReturnType<typeof preflight>> = { kind: "go" };
+    try {
+      verdict = await preflight(chain, outbox, e, this.opts.onDeviceNonce);
+    } catch (err) {
+      if (!(err instanceof Down)) throw err;
+      this.log.debug("chain unreachable; relying on the relayer's checks", { id: e.id, error: err.message });
+    }
+    if (verdict.kind === "spent" || verdict.kind === "rejected") {
+      await outbox.done(e.id, verdict.kind, { reason: verdict.reason });
+      return { kind: "done" };
+    }
+    if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason };
+
+    const res = await this.request("POST", "/v1/messages", toJson(e.message));
+    if (res.status === 200 || res.status === 202) {
+      const body = res.body as Partial<RelayerStatus>;
+      await outbox.submit(e.id, { via: "relayer", relayerId: typeof body.id === "string" ? body.id : e.id });
+      this.log.debug("relayer accepted the message", { id: e.id, status: body.status });
+      return { kind: "progress" };
+    }
+    if (res.status === 429 || res.status === 503 || res.status >= 500) {
+      const retry = Number(res.headers.get("retry-after"));
+      if (res.status === 429 && Number.isFinite(retry) && retry > 0) {
+        return { kind: "wait", ms: retry * 1000, reason: "rate limited by the relayer" };
+      }
+      throw new Down(`relayer answered ${res.status}`);
+    }
+    const body = (res.body ?? {}) as { error?: string; field?: string; code?: string };
+    const reason = `relayer refused (${res.status}${body.code ? ` ${body.code}` : ""}${
+      body.field ? ` ${body.field}` : ""
+    }): ${body.error ?? "no reason given"}`;
+    const meaning = relayerRefusal(body.code, body.error);
+    if (meaning === "spent" || (await this.spentNow(e))) {
+      await outbox.done(e.id, "spent", { reason });
+      return { kind: "done" };
+    }
+    if (meaning === "hold") {
+      this.log.warn("relayer refused the message for now; holding it", { id: e.id, reason });
+      return { kind: "wait", ms: this.holdMs, reason };
+    }
+    await outbox.done(e.id, "rejected", { reason });
+    this.log.warn("relayer refused the message", { id: e.id, reason });
+    return { kind: "done" };
+  }
+
+  private async follow(e: OutboxEntry): Promise<StepResult> {
+    const s = e.submission as { relayerId: string };
+    const res = await this.request("GET", `/v1/messages/${encodeURIComponent(s.relayerId)}`);
+    if (res.status === 404) {
+      // The relayer has no record of it (it promised to persist): hand it over again.
+      await this.opts.outbox.unsubmit(e.id, "the relayer does not know it");
+      return { kind: "progress" };
+    }
+    if (res.status !== 200) throw new Down(`relayer status answered ${res.status}`);
+    const st = res.body as RelayerStatus;
+    switch (st.status) {
+      case "confirmed":
+        await this.opts.outbox.done(e.id, "confirmed", st.txHash ? { txHash: st.txHash } : {});
+        this.log.info("message landed", {
+          id: e.id,
+          type: e.type,
+          device: e.device,
+          nonce: e.nonce,
+          txHash: st.txHash,
+        });
+        return { kind: "done" };
+      case "spent":
+        await this.opts.outbox.done(e.id, "spent", { reason: "the relayer found it already on chain" });
+        return { kind: "done" };
+      case "failed": {
+        const spent = await this.spentNow(e);
+        await this.opts.outbox.done(e.id, spent ? "spent" : "rejected", {
+          reason: `relayer: ${st.error ?? "failed"}`,
+          ...(st.txHash ? { txHash: st.txHash } : {}),
+        });
+        return { kind: "done" };
+      }
+      default:
+        return { kind: "wait", ms: this.pollMs, reason: `relayer status ${st.status}` };
+    }
+  }
+
+  private async spentNow(e: OutboxEntry): Promise<boolean> {
+    try {
+      return await this.opts.chain.isSpent(e.message!);
+    } catch (err) {
+      if (err instanceof Down) return false;
+      throw err;
+    }
+  }
+
+  private async request(
+    method: "GET" | "POST",
+    route: string,
+    body?: string,
+  ): Promise<{ status: number; body: unknown; headers: Headers }> {
+    let res: Response;
+    try {
+      res = await fetch(this.base + route, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw new Down(`relayer ${method} ${route}: ${describe(err)}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = await res.json();
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * `npm run relayer -- --rpc URL --port N --keystore FILE --registry ADDRESS [options]`
+ *
+ * Every flag can also come from the environment (CUSTOS_RELAYER_<FLAG>, e.g. CUSTOS_RELAYER_RPC);
+ * the keystore's password from --password-file or CUSTOS_RELAYER_PASSWORD. Logs are JSON lines on
+ * stdout. SIGINT/SIGTERM close it cleanly; a kill -9 loses nothing it accepted.
+ *
+ * CUSTOS_RELAYER_FAILPOINT=before-broadcast[:N] | after-broadcast[:N] makes the process kill itself
+ * (SIGKILL) the Nth time it reaches that point: crash tests use it; never set it in production.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import type { RelayerHooks } from "./config";
+import { DEFAULTS } from "./config";
+
+function int(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+function address(value: string): string {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(value)) throw new InvalidArgumentError("must be a 0x address");
+  return value;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(",").filter(Boolean).map(address)];
+}
+
+function failpointHooks(spec: string | undefined): RelayerHooks {
+  if (!spec) return {};
+  const [point, nth] = spec.split(":");
+  let count = 0;
+  const crash = () => {
+    if (++count >= Number(nth ?? 1)) process.kill(process.pid, "SIGKILL");
+  };
+  if (point === "before-broadcast") return { beforeBroadcast: crash };
+  if (point === "after-broadcast") return { afterBroadcast: crash };
+  throw new Error(`unknown failpoint ${point}`);
+}
+
+const env = (name: string) => `CUSTOS_RELAYER_${name}`;
+
+export const program = new Command()
+  .name("custos-relayer")
+  .description(
+    "Custos relayer gateway: checks signed device messages and forward requests, batches them, pays the gas.",
+  )
+  .addOption(new Option("--rpc <url>", "JSON-RPC URL of the chain").env(env("RPC")).makeOptionMandatory())
+  .addOption(
+    new Option("--keystore <file>", "the relayer's funded account, Web3 Secret Storage JSON")
+      .env(env("KEYSTORE"))
+      .makeOptionMandatory(),
+  )
+  .addOption(new Option("--password-file <file>", "file holding the keystore password (else CUSTOS_RELAYER_PASSWORD)"))
+  .addOption(
+    new Option("--registry <address>", "DeviceRegistry address")
+      .env(env("REGISTRY"))
+      .argParser(address)
+      .makeOptionMandatory(),
+  )
+  .addOption(
+    new Option("--forwarder <address>", "ERC2771Forwarder address (default: the registry's trusted forwarder)")
+      .env(env("FORWARDER"))
+      .argParser(address),
+  )
+  .addOption(new Option("--host <host>", "interface to listen on").env(env("HOST")).default(DEFAULTS.host))
+  .addOption(new Option("--port <n>", "port to listen on").env(env("PORT")).argParser(int("port")).default(8787))
+  .addOption(
+    new Option("--data <dir>", "directory of the durable intake log").env(env("DATA")).default(".custos/relayer"),
+  )
+  .addOption(
+    new Option("--batch-size <n>", "most messages per transaction")
+      .env(env("BATCH_SIZE"))
+      .argParser(int("batch size"))
+      .default(DEFAULTS.batchSize),
+  )
+  .addOption(
+    new Option("--batch-interval-ms <n>", "how long a batch waits to fill")
+      .env(env("BATCH_INTERVAL_MS"))
+      .argParser(int("batch interval"))
+      .default(DEFAULTS.batchIntervalMs),
+  )
+  .addOption(
+    new Option("--gas-cap <n>", "most gas one message may cost")
+      .env(env("GAS_CAP"))
+      .argParser(int("gas cap"))
+      .default(Number(DEFAULTS.gasCap)),
+  )
+  .addOption(
+    new Option("--rate-limit <n>", "messages per device (or signer) per minute")
+      .env(env("RATE_LIMIT"))
+      .argParser(int("rate limit"))
+      .default(DEFAULTS.rateLimit),
+  )
+  .addOption(
+    new Option("--p256-verifier <address>", "an allowed P-256 verifier (repeatable; others are asked of the registry)")
+      .env(env("P256_VERIFIERS"))
+      .argParser(collect),
+  )
+  .addOption(
+    new Option("--forward-target <address>", "a target forward requests may call besides the registry (repeatable)")
+      .env(env("FORWARD_TARGETS"))
+      .argParser(collect),
+  )
+  .addOption(
+    new Option("--poll-interval-ms <n>", "how often the chain head is polled")
+      .env(env("POLL_INTERVAL_MS"))
+      .argParser(int("poll interval"))
+      .default(DEFAULTS.pollIntervalMs),
+  )
+  .addOption(new Option("--log-level <level>", "pino log level").env(env("LOG_LEVEL")).default(DEFAULTS.logLevel))
+  .addHelpText(
+    "after",
+    `
+Example:
+  npm run relayer -- --rpc http://127.0.0.1:8545 --port 8787 --keystore relayer.json \\
+    --password-file relayer.pw --registry 0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0`,
+  );
+
+interface Options {
+  rpc: string;
+  keystore: string;
+  passwordFile?: string;
+  registry: string;
+  forwarder?: string;
+  host: string;
+  port: number;
+  data: string;
+  batchSize: number;
+  batchIntervalMs: number;
+  gasCap: number;
+  rateLimit: number;
+  p256Verifier?: string[];
+  forwardTarget?: string[];
+  pollIntervalMs: number;
+  logLevel: string;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  const o = program.parse(argv).opts<Options>();
+  const password = o.passwordFile
+    ? readFileSync(o.passwordFile, "utf8").replace(/\r?\n$/, "")
+    : process.env.CUSTOS_RELAYER_PASSWORD;
+  if (password === undefined)
+    throw new Error("the keystore password is needed: --password-file or CUSTOS_RELAYER_PASSWORD");
+  const { startRelayer } = await import("./server"); // loaded only when running (keeps --help quick)
+  const relayer = await startRelayer({
+    rpc: o.rpc,
+    keystore: { json: readFileSync(o.keystore, "utf8"), password },
+    registry: o.registry,
+    forwarder: o.forwarder,
+    dataDir: path.resolve(o.data),
+    host: o.host,
+    port: o.port,
+    batchSize: o.batchSize,
+    batchIntervalMs: o.batchIntervalMs,
+    gasCap: o.gasCap,
+    rateLimit: o.rateLimit,
+    p256Verifiers: o.p256Verifier,
+    forwardTargets: o.forwardTarget,
+    pollIntervalMs: o.pollIntervalMs,
+    logLevel: o.logLevel,
+    hooks: failpointHooks(process.env.CUSTOS_RELAYER_FAILPOINT),
+  });
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    relayer.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+if (require.main === module) {
+  main().catch((err: Error) => {
+    process.stderr.write(JSON.stringify({ level: 50, msg: err.message, event: "fatal" }) + "\n");
+    process.exit(1);
+  });
+}

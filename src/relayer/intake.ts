@@ -1,0 +1,507 @@
+/**
+ * Intake: every check a message must pass before the relayer accepts it, in order of cost, each
+ * refusing with its own code — shape, duplicate, deadline, signature (malleability first), rate
+ * limit, target allowlist, chain state (device status, nonce used or queued, claim key and batch and
+ * proof), gas cap — then a synchronous reservation of its lane slot and an fsync'd append before the
+ * 202. Nothing here spends gas: the only node calls are cached reads and, for message shapes not yet
+ * seen, one `eth_estimateGas`.
+ */
+import { concat, type JsonRpcProvider } from "ethers";
+import type { FastifyBaseLogger } from "fastify";
+import { DOMAINS, type Deployment } from "../eip712";
+import { TypedDataHasher, hexToBytes, keccak } from "../eip712/fast";
+import { DeviceSignatureVerifier } from "../crypto/verify";
+import { P256_N } from "../crypto/p256";
+import {
+  checkShape,
+  deadlineOf,
+  deviceOf,
+  encodeCall,
+  messageId,
+  nonceOf,
+  type ContractName,
+  type SignedDeviceMessage,
+} from "../messages";
+import { deviceIdOf, leafHash } from "../registry/batch";
+import { ChainView, DeviceStatus, STATUS_NAMES } from "./chain";
+import type { ResolvedConfig } from "./config";
+import { Refusal, shapeRefusal } from "./errors";
+import { checkForwardShape, forwardId, forwardMessage, forwardTuple, type ForwardRequestBody } from "./forward";
+import { RateLimiter } from "./rateLimit";
+import { tryCall } from "./revert";
+import type { Entry, MessageStatus, MessageStore } from "./store";
+
+const SECP256K1_HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+const P256_HALF_N = P256_N / 2n;
+const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
+const ZERO_ADDRESS = /^0x0{40}$/i;
+
+/**
+ * Gas a device message of a shape not yet estimated is assumed to cost alone (21,000 included),
+ * until one of that shape is next in line and gets a real `eth_estimateGas`. Measured on the
+ * registry (secp256k1 / P-256 key): attestation 52k / 63k, cancellation 50k / 61k, beacon 53k /
+ * 64k, claim with a 14-deep proof 127k / 139k; these bounds leave headroom.
+ */
+const GAS_BOUND: Record<SignedDeviceMessage["type"], bigint> = {
+  DeviceClaim: 200_000n,
+  FirmwareAttestation: 100_000n,
+  LocationBeacon: 100_000n,
+  NonceCancellation: 100_000n,
+};
+
+export interface Reply {
+  status: 200 | 202;
+  body: { id: string; status: MessageStatus };
+}
+
+export interface IntakeContext {
+  config: ResolvedConfig;
+  provider: JsonRpcProvider;
+  chain: ChainView;
+  store: MessageStore;
+  hasher: TypedDataHasher;
+  registry: Deployment;
+  forwarder: Deployment;
+  relayer: string;
+  log: FastifyBaseLogger;
+  /** Called once a message is durably accepted. */
+  onAccepted: () => void;
+}
+
+export class Intake {
+  private readonly limiter: RateLimiter;
+  private readonly allowedVerifiers: Set<string>;
+  private verifier: DeviceSignatureVerifier;
+  /** Contracts device messages may be routed to. */
+  private readonly callTargets: Map<ContractName, string>;
+  /** Targets forward requests may call. */
+  private readonly forwardTargets: Set<string>;
+  private readonly routes = new Map<SignedDeviceMessage["type"], ContractName>();
+  /** Measured gas of a device message sent alone, by shape. */
+  private readonly gasByShape = new Map<string, bigint>();
+  readonly refused = new Map<string, number>();
+  accepted = 0;
+  duplicates = 0;
+
+  constructor(private readonly ctx: IntakeContext) {
+    this.limiter = new RateLimiter(ctx.config.rateLimit);
+    this.allowedVerifiers = new Set(ctx.config.p256Verifiers.map((v) => v.toLowerCase()));
+    this.verifier = new DeviceSignatureVerifier(this.allowedVerifiers);
+    this.callTargets = new Map([["registry", ctx.registry.verifyingContract.toLowerCase()]]);
+    this.forwardTargets = new Set(
+      [ctx.registry.verifyingContract, ...ctx.config.forwardTargets].map((t) => t.toLowerCase()),
+    );
+  }
+
+  /** Counts a refusal by code (for /health and the benches). */
+  countRefusal(code: string): void {
+    this.refused.set(code, (this.refused.get(code) ?? 0) + 1);
+  }
+
+  // ------------------------------------------------------------------ device messages
+
+  async device(input: unknown): Promise<Reply> {
+    return this.refundOnOurFault((charge) => this.checkDeviceMessage(input, charge));
+  }
+
+  async forward(input: unknown): Promise<Reply> {
+    return this.refundOnOurFault((charge) => this.checkForwardRequest(input, charge));
+  }
+
+  /** Gives the rate-limit token back when a message is refused for the relayer's fault (node down, disk error). */
+  private async refundOnOurFault(run: (charge: (sender: string, what: string) => void) => Promise<Reply>) {
+    let charged: string | undefined;
+    try {
+      return await run((sender, what) => {
+        this.rateLimit(sender, what);
+        charged = sender;
+      });
+    } catch (err) {
+      if (charged && !(err instanceof Refusal && err.code !== "chain_unavailable")) this.limiter.refund(charged);
+      throw err;
+    }
+  }
+
+  private async checkDeviceMessage(input: unknown, charge: (sender: string, what: string) => void): Promise<Reply> {
+    let m: SignedDeviceMessage;
+    try {
+      m = checkShape(input);
+    } catch (err) {
+      throw shapeRefusal(err);
+    }
+    const id = messageId(m);
+    const known = this.ctx.store.entries.get(id);
+    if (known) return this.duplicate(known);
+
+    const key = m.key.toLowerCase();
+    let digest: Uint8Array;
+    try {
+      digest = this.ctx.hasher.digest(m.type, this.ctx.registry, m.message);
+    } catch (err) {
+      throw shapeRefusal(err, m.type);
+    }
+    if (m.type === "DeviceClaim") checkClaimShape(m);
+    const deadline = deadlineOf(m);
+    this.checkDeadline(deadline, "message.deadline");
+
+    const device = deviceOf(m);
+    const nonce = nonceOf(m) ?? null;
+    const signature = hexToBytes(m.signature, "signature");
+    await this.checkDeviceSignature(m, key, digest, signature);
+
+    charge(`d:${device}`, "device");
+
+    // A type's contract depends on the type alone: ask `encodeCall` once per type (ABI encoding is slow).
+    let contract = this.routes.get(m.type);
+    if (!contract) {
+      try {
+        contract = encodeCall(m).contract;
+      } catch (err) {
+        throw shapeRefusal(err);
+      }
+      this.routes.set(m.type, contract);
+    }
+    if (!this.callTargets.has(contract))
+      throw new Refusal("target_not_allowed", `contract ${contract} is not on the relayer's allowlist`, "type");
+
+    let nextInLine: boolean;
+    if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
+    else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
+    await this.checkDeviceGas(m, key, nextInLine);
+
+    return this.reserve({
+      id,
+      kind: "device",
+      body: m,
+      lane: m.type === "DeviceClaim" ? `c:${key}` : `d:${device}`,
+      nonce,
+      deadline,
+    });
+  }
+
+  private async checkDeviceSignature(
+    m: SignedDeviceMessage,
+    key: string,
+    digest: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<void> {
+    const bytes = (key.length - 2) / 2;
+    if (bytes === 20) {
+      if (signature.length !== 65)
+        throw new Refusal("bad_signature", "signature of a secp256k1 key must be 65 bytes (r, s, v)", "signature");
+      if (word(signature, 32) > SECP256K1_HALF_N)
+        throw new Refusal(
+          "malleable_signature",
+          "signature has a high s (the malleated twin of a signature); the chain refuses it",
+          "signature",
+        );
+    } else if (bytes === 84) {
+      const verifier = key.slice(0, 42);
+      if (!this.allowedVerifiers.has(verifier)) {
+        if (!(await this.read(() => this.ctx.chain.isKeyVerifier(verifier))))
+          throw new Refusal("unsupported_key", `key's verifier ${verifier} is not allowed by the registry`, "key");
+        this.allowedVerifiers.add(verifier);
+        this.verifier = new DeviceSignatureVerifier(this.allowedVerifiers);
+      }
+      if (signature.length !== 64)
+        throw new Refusal("bad_signature", "signature of a P-256 key must be 64 bytes (r, s)", "signature");
+      if (word(signature, 32) > P256_HALF_N)
+        throw new Refusal(
+          "malleable_signature",
+          "signature has a high s (the malleated twin of a signature); the chain refuses it",
+          "signature",
+        );
+    } else {
+      throw new Refusal("unsupported_key", "key must be a 20-byte address or an 84-byte P-256 verifier key", "key");
+    }
+    if (!this.verifier.verify(key, digest, signature)) {
+      const { chainId, verifyingContract } = this.ctx.registry;
+      throw new Refusal(
+        "bad_signature",
+        `signature does not verify: key ${key} did not sign this ${m.type} for "${DOMAINS.registry.name}" ` +
+          `on chain ${chainId} at ${verifyingContract} (tampered fields, another key, chain or contract?)`,
+        "signature",
+      );
+    }
+  }
+
+  /** A message from a registered device: key current, status right for the type, nonce free. */
+  private async checkDevice(
+    m: SignedDeviceMessage,
+    id: string,
+    key: string,
+    device: bigint,
+    nonce: bigint,
+  ): Promise<boolean> {
+    const ref = await this.read(() => this.ctx.chain.deviceByKey(key));
+    let chainNonce: bigint;
+    let onChain = true;
+    if (ref.id === 0n) {
+      // A device whose claim is queued here will exist, with nonce 0, once the claim lands.
+      const claim = this.ctx.store.queued(`c:${key}`, null);
+      if (!claim || deviceIdOf(key) !== device)
+        throw new Refusal("unknown_key", `no device has key ${key} (never claimed, or rotated away)`, "key");
+      chainNonce = 0n;
+      onChain = false;
+    } else {
+      if (ref.id !== device)
+        throw new Refusal(
+          "wrong_device",
+          `key ${key} belongs to device ${ref.id}, not to message.device ${device}`,
+          "message.device",
+        );
+      if (m.type === "LocationBeacon") {
+        if (ref.status !== DeviceStatus.Quarantined)
+          throw new Refusal(
+            "device_not_active",
+            `device ${device} is ${STATUS_NAMES[ref.status]}: only a quarantined device posts location beacons`,
+            "key",
+          );
+      } else if (ref.status !== DeviceStatus.Active) {
+        throw new Refusal("device_not_active", `device ${device} is ${STATUS_NAMES[ref.status]}, not Active`, "key");
+      }
+      chainNonce = await this.read(() => this.ctx.chain.deviceNonce(device));
+    }
+    this.checkNonce(`d:${device}`, id, nonce, chainNonce, "message.nonce", `device ${device}`);
+    return onChain && nonce === chainNonce;
+  }
+
+  /** A claim: key never registered, batch active, leaf and proof lead to the batch's root. */
+  private async checkClaim(m: SignedDeviceMessage, id: string, key: string): Promise<boolean> {
+    if (ZERO_ADDRESS.test(String(m.message.owner)))
+      throw new Refusal("invalid_field", "message.owner must not be the zero address", "message.owner");
+    const batchId = BigInt(m.message.batch as string);
+    const [available, batch] = await Promise.all([
+      this.read(() => this.ctx.chain.keyAvailable(key)),
+      this.read(() => this.ctx.chain.batch(batchId)),
+    ]);
+    if (!available) throw new Refusal("key_taken", `key ${key} is already registered: a device is claimed once`, "key");
+    const queued = this.ctx.store.queued(`c:${key}`, null);
+    if (queued && queued.id !== id)
+      throw new Refusal("nonce_queued", `another claim of key ${key} is already queued (${queued.id})`, "key");
+    if (batch.status !== 1)
+      throw new Refusal(
+        "batch_not_active",
+        `batch ${batchId} is ${["unknown", "Active", "Quarantined", "Revoked"][batch.status]}`,
+        "message.batch",
+      );
+    const c = m.claim!;
+    let node = hexToBytes(leafHash({ deviceKey: key, model: c.model, firmwareHash: c.firmwareHash }));
+    for (const sibling of c.proof) {
+      const s = hexToBytes(sibling);
+      node = keccak(Buffer.compare(node, s) <= 0 ? concatBytes(node, s) : concatBytes(s, node));
+    }
+    if (Buffer.compare(node, hexToBytes(batch.root)) !== 0)
+      throw new Refusal(
+        "invalid_proof",
+        `claim.proof does not prove (key, model, firmwareHash) in batch ${batchId}`,
+        "claim.proof",
+      );
+    return true;
+  }
+
+  private async checkDeviceGas(m: SignedDeviceMessage, key: string, nextInLine: boolean): Promise<void> {
+    const shape = `${m.type}:${key.length}:${m.signature.length}:${m.claim?.proof.length ?? 0}`;
+    let gas = this.gasByShape.get(shape);
+    if (gas === undefined && nextInLine) {
+      const data = encodeCall(m).data;
+      const r = await this.read(() =>
+        tryCall(() =>
+          this.ctx.provider.estimateGas({ from: this.ctx.relayer, to: this.ctx.registry.verifyingContract, data }),
+        ),
+      );
+      if (!r.ok) throw new Refusal("would_revert", `simulated, the call reverts: ${r.reason}`);
+      gas = r.value;
+      this.gasByShape.set(shape, gas);
+    }
+    gas ??= GAS_BOUND[m.type];
+    if (gas > this.ctx.config.gasCap)
+      throw new Refusal(
+        "over_gas_cap",
+        `this ${m.type} costs about ${gas} gas, over the relayer's cap of ${this.ctx.config.gasCap}`,
+      );
+  }
+
+  // ------------------------------------------------------------------ forward requests
+
+  private async checkForwardRequest(input: unknown, charge: (sender: string, what: string) => void): Promise<Reply> {
+    let body: ForwardRequestBody;
+    try {
+      body = checkForwardShape(input);
+    } catch (err) {
+      throw shapeRefusal(err);
+    }
+    const id = forwardId(body);
+    const known = this.ctx.store.entries.get(id);
+    if (known) return this.duplicate(known);
+
+    if (!this.forwardTargets.has(body.to))
+      throw new Refusal("target_not_allowed", `to ${body.to} is not on the relayer's allowlist`, "to");
+    if (BigInt(body.value) !== 0n)
+      throw new Refusal("value_not_allowed", "value must be 0: the relayer does not pay value", "value");
+    const deadline = BigInt(body.deadline);
+    this.checkDeadline(deadline, "deadline");
+    const gas = BigInt(body.gas);
+    if (gas > this.ctx.config.gasCap)
+      throw new Refusal("over_gas_cap", `gas ${gas} is over the relayer's cap of ${this.ctx.config.gasCap}`, "gas");
+
+    const signature = hexToBytes(body.signature, "signature");
+    if (word(signature, 32) > SECP256K1_HALF_N)
+      throw new Refusal(
+        "malleable_signature",
+        "signature has a high s (the malleated twin of a signature); the forwarder refuses it",
+        "signature",
+      );
+    const lane = `f:${body.from}`;
+    const chainNonce = await this.read(() => this.ctx.chain.forwardNonce(body.from));
+    // The request does not carry the nonce it was signed with: find it among the plausible ones.
+    const queued = this.ctx.store.lanes.get(lane)?.size ?? 0;
+    const candidates: bigint[] = [];
+    if (body.nonce !== undefined) candidates.push(BigInt(body.nonce));
+    else for (let n = chainNonce > 4n ? chainNonce - 4n : 0n; n <= chainNonce + BigInt(queued); n++) candidates.push(n);
+    const nonce = candidates.find((n) =>
+      this.verifier.verify(
+        body.from,
+        this.ctx.hasher.digest("ForwardRequest", this.ctx.forwarder, forwardMessage(body, n)),
+        signature,
+      ),
+    );
+    if (nonce === undefined) {
+      const { chainId, verifyingContract } = this.ctx.forwarder;
+      throw new Refusal(
+        "bad_signature",
+        `signature does not verify: ${body.from} did not sign this ForwardRequest for "${DOMAINS.forwarder.name}" ` +
+          `on chain ${chainId} at ${verifyingContract} with nonce ${body.nonce ?? `${candidates[0]}..${candidates.at(-1)}`}`,
+        "signature",
+      );
+    }
+    charge(lane, "signer");
+    this.checkNonce(lane, id, nonce, chainNonce, "nonce", body.from);
+
+    if (nonce === chainNonce) {
+      // Next in line: simulate it exactly as the forwarder would run it, and price it.
+      const forwarder = this.ctx.forwarder.verifyingContract;
+      const data = this.ctx.chain.forwarderContract.interface.encodeFunctionData("execute", [forwardTuple(body)]);
+      const r = await this.read(() =>
+        tryCall(() => this.ctx.provider.estimateGas({ from: this.ctx.relayer, to: forwarder, data })),
+      );
+      if (!r.ok) {
+        const inner = await this.read(() =>
+          tryCall(() => this.ctx.provider.call({ from: forwarder, to: body.to, data: concat([body.data, body.from]) })),
+        );
+        throw new Refusal("would_revert", `simulated, the call reverts: ${inner.ok ? r.reason : inner.reason}`, "data");
+      }
+      if (r.value > this.ctx.config.gasCap)
+        throw new Refusal(
+          "over_gas_cap",
+          `this request costs about ${r.value} gas, over the relayer's cap of ${this.ctx.config.gasCap}`,
+          "gas",
+        );
+    }
+    return this.reserve({ id, kind: "forward", body: { ...body, nonce: nonce.toString() }, lane, nonce, deadline });
+  }
+
+  // ------------------------------------------------------------------ shared
+
+  private checkDeadline(deadline: bigint, field: string): void {
+    const now = this.ctx.chain.now();
+    if (deadline <= now + BigInt(this.ctx.config.deadlineSlackSeconds))
+      throw new Refusal(
+        "expired",
+        deadline <= now
+          ? `${field} ${deadline} has passed (now ${now})`
+          : `${field} ${deadline} leaves under ${this.ctx.config.deadlineSlackSeconds} s to land (now ${now})`,
+        field,
+      );
+  }
+
+  private checkNonce(lane: string, id: string, nonce: bigint, chainNonce: bigint, field: string, who: string): void {
+    if (nonce < chainNonce)
+      throw new Refusal(
+        "nonce_used",
+        `nonce ${nonce} of ${who} is already used on chain (next is ${chainNonce}): a replay`,
+        field,
+      );
+    const queued = this.ctx.store.queued(lane, nonce);
+    if (queued && queued.id !== id)
+      throw new Refusal("nonce_queued", `nonce ${nonce} of ${who} is already queued (${queued.id})`, field);
+    const gap = BigInt(this.ctx.config.maxNonceGap);
+    if (nonce > chainNonce + gap)
+      throw new Refusal(
+        "nonce_too_far",
+        `nonce ${nonce} of ${who} is more than ${gap} past its next nonce ${chainNonce}`,
+        field,
+      );
+  }
+
+  private rateLimit(sender: string, what: string): void {
+    const wait = this.limiter.take(sender);
+    if (wait > 0)
+      throw new Refusal(
+        "rate_limited",
+        `rate limit of ${this.ctx.config.rateLimit} messages per minute per ${what} exceeded; retry in ${wait} s`,
+        undefined,
+        wait,
+      );
+  }
+
+  private async reserve(e: Omit<Entry, "persisted" | "durable" | "status" | "acceptedAt">): Promise<Reply> {
+    // Synchronous from here to the append: two requests for one nonce cannot both get in.
+    const r = this.ctx.store.reserve(e);
+    if (!r.fresh) {
+      if (r.entry.id === e.id) return this.duplicate(r.entry);
+      const field = e.kind === "forward" ? "nonce" : e.nonce === null ? "key" : "message.nonce";
+      throw new Refusal(
+        "nonce_queued",
+        `${e.nonce === null ? "a claim of this key" : `nonce ${e.nonce}`} is already queued (${r.entry.id})`,
+        field,
+      );
+    }
+    await r.entry.persisted;
+    this.accepted++;
+    this.ctx.onAccepted();
+    this.ctx.log.debug({ event: "accepted", id: e.id, kind: e.kind, lane: e.lane, nonce: e.nonce?.toString() });
+    return { status: 202, body: { id: e.id, status: "accepted" } };
+  }
+
+  private async duplicate(e: Entry): Promise<Reply> {
+    await e.persisted;
+    this.duplicates++;
+    return { status: 200, body: { id: e.id, status: e.status } };
+  }
+
+  /** A chain read; a node that cannot be reached becomes a 503 refusal. */
+  private async read<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof Refusal) throw err;
+      this.ctx.log.warn({ event: "rpc_error", err: (err as Error).message }, "chain read failed");
+      throw new Refusal("chain_unavailable", "the chain cannot be read right now; retry later", undefined, 2);
+    }
+  }
+}
+
+function checkClaimShape(m: SignedDeviceMessage): void {
+  const c = m.claim!;
+  if (!BYTES32.test(c.model)) throw new Refusal("invalid_field", "claim.model must be 32 bytes of hex", "claim.model");
+  if (!BYTES32.test(c.firmwareHash))
+    throw new Refusal("invalid_field", "claim.firmwareHash must be 32 bytes of hex", "claim.firmwareHash");
+  if (c.proof.length > 64) throw new Refusal("invalid_field", "claim.proof is longer than 64", "claim.proof");
+  c.proof.forEach((p, i) => {
+    if (typeof p !== "string" || !BYTES32.test(p))
+      throw new Refusal("invalid_field", `claim.proof[${i}] must be 32 bytes of hex`, `claim.proof[${i}]`);
+  });
+}
+
+function word(bytes: Uint8Array, offset: number): bigint {
+  if (bytes.length < offset + 32) return 0n;
+  return BigInt("0x" + Buffer.from(bytes.buffer, bytes.byteOffset + offset, 32).toString("hex"));
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}

@@ -1,0 +1,66 @@
+/**
+ * Shared pieces of the agent tests: temporary data directories, a funded payer, a deployed and
+ * provisioned registry on the in-process network, and event counting.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ethers } from "hardhat";
+import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { Wallet, type Provider } from "ethers";
+import type { DeviceKey } from "../../src/crypto/deviceKey";
+import { deployRegistry, makeKeys, provision } from "../helpers/registry";
+import { DeviceRegistry__factory } from "../../typechain-types";
+
+const dirs: string[] = [];
+process.on("exit", () => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory, removed when the test process exits. */
+export function tempDir(prefix = "custos-agent-"): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
+
+/** A new account with 100 ETH on the in-process network. */
+export async function fundedWallet(): Promise<Wallet> {
+  const wallet = new Wallet(Wallet.createRandom().privateKey);
+  await setBalance(wallet.address, ethers.parseEther("100"));
+  return wallet;
+}
+
+/** The registry with a secp256k1 and a P-256 device claimed by `owner`, and a funded payer. */
+export async function agentFixture() {
+  const ctx = await deployRegistry();
+  const keys = makeKeys(ctx, 2, ["secp256k1", "p256"]);
+  const { ids, batch, batchId } = await provision(ctx, keys);
+  const payer = await fundedWallet();
+  const { chainId } = await ethers.provider.getNetwork();
+  return {
+    ctx,
+    keys: keys as [DeviceKey, DeviceKey],
+    ids,
+    batch,
+    batchId,
+    payer,
+    deployment: { chainId, registry: await ctx.registry.getAddress() },
+  };
+}
+
+/** `FirmwareAttested` events of the registry, as `device:firmwareHash` strings. */
+export async function firmwareEvents(provider: Provider, registry: string): Promise<string[]> {
+  const r = DeviceRegistry__factory.connect(registry, provider);
+  const events = await r.queryFilter(r.filters.FirmwareAttested(), 0, "latest");
+  return events.map((e) => `${e.args.deviceId}:${e.args.firmwareHash}`);
+}
+
+/** Resolves once `check` holds, polling; rejects after `ms`. */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 20_000, what = "condition") {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

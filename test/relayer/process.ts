@@ -1,0 +1,103 @@
+/**
+ * The relayer as a real process (`src/relayer/cli.ts` under ts-node), as `npm run relayer` starts
+ * it: keystore file, password file, JSON logs on stdout. `kill()` is SIGKILL to its process group;
+ * every process still running is killed by a root `after` hook and on exit, whatever happens.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { encryptKeystoreJsonSync, type Wallet } from "ethers";
+import { freePort } from "../helpers/node";
+import { tempDir } from "./fixtures";
+
+const children = new Set<ChildProcess>();
+
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid) process.kill(-child.pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+process.on("exit", () => children.forEach(killGroup));
+after(() => children.forEach(killGroup));
+
+export interface RelayerProcess {
+  url: string;
+  child: ChildProcess;
+  /** Every stdout line so far. */
+  lines: string[];
+  /** Resolves with the signal or exit code when the process ends. */
+  exited: Promise<string>;
+  kill(): Promise<string>;
+}
+
+/** Writes the relayer's keystore (cheap scrypt: it is a test) and its password file; returns their paths. */
+export function keystoreFiles(wallet: Wallet): { keystore: string; passwordFile: string } {
+  const dir = tempDir("custos-relayer-key-");
+  const keystore = path.join(dir, "relayer.json");
+  const passwordFile = path.join(dir, "relayer.pw");
+  writeFileSync(
+    keystore,
+    encryptKeystoreJsonSync({ address: wallet.address, privateKey: wallet.privateKey }, "correct horse", {
+      scrypt: { N: 1 << 10 },
+    }),
+  );
+  writeFileSync(passwordFile, "correct horse\n");
+  return { keystore, passwordFile };
+}
+
+/** Starts `cli.ts` with `args` (plus --port) and waits for its "listening" log line. */
+export async function spawnRelayer(args: string[], env: Record<string, string> = {}): Promise<RelayerProcess> {
+  const port = await freePort();
+  const root = path.join(__dirname, "..", "..");
+  const child = spawn(
+    process.execPath,
+    ["-r", "ts-node/register/transpile-only", "src/relayer/cli.ts", ...args, "--port", String(port)],
+    { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
+  );
+  children.add(child);
+  const lines: string[] = [];
+  let stderr = "";
+  const exited = new Promise<string>((resolve) =>
+    child.on("exit", (code, signal) => {
+      children.delete(child);
+      resolve(signal ?? String(code));
+    }),
+  );
+  let buffered = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const parts = buffered.split("\n");
+    buffered = parts.pop()!;
+    lines.push(...parts);
+  });
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relayer did not start:\n${lines.join("\n")}\n${stderr}`)), 60_000);
+    const check = setInterval(() => {
+      const line = lines.find((l) => l.includes('"event":"listening"'));
+      if (line) {
+        clearTimeout(timer);
+        clearInterval(check);
+        resolve(JSON.parse(line).url as string);
+      }
+    }, 20);
+    void exited.then((how) => {
+      clearTimeout(timer);
+      clearInterval(check);
+      reject(new Error(`relayer exited (${how}) before listening:\n${lines.join("\n")}\n${stderr}`));
+    });
+  });
+  return {
+    url,
+    child,
+    lines,
+    exited,
+    kill: () => {
+      killGroup(child);
+      return exited;
+    },
+  };
+}
