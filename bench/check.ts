@@ -14,8 +14,13 @@ const update = process.argv.includes("--update");
 
 const results = read("bench/results/gas.json");
 const snapshot = update ? null : existsSync(snapshotFile) ? read("gas-snapshot.json") : {};
-const budgets = JSON.parse(readFileSync(path.join(root, "bench/budgets.json"), "utf8")) as { gas: GasTable };
+const budgets = JSON.parse(readFileSync(path.join(root, "bench/budgets.json"), "utf8")) as {
+  gas: GasTable;
+  ratio: GasTable;
+};
 const problems = gasProblems(results, budgets.gas, snapshot);
+// Gas ratios come from receipts too, so they are as repeatable as gas and held as hard ceilings.
+problems.push(...gasProblems(read("bench/results/agent.json"), budgets.ratio, null));
 
 if (update) {
   const sorted = Object.fromEntries(Object.entries(results).sort(([a], [b]) => a.localeCompare(b)));
