@@ -1,0 +1,50 @@
+/**
+ * The device agent and the relayer gateway together, as they run in the field: real `hardhat node`
+ * on loopback, the real relayer over HTTP, agents in relayer mode (the devices hold no ETH).
+ */
+import { expect } from "chai";
+import { id as textHash } from "ethers";
+import { openAgentStack } from "../../src/agent/agent";
+import { makeFleet, relayerFor, tempDir } from "../relayer/fixtures";
+
+describe("e2e: device agents deliver through the relayer", function () {
+  it("firmware attestations from a secp256k1 and a P-256 device land once each, in nonce order, gas paid by the relayer", async function () {
+    const fleet = await makeFleet({ devices: 2, kinds: ["secp256k1", "p256"] });
+    const relayer = await relayerFor(fleet);
+    const stack = await openAgentStack({
+      deployment: { chainId: BigInt(fleet.deployment.chainId), registry: fleet.addresses.registry },
+      dataDir: tempDir("custos-e2e-"),
+      rpc: fleet.node.url,
+      relayerUrl: relayer.url,
+      pollMs: 20,
+      backoff: { baseMs: 20, capMs: 200 },
+    });
+    try {
+      const perDevice = 10;
+      const expected = new Map<bigint, string[]>();
+      const signed = [];
+      for (const d of fleet.devices) {
+        const agent = stack.agentFor(d.key);
+        const hashes = Array.from({ length: perDevice }, (_, i) => textHash(`e2e ${d.key.kind} ${i}`));
+        expected.set(d.id, hashes);
+        for (const firmwareHash of hashes) signed.push(await agent.sign("FirmwareAttestation", { firmwareHash }));
+      }
+      const relayerBalance = await fleet.provider.getBalance(fleet.relayerWallet.address);
+      await stack.dispatcher.drain();
+
+      const events = await fleet.registry.queryFilter(fleet.registry.filters.FirmwareAttested());
+      for (const d of fleet.devices) {
+        const landed = events.filter((e) => e.args.deviceId === d.id).map((e) => e.args.firmwareHash);
+        expect(landed).to.deep.equal(expected.get(d.id));
+        expect(await fleet.registry.deviceNonce(d.id)).to.equal(BigInt(perDevice));
+      }
+      expect(await fleet.provider.getBalance(fleet.relayerWallet.address)).to.be.lessThan(relayerBalance);
+      expect(stack.outbox.live()).to.have.length(0);
+      expect(stack.outbox.all().every((e) => e.state === "done" && e.outcome === "confirmed")).to.equal(true);
+      expect(signed).to.have.length(2 * perDevice);
+    } finally {
+      await stack.close();
+      await relayer.close();
+    }
+  });
+});
