@@ -8,6 +8,7 @@
  *   Several agents (a gateway next to several devices) can share one outbox and one dispatcher:
  *   see {@link openAgentStack}.
  */
+import { Serial } from "./serial";
 import path from "node:path";
 import { getAddress, type Provider } from "ethers";
 import { TYPES, type Message } from "../eip712";
@@ -224,7 +225,7 @@ export class Agent {
   /** Nonces of messages signed but not on disk yet. */
   private readonly inflight = new Set<bigint>();
   private readonly refsInFlight = new Map<string, Promise<Signed>>();
-  private lock: Promise<void> = Promise.resolve();
+  private readonly serial = new Serial();
   private changes = 0;
   private readonly onDone = (e: OutboxEntry) => {
     if (e?.device === this.deviceId && e.outcome !== "confirmed") {
@@ -461,16 +462,8 @@ export class Agent {
     }
   }
 
-  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.lock;
-    let release!: () => void;
-    this.lock = new Promise<void>((resolve) => (release = resolve));
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial.run(fn);
   }
 }
 

@@ -13,6 +13,7 @@
  * retired, never sent again. Network failures are reported as "down" so that the dispatcher backs
  * off; outbox writes are never swallowed (a disk that cannot persist must stop the agent).
  */
+import { Serial } from "./serial";
 import {
   Interface,
   JsonRpcProvider,
@@ -352,7 +353,7 @@ export class RpcCourier implements Courier {
   private readonly rebroadcastMs: number;
   private readonly holdMs: number;
   private nextAccountNonce: number | undefined;
-  private accountLock: Promise<void> = Promise.resolve();
+  private readonly accountSerial = new Serial();
   private readonly lastBroadcast = new Map<string, number>();
   private readonly spentChecked = new Set<string>();
   private readonly suspectedDead = new Map<string, number>();
@@ -639,16 +640,8 @@ export class RpcCourier implements Courier {
   }
 
   // Account nonces are taken, signed and recorded one at a time, so that none is ever skipped.
-  private async withAccount<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.accountLock;
-    let release!: () => void;
-    this.accountLock = new Promise<void>((resolve) => (release = resolve));
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
+  private withAccount<T>(fn: () => Promise<T>): Promise<T> {
+    return this.accountSerial.run(fn);
   }
 }
 
