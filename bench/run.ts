@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { GasRecorder } from "./lib";
 import { benchRegistry } from "./registry";
+import { benchLock } from "./lock";
 import { benchAgent } from "./agent";
 import { measureRelayer } from "./relayer";
 import budgets from "./budgets.json";
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
 
   const gas = new GasRecorder();
   await benchRegistry(gas);
+  await benchLock(gas);
   writeFileSync(path.join(dir, "gas.json"), JSON.stringify(gas.results, null, 2) + "\n");
   table(gas.results, { ceilings: budgets.gas });
 

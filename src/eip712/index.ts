@@ -8,6 +8,7 @@ import { TypedDataEncoder, keccak256, toUtf8Bytes, type TypedDataDomain, type Ty
 /** EIP-712 domain names and versions of the Custos contracts (chain id and address come per deployment). */
 export const DOMAINS = {
   registry: { name: "Custos DeviceRegistry", version: "1" },
+  lock: { name: "Custos LockAccess", version: "1" },
   /** OpenZeppelin's ERC2771Forwarder, deployed unchanged under this name. */
   forwarder: { name: "Custos Forwarder", version: "1" },
 } as const;
@@ -65,6 +66,39 @@ export const TYPES = {
     fields: [
       { name: "device", type: "uint256" },
       { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /**
+   * A smart-lock key certificate, signed by the lock's owner or an appointed manager (`issuer`). It
+   * names the owner it was issued under: a sale of the lock voids it. `schedule` is a weekly hour
+   * mask (bit h = hour h of the week from Monday 00:00 UTC; 0 = any time).
+   */
+  AccessKey: {
+    domain: "lock",
+    fields: [
+      { name: "lock", type: "uint256" },
+      { name: "holder", type: "bytes" },
+      { name: "owner", type: "address" },
+      { name: "issuer", type: "address" },
+      { name: "issuedAt", type: "uint64" },
+      { name: "validFrom", type: "uint64" },
+      { name: "validUntil", type: "uint64" },
+      { name: "schedule", type: "uint256" },
+      { name: "epoch", type: "uint32" },
+      { name: "keyId", type: "uint64" },
+    ],
+  },
+  /** A batch of a lock's unlock log (Merkle root of its open/deny records), signed by the lock device. */
+  UnlockLog: {
+    domain: "lock",
+    fields: [
+      { name: "lock", type: "uint256" },
+      { name: "seq", type: "uint32" },
+      { name: "root", type: "bytes32" },
+      { name: "count", type: "uint32" },
+      { name: "fromTime", type: "uint64" },
+      { name: "toTime", type: "uint64" },
       { name: "deadline", type: "uint256" },
     ],
   },
