@@ -2,9 +2,16 @@
  * Device messages on their way to the chain: which contract call carries each signed catalogue
  * type, the id that makes a message idempotent, and how to tell that one already landed (its nonce
  * is used, or its key is claimed). Shared by the agent core and the relayer.
+ *
+ * `encodeCall` and `messageId` are on the relayer's per-message path, so they avoid ethers' generic
+ * ABI coder and keccak: the four device calls are laid out by hand (head and tail, as the ABI spec
+ * has it) and hashed with the fast keccak. The tests hold the calldata byte-identical to
+ * `Interface.encodeFunctionData` for random messages of every type, accepting and refusing the same
+ * values as ethers does.
  */
-import { Interface, keccak256, type Provider } from "ethers";
+import { Interface, getAddress, getBigInt, type Provider } from "ethers";
 import { TYPES, type Message } from "../eip712";
+import { bytesToHex, keccak } from "../eip712/fast";
 import { deviceIdOf } from "../registry/batch";
 // The one factory, not the typechain index (which loads every contract's bindings).
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
@@ -35,6 +42,29 @@ export interface SignedDeviceMessage {
 
 const registryInterface: Interface = DeviceRegistry__factory.createInterface();
 
+/**
+ * The 4-byte selector of a registry function, from the typechain interface; refuses to load if the
+ * function's signature is no longer the one its hand-written encoder below lays out.
+ */
+function selectorOf(name: string, signature: string): string {
+  const fn = registryInterface.getFunction(name);
+  const actual = fn?.format("sighash");
+  if (actual !== signature)
+    throw new Error(
+      `src/messages: DeviceRegistry.${name} is ${actual ?? "gone"}, not ${signature}: update encodeCall for it`,
+    );
+  return fn!.selector.toLowerCase(); // "0x" and 4 bytes: where the calldata starts
+}
+
+const SELECTORS = {
+  DeviceClaim: selectorOf("claim", "claim((address,uint48,bytes,bytes32,bytes32,uint256),bytes32[],bytes)"),
+  FirmwareAttestation: selectorOf("attestFirmware", "attestFirmware(bytes,bytes32,uint256,bytes)"),
+  LocationBeacon: selectorOf("postLocationBeacon", "postLocationBeacon(bytes,(int32,int32,uint64,uint256),bytes)"),
+  NonceCancellation: selectorOf("cancelNonce", "cancelNonce(bytes,uint256,bytes)"),
+} as const satisfies Record<DeviceMessageType, string>;
+
+const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
+
 export function isDeviceMessageType(type: unknown): type is DeviceMessageType {
   return typeof type === "string" && (DEVICE_MESSAGE_TYPES as readonly string[]).includes(type);
 }
@@ -54,52 +84,204 @@ export function checkShape(input: unknown): SignedDeviceMessage {
   }
   if (m.type === "DeviceClaim") {
     const c = m.claim;
-    if (!c || typeof c.model !== "string" || typeof c.firmwareHash !== "string" || !Array.isArray(c.proof)) {
-      throw new Error("claim must carry model, firmwareHash and proof");
-    }
+    if (!c || typeof c !== "object") throw new Error("claim must carry model, firmwareHash and proof");
+    if (typeof c.model !== "string" || !BYTES32.test(c.model)) throw new Error("claim.model must be 32 bytes of hex");
+    if (typeof c.firmwareHash !== "string" || !BYTES32.test(c.firmwareHash))
+      throw new Error("claim.firmwareHash must be 32 bytes of hex");
+    if (!Array.isArray(c.proof)) throw new Error("claim.proof must be an array of 32-byte hex strings");
+    c.proof.forEach((p: unknown, i) => {
+      if (typeof p !== "string" || !BYTES32.test(p)) throw new Error(`claim.proof[${i}] must be 32 bytes of hex`);
+    });
   }
   return m as SignedDeviceMessage;
 }
 
-/** The contract and calldata that deliver `m`. */
+// ---------------------------------------------------------------- ABI encoding of the device calls
+//
+// The calldata is built as hex: the values arrive as hex strings, so each word is written out as its
+// 64 hex digits and joined, with no trip through bytes. Each value is read as ethers' coders read it
+// (integers: bigint, safe-integer number or any string `BigInt` parses; bytes: 0x-hex or a
+// Uint8Array; addresses: hex with or without 0x, checksummed if mixed-case, or ICAP) and refused
+// with an error naming its field.
+
+/** Bytes in a word. */
+const WORD = 32;
+/** A word of zeros, in hex. */
+const ZEROS = "0".repeat(2 * WORD);
+
+/** The word of a small number (an offset or a length). */
+const size = (n: number): string => n.toString(16).padStart(2 * WORD, "0");
+
+/** The word of `n`, 0 ≤ n < 2²⁵⁶. */
+const word = (n: bigint): string => (n === 0n ? ZEROS : n.toString(16).padStart(2 * WORD, "0"));
+
+function integer(value: unknown, field: string): bigint {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "string" && /^[0-9]+$/.test(value)) return BigInt(value);
+  if (typeof value === "number" && Number.isSafeInteger(value)) return BigInt(value);
+  try {
+    return getBigInt(value as string); // the rarer forms, exactly as ethers takes them
+  } catch {
+    throw new Error(`${field} must be an integer`);
+  }
+}
+
+/** A `uintN` value, as its word. */
+function uint(value: unknown, bits: number, field: string): string {
+  const n = integer(value, field);
+  if (n < 0n || n >= 1n << BigInt(bits)) throw new Error(`${field} is out of range for uint${bits}`);
+  return word(n);
+}
+
+/** An `intN` value, as its word (two's complement). */
+function int(value: unknown, bits: number, field: string): string {
+  const n = integer(value, field);
+  const half = 1n << BigInt(bits - 1);
+  if (n < -half || n >= half) throw new Error(`${field} is out of range for int${bits}`);
+  return word(BigInt.asUintN(256, n));
+}
+
+/** A `bytes` value as lower-case hex digits (no 0x). */
+function bytes(value: unknown, field: string): string {
+  if (typeof value === "string" && /^0[xX]([0-9a-fA-F]{2})*$/.test(value)) return value.slice(2).toLowerCase();
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("hex");
+  throw new Error(`${field} must be 0x-prefixed hex bytes`);
+}
+
+/** A `bytes32` value, as its word. */
+function bytes32(value: unknown, field: string): string {
+  const b = bytes(value, field);
+  if (b.length !== 2 * WORD) throw new Error(`${field} must be 32 bytes`);
+  return b;
+}
+
+/** The hex `bytes` value as a tail: its length, then its bytes padded to whole words. */
+function tail(hex: string): string {
+  return size(hex.length / 2) + hex + ZEROS.slice(0, (ZEROS.length - (hex.length % ZEROS.length)) % ZEROS.length);
+}
+
+/** Bytes that the hex `bytes` value takes as a tail. */
+const tailSize = (hex: string): number => WORD + Math.ceil(hex.length / ZEROS.length) * WORD;
+
+/** An `address` value, as its word. */
+function address(value: unknown, field: string): string {
+  if (typeof value === "string" && /^0x[0-9a-fA-F]{40}$/.test(value)) {
+    const hex = value.slice(2);
+    const lower = hex.toLowerCase();
+    // Mixed case is an EIP-55 checksum, and must be right.
+    if (hex === lower || hex === hex.toUpperCase() || isChecksummed(hex, lower)) return ZEROS.slice(40) + lower;
+  }
+  let checked: string; // the rarer forms (no 0x, ICAP) as ethers takes them, or its refusal
+  try {
+    checked = getAddress(value as string);
+  } catch {
+    throw new Error(`${field} must be an address (20 bytes of hex, checksummed if mixed-case)`);
+  }
+  return ZEROS.slice(40) + checked.slice(2).toLowerCase();
+}
+
+/** Whether the mixed-case `hex` (40 digits) has the EIP-55 checksum of the address `lower`. */
+function isChecksummed(hex: string, lower: string): boolean {
+  const hash = keccak(Buffer.from(lower, "ascii"));
+  for (let i = 0; i < 40; i++) {
+    const c = hex.charCodeAt(i);
+    if (c < 0x41) continue; // a digit
+    const upper = c < 0x61;
+    const nibble = i % 2 === 0 ? hash[i >> 1] >> 4 : hash[i >> 1] & 0x0f;
+    if (upper !== nibble >= 8) return false; // a letter is upper case where its hash nibble is 8 or more
+  }
+  return true;
+}
+
+/** The contract and calldata that deliver `m`; throws an error naming the first bad field. */
 export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; data: string } {
   const f = m.message;
+  if (!f || typeof f !== "object") throw new Error("message must be an object of the type's fields");
+  // A head's offsets count bytes from the start of its arguments (or of its struct).
   switch (m.type) {
-    case "DeviceClaim":
+    case "DeviceClaim": {
+      // claim((address owner, uint48 batchId, bytes deviceKey, bytes32 model, bytes32 firmwareHash,
+      //        uint256 deadline) c, bytes32[] proof, bytes signature); the struct holds bytes, so it
+      // is dynamic: it goes in the tail, like the proof and the signature.
+      const c = m.claim;
+      if (!c || typeof c !== "object") throw new Error("claim must carry model, firmwareHash and proof");
+      const owner = address(f.owner, "message.owner");
+      const batch = uint(f.batch, 48, "message.batch");
+      const key = bytes(m.key, "key");
+      const model = bytes32(c.model, "claim.model");
+      const firmwareHash = bytes32(c.firmwareHash, "claim.firmwareHash");
+      const deadline = uint(f.deadline, 256, "message.deadline");
+      if (!Array.isArray(c.proof)) throw new Error("claim.proof must be an array of 32-byte hex strings");
+      const proof = c.proof.map((p, i) => bytes32(p, `claim.proof[${i}]`));
+      const signature = bytes(m.signature, "signature");
+      const struct = 3 * WORD;
+      const list = struct + 6 * WORD + tailSize(key);
+      const sig = list + WORD + proof.length * WORD;
       return {
         contract: "registry",
-        data: registryInterface.encodeFunctionData("claim", [
-          {
-            owner: f.owner,
-            batchId: f.batch,
-            deviceKey: m.key,
-            model: m.claim!.model,
-            firmwareHash: m.claim!.firmwareHash,
-            deadline: f.deadline,
-          },
-          m.claim!.proof,
-          m.signature,
-        ]),
+        data:
+          SELECTORS.DeviceClaim +
+          size(struct) +
+          size(list) +
+          size(sig) +
+          (owner + batch + size(6 * WORD) + model + firmwareHash + deadline + tail(key)) +
+          (size(proof.length) + proof.join("")) +
+          tail(signature),
       };
-    case "FirmwareAttestation":
+    }
+    case "FirmwareAttestation": {
+      // attestFirmware(bytes key, bytes32 firmwareHash, uint256 deadline, bytes signature)
+      const key = bytes(m.key, "key");
+      const firmwareHash = bytes32(f.firmwareHash, "message.firmwareHash");
+      const deadline = uint(f.deadline, 256, "message.deadline");
+      const signature = bytes(m.signature, "signature");
+      const sig = 4 * WORD + tailSize(key);
       return {
         contract: "registry",
-        data: registryInterface.encodeFunctionData("attestFirmware", [m.key, f.firmwareHash, f.deadline, m.signature]),
+        data:
+          SELECTORS.FirmwareAttestation +
+          size(4 * WORD) +
+          firmwareHash +
+          deadline +
+          size(sig) +
+          tail(key) +
+          tail(signature),
       };
-    case "LocationBeacon":
+    }
+    case "LocationBeacon": {
+      // postLocationBeacon(bytes key, (int32 latitudeE7, int32 longitudeE7, uint64 at, uint256
+      //                    deadline) beacon, bytes signature); the beacon is static: in the head
+      const key = bytes(m.key, "key");
+      const latitude = int(f.latitudeE7, 32, "message.latitudeE7");
+      const longitude = int(f.longitudeE7, 32, "message.longitudeE7");
+      const at = uint(f.at, 64, "message.at");
+      const deadline = uint(f.deadline, 256, "message.deadline");
+      const signature = bytes(m.signature, "signature");
+      const sig = 6 * WORD + tailSize(key);
       return {
         contract: "registry",
-        data: registryInterface.encodeFunctionData("postLocationBeacon", [
-          m.key,
-          { latitudeE7: f.latitudeE7, longitudeE7: f.longitudeE7, at: f.at, deadline: f.deadline },
-          m.signature,
-        ]),
+        data:
+          SELECTORS.LocationBeacon +
+          size(6 * WORD) +
+          (latitude + longitude + at + deadline) +
+          size(sig) +
+          tail(key) +
+          tail(signature),
       };
-    case "NonceCancellation":
+    }
+    case "NonceCancellation": {
+      // cancelNonce(bytes key, uint256 deadline, bytes signature)
+      const key = bytes(m.key, "key");
+      const deadline = uint(f.deadline, 256, "message.deadline");
+      const signature = bytes(m.signature, "signature");
+      const sig = 3 * WORD + tailSize(key);
       return {
         contract: "registry",
-        data: registryInterface.encodeFunctionData("cancelNonce", [m.key, f.deadline, m.signature]),
+        data: SELECTORS.NonceCancellation + size(3 * WORD) + deadline + size(sig) + tail(key) + tail(signature),
       };
+    }
+    default:
+      throw new Error(`type must be one of ${DEVICE_MESSAGE_TYPES.join(", ")}`);
   }
 }
 
@@ -120,7 +302,7 @@ export function deadlineOf(m: SignedDeviceMessage): bigint {
 
 /** A stable id: the same signed message always has the same id, whoever submits it. */
 export function messageId(m: SignedDeviceMessage): string {
-  return keccak256(m.signature);
+  return bytesToHex(keccak(Buffer.from(bytes(m.signature, "signature"), "hex")));
 }
 
 /** JSON with bigints as decimal strings. */
