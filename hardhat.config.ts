@@ -27,7 +27,11 @@ const remote: HardhatUserConfig["networks"] = process.env.CUSTOS_RPC_URL
   : {};
 
 const config: HardhatUserConfig = {
-  networks: { ...remote },
+  networks: {
+    // `npx hardhat node` serves 8545; tests that start their own node on another port say so here.
+    localhost: { url: process.env.CUSTOS_LOCALHOST_URL ?? "http://127.0.0.1:8545" },
+    ...remote,
+  },
   solidity: {
     version: SOLC_VERSION,
     settings: {
