@@ -89,6 +89,19 @@ export const TYPES = {
       { name: "keyId", type: "uint64" },
     ],
   },
+  /**
+   * A guest's answer to a lock's challenge: signed by the certificate's holder key. `accessKey` is
+   * the EIP-712 struct hash of the certificate it uses; the challenge is fresh and single-use.
+   */
+  UnlockRequest: {
+    domain: "lock",
+    fields: [
+      { name: "lock", type: "uint256" },
+      { name: "accessKey", type: "bytes32" },
+      { name: "challenge", type: "bytes32" },
+      { name: "deadline", type: "uint64" },
+    ],
+  },
   /** A batch of a lock's unlock log (Merkle root of its open/deny records), signed by the lock device. */
   UnlockLog: {
     domain: "lock",
