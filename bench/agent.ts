@@ -8,7 +8,9 @@ import { TypedDataHasher } from "../src/eip712/fast";
 import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
 import { p256KeyFromScalar } from "../src/crypto/p256";
 import { DeviceSignatureVerifier } from "../src/crypto/verify";
-import type { Deployment } from "../src/eip712";
+import { digest, type Deployment } from "../src/eip712";
+import { bytesToHex } from "../src/eip712/fast";
+import { LockRole } from "../src/agent/roles/lock";
 
 /** Operations per second of `op`, best of three loops of at least `ms` milliseconds. */
 export function rate(op: (i: number) => void, ms = 1000): number {
@@ -58,5 +60,57 @@ export async function benchAgent(): Promise<Record<string, number>> {
     });
   }
   results["eip712.digest_per_s"] = rate((i) => hasher.digest("FirmwareAttestation", deployment, message(i)));
+  results["lock.decisions_per_s"] = lockDecisions(hasher, deployment, verifier, keys);
   return results;
+}
+
+/**
+ * Unlock decisions per second in the lock role, every check from the cached chain state: a fresh
+ * challenge, the request's and the certificate's signatures, then owner, epoch, revocation, window.
+ * The guest holds a P-256 key (a phone); the owner signs certificates with secp256k1.
+ */
+function lockDecisions(
+  hasher: TypedDataHasher,
+  deployment: Deployment,
+  verifier: DeviceSignatureVerifier,
+  keys: Record<string, DeviceKey>,
+): number {
+  const owner = keys.secp256k1;
+  const guest = keys.p256;
+  const now = 1_700_000_000; // the clock stands still, so every challenge stays fresh
+  const role = new LockRole({ lock: 7n, deployment, hasher, verifier, maxStalenessS: 3600, clock: () => now });
+  role.update({
+    owner: owner.signer,
+    ownerSince: 0n,
+    lockStatus: 1,
+    epoch: 0,
+    isRevoked: () => false,
+    managerExpiry: () => 0n,
+    holderStatus: () => 0,
+    readAt: now,
+  });
+  const key = {
+    lock: 7n,
+    holder: guest.signer,
+    owner: owner.signer,
+    issuer: owner.signer,
+    issuedAt: 1n,
+    validFrom: 1n,
+    validUntil: 2_000_000_000n,
+    schedule: 0n,
+    epoch: 0,
+    keyId: 1n,
+  };
+  const cert = { key, signature: owner.signDigest(digest("AccessKey", deployment, key)) };
+  const accessKey = bytesToHex(hasher.structHash("AccessKey", key));
+  // The guests' answers are made outside the timed loop: the lock only checks them.
+  const requests = Array.from({ length: 12_000 }, () => {
+    const request = { lock: 7n, accessKey, challenge: role.challenge(), deadline: 2_000_000_000n };
+    return { request, signature: guest.signDigest(digest("UnlockRequest", deployment, request)) };
+  });
+  let next = 0;
+  return rate(() => {
+    if (next === requests.length) throw new Error("bench: ran out of prepared unlock requests");
+    if (!role.decide(cert, requests[next++]).open) throw new Error("bench: a valid unlock was refused");
+  }, 300);
 }

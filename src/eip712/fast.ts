@@ -162,11 +162,16 @@ export class TypedDataHasher {
 
   /** The digest a device signs: keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(message)). */
   digest(type: TypeName, deployment: Deployment, message: Message): Uint8Array {
+    return this.digestOfStruct(type, deployment, this.structHash(type, message));
+  }
+
+  /** The digest of a message whose `structHash` is already known. */
+  digestOfStruct(type: TypeName, deployment: Deployment, structHash: Uint8Array): Uint8Array {
     const out = new Uint8Array(66);
     out[0] = 0x19;
     out[1] = 0x01;
     out.set(this.domainSeparator(TYPES[type].domain, deployment), 2);
-    out.set(this.structHash(type, message), 34);
+    out.set(structHash, 34);
     return keccak(out);
   }
 }

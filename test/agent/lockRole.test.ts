@@ -131,6 +131,19 @@ describe("lock role: unlock decisions from cached chain state", function () {
     expect(denied(f, guest, cert)).to.include({ reason: "previous-owner" });
   });
 
+  it("attack: a certificate that opened before is refused once revoked (its checked signature is remembered, not its validity)", function () {
+    const f = setup();
+    const guest = randomDeviceKey("secp256k1");
+    const cert = certificate(guest);
+    expect(denied(f, guest, cert)).to.include({ open: true });
+    f.revoked.add(1n);
+    expect(denied(f, guest, cert)).to.include({ reason: "revoked" });
+    const tampered = { ...cert, key: { ...cert.key, validUntil: BigInt(T0 + 10 * 86400) } };
+    expect(f.role.decide(tampered, request(guest, tampered, f.role.challenge()))).to.include({
+      reason: "certificate-signature",
+    });
+  });
+
   it("attack: a replayed challenge, an unknown one, or one that timed out is refused", function () {
     const f = setup();
     const guest = randomDeviceKey("secp256k1");

@@ -84,6 +84,8 @@ export function hourOfWeek(seconds: number): number {
 export class LockRole {
   private state: LockChainState | undefined;
   private readonly challenges = new Map<string, number>();
+  /** Certificates whose issuer signature was already checked (a certificate never changes). */
+  private readonly verifiedCertificates = new Set<string>();
   private lastTime = 0;
 
   constructor(private readonly opts: LockRoleOptions) {}
@@ -124,16 +126,22 @@ export class LockRole {
     if (BigInt(r.lock as string) !== this.opts.lock || BigInt(k.lock as string) !== this.opts.lock) {
       return deny("foreign-lock");
     }
-    const keyHash = bytesToHex(hasher.structHash("AccessKey", k));
+    const keyStruct = hasher.structHash("AccessKey", k);
+    const keyHash = bytesToHex(keyStruct);
     if (String(r.accessKey).toLowerCase() !== keyHash) return deny("request-signature");
     const requestDigest = hasher.digest("UnlockRequest", deployment, r);
     if (!verifier.verify(String(k.holder), requestDigest, hexToBytes(req.signature, "request signature"))) {
       return deny("request-signature");
     }
     if (BigInt(r.deadline as string) < BigInt(now)) return deny("request-expired");
-    const certDigest = hasher.digest("AccessKey", deployment, k);
-    if (!verifier.verify(String(k.issuer), certDigest, hexToBytes(cert.signature, "certificate signature"))) {
-      return deny("certificate-signature");
+    const certId = keyHash + cert.signature.toLowerCase();
+    if (!this.verifiedCertificates.has(certId)) {
+      const certDigest = hasher.digestOfStruct("AccessKey", deployment, keyStruct);
+      if (!verifier.verify(String(k.issuer), certDigest, hexToBytes(cert.signature, "certificate signature"))) {
+        return deny("certificate-signature");
+      }
+      if (this.verifiedCertificates.size >= 10_000) this.verifiedCertificates.clear();
+      this.verifiedCertificates.add(certId);
     }
 
     const s = this.state;
