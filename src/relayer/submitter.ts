@@ -308,7 +308,7 @@ export class Submitter {
     const calls = new Map<Entry, string>();
     let list: Entry[] = [];
     for (const [i, e] of candidates.entries()) {
-      // ABI encoding is slow: let the intake run between chunks.
+      // A large batch is built in chunks, so that the intake keeps answering meanwhile.
       if (i % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
       let data = this.callData.get(e);
       if (data === undefined) {
