@@ -115,6 +115,23 @@ export const TYPES = {
       { name: "deadline", type: "uint256" },
     ],
   },
+  /**
+   * An owner's word to a lock that cannot reach the chain: as of `issuedAt`, the lock's key epoch is
+   * `epoch` and the keys revoked under `owner` are the `revokedCount` key ids whose sorted list
+   * hashes to `revokedRoot` (keccak256 of the ids as packed uint64, ascending). Carried to the lock
+   * by a guest's phone with the list itself; it lets the lock keep deciding past its staleness limit.
+   */
+  RevocationCheckpoint: {
+    domain: "lock",
+    fields: [
+      { name: "lock", type: "uint256" },
+      { name: "owner", type: "address" },
+      { name: "epoch", type: "uint32" },
+      { name: "revokedRoot", type: "bytes32" },
+      { name: "revokedCount", type: "uint32" },
+      { name: "issuedAt", type: "uint64" },
+    ],
+  },
   /** An owner's gasless call through OpenZeppelin's ERC2771Forwarder (its own type, spelled here once). */
   ForwardRequest: {
     domain: "forwarder",

@@ -10,6 +10,7 @@
  */
 import { dataLength, isHexString } from "ethers";
 import { bytesToHex, hexToBytes, keccak } from "../eip712/fast";
+import { StandardTree, standardLeaf } from "../merkle";
 
 /** The ABI encoding of one leaf, shared with `DeviceRegistry.claim`. */
 export const LEAF_ENCODING = ["bytes", "bytes32", "bytes32"] as const;
@@ -44,26 +45,11 @@ function encodeLeaf(d: ProvisionedDevice): Uint8Array {
 }
 
 function leafBytes(d: ProvisionedDevice): Uint8Array {
-  return keccak(keccak(encodeLeaf(d)));
-}
-
-function hashPair(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(64);
-  if (Buffer.compare(a, b) <= 0) {
-    out.set(a, 0);
-    out.set(b, 32);
-  } else {
-    out.set(b, 0);
-    out.set(a, 32);
-  }
-  return keccak(out);
+  return standardLeaf(encodeLeaf(d));
 }
 
 export class DeviceBatch {
-  /** The tree's nodes, root first, in StandardMerkleTree's layout. */
-  readonly nodes: string[];
-  /** Each device's index in `nodes`, in the order of `devices`. */
-  readonly treeIndex: Int32Array;
+  private readonly tree: StandardTree;
   private readonly indexByKey = new Map<string, number>();
 
   /** Builds the batch of `devices` (validated; a repeated key is refused). Faster after `loadKeccak()`. */
@@ -75,19 +61,19 @@ export class DeviceBatch {
       const seen = this.indexByKey.get(key);
       if (seen !== undefined) throw new Error(`DeviceBatch: devices[${i}].deviceKey repeats devices[${seen}]`);
       this.indexByKey.set(key, i);
-      const hash = leafBytes(d);
-      return { i, hash, hex: bytesToHex(hash) };
+      return leafBytes(d);
     });
-    leaves.sort((a, b) => Buffer.compare(a.hash, b.hash));
-    const size = 2 * leaves.length - 1;
-    const nodes: Uint8Array[] = new Array(size);
-    this.treeIndex = new Int32Array(leaves.length);
-    leaves.forEach((leaf, k) => {
-      nodes[size - 1 - k] = leaf.hash;
-      this.treeIndex[leaf.i] = size - 1 - k;
-    });
-    for (let n = size - 1 - leaves.length; n >= 0; n--) nodes[n] = hashPair(nodes[2 * n + 1], nodes[2 * n + 2]);
-    this.nodes = nodes.map(bytesToHex);
+    this.tree = new StandardTree(leaves);
+  }
+
+  /** The tree's nodes, root first, in StandardMerkleTree's layout. */
+  get nodes(): string[] {
+    return this.tree.nodes;
+  }
+
+  /** Each device's index in `nodes`, in the order of `devices`. */
+  get treeIndex(): Int32Array {
+    return this.tree.treeIndex;
   }
 
   get root(): string {
@@ -101,10 +87,7 @@ export class DeviceBatch {
 
   /** The proof of the `i`-th device. */
   proofAt(i: number): string[] {
-    const proof: string[] = [];
-    for (let n = this.treeIndex[i]; n > 0; n = Math.floor((n - 1) / 2))
-      proof.push(this.nodes[n % 2 === 1 ? n + 1 : n - 1]);
-    return proof;
+    return this.tree.proofAt(i);
   }
 
   private indexOf(deviceKey: string): number {

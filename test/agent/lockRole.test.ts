@@ -4,7 +4,7 @@ import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast";
 import { digest, type Deployment, type Message } from "../../src/eip712";
 import { randomDeviceKey, secp256k1Key, type DeviceKey } from "../../src/crypto/deviceKey";
 import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { LockRole, hourOfWeek, type LockChainState } from "../../src/agent/roles/lock";
+import { LockRole, hourOfWeek, revokedRootOf, type LockChainState } from "../../src/agent/roles/lock";
 
 const LOCK = 1234567n;
 const VERIFIER = "0x00000000000000000000000000000000000a7256";
@@ -237,6 +237,99 @@ describe("lock role: unlock decisions from cached chain state", function () {
     expect(denied(f, guest, certificate(guest))).to.include({ open: true });
     f.setTime(T0 + 601);
     expect(denied(f, guest, certificate(guest))).to.include({ reason: "stale-state" });
+  });
+
+  function checkpoint(
+    fields: Partial<Message> & { revoked?: bigint[] } = {},
+    signer: DeviceKey = owner,
+    d: Deployment = deployment,
+  ) {
+    const revoked = fields.revoked ?? [];
+    const c: Message = {
+      lock: LOCK,
+      owner: owner.signer,
+      epoch: 0,
+      revokedRoot: revokedRootOf(revoked),
+      revokedCount: revoked.length,
+      issuedAt: BigInt(T0 + 3000),
+      ...fields,
+    };
+    delete c.revoked;
+    return { checkpoint: c, signature: signer.signDigest(digest("RevocationCheckpoint", d, c)), revoked };
+  }
+
+  it("offline past maxStaleness: an owner-signed revocation checkpoint carried by a guest keeps the lock deciding, with its revocations and epoch", function () {
+    const f = setup({ maxStalenessS: 600 });
+    const guest = randomDeviceKey("secp256k1");
+    f.setTime(T0 + 3300);
+    expect(denied(f, guest, certificate(guest))).to.include({ reason: "stale-state" });
+    expect(f.role.applyCheckpoint(checkpoint({ revoked: [1n, 7n] }))).to.deep.equal({ accepted: true });
+    expect(f.role.freshAt()).to.equal(T0 + 3000);
+    expect(denied(f, guest, certificate(guest))).to.include({ reason: "revoked" });
+    expect(denied(f, guest, certificate(guest, { keyId: 2n }))).to.include({ open: true });
+    // A later checkpoint bumps the epoch: every earlier key dies.
+    expect(f.role.applyCheckpoint(checkpoint({ epoch: 1, issuedAt: BigInt(T0 + 3200) }))).to.deep.equal({
+      accepted: true,
+    });
+    expect(denied(f, guest, certificate(guest, { keyId: 2n }))).to.include({ reason: "epoch" });
+    expect(denied(f, guest, certificate(guest, { keyId: 2n, epoch: 1 }))).to.include({ open: true });
+    // ...and it too grows stale.
+    f.setTime(T0 + 3801);
+    expect(denied(f, guest, certificate(guest, { keyId: 2n, epoch: 1 }))).to.include({ reason: "stale-state" });
+  });
+
+  it("attack: a revocation checkpoint signed by a stranger, for another lock, chain or contract, or for a previous owner is refused", function () {
+    const f = setup({ maxStalenessS: 600 });
+    f.setTime(T0 + 3300);
+    expect(f.role.applyCheckpoint(checkpoint({}, stranger))).to.deep.equal({ accepted: false, reason: "signature" });
+    expect(f.role.applyCheckpoint(checkpoint({ lock: LOCK + 1n }))).to.include({ reason: "foreign-lock" });
+    expect(f.role.applyCheckpoint(checkpoint({}, owner, { ...deployment, chainId: 1n }))).to.include({
+      reason: "signature",
+    });
+    expect(
+      f.role.applyCheckpoint(checkpoint({}, owner, { ...deployment, verifyingContract: Wallet.createRandom().address })),
+    ).to.include({ reason: "signature" });
+    expect(f.role.applyCheckpoint(checkpoint({ owner: stranger.signer }, stranger))).to.include({
+      reason: "not-owner",
+    });
+    expect(f.role.freshAt()).to.equal(T0);
+  });
+
+  it("attack: a checkpoint whose revoked list was trimmed, reordered or miscounted is refused", function () {
+    const f = setup({ maxStalenessS: 600 });
+    f.setTime(T0 + 3300);
+    const good = checkpoint({ revoked: [1n, 7n] });
+    expect(f.role.applyCheckpoint({ ...good, revoked: [7n] })).to.include({ reason: "revoked-list" });
+    expect(f.role.applyCheckpoint({ ...good, revoked: [7n, 1n] })).to.include({ reason: "revoked-list" });
+    const miscounted = checkpoint({ revoked: [1n, 7n], revokedCount: 1 });
+    expect(f.role.applyCheckpoint(miscounted)).to.include({ reason: "revoked-list" });
+  });
+
+  it("attack: an old checkpoint replayed, one dated in the future, or one that moves the epoch back is refused", function () {
+    const f = setup({ maxStalenessS: 600 });
+    f.state.epoch = 2;
+    f.setTime(T0 + 3300);
+    expect(f.role.applyCheckpoint(checkpoint({ issuedAt: BigInt(T0 - 10), epoch: 2 }))).to.include({
+      reason: "not-newer",
+    });
+    expect(f.role.applyCheckpoint(checkpoint({ issuedAt: BigInt(T0 + 4000), epoch: 2 }))).to.include({
+      reason: "from-the-future",
+    });
+    expect(f.role.applyCheckpoint(checkpoint({ epoch: 1 }))).to.include({ reason: "epoch-behind" });
+    expect(f.role.applyCheckpoint(checkpoint({ epoch: 2 }))).to.include({ accepted: true });
+    expect(f.role.applyCheckpoint(checkpoint({ epoch: 2 }))).to.include({ reason: "not-newer" });
+  });
+
+  it("a newer chain read supersedes a checkpoint; a holder the lock never looked up is refused", function () {
+    const f = setup({ maxStalenessS: 600 });
+    const guest = randomDeviceKey("secp256k1");
+    f.setTime(T0 + 3300);
+    f.role.applyCheckpoint(checkpoint({ revoked: [5n] }));
+    f.role.update({ ...f.state, readAt: T0 + 3300 });
+    expect(f.role.freshAt()).to.equal(T0 + 3300);
+    expect(denied(f, guest, certificate(guest, { keyId: 5n }))).to.include({ open: true });
+    f.role.update({ ...f.state, readAt: T0 + 3300, holderStatus: () => undefined });
+    expect(denied(f, guest, certificate(guest))).to.include({ reason: "holder-unknown" });
   });
 
   it("attack: a clock set back cannot revive an expired key", function () {

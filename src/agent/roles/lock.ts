@@ -8,7 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Deployment, Message } from "../../eip712";
-import { TypedDataHasher, bytesToHex } from "../../eip712/fast";
+import { TypedDataHasher, bytesToHex, keccak } from "../../eip712/fast";
 import { hexToBytes } from "../../eip712/fast";
 import type { DeviceSignatureVerifier } from "../../crypto/verify";
 
@@ -25,8 +25,11 @@ export interface LockChainState {
   isRevoked(owner: string, keyId: bigint): boolean;
   /** LockAccess: until when `manager` may sign keys for `owner` (0: not appointed). */
   managerExpiry(owner: string, manager: string): bigint;
-  /** Registry status of a holder that is itself a device (0 = not a device, 1 = Active). */
-  holderStatus(holder: string): number;
+  /**
+   * Registry status of a holder that is itself a device (0 = not a device, 1 = Active), or
+   * `undefined` when the lock has never learnt it (a holder first seen while offline).
+   */
+  holderStatus(holder: string): number | undefined;
   readAt: number;
 }
 
@@ -35,6 +38,25 @@ export interface SignedCertificate {
   key: Message;
   signature: string;
 }
+
+/** An owner-signed `RevocationCheckpoint` with the revoked key ids it commits to. */
+export interface SignedCheckpoint {
+  checkpoint: Message;
+  signature: string;
+  /** The revoked key ids, ascending: keccak256 of them as packed uint64 is `revokedRoot`. */
+  revoked: (string | bigint)[];
+}
+
+/** Why a checkpoint was not taken. */
+export type CheckpointRefusal =
+  | "no-state"
+  | "foreign-lock"
+  | "not-owner"
+  | "signature"
+  | "revoked-list"
+  | "from-the-future"
+  | "not-newer"
+  | "epoch-behind";
 
 export interface UnlockRequestMessage {
   request: Message;
@@ -53,6 +75,7 @@ export type DenyReason =
   | "stale-state"
   | "lock-not-active"
   | "holder-not-active"
+  | "holder-unknown"
   | "epoch"
   | "revoked"
   | "not-yet-valid"
@@ -73,6 +96,16 @@ export interface LockRoleOptions {
   challengeTtlS?: number;
   /** The lock's clock (s). Default: the system clock. */
   clock?: () => number;
+  /** How far ahead of the lock's clock a checkpoint's `issuedAt` may be (s). Default 300. */
+  checkpointSkewS?: number;
+}
+
+/** keccak256 of key ids as packed uint64, in the order given: a checkpoint's `revokedRoot`. */
+export function revokedRootOf(ids: readonly (string | bigint)[]): string {
+  const packed = new Uint8Array(8 * ids.length);
+  const view = new DataView(packed.buffer);
+  ids.forEach((id, i) => view.setBigUint64(8 * i, BigInt(id)));
+  return bytesToHex(keccak(packed));
 }
 
 /** Hour of the week (0 = Monday 00:00–01:00 UTC) of a unix time. */
@@ -83,6 +116,8 @@ export function hourOfWeek(seconds: number): number {
 
 export class LockRole {
   private state: LockChainState | undefined;
+  /** What a checkpoint newer than `state` adds to it (cleared by a newer chain read). */
+  private overlay: { freshAt: number; epoch: number; owner: string; revoked: Set<bigint> } | undefined;
   private readonly challenges = new Map<string, number>();
   /** Certificates whose issuer signature was already checked (a certificate never changes). */
   private readonly verifiedCertificates = new Set<string>();
@@ -99,6 +134,47 @@ export class LockRole {
   /** Replaces the chain state the lock decides from. */
   update(state: LockChainState): void {
     this.state = state;
+    const o = this.overlay;
+    if (o && (state.readAt >= o.freshAt || state.owner.toLowerCase() !== o.owner)) this.overlay = undefined;
+  }
+
+  /** As of when (lock's clock, s) the lock knows its revocation state: the chain read or a newer checkpoint. */
+  freshAt(): number | undefined {
+    return this.overlay?.freshAt ?? this.state?.readAt;
+  }
+
+  /**
+   * Takes an owner-signed revocation checkpoint that reached the lock without the chain (a guest's
+   * phone carried it): the lock's state is then as fresh as the checkpoint's `issuedAt`, its epoch
+   * the checkpoint's, and the listed keys revoked. Only the owner the lock last read may sign one;
+   * an older checkpoint, or one that moves the epoch back, adds nothing and is refused.
+   */
+  applyCheckpoint(cp: SignedCheckpoint): { accepted: true } | { accepted: false; reason: CheckpointRefusal } {
+    const refuse = (reason: CheckpointRefusal) => ({ accepted: false as const, reason });
+    const s = this.state;
+    if (!s) return refuse("no-state");
+    const c = cp.checkpoint;
+    if (BigInt(c.lock as string) !== this.opts.lock) return refuse("foreign-lock");
+    const owner = s.owner.toLowerCase();
+    if (String(c.owner).toLowerCase() !== owner) return refuse("not-owner");
+    const digest = this.opts.hasher.digest("RevocationCheckpoint", this.opts.deployment, c);
+    if (!this.opts.verifier.verify(owner, digest, hexToBytes(cp.signature, "checkpoint signature"))) {
+      return refuse("signature");
+    }
+    const ids = cp.revoked.map((id) => BigInt(id));
+    const ascending = ids.every((id, i) => i === 0 || id > ids[i - 1]);
+    if (!ascending || ids.length !== Number(c.revokedCount) || revokedRootOf(ids) !== String(c.revokedRoot).toLowerCase())
+      return refuse("revoked-list");
+    const now = this.now();
+    const issuedAt = Number(c.issuedAt);
+    if (issuedAt > now + (this.opts.checkpointSkewS ?? 300)) return refuse("from-the-future");
+    if (issuedAt <= (this.freshAt() ?? 0)) return refuse("not-newer");
+    const epoch = Number(c.epoch);
+    if (epoch < Math.max(s.epoch, this.overlay?.epoch ?? 0)) return refuse("epoch-behind");
+    const revoked = new Set(this.overlay?.revoked ?? []);
+    for (const id of ids) revoked.add(id);
+    this.overlay = { freshAt: Math.min(issuedAt, now), epoch, owner, revoked };
+    return { accepted: true };
   }
 
   /** A fresh random challenge, answerable once within the challenge lifetime. */
@@ -145,16 +221,19 @@ export class LockRole {
     }
 
     const s = this.state;
-    if (!s || now - s.readAt > this.opts.maxStalenessS) return deny("stale-state");
+    const o = this.overlay;
+    if (!s || now - (o?.freshAt ?? s.readAt) > this.opts.maxStalenessS) return deny("stale-state");
     const owner = String(k.owner).toLowerCase();
     if (owner !== s.owner.toLowerCase() || BigInt(k.issuedAt as string) < s.ownerSince) return deny("previous-owner");
     const issuer = String(k.issuer).toLowerCase();
     if (issuer !== owner && s.managerExpiry(s.owner, issuer) < BigInt(now)) return deny("issuer");
     if (s.lockStatus !== 1) return deny("lock-not-active");
     const holderStatus = s.holderStatus(String(k.holder));
+    if (holderStatus === undefined) return deny("holder-unknown");
     if (holderStatus !== 0 && holderStatus !== 1) return deny("holder-not-active");
-    if (Number(k.epoch) !== s.epoch) return deny("epoch");
-    if (s.isRevoked(s.owner, BigInt(k.keyId as string))) return deny("revoked");
+    if (Number(k.epoch) !== (o?.epoch ?? s.epoch)) return deny("epoch");
+    const keyId = BigInt(k.keyId as string);
+    if (s.isRevoked(s.owner, keyId) || o?.revoked.has(keyId)) return deny("revoked");
     if (BigInt(now) < BigInt(k.validFrom as string)) return deny("not-yet-valid");
     if (BigInt(now) > BigInt(k.validUntil as string)) return deny("expired");
     const schedule = BigInt(k.schedule as string);
