@@ -16,7 +16,14 @@ import { TypedDataHasher, bytesToHex } from "../eip712/fast";
 import type { DeviceSigner } from "../crypto/deviceKey";
 import { DeviceSignatureVerifier } from "../crypto/verify";
 import { deviceIdOf } from "../registry/batch";
-import { DEVICE_MESSAGE_TYPES, messageId, type DeviceMessageType, type SignedDeviceMessage } from "../messages";
+import {
+  CONTRACT_OF,
+  DEVICE_MESSAGE_TYPES,
+  addressOf,
+  messageId,
+  type DeviceMessageType,
+  type SignedDeviceMessage,
+} from "../messages";
 import {
   Backoff,
   Chain,
@@ -285,7 +292,7 @@ export class Agent {
       if (fields.deadline === undefined && this.clockOffset === undefined) await this.syncClock();
       const message = this.normalise(type, fields);
       if (nonce !== undefined) message.nonce = nonce.toString();
-      const digest = this.opts.hasher.digest(type, this.deployment(), message);
+      const digest = this.opts.hasher.digest(type, this.deployment(type), message);
       const signature = await this.signer.sign(digest);
       if (!this.verifier.verify(this.signer.signer, digest, signature)) {
         throw new AgentError(undefined, "the device key produced a signature the chain would refuse");
@@ -350,8 +357,10 @@ export class Agent {
     await this.opts.onStop?.();
   }
 
-  private deployment() {
-    return { chainId: this.opts.deployment.chainId, verifyingContract: this.opts.deployment.registry };
+  /** The EIP-712 deployment a message of `type` is signed for: its contract's domain. */
+  private deployment(type: DeviceMessageType) {
+    const d = this.opts.deployment;
+    return { chainId: d.chainId, verifyingContract: addressOf(d, CONTRACT_OF[type]) };
   }
 
   /** The message's fields in their JSON form (integers as decimal strings), checked against the catalogue. */
@@ -360,9 +369,10 @@ export class Agent {
     const ttl = BigInt(this.opts.ttlSeconds ?? 3_600);
     for (const f of TYPES[type].fields) {
       let v = fields[f.name];
-      if (f.name === "device") {
+      // The device a message speaks for is this agent's (an unlock log's lock is the lock device).
+      if (f.name === "device" || (type === "UnlockLog" && f.name === "lock")) {
         if (v !== undefined && BigInt(v as string) !== this.deviceId) {
-          throw new AgentError("device", `device must be this agent's device ${this.deviceId}`);
+          throw new AgentError(f.name, `${f.name} must be this agent's device ${this.deviceId}`);
         }
         v = this.deviceId;
       }
@@ -506,7 +516,11 @@ export interface AgentStack {
 export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
   const logger = opts.logger ?? silentLogger;
   const hasher = opts.hasher ?? (await TypedDataHasher.create());
-  const deployment = { chainId: BigInt(opts.deployment.chainId), registry: getAddress(opts.deployment.registry) };
+  const deployment: ChainDeployment = {
+    chainId: BigInt(opts.deployment.chainId),
+    registry: getAddress(opts.deployment.registry),
+    ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
+  };
   const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;
   const chain = new Chain(provider, deployment, hasher);
   const outbox = Outbox.open(path.join(opts.dataDir, "outbox.jsonl"), opts.outbox);

@@ -26,15 +26,22 @@ import {
   type TransactionRequest,
 } from "ethers";
 import { bytesToHex, type TypedDataHasher } from "../eip712/fast";
-import { encodeCall, isSpent, toJson, type SignedDeviceMessage } from "../messages";
-import { DeviceRegistry__factory } from "../../typechain-types";
+import {
+  CONTRACT_OF,
+  addressOf,
+  encodeCall,
+  isSpent,
+  toJson,
+  type ContractAddresses,
+  type SignedDeviceMessage,
+} from "../messages";
+import { DeviceRegistry__factory, LockAccess__factory } from "../../typechain-types";
 import { silentLogger, type Logger } from "./log";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox";
 
-/** Where the registry is deployed. */
-export interface ChainDeployment {
+/** Where the contracts are deployed (LockAccess only for a lock that anchors its log). */
+export interface ChainDeployment extends ContractAddresses {
   chainId: bigint;
-  registry: string;
 }
 
 /** What a courier says after one step on an entry. */
@@ -137,9 +144,13 @@ export class Backoff {
 // ---------------------------------------------------------------- chain reads
 
 const registryInterface: Interface = DeviceRegistry__factory.createInterface();
+const lockInterface: Interface = LockAccess__factory.createInterface();
 
-/** Registry errors after which a message can never land: they retire it as rejected. */
+/** Registry and LockAccess errors after which a message can never land: they retire it as rejected. */
 const FINAL_ERRORS = new Set([
+  "LockAccessExpired",
+  "LockAccessInvalidSignature",
+  "LockAccessUnknownLock",
   "DeviceRegistryExpired",
   "DeviceRegistryInvalidSignature",
   "DeviceRegistryInvalidProof",
@@ -166,7 +177,7 @@ export function revertData(err: unknown): string | undefined {
   return visit(err, 0);
 }
 
-/** A revert decoded against the registry's errors. */
+/** A revert decoded against the errors of the contracts device messages go to. */
 export interface Revert {
   name: string;
   args: unknown[];
@@ -179,17 +190,21 @@ const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
 
 export function decodeRevert(data: string | undefined): Revert {
   if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
-  try {
-    const parsed = registryInterface.parseError(data);
-    if (parsed) {
+  for (const iface of [registryInterface, lockInterface]) {
+    try {
+      const parsed = iface.parseError(data);
+      if (!parsed) continue;
       const args = [...parsed.args];
       const text = `${parsed.name}(${args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
       const final =
-        FINAL_ERRORS.has(parsed.name) || (parsed.name === "DeviceRegistryWrongStatus" && BigInt(args[1]) === REVOKED);
+        FINAL_ERRORS.has(parsed.name) ||
+        (/^(DeviceRegistryWrongStatus|LockAccessLockNotActive)$/.test(parsed.name) && BigInt(args[1]) === REVOKED) ||
+        // A log batch behind the chain's sequence never lands; one ahead waits for those before it.
+        (parsed.name === "LockAccessWrongSequence" && BigInt(args[1]) < BigInt(args[0]));
       return { name: parsed.name, args, text, final };
+    } catch {
+      // not one of this contract's errors
     }
-  } catch {
-    // not one of the registry's errors
   }
   return { name: "unknown", args: [], text: `reverted with ${data.slice(0, 74)}`, final: true };
 }
@@ -258,7 +273,7 @@ export class Chain {
 
   async isSpent(m: SignedDeviceMessage): Promise<boolean> {
     await this.ensure();
-    return this.call("isSpent", () => isSpent(m, this.provider, this.deployment.registry));
+    return this.call("isSpent", () => isSpent(m, this.provider, this.deployment));
   }
 
   async latestTimestamp(): Promise<bigint> {
@@ -314,6 +329,11 @@ async function preflight(
   const deadline = BigInt(m.message.deadline as string);
   if ((await chain.recentTimestamp()) > deadline) return { kind: "rejected", reason: `expired (deadline ${deadline})` };
   return { kind: "go" };
+}
+
+/** The (lower-case) address of the contract an entry's message is delivered to. */
+function targetOf(deployment: ChainDeployment, e: OutboxEntry): string {
+  return addressOf(deployment, CONTRACT_OF[e.type]).toLowerCase();
 }
 
 // ---------------------------------------------------------------- direct JSON-RPC
@@ -410,8 +430,8 @@ export class RpcCourier implements Courier {
     }
     if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason };
 
-    const { data } = encodeCall(e.message!);
-    const to = this.chain.deployment.registry;
+    const { contract, data } = encodeCall(e.message!);
+    const to = addressOf(this.chain.deployment, contract);
     let gas: bigint;
     try {
       gas = await this.chain.provider.estimateGas({ from: this.payer.address, to, data });
@@ -426,7 +446,7 @@ export class RpcCourier implements Courier {
         // Look again: it may have landed a moment ago through someone else.
         const spent = await this.chain.isSpent(e.message!);
         await this.outbox.done(e.id, spent ? "spent" : "rejected", {
-          reason: `refused by the registry: ${revert.text}`,
+          reason: `refused by the ${contract}: ${revert.text}`,
         });
         return { kind: "done" };
       }
@@ -529,15 +549,15 @@ export class RpcCourier implements Courier {
   }
 
   private async settle(e: OutboxEntry, s: RpcSubmission, hash: string, receipt: TransactionReceipt): Promise<void> {
-    const registry = this.chain.deployment.registry.toLowerCase();
+    const target = targetOf(this.chain.deployment, e);
     if (s.filler && hash === s.txHash) {
       await this.outbox.done(e.id, "spent", { reason: "landed through someone else", txHash: hash });
-    } else if (receipt.status === 1 && receipt.logs.some((l) => l.address.toLowerCase() === registry)) {
+    } else if (receipt.status === 1 && receipt.logs.some((l) => l.address.toLowerCase() === target)) {
       await this.outbox.done(e.id, "confirmed", { txHash: hash });
       this.log.info("message landed", { id: e.id, type: e.type, device: e.device, nonce: e.nonce, txHash: hash });
     } else if (receipt.status === 1) {
-      await this.outbox.done(e.id, "rejected", { reason: "mined without a registry event", txHash: hash });
-      this.log.error("transaction mined without a registry event", { id: e.id, txHash: hash });
+      await this.outbox.done(e.id, "rejected", { reason: "mined without an event of its contract", txHash: hash });
+      this.log.error("transaction mined without an event of its contract", { id: e.id, txHash: hash });
     } else {
       const spent = await this.chain.isSpent(e.message!);
       await this.outbox.done(e.id, spent ? "spent" : "rejected", { reason: "the transaction reverted", txHash: hash });
@@ -740,14 +760,14 @@ export class RelayerCourier implements Courier {
    */
   private async followRaw(e: OutboxEntry, s: RpcSubmission): Promise<StepResult> {
     const { outbox, chain } = this.opts;
-    const registry = chain.deployment.registry.toLowerCase();
+    const target = targetOf(chain.deployment, e);
     for (const hash of [s.txHash, ...(s.replaces ?? [])]) {
       const receipt = await chain.call("getTransactionReceipt", () => chain.provider.getTransactionReceipt(hash));
       if (!receipt) continue;
       const landed =
         receipt.status === 1 &&
         !(s.filler && hash === s.txHash) &&
-        receipt.logs.some((l) => l.address.toLowerCase() === registry);
+        receipt.logs.some((l) => l.address.toLowerCase() === target);
       if (landed) await outbox.done(e.id, "confirmed", { txHash: hash });
       else await outbox.done(e.id, (await chain.isSpent(e.message!)) ? "spent" : "rejected", { txHash: hash });
       return { kind: "done" };

@@ -4,7 +4,7 @@
  * is used, or its key is claimed). Shared by the agent core and the relayer.
  *
  * `encodeCall` and `messageId` are on the relayer's per-message path, so they avoid ethers' generic
- * ABI coder and keccak: the four device calls are laid out by hand (head and tail, as the ABI spec
+ * ABI coder and keccak: the device calls are laid out by hand (head and tail, as the ABI spec
  * has it) and hashed with the fast keccak. The tests hold the calldata byte-identical to
  * `Interface.encodeFunctionData` for random messages of every type, accepting and refusing the same
  * values as ethers does.
@@ -15,6 +15,7 @@ import { bytesToHex, keccak } from "../eip712/fast";
 import { deviceIdOf } from "../registry/batch";
 // The one factory, not the typechain index (which loads every contract's bindings).
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
+import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [
@@ -22,11 +23,34 @@ export const DEVICE_MESSAGE_TYPES = [
   "FirmwareAttestation",
   "LocationBeacon",
   "NonceCancellation",
+  "UnlockLog",
 ] as const;
 export type DeviceMessageType = (typeof DEVICE_MESSAGE_TYPES)[number];
 
 /** The contracts a device message can be addressed to. */
-export type ContractName = "registry";
+export type ContractName = "registry" | "lockAccess";
+
+/** The contract each device message type is delivered to (a type's route depends on the type alone). */
+export const CONTRACT_OF = {
+  DeviceClaim: "registry",
+  FirmwareAttestation: "registry",
+  LocationBeacon: "registry",
+  NonceCancellation: "registry",
+  UnlockLog: "lockAccess",
+} as const satisfies Record<DeviceMessageType, ContractName>;
+
+/** Where the contracts are deployed (a contract the deployment lacks cannot be addressed). */
+export interface ContractAddresses {
+  registry: string;
+  lockAccess?: string;
+}
+
+/** The address of `contract` in `addresses`; throws when the deployment does not have it. */
+export function addressOf(addresses: ContractAddresses, contract: ContractName): string {
+  const a = addresses[contract];
+  if (!a) throw new Error(`no ${contract} address is configured`);
+  return a;
+}
 
 /** A signed device message, as the agent persists it and the relayer accepts it (JSON-safe: integers as strings). */
 export interface SignedDeviceMessage {
@@ -40,27 +64,40 @@ export interface SignedDeviceMessage {
   claim?: { model: string; firmwareHash: string; proof: string[] };
 }
 
-const registryInterface: Interface = DeviceRegistry__factory.createInterface();
+const INTERFACES: Record<ContractName, [string, Interface]> = {
+  registry: ["DeviceRegistry", DeviceRegistry__factory.createInterface()],
+  lockAccess: ["LockAccess", LockAccess__factory.createInterface()],
+};
 
 /**
- * The 4-byte selector of a registry function, from the typechain interface; refuses to load if the
+ * The 4-byte selector of a contract function, from the typechain interface; refuses to load if the
  * function's signature is no longer the one its hand-written encoder below lays out.
  */
-function selectorOf(name: string, signature: string): string {
-  const fn = registryInterface.getFunction(name);
+function selectorOf(contract: ContractName, name: string, signature: string): string {
+  const [contractName, iface] = INTERFACES[contract];
+  const fn = iface.getFunction(name);
   const actual = fn?.format("sighash");
   if (actual !== signature)
     throw new Error(
-      `src/messages: DeviceRegistry.${name} is ${actual ?? "gone"}, not ${signature}: update encodeCall for it`,
+      `src/messages: ${contractName}.${name} is ${actual ?? "gone"}, not ${signature}: update encodeCall for it`,
     );
   return fn!.selector.toLowerCase(); // "0x" and 4 bytes: where the calldata starts
 }
 
 const SELECTORS = {
-  DeviceClaim: selectorOf("claim", "claim((address,uint48,bytes,bytes32,bytes32,uint256),bytes32[],bytes)"),
-  FirmwareAttestation: selectorOf("attestFirmware", "attestFirmware(bytes,bytes32,uint256,bytes)"),
-  LocationBeacon: selectorOf("postLocationBeacon", "postLocationBeacon(bytes,(int32,int32,uint64,uint256),bytes)"),
-  NonceCancellation: selectorOf("cancelNonce", "cancelNonce(bytes,uint256,bytes)"),
+  DeviceClaim: selectorOf("registry", "claim", "claim((address,uint48,bytes,bytes32,bytes32,uint256),bytes32[],bytes)"),
+  FirmwareAttestation: selectorOf("registry", "attestFirmware", "attestFirmware(bytes,bytes32,uint256,bytes)"),
+  LocationBeacon: selectorOf(
+    "registry",
+    "postLocationBeacon",
+    "postLocationBeacon(bytes,(int32,int32,uint64,uint256),bytes)",
+  ),
+  NonceCancellation: selectorOf("registry", "cancelNonce", "cancelNonce(bytes,uint256,bytes)"),
+  UnlockLog: selectorOf(
+    "lockAccess",
+    "anchorLog",
+    "anchorLog(bytes,(uint32,bytes32,uint32,uint64,uint64,uint256),bytes)",
+  ),
 } as const satisfies Record<DeviceMessageType, string>;
 
 const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
@@ -280,6 +317,29 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
         data: SELECTORS.NonceCancellation + size(3 * WORD) + deadline + size(sig) + tail(key) + tail(signature),
       };
     }
+    case "UnlockLog": {
+      // anchorLog(bytes lockKey, (uint32 seq, bytes32 root, uint32 count, uint64 fromTime, uint64
+      //           toTime, uint256 deadline) batch, bytes signature); the batch is static: in the head
+      const key = bytes(m.key, "key");
+      const seq = uint(f.seq, 32, "message.seq");
+      const root = bytes32(f.root, "message.root");
+      const count = uint(f.count, 32, "message.count");
+      const fromTime = uint(f.fromTime, 64, "message.fromTime");
+      const toTime = uint(f.toTime, 64, "message.toTime");
+      const deadline = uint(f.deadline, 256, "message.deadline");
+      const signature = bytes(m.signature, "signature");
+      const sig = 8 * WORD + tailSize(key);
+      return {
+        contract: "lockAccess",
+        data:
+          SELECTORS.UnlockLog +
+          size(8 * WORD) +
+          (seq + root + count + fromTime + toTime + deadline) +
+          size(sig) +
+          tail(key) +
+          tail(signature),
+      };
+    }
     default:
       throw new Error(`type must be one of ${DEVICE_MESSAGE_TYPES.join(", ")}`);
   }
@@ -287,7 +347,8 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
 
 /** The device a message speaks for. */
 export function deviceOf(m: SignedDeviceMessage): bigint {
-  return m.type === "DeviceClaim" ? deviceIdOf(m.key) : BigInt(m.message.device as string);
+  if (m.type === "DeviceClaim") return deviceIdOf(m.key);
+  return BigInt((m.type === "UnlockLog" ? m.message.lock : m.message.device) as string);
 }
 
 /** The device nonce the message uses, if its type has one. */
@@ -312,10 +373,19 @@ export function toJson(value: unknown): string {
 
 /**
  * Whether `m` can no longer land because it (or another message with its nonce) already did:
- * its device's nonce moved past it, or its key is registered.
+ * its device's nonce moved past it, its key is registered, or (an unlock log batch) the lock's last
+ * anchored sequence number reached it.
  */
-export async function isSpent(m: SignedDeviceMessage, provider: Provider, registryAddress: string): Promise<boolean> {
-  const registry = DeviceRegistry__factory.connect(registryAddress, provider);
+export async function isSpent(
+  m: SignedDeviceMessage,
+  provider: Provider,
+  contracts: ContractAddresses,
+): Promise<boolean> {
+  if (m.type === "UnlockLog") {
+    const locks = LockAccess__factory.connect(addressOf(contracts, "lockAccess"), provider);
+    return BigInt((await locks.lockState(deviceOf(m))).logSeq) >= BigInt(m.message.seq as string);
+  }
+  const registry = DeviceRegistry__factory.connect(contracts.registry, provider);
   if (m.type === "DeviceClaim") return !(await registry.isKeyAvailable(m.key));
   return BigInt(await registry.deviceNonce(deviceOf(m))) > nonceOf(m)!;
 }

@@ -13,6 +13,7 @@ import { TypedDataHasher, hexToBytes, keccak } from "../eip712/fast";
 import { DeviceSignatureVerifier } from "../crypto/verify";
 import { P256_N } from "../crypto/p256";
 import {
+  CONTRACT_OF,
   checkShape,
   deadlineOf,
   deviceOf,
@@ -46,6 +47,7 @@ const GAS_BOUND: Record<SignedDeviceMessage["type"], bigint> = {
   FirmwareAttestation: 100_000n,
   LocationBeacon: 100_000n,
   NonceCancellation: 100_000n,
+  UnlockLog: 100_000n,
 };
 
 export interface Reply {
@@ -75,7 +77,6 @@ export class Intake {
   private readonly callTargets: Map<ContractName, string>;
   /** Targets forward requests may call. */
   private readonly forwardTargets: Set<string>;
-  private readonly routes = new Map<SignedDeviceMessage["type"], ContractName>();
   /** Measured gas of a device message sent alone, by shape. */
   private readonly gasByShape = new Map<string, bigint>();
   readonly refused = new Map<string, number>();
@@ -132,6 +133,11 @@ export class Intake {
     const known = this.ctx.store.entries.get(id);
     if (known) return this.duplicate(known);
 
+    // A type's contract depends on the type alone.
+    const contract = CONTRACT_OF[m.type];
+    if (!this.callTargets.has(contract))
+      throw new Refusal("target_not_allowed", `contract ${contract} is not on the relayer's allowlist`, "type");
+
     const key = m.key.toLowerCase();
     let digest: Uint8Array;
     try {
@@ -149,19 +155,6 @@ export class Intake {
     await this.checkDeviceSignature(m, key, digest, signature);
 
     charge(`d:${device}`, "device");
-
-    // A type's contract depends on the type alone: ask `encodeCall` once per type.
-    let contract = this.routes.get(m.type);
-    if (!contract) {
-      try {
-        contract = encodeCall(m).contract;
-      } catch (err) {
-        throw shapeRefusal(err);
-      }
-      this.routes.set(m.type, contract);
-    }
-    if (!this.callTargets.has(contract))
-      throw new Refusal("target_not_allowed", `contract ${contract} is not on the relayer's allowlist`, "type");
 
     let nextInLine: boolean;
     if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);

@@ -403,7 +403,8 @@ export class Submitter {
   }
 
   private async isSpent(e: Entry): Promise<boolean> {
-    if (e.kind === "device") return isSpent(e.body as SignedDeviceMessage, this.ctx.provider, this.ctx.registry);
+    if (e.kind === "device")
+      return isSpent(e.body as SignedDeviceMessage, this.ctx.provider, { registry: this.ctx.registry });
     const from = (e.body as ForwardRequestBody).from;
     this.ctx.chain.invalidateSigner(from);
     return (await this.ctx.chain.forwardNonce(from)) > e.nonce!;

@@ -19,8 +19,10 @@ import {
   type SignedDeviceMessage,
 } from "../../src/messages";
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
+import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
 
 const registry: Interface = DeviceRegistry__factory.createInterface();
+const locks: Interface = LockAccess__factory.createInterface();
 
 /** The calldata as the ethers-based `encodeCall` built it (the reference). */
 function ethersCall(m: SignedDeviceMessage): string {
@@ -49,6 +51,12 @@ function ethersCall(m: SignedDeviceMessage): string {
       ]);
     case "NonceCancellation":
       return registry.encodeFunctionData("cancelNonce", [m.key, f.deadline, m.signature]);
+    case "UnlockLog":
+      return locks.encodeFunctionData("anchorLog", [
+        m.key,
+        { seq: f.seq, root: f.root, count: f.count, fromTime: f.fromTime, toTime: f.toTime, deadline: f.deadline },
+        m.signature,
+      ]);
   }
 }
 
@@ -146,6 +154,23 @@ function messageOf(type: DeviceMessageType): fc.Arbitrary<SignedDeviceMessage> {
         signature: r.signature,
         message: { device: r.device, nonce: r.nonce, deadline: r.deadline },
       }));
+    case "UnlockLog":
+      return fc
+        .record({ ...base, seq: uint(32), root: anyCaseHex(32), count: uint(32), fromTime: uint(64), toTime: uint(64) })
+        .map((r) => ({
+          type,
+          key: r.key,
+          signature: r.signature,
+          message: {
+            lock: r.device,
+            seq: r.seq,
+            root: r.root,
+            count: r.count,
+            fromTime: r.fromTime,
+            toTime: r.toTime,
+            deadline: r.deadline,
+          },
+        }));
   }
 }
 

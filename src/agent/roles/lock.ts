@@ -163,7 +163,11 @@ export class LockRole {
     }
     const ids = cp.revoked.map((id) => BigInt(id));
     const ascending = ids.every((id, i) => i === 0 || id > ids[i - 1]);
-    if (!ascending || ids.length !== Number(c.revokedCount) || revokedRootOf(ids) !== String(c.revokedRoot).toLowerCase())
+    if (
+      !ascending ||
+      ids.length !== Number(c.revokedCount) ||
+      revokedRootOf(ids) !== String(c.revokedRoot).toLowerCase()
+    )
       return refuse("revoked-list");
     const now = this.now();
     const issuedAt = Number(c.issuedAt);

@@ -1,0 +1,163 @@
+/**
+ * The guest's side of a smart lock: a key certificate as a file, what it says in plain words, and
+ * the signed answer to a lock's challenge. A phone app does the same with its secure-enclave key.
+ */
+import type { Deployment, Message } from "../../eip712";
+import { TypedDataHasher, bytesToHex } from "../../eip712/fast";
+import type { DeviceSigner } from "../../crypto/deviceKey";
+import { DeviceSignatureVerifier } from "../../crypto/verify";
+import { hexToBytes } from "../../eip712/fast";
+import { hourOfWeek } from "./lock";
+
+/** A key certificate as the owner hands it to a guest. */
+export interface CertificateFile {
+  type: "AccessKey";
+  /** The LockAccess deployment the certificate (and every unlock request) is signed for. */
+  chainId: string;
+  verifyingContract: string;
+  key: Message;
+  signature: string;
+  /** Where the lock listens, if the owner knows. */
+  lockUrl?: string;
+}
+
+const FIELDS = [
+  "lock",
+  "holder",
+  "owner",
+  "issuer",
+  "issuedAt",
+  "validFrom",
+  "validUntil",
+  "schedule",
+  "epoch",
+  "keyId",
+];
+
+/** Reads a certificate file's JSON; throws an error naming the first bad field. */
+export function parseCertificate(json: unknown): CertificateFile {
+  const c = json as Partial<CertificateFile> | null;
+  if (!c || typeof c !== "object") throw new Error("certificate must be a JSON object");
+  if (c.type !== "AccessKey") throw new Error('certificate.type must be "AccessKey"');
+  if (typeof c.chainId !== "string" || !/^\d+$/.test(c.chainId)) throw new Error("certificate.chainId must be decimal");
+  if (typeof c.verifyingContract !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(c.verifyingContract))
+    throw new Error("certificate.verifyingContract must be the LockAccess address");
+  if (!c.key || typeof c.key !== "object") throw new Error("certificate.key must hold the AccessKey fields");
+  for (const f of FIELDS) if (!(f in c.key)) throw new Error(`certificate.key.${f} is missing`);
+  if (typeof c.signature !== "string" || !/^0x([0-9a-fA-F]{2})+$/.test(c.signature))
+    throw new Error("certificate.signature must be hex bytes");
+  return c as CertificateFile;
+}
+
+export function deploymentOf(cert: CertificateFile): Deployment {
+  return { chainId: BigInt(cert.chainId), verifyingContract: cert.verifyingContract };
+}
+
+/** The hours of the week a schedule allows, as ranges like "Mon 09:00–17:00"; "any time" for 0. */
+export function describeSchedule(schedule: bigint): string[] {
+  if (schedule === 0n) return ["any time"];
+  const days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  const out: string[] = [];
+  for (let h = 0; h < 168; h++) {
+    if (((schedule >> BigInt(h)) & 1n) === 0n) continue;
+    let end = h;
+    while (
+      end + 1 < 168 &&
+      ((schedule >> BigInt(end + 1)) & 1n) === 1n &&
+      Math.floor((end + 1) / 24) === Math.floor(h / 24)
+    )
+      end++;
+    const hh = (n: number) => String(n % 24).padStart(2, "0") + ":00";
+    out.push(`${days[Math.floor(h / 24)]} ${hh(h)}–${end % 24 === 23 ? "24:00" : hh(end + 1)} UTC`);
+    h = end;
+  }
+  return out;
+}
+
+/** What a certificate says, in words, and whether its issuer's signature checks out. */
+export function showCertificate(cert: CertificateFile, hasher: TypedDataHasher, now = Date.now() / 1000) {
+  const k = cert.key;
+  const iso = (s: unknown) => new Date(Number(s) * 1000).toISOString();
+  const digest = hasher.digest("AccessKey", deploymentOf(cert), k);
+  let signatureValid = false;
+  try {
+    signatureValid = new DeviceSignatureVerifier([]).verify(String(k.issuer), digest, hexToBytes(cert.signature));
+  } catch {
+    signatureValid = false;
+  }
+  const validFrom = Number(k.validFrom);
+  const validUntil = Number(k.validUntil);
+  const schedule = BigInt(k.schedule as string);
+  return {
+    lock: String(k.lock),
+    keyId: String(k.keyId),
+    holder: String(k.holder),
+    owner: String(k.owner),
+    issuer: String(k.issuer),
+    issuedBy: String(k.issuer).toLowerCase() === String(k.owner).toLowerCase() ? "owner" : "manager",
+    issuedAt: iso(k.issuedAt),
+    validFrom: iso(validFrom),
+    validUntil: iso(validUntil),
+    schedule: describeSchedule(schedule),
+    epoch: Number(k.epoch),
+    chainId: cert.chainId,
+    lockAccess: cert.verifyingContract,
+    signatureValid,
+    usableNow:
+      signatureValid &&
+      now >= validFrom &&
+      now <= validUntil &&
+      (schedule === 0n || ((schedule >> BigInt(hourOfWeek(now))) & 1n) === 1n),
+    certificateHash: bytesToHex(hasher.structHash("AccessKey", k)),
+  };
+}
+
+/** The guest's signed answer to `challenge`: an `UnlockRequest` valid for `ttlS` seconds. */
+export async function signUnlockRequest(
+  signer: DeviceSigner,
+  cert: CertificateFile,
+  challenge: string,
+  hasher: TypedDataHasher,
+  opts: { ttlS?: number; now?: number } = {},
+): Promise<{ request: Message; signature: string }> {
+  if (signer.signer.toLowerCase() !== String(cert.key.holder).toLowerCase())
+    throw new Error(`this key (${signer.signer}) is not the certificate's holder (${String(cert.key.holder)})`);
+  if (!/^0x[0-9a-fA-F]{64}$/.test(challenge)) throw new Error("challenge must be 32 bytes of hex");
+  const request: Message = {
+    lock: String(cert.key.lock),
+    accessKey: bytesToHex(hasher.structHash("AccessKey", cert.key)),
+    challenge: challenge.toLowerCase(),
+    deadline: String(Math.floor(opts.now ?? Date.now() / 1000) + (opts.ttlS ?? 60)),
+  };
+  const signature = await signer.sign(hasher.digest("UnlockRequest", deploymentOf(cert), request));
+  return { request, signature: bytesToHex(signature) };
+}
+
+/** Asks the lock at `url` for a challenge, answers it, and returns the lock's decision. */
+export async function unlockAt(
+  url: string,
+  cert: CertificateFile,
+  signer: DeviceSigner,
+  hasher: TypedDataHasher,
+  opts: { ttlS?: number; now?: number } = {},
+) {
+  const base = url.replace(/\/$/, "");
+  const res = await fetch(`${base}/v1/challenge`);
+  if (!res.ok) throw new Error(`${base}/v1/challenge: HTTP ${res.status}`);
+  const { challenge } = (await res.json()) as { challenge: string };
+  const request = await signUnlockRequest(signer, cert, challenge, hasher, opts);
+  const answer = await fetch(`${base}/v1/unlock`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ certificate: { key: cert.key, signature: cert.signature }, request }),
+  });
+  const body = (await answer.json()) as {
+    open?: boolean;
+    reason?: string;
+    at?: number;
+    record?: number;
+    error?: string;
+  };
+  if (!answer.ok) throw new Error(`${base}/v1/unlock: ${body.error ?? `HTTP ${answer.status}`}`);
+  return body as { open: boolean; reason?: string; at: number; record: number };
+}
