@@ -3,6 +3,17 @@ import { ethers } from "hardhat";
 import { Wallet, id as labelHash } from "ethers";
 import { deployLocks, logBatch } from "../test/helpers/lock";
 import type { GasRecorder } from "./lib";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { Agent } from "../src/agent/agent";
+import { TypedDataHasher } from "../src/eip712/fast";
+import { DeviceSignatureVerifier } from "../src/crypto/verify";
+import { randomDeviceKey } from "../src/crypto/deviceKey";
+import { LockService } from "../src/agent/roles/lockServer";
+import { unlockAt } from "../src/agent/roles/guest";
+import { issueCertificate } from "../src/agent/roles/lockOwner";
 
 export async function benchLock(gas: GasRecorder): Promise<void> {
   const ctx = await deployLocks();
@@ -26,4 +37,61 @@ export async function benchLock(gas: GasRecorder): Promise<void> {
   await gas.record("lock.revokeAll", locks.connect(owner).revokeAll(lock));
   await gas.record("lock.revokeAll.freshLock", locks.connect(owner).revokeAll(freshLock));
   await gas.record("lock.appointManager", locks.connect(owner).appointManager(lock, manager, expiry));
+}
+
+/**
+ * Challenge → decision over loopback HTTP, as a guest's phone meets a lock: GET a challenge, sign
+ * the UnlockRequest with a P-256 key, POST it, read the decision (logged to disk before the reply).
+ * The lock service runs against the in-process network with its state synced once; `n` unlocks one
+ * after another, after a warm-up. Returns p50 and p99 in milliseconds.
+ */
+export async function measureUnlockLatency(n = 2_000): Promise<Record<string, number>> {
+  const ctx = await deployLocks();
+  const { chainId } = await ethers.provider.getNetwork();
+  const deployment = {
+    chainId,
+    registry: await ctx.registry.getAddress(),
+    lockAccess: await ctx.locks.getAddress(),
+  };
+  const payer = new Wallet(labelHash("bench lock payer"), ethers.provider);
+  await setBalance(payer.address, ethers.parseEther("10"));
+  const hasher = await TypedDataHasher.create();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "custos-bench-lock-"));
+  const agent = await Agent.create({ signer: ctx.lockKeys[0], deployment, dataDir: dir, rpc: ethers.provider, payer });
+  const service = new LockService({
+    agent,
+    lock: ctx.lock,
+    deployment,
+    provider: ethers.provider,
+    hasher,
+    verifier: new DeviceSignatureVerifier([ctx.verifierAddress]),
+    dataDir: dir,
+    maxStalenessS: 3600,
+    anchorEvery: 1_000_000, // anchoring is measured as gas, not here
+  });
+  try {
+    const url = await service.start();
+    const guest = randomDeviceKey("p256", ctx.verifierAddress);
+    const now = (await ethers.provider.getBlock("latest"))!.timestamp;
+    const cert = await issueCertificate(
+      ctx.owner,
+      { chainId, verifyingContract: deployment.lockAccess },
+      { lock: ctx.lock, holder: guest.signer, keyId: 1n, issuedAt: now, validFrom: now - 60, validUntil: now + 86_400 },
+    );
+    const times: number[] = [];
+    for (let i = 0; i < n + 200; i++) {
+      const t0 = performance.now();
+      const decision = await unlockAt(url, cert, guest, hasher);
+      const ms = performance.now() - t0;
+      if (!decision.open) throw new Error(`bench: a valid unlock was refused (${decision.reason})`);
+      if (i >= 200) times.push(ms);
+    }
+    times.sort((a, b) => a - b);
+    const at = (q: number) => Math.round(times[Math.min(times.length - 1, Math.floor(q * times.length))] * 100) / 100;
+    return { "lock.unlock_http_p50_ms": at(0.5), "lock.unlock_http_p99_ms": at(0.99) };
+  } finally {
+    await service.close();
+    await agent.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -40,6 +40,7 @@ export interface AgentConfig {
   rpc?: string;
   relayer?: string;
   registry?: string;
+  lockAccess?: string;
   chainId?: bigint;
   keystore: string[];
   passwordFile?: string;
@@ -94,6 +95,7 @@ const SETTINGS: Record<keyof AgentConfig, { flag: string; env: string; parse: Pa
   rpc: { flag: "--rpc", env: "CUSTOS_RPC_URL", parse: url },
   relayer: { flag: "--relayer", env: "CUSTOS_RELAYER_URL", parse: url },
   registry: { flag: "--registry", env: "CUSTOS_REGISTRY", parse: address },
+  lockAccess: { flag: "--lock-access", env: "CUSTOS_LOCK_ACCESS", parse: address },
   chainId: { flag: "--chain-id", env: "CUSTOS_CHAIN_ID", parse: bigUint },
   keystore: { flag: "--keystore", env: "CUSTOS_KEYSTORE", parse: files, default: [] },
   passwordFile: { flag: "--password-file", env: "CUSTOS_PASSWORD_FILE", parse: str },
@@ -324,7 +326,7 @@ async function openStack(cfg: AgentConfig, io: Io, logger: Logger): Promise<Agen
     );
   }
   return openAgentStack({
-    deployment: { chainId: await chainIdOf(cfg), registry },
+    deployment: { chainId: await chainIdOf(cfg), registry, ...(cfg.lockAccess ? { lockAccess: cfg.lockAccess } : {}) },
     dataDir: cfg.dataDir,
     rpc: cfg.rpc,
     payer,
@@ -374,6 +376,12 @@ export const EXAMPLES: Record<string, string> = {
   send: "custos-agent send LocationBeacon --field latitudeE7=473700000 --field longitudeE7=85400000 --field at=1767225600",
   outbox: "custos-agent outbox --all",
   run: "custos-agent run --watch",
+  "guest show": "custos-agent guest show --cert key.json",
+  "guest sign-unlock":
+    "custos-agent guest sign-unlock --cert key.json --challenge 0x5b3c…e1 --keystore phone.json (prints the UnlockRequest)",
+  "guest unlock": "custos-agent guest unlock --cert key.json --lock http://192.168.1.20:8700 --keystore phone.json",
+  "lock serve":
+    "custos-agent lock serve --keystore lock.json --lock-access 0xe7f1…0512 --max-staleness 3600 --port 8700",
 };
 
 export function buildProgram(io: Io, exit: { code: number }): Command {
@@ -402,6 +410,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .option("--rpc <url>", "JSON-RPC URL of the node (CUSTOS_RPC_URL)")
     .option("--relayer <url>", "relayer gateway base URL; messages go through it (CUSTOS_RELAYER_URL)")
     .option("--registry <address>", "DeviceRegistry address (CUSTOS_REGISTRY)")
+    .option("--lock-access <address>", "LockAccess address, for a lock that anchors its log (CUSTOS_LOCK_ACCESS)")
     .option("--chain-id <n>", "chain id (CUSTOS_CHAIN_ID; read from --rpc when absent)")
     .option(
       "--keystore <file>",
@@ -720,6 +729,145 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
         });
       }),
     "run",
+  );
+
+  // ------------------------------------------------------------ guest
+  const guest = program.command("guest").description("a lock guest: show a key certificate, answer a lock's challenge");
+  const readCertificate = async (file: string) => {
+    const { parseCertificate } = await import("./roles/guest");
+    try {
+      return parseCertificate(readJson(file, "--cert"));
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw new CliError(`--cert ${file}: ${(err as Error).message}`);
+    }
+  };
+  withExample(
+    guest
+      .command("show")
+      .description("what a key certificate allows, in words, and whether its issuer's signature checks out")
+      .requiredOption("--cert <file>", "the certificate file the owner gave")
+      .action(async (o: { cert: string }) => {
+        const { showCertificate } = await import("./roles/guest");
+        const { TypedDataHasher } = await import("../eip712/fast");
+        print(io, showCertificate(await readCertificate(o.cert), await TypedDataHasher.create()));
+      }),
+    "guest show",
+  );
+  withExample(
+    guest
+      .command("sign-unlock")
+      .description("sign the UnlockRequest that answers a lock's challenge (nothing is sent)")
+      .requiredOption("--cert <file>", "the certificate file")
+      .requiredOption("--challenge <bytes32>", "the challenge the lock showed")
+      .option("--ttl <seconds>", "how long the answer is valid (default 60)")
+      .action(async (o: { cert: string; challenge: string; ttl?: string }) => {
+        const cert = await readCertificate(o.cert);
+        const challenge = parseBytes32(o.challenge, "--challenge");
+        const ttlS = o.ttl === undefined ? 60 : Number(parseInteger(o.ttl, "--ttl", { min: 1n, max: 86_400n }));
+        const signer = pickSigner(await loadSigners(config(), io.env), undefined, "--keystore");
+        const { signUnlockRequest } = await import("./roles/guest");
+        const { TypedDataHasher } = await import("../eip712/fast");
+        try {
+          const request = await signUnlockRequest(signer, cert, challenge, await TypedDataHasher.create(), { ttlS });
+          print(io, { certificate: { key: cert.key, signature: cert.signature }, request });
+        } catch (err) {
+          throw new CliError((err as Error).message);
+        }
+      }),
+    "guest sign-unlock",
+  );
+  withExample(
+    guest
+      .command("unlock")
+      .description("ask a lock to open: fetch its challenge, answer it, print its decision (exit 1 if denied)")
+      .requiredOption("--cert <file>", "the certificate file")
+      .option("--lock <url>", "the lock's URL (default: the certificate's lockUrl)")
+      .action(async (o: { cert: string; lock?: string }) => {
+        const cert = await readCertificate(o.cert);
+        const url = o.lock ?? cert.lockUrl;
+        if (!url) throw new CliError("--lock is required (the certificate names no lockUrl)");
+        const signer = pickSigner(await loadSigners(config(), io.env), undefined, "--keystore");
+        const { unlockAt } = await import("./roles/guest");
+        const { TypedDataHasher } = await import("../eip712/fast");
+        let decision: Awaited<ReturnType<typeof unlockAt>>;
+        try {
+          decision = await unlockAt(url, cert, signer, await TypedDataHasher.create());
+        } catch (err) {
+          throw new CliError((err as Error).message);
+        }
+        print(io, decision);
+        exit.code = decision.open ? 0 : 1;
+      }),
+    "guest unlock",
+  );
+
+  // ------------------------------------------------------------ lock
+  const lock = program.command("lock").description("run this device as a smart lock");
+  withExample(
+    lock
+      .command("serve")
+      .description(
+        "serve unlock decisions over HTTP from cached chain state, log every decision and anchor the log on chain",
+      )
+      .option("--max-staleness <seconds>", "how old the chain state may be before the lock fails closed", "3600")
+      .option("--host <host>", "listen address", "127.0.0.1")
+      .option("--port <port>", "listen port (0: any free one)", "8700")
+      .option("--sync-ms <ms>", "how often the chain state is re-read", "15000")
+      .option("--anchor-ms <ms>", "how often the unlock log is anchored", "60000")
+      .option("--from-block <n>", "first block to read events from", "0")
+      .action(
+        async (o: {
+          maxStaleness: string;
+          host: string;
+          port: string;
+          syncMs: string;
+          anchorMs: string;
+          fromBlock: string;
+        }) => {
+          const cfg = config();
+          if (!cfg.lockAccess) throw new CliError("--lock-access (or CUSTOS_LOCK_ACCESS) is required");
+          const num = (v: string, flag: string, min: bigint) => Number(parseInteger(v, flag, { min }));
+          const maxStalenessS = num(o.maxStaleness, "--max-staleness", 1n);
+          const port = num(o.port, "--port", 0n);
+          const syncIntervalMs = num(o.syncMs, "--sync-ms", 1n);
+          const anchorIntervalMs = num(o.anchorMs, "--anchor-ms", 1n);
+          const fromBlock = num(o.fromBlock, "--from-block", 0n);
+          await withAgents(async (agents, stack) => {
+            const agent = pickAgent(agents, undefined, "--keystore");
+            const { LockService } = await import("./roles/lockServer");
+            const { DeviceSignatureVerifier } = await import("../crypto/verify");
+            const service = new LockService({
+              agent,
+              lock: agent.deviceId,
+              deployment: stack.chain.deployment,
+              provider: stack.chain.provider,
+              hasher: stack.hasher,
+              verifier: new DeviceSignatureVerifier(cfg.verifier ? [cfg.verifier] : []),
+              dataDir: cfg.dataDir,
+              maxStalenessS,
+              fromBlock,
+              syncIntervalMs,
+              anchorIntervalMs,
+              host: o.host,
+              port,
+              logger: logger(),
+            });
+            const url = await service.start();
+            print(io, { lock: agent.deviceId.toString(), url });
+            const delivering = stack.dispatcher.drain({ watch: true });
+            await new Promise<void>((resolve) => {
+              process.once("SIGINT", resolve);
+              process.once("SIGTERM", resolve);
+            });
+            await service.anchor().catch(() => undefined);
+            await service.close();
+            await stack.dispatcher.stop();
+            await delivering;
+          });
+        },
+      ),
+    "lock serve",
   );
 
   async function withStack(fn: (stack: AgentStack) => Promise<void>): Promise<void> {

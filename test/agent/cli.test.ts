@@ -5,6 +5,9 @@ import path from "node:path";
 import type { Command } from "commander";
 import { EXAMPLES, buildProgram, main, parseDeadline, resolveConfig } from "../../src/agent/cli";
 import { tempDir } from "./helpers";
+import { Wallet, recoverAddress } from "ethers";
+import { digest } from "../../src/eip712";
+import { issueCertificate } from "../../src/agent/roles/lockOwner";
 
 const ROOT = path.join(__dirname, "..", "..");
 const REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
@@ -46,6 +49,10 @@ describe("agent CLI", function () {
       "send",
       "outbox",
       "run",
+      "guest show",
+      "guest sign-unlock",
+      "guest unlock",
+      "lock serve",
     ]);
     const examples = res.stdout.slice(res.stdout.indexOf("Examples:"));
     for (const command of commands) {
@@ -180,6 +187,57 @@ describe("agent CLI", function () {
       expect(res.code, args.join(" ")).to.not.equal(0);
       expect(res.stderr, args.join(" ")).to.include(needle);
     }
+  });
+
+  it("guest commands: show a certificate in words, sign the answer to a challenge; refuse a key that is not the holder", async function () {
+    const dir = tempDir();
+    const phone = path.join(dir, "phone.json");
+    const created = await cli(["key", "create", "--kind", "secp256k1", "--out", phone, "--scrypt-n", "1024"]);
+    const holder = JSON.parse(created.stdout).signer as string;
+    const owner = Wallet.createRandom();
+    const lockAccess = { chainId: 31337n, verifyingContract: REGISTRY };
+    const now = Math.floor(Date.now() / 1000);
+    const cert = await issueCertificate(owner, lockAccess, {
+      lock: 42n,
+      holder,
+      keyId: 5n,
+      validUntil: now + 3600,
+      schedule: (1n << 168n) - 1n,
+    });
+    const file = path.join(dir, "key.json");
+    writeFileSync(file, JSON.stringify(cert));
+
+    const shown = await cli(["guest", "show", "--cert", file]);
+    expect(shown.code, shown.stderr).to.equal(0);
+    expect(JSON.parse(shown.stdout)).to.include({
+      lock: "42",
+      keyId: "5",
+      holder,
+      issuedBy: "owner",
+      signatureValid: true,
+      usableNow: true,
+    });
+
+    const challenge = "0x" + "ab".repeat(32);
+    const signed = await cli(["guest", "sign-unlock", "--cert", file, "--challenge", challenge, "--keystore", phone]);
+    expect(signed.code, signed.stderr).to.equal(0);
+    const { request } = JSON.parse(signed.stdout);
+    expect(request.request).to.include({ lock: "42", challenge });
+    const signer = recoverAddress(digest("UnlockRequest", lockAccess, request.request), request.signature);
+    expect(signer.toLowerCase()).to.equal(holder);
+
+    const other = path.join(dir, "other.json");
+    await cli(["key", "create", "--kind", "secp256k1", "--out", other, "--scrypt-n", "1024"]);
+    const refused = await cli(["guest", "sign-unlock", "--cert", file, "--challenge", challenge, "--keystore", other]);
+    expect(refused.code).to.not.equal(0);
+    expect(refused.stderr).to.match(/not the certificate's holder/);
+
+    writeFileSync(file, JSON.stringify({ ...cert, key: { ...cert.key, keyId: undefined } }));
+    const broken = await cli(["guest", "show", "--cert", file]);
+    expect(broken.code).to.not.equal(0);
+    expect(broken.stderr).to.match(/certificate\.key\.keyId is missing/);
+    const noLock = await cli(["lock", "serve", "--keystore", phone, "--registry", REGISTRY]);
+    expect(noLock.stderr).to.match(/--lock-access/);
   });
 
   it("takes settings from flags, then the environment, then the config file", function () {
