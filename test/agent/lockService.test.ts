@@ -57,7 +57,10 @@ describe("lock service: HTTP unlocks from cached chain state, the log anchored t
     for (const s of open.splice(0).reverse()) await s.close();
   });
 
-  async function start(f: Awaited<ReturnType<typeof lockFixture>>, opts: { maxStalenessS?: number } = {}) {
+  async function start(
+    f: Awaited<ReturnType<typeof lockFixture>>,
+    opts: { maxStalenessS?: number; dataDir?: string } = {},
+  ) {
     const chainNow = (await ethers.provider.getBlock("latest"))!.timestamp;
     const offset = chainNow - Date.now() / 1000 + 5;
     const time = { skew: 0 }; // how far a test moves the lock's clock ahead
@@ -79,7 +82,7 @@ describe("lock service: HTTP unlocks from cached chain state, the log anchored t
       provider: net.provider,
       hasher,
       verifier: new DeviceSignatureVerifier([f.verifierAddress]),
-      dataDir: tempDir(),
+      dataDir: opts.dataDir ?? tempDir(),
       maxStalenessS: opts.maxStalenessS ?? 3600,
       clock,
     });
@@ -138,6 +141,25 @@ describe("lock service: HTTP unlocks from cached chain state, the log anchored t
     expect(await s.service.anchor()).to.include({ seq: 2 });
     await s.agent.drain();
     expect((await f.locks.lockState(f.lock)).logSeq).to.equal(2n);
+  });
+
+  it("CRASH: a batch sealed but never handed to the outbox (the process died between) is anchored after the restart", async function () {
+    const f = await loadFixture(lockFixture);
+    const dataDir = tempDir();
+    const first = await start(f, { dataDir });
+    const guest = randomDeviceKey("secp256k1");
+    const cert = await first.grant(guest.signer);
+    await guestOpens(first, cert, guest, hasher);
+    await guestOpens(first, cert, guest, hasher);
+    const sealed = await first.service.book.seal(1); // sealed and on disk; the outbox never heard of it
+    for (const s of open.splice(0).reverse()) await s.close();
+
+    const second = await start(f, { dataDir });
+    expect(second.service.book.size).to.equal(2);
+    expect(await second.service.anchor()).to.equal(undefined); // nothing new to seal
+    await second.agent.drain();
+    const [event] = await f.locks.queryFilter(f.locks.filters.LogAnchored(f.lock));
+    expect([event.args.seq, event.args.root, event.args.count]).to.deep.equal([1n, sealed!.root, 2n]);
   });
 
   it("attack: a key the owner revoked on chain, and every key after a revoke-all, are refused after the next sync", async function () {

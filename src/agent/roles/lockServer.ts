@@ -68,6 +68,8 @@ export class LockService {
   private app: FastifyInstance | undefined;
   private timers: NodeJS.Timeout[] = [];
   private anchoring: Promise<SealedBatch | undefined> | null = null;
+  /** The last batch handed to the outbox (or anchored before this process started). */
+  private handedOver: number | undefined;
   private readonly log: Logger;
   private readonly clock: () => number;
   url = "";
@@ -156,7 +158,14 @@ export class LockService {
       const seq = sealed.length > 0 ? sealed[sealed.length - 1].seq + 1 : (await this.reader.logSeq()) + 1;
       batch = await this.book.seal(seq);
     }
-    for (const b of this.book.sealed()) await this.submit(b);
+    // After a start, batches sealed before it may not have reached the outbox: hand over every one
+    // the chain has not anchored (the outbox ignores one it holds already: same ref).
+    this.handedOver ??= await this.reader.logSeq().catch(() => 0);
+    for (const b of this.book.sealed()) {
+      if (b.seq <= this.handedOver) continue;
+      await this.submit(b);
+      this.handedOver = b.seq;
+    }
     return batch;
   }
 
