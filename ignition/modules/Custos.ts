@@ -1,6 +1,7 @@
 /**
  * Deploys the Custos suite: OpenZeppelin's ERC2771Forwarder (unchanged), the P-256 ERC-7913
- * verifier, and the DeviceRegistry with its admin, guardians and quorum, and manufacturers.
+ * verifier, the DeviceRegistry with its admin, guardians and quorum, and manufacturers, then
+ * LockAccess and PaymentChannels (with its challenge period, seconds) on that registry.
  *
  *   npx hardhat ignition deploy ignition/modules/Custos.ts --network localhost \
  *     --parameters ignition/parameters.example.json
@@ -12,6 +13,7 @@ export default buildModule("Custos", (m) => {
   const guardianQuorum = m.getParameter("guardianQuorum", 1);
   const manufacturers = m.getParameter<string[]>("manufacturers", []);
   const guardians = m.getParameter<string[]>("guardians", []);
+  const challengePeriod = m.getParameter("challengePeriod", 86_400);
 
   const forwarder = m.contract("ERC2771Forwarder", ["Custos Forwarder"]);
   const p256Verifier = m.contract("ERC7913P256SHA256Verifier");
@@ -23,5 +25,7 @@ export default buildModule("Custos", (m) => {
     manufacturers,
     guardians,
   ]);
-  return { forwarder, p256Verifier, registry };
+  const lockAccess = m.contract("LockAccess", [registry, forwarder]);
+  const paymentChannels = m.contract("PaymentChannels", [registry, forwarder, challengePeriod]);
+  return { forwarder, p256Verifier, registry, lockAccess, paymentChannels };
 });

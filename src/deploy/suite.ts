@@ -7,6 +7,8 @@ import {
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
   ERC7913P256SHA256Verifier__factory,
+  LockAccess__factory,
+  PaymentChannels__factory,
 } from "../../typechain-types";
 
 export interface SuiteOptions {
@@ -14,12 +16,16 @@ export interface SuiteOptions {
   guardianQuorum?: number;
   manufacturers?: string[];
   guardians?: string[];
+  /** How long a payee has to answer a unilateral channel close (s). Default 86,400. */
+  challengePeriod?: number;
 }
 
 export interface SuiteAddresses {
   registry: string;
   forwarder: string;
   p256Verifier: string;
+  lockAccess: string;
+  paymentChannels: string;
 }
 
 export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Promise<SuiteAddresses> {
@@ -35,9 +41,18 @@ export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Pr
     opts.guardians ?? [],
   );
   await registry.waitForDeployment();
+  const lockAccess = await new LockAccess__factory(deployer).deploy(registry, forwarder);
+  const channels = await new PaymentChannels__factory(deployer).deploy(
+    registry,
+    forwarder,
+    opts.challengePeriod ?? 86_400,
+  );
+  await channels.waitForDeployment();
   return {
     registry: await registry.getAddress(),
     forwarder: await forwarder.getAddress(),
     p256Verifier: await verifier.getAddress(),
+    lockAccess: await lockAccess.getAddress(),
+    paymentChannels: await channels.getAddress(),
   };
 }

@@ -9,6 +9,7 @@ import { TypedDataEncoder, keccak256, toUtf8Bytes, type TypedDataDomain, type Ty
 export const DOMAINS = {
   registry: { name: "Custos DeviceRegistry", version: "1" },
   lock: { name: "Custos LockAccess", version: "1" },
+  channels: { name: "Custos PaymentChannels", version: "1" },
   /** OpenZeppelin's ERC2771Forwarder, deployed unchanged under this name. */
   forwarder: { name: "Custos Forwarder", version: "1" },
 } as const;
@@ -130,6 +131,18 @@ export const TYPES = {
       { name: "revokedRoot", type: "bytes32" },
       { name: "revokedCount", type: "uint32" },
       { name: "issuedAt", type: "uint64" },
+    ],
+  },
+  /**
+   * A payment promise from the payer device of `channel` (the keccak256 of the channel's terms):
+   * in total, `cumulativeAmount` is the payee's. Each voucher supersedes the ones before it, so an
+   * old one replayed pays nothing more; the channel id binds payer, payee, token and terms.
+   */
+  Voucher: {
+    domain: "channels",
+    fields: [
+      { name: "channel", type: "bytes32" },
+      { name: "cumulativeAmount", type: "uint256" },
     ],
   },
   /** An owner's gasless call through OpenZeppelin's ERC2771Forwarder (its own type, spelled here once). */

@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ERC2771Context} from "@openzeppelin/contracts/metatx/ERC2771Context.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+
+/**
+ * @title PaymentChannels
+ * @notice Unidirectional payment channels from a payer device to a payee device of the
+ * DeviceRegistry, in ETH or any ERC-20. Anyone funds a channel; the payer device streams
+ * `Voucher(channel, cumulativeAmount)` signatures off chain; anyone may present the latest voucher,
+ * which pays the payee device's owner. The payee closes at once; the payer's owner may start a
+ * unilateral close, after which the payee has `challengePeriod` seconds to present its voucher;
+ * then anyone settles and the rest goes back to the payer device's owner.
+ *
+ * @dev A channel's terms never change, so they are not stored: the channel id is the hash of its
+ * `Terms`, which every call passes back, and one slot holds what moves (deposit, paid, close time).
+ * Payouts are credited to `owed` and pulled with `withdraw` (a push to a reverting owner must never
+ * block a channel). Vouchers verify against the payer key the channel was opened with, or against
+ * the payer device's current key, so a rotation voids no voucher already given; a payer that is not
+ * `Active` (quarantined, revoked) has every voucher refused. The spending-rate cap bounds what a
+ * stolen payer key can pay out: at most `allowance + rate × (now − openedAt)` in total.
+ */
+contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    /// @notice EIP-712 type of a payment voucher, signed by the payer device.
+    bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(bytes32 channel,uint256 cumulativeAmount)");
+
+    /// @notice A `rate` that caps nothing.
+    uint96 public constant UNCAPPED = type(uint96).max;
+
+    /// @notice What a channel was opened with; its keccak256 is the channel id.
+    struct Terms {
+        uint256 payer;
+        uint256 payee;
+        /// @dev address(0) for ETH.
+        address token;
+        /// @dev Claimable per second since `openedAt` (UNCAPPED: no cap), on top of `allowance`.
+        uint96 rate;
+        uint96 allowance;
+        uint64 openedAt;
+        uint32 salt;
+        /// @dev keccak256 of the payer device key (ERC-7913 signer bytes) when the channel opened.
+        bytes32 payerKeyHash;
+    }
+
+    /// @notice What an opener chooses; the contract adds the time and the payer key's hash.
+    struct Opening {
+        uint256 payer;
+        uint256 payee;
+        address token;
+        uint96 rate;
+        uint96 allowance;
+        uint32 salt;
+    }
+
+    /// @notice An ERC-2612 permit signature.
+    struct Permit {
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
+    /// @dev One slot per channel. `deposit` is never 0 while the channel exists.
+    struct Channel {
+        uint96 deposit;
+        uint96 paid;
+        uint40 closesAt;
+    }
+
+    /// @notice A voucher to present: the channel's terms, the amount, the key and its signature.
+    struct VoucherClaim {
+        Terms terms;
+        uint256 amount;
+        bytes key;
+        bytes signature;
+    }
+
+    IDeviceRegistry private immutable _registry;
+    uint40 private immutable _challengePeriod;
+
+    mapping(bytes32 channel => Channel) private _channels;
+    mapping(address account => mapping(address token => uint256)) private _owed;
+
+    event ChannelOpened(
+        bytes32 indexed channel,
+        uint256 indexed payer,
+        uint256 indexed payee,
+        address token,
+        uint96 rate,
+        uint96 allowance,
+        uint64 openedAt,
+        uint32 salt,
+        bytes32 payerKeyHash,
+        uint256 deposit
+    );
+    event ChannelToppedUp(bytes32 indexed channel, address indexed funder, uint256 amount, uint256 deposit);
+    event ChannelClaimed(bytes32 indexed channel, address indexed payeeOwner, uint256 amount, uint256 paid);
+    event ChannelCloseStarted(bytes32 indexed channel, uint256 closesAt);
+    event ChannelClosed(bytes32 indexed channel, uint256 paid, uint256 refund, address indexed payerOwner);
+    event Withdrawn(address indexed account, address indexed token, address to, uint256 amount);
+
+    error PaymentChannelsUnknownChannel(bytes32 channel);
+    error PaymentChannelsChannelExists(bytes32 channel);
+    error PaymentChannelsZeroDeposit();
+    error PaymentChannelsDepositOverflow(uint256 deposit);
+    error PaymentChannelsWrongValue(uint256 expected, uint256 received);
+    error PaymentChannelsTokenShortfall(uint256 expected, uint256 received);
+    error PaymentChannelsPayerNotActive(uint256 payer, IDeviceRegistry.DeviceStatus status);
+    error PaymentChannelsNotPayerKey(uint256 payer);
+    error PaymentChannelsInvalidSignature();
+    error PaymentChannelsNothingToClaim(bytes32 channel, uint256 paid);
+    error PaymentChannelsClosing(bytes32 channel, uint256 closesAt);
+    error PaymentChannelsChallengeEnded(bytes32 channel, uint256 closesAt);
+    error PaymentChannelsChallengeNotEnded(bytes32 channel, uint256 closesAt);
+    error PaymentChannelsNotClosing(bytes32 channel);
+    error PaymentChannelsNotOwner(uint256 device, address account);
+    error PaymentChannelsNothingOwed(address account, address token);
+    error PaymentChannelsUnknownDevice(uint256 device);
+
+    /**
+     * @param registry_ the device registry whose devices pay and are paid.
+     * @param trustedForwarder the ERC-2771 forwarder owners may act through.
+     * @param challengePeriod_ how long a payee has to answer a unilateral close (seconds).
+     */
+    constructor(
+        IDeviceRegistry registry_,
+        address trustedForwarder,
+        uint40 challengePeriod_
+    ) EIP712("Custos PaymentChannels", "1") ERC2771Context(trustedForwarder) {
+        _registry = registry_;
+        _challengePeriod = challengePeriod_;
+    }
+
+    // ---------------------------------------------------------------- funding
+
+    /**
+     * @notice Opens a channel from device `o.payer` (whose current key is `payerKey`) to device
+     * `o.payee` with a deposit of `amount` (ETH sent along, or `o.token` pulled from the caller).
+     * Anyone may fund a device's channel; refunds go to the payer device's owner.
+     * @return channel the channel id, keccak256 of its terms (in `ChannelOpened`).
+     */
+    function open(
+        Opening calldata o,
+        bytes calldata payerKey,
+        uint256 amount
+    ) external payable nonReentrant returns (bytes32 channel) {
+        channel = _open(o, payerKey, _receive(o.token, amount));
+    }
+
+    /**
+     * @notice `open` for an ERC-2612 token in one transaction: the caller's `permit` for this
+     * contract, then the deposit. A permit already used (front-run) is fine if the allowance is there.
+     */
+    function openWithPermit(
+        Opening calldata o,
+        bytes calldata payerKey,
+        uint256 amount,
+        Permit calldata permit
+    ) external nonReentrant returns (bytes32 channel) {
+        try
+            IERC20Permit(o.token).permit(
+                _msgSender(),
+                address(this),
+                amount,
+                permit.deadline,
+                permit.v,
+                permit.r,
+                permit.s
+            )
+        {} catch {}
+        channel = _open(o, payerKey, _receive(o.token, amount));
+    }
+
+    /// @notice Adds `amount` to an open channel's deposit (ETH sent along, or the token pulled). Anyone may.
+    function topUp(Terms calldata terms, uint256 amount) external payable nonReentrant {
+        bytes32 channel = keccak256(abi.encode(terms));
+        Channel storage c = _channels[channel];
+        Channel memory m = c;
+        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (m.closesAt != 0) revert PaymentChannelsClosing(channel, m.closesAt);
+        _checkPayerActive(terms.payer);
+        uint256 deposit = m.deposit + _receive(terms.token, amount);
+        if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
+        c.deposit = uint96(deposit);
+        emit ChannelToppedUp(channel, _msgSender(), amount, deposit);
+    }
+
+    // ---------------------------------------------------------------- paying out
+
+    /**
+     * @notice Presents a voucher: the payee device's owner is credited what it adds to the channel's
+     * paid total, within the deposit and the spending-rate cap. Anyone may present it.
+     */
+    function claim(
+        Terms calldata terms,
+        uint256 amount,
+        bytes calldata key,
+        bytes calldata signature
+    ) external {
+        bytes32 channel = keccak256(abi.encode(terms));
+        Channel storage c = _channels[channel];
+        Channel memory m = c;
+        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (m.closesAt != 0 && block.timestamp >= m.closesAt) revert PaymentChannelsChallengeEnded(channel, m.closesAt);
+        uint256 paid = _voucher(channel, terms, m, amount, key, signature);
+        c.paid = uint96(paid);
+        address payeeOwner = _payeeOwner(terms.payee);
+        _owed[payeeOwner][terms.token] += paid - m.paid;
+        emit ChannelClaimed(channel, payeeOwner, paid - m.paid, paid);
+    }
+
+    /**
+     * @notice Presents many vouchers in one transaction (a payee with many channels). Credits to the
+     * same owner and token in a row are added up and written once.
+     */
+    function claimMany(VoucherClaim[] calldata claims) external {
+        address owner;
+        address token;
+        uint256 pending;
+        for (uint256 i = 0; i < claims.length; ++i) {
+            VoucherClaim calldata v = claims[i];
+            bytes32 channel = keccak256(abi.encode(v.terms));
+            Channel storage c = _channels[channel];
+            Channel memory m = c;
+            if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+            if (m.closesAt != 0 && block.timestamp >= m.closesAt)
+                revert PaymentChannelsChallengeEnded(channel, m.closesAt);
+            uint256 paid = _voucher(channel, v.terms, m, v.amount, v.key, v.signature);
+            c.paid = uint96(paid);
+            address payeeOwner = _payeeOwner(v.terms.payee);
+            if (payeeOwner != owner || v.terms.token != token) {
+                if (pending != 0) _owed[owner][token] += pending;
+                (owner, token, pending) = (payeeOwner, v.terms.token, 0);
+            }
+            pending += paid - m.paid;
+            emit ChannelClaimed(channel, payeeOwner, paid - m.paid, paid);
+        }
+        if (pending != 0) _owed[owner][token] += pending;
+    }
+
+    // ---------------------------------------------------------------- closing
+
+    /**
+     * @notice The payee's owner closes the channel at once: the voucher (if any: an empty signature
+     * presents none) is paid, the rest goes back to the payer device's owner.
+     */
+    function cooperativeClose(
+        Terms calldata terms,
+        uint256 amount,
+        bytes calldata key,
+        bytes calldata signature
+    ) external {
+        address payeeOwner = _registry.deviceById(terms.payee).owner;
+        if (_msgSender() != payeeOwner) revert PaymentChannelsNotOwner(terms.payee, _msgSender());
+        _close(terms, amount, key, signature, payeeOwner);
+    }
+
+    /// @notice `cooperativeClose` of many channels of the caller's payee devices in one transaction.
+    function closeMany(VoucherClaim[] calldata closes) external {
+        for (uint256 i = 0; i < closes.length; ++i) {
+            VoucherClaim calldata v = closes[i];
+            address payeeOwner = _registry.deviceById(v.terms.payee).owner;
+            if (_msgSender() != payeeOwner) revert PaymentChannelsNotOwner(v.terms.payee, _msgSender());
+            _close(v.terms, v.amount, v.key, v.signature, payeeOwner);
+        }
+    }
+
+    /// @notice The payer device's owner starts a unilateral close: the payee has `challengePeriod` to claim.
+    function startClose(Terms calldata terms) external {
+        bytes32 channel = keccak256(abi.encode(terms));
+        Channel storage c = _channels[channel];
+        Channel memory m = c;
+        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (m.closesAt != 0) revert PaymentChannelsClosing(channel, m.closesAt);
+        address payerOwner = _registry.deviceById(terms.payer).owner;
+        if (_msgSender() != payerOwner) revert PaymentChannelsNotOwner(terms.payer, _msgSender());
+        uint40 closesAt = uint40(block.timestamp) + _challengePeriod;
+        c.closesAt = closesAt;
+        emit ChannelCloseStarted(channel, closesAt);
+    }
+
+    /// @notice Ends a channel whose challenge period is over: what was not paid goes to the payer's owner. Anyone may.
+    function settle(Terms calldata terms) external {
+        _settle(terms);
+    }
+
+    /// @notice `settle` of many channels in one transaction.
+    function settleMany(Terms[] calldata terms) external {
+        for (uint256 i = 0; i < terms.length; ++i) _settle(terms[i]);
+    }
+
+    /// @notice Sends the caller everything owed to it in `token` (address(0): ETH) to `to`.
+    function withdraw(address token, address payable to) external nonReentrant {
+        address account = _msgSender();
+        uint256 amount = _owed[account][token];
+        if (amount == 0) revert PaymentChannelsNothingOwed(account, token);
+        _owed[account][token] = 0;
+        emit Withdrawn(account, token, to, amount);
+        if (token == address(0)) Address.sendValue(to, amount);
+        else IERC20(token).safeTransfer(to, amount);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice The device registry.
+    function registry() external view returns (IDeviceRegistry) {
+        return _registry;
+    }
+
+    /// @notice How long a payee has to answer a unilateral close (seconds).
+    function challengePeriod() external view returns (uint256) {
+        return _challengePeriod;
+    }
+
+    /// @notice The id of a channel with `terms`.
+    function channelId(Terms calldata terms) external pure returns (bytes32) {
+        return keccak256(abi.encode(terms));
+    }
+
+    /// @notice What moves in channel `channel` (all zero once it is closed, or if it never existed).
+    function channelState(bytes32 channel) external view returns (Channel memory) {
+        return _channels[channel];
+    }
+
+    /// @notice The most the channel may have paid in total at `timestamp`, by its spending-rate cap.
+    function spendingLimit(Terms calldata terms, uint256 timestamp) public pure returns (uint256) {
+        if (terms.rate == UNCAPPED) return type(uint256).max;
+        uint256 elapsed = timestamp > terms.openedAt ? timestamp - terms.openedAt : 0;
+        return uint256(terms.allowance) + uint256(terms.rate) * elapsed;
+    }
+
+    /// @notice What `account` can withdraw in `token`.
+    function owed(address account, address token) external view returns (uint256) {
+        return _owed[account][token];
+    }
+
+    /// @notice The EIP-712 domain separator of vouchers.
+    // solhint-disable-next-line func-name-mixedcase
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _open(Opening calldata o, bytes calldata payerKey, uint256 deposit) private returns (bytes32 channel) {
+        if (deposit == 0) revert PaymentChannelsZeroDeposit();
+        if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
+        IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(payerKey);
+        if (ref.id != o.payer) revert PaymentChannelsNotPayerKey(o.payer);
+        if (ref.status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(o.payer, ref.status);
+        Terms memory terms = Terms(
+            o.payer,
+            o.payee,
+            o.token,
+            o.rate,
+            o.allowance,
+            uint64(block.timestamp),
+            o.salt,
+            keccak256(payerKey)
+        );
+        channel = keccak256(abi.encode(terms));
+        if (_channels[channel].deposit != 0) revert PaymentChannelsChannelExists(channel);
+        _channels[channel] = Channel(uint96(deposit), 0, 0);
+        emit ChannelOpened(
+            channel,
+            o.payer,
+            o.payee,
+            o.token,
+            o.rate,
+            o.allowance,
+            terms.openedAt,
+            o.salt,
+            terms.payerKeyHash,
+            deposit
+        );
+    }
+
+    /// @dev Takes `amount` of `token` from the caller (or checks the ETH sent); returns what arrived.
+    function _receive(address token, uint256 amount) private returns (uint256) {
+        if (token == address(0)) {
+            if (msg.value != amount) revert PaymentChannelsWrongValue(amount, msg.value);
+            return amount;
+        }
+        if (msg.value != 0) revert PaymentChannelsWrongValue(0, msg.value);
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(_msgSender(), address(this), amount);
+        uint256 received = IERC20(token).balanceOf(address(this)) - before;
+        // A token that takes a fee (or lies about transfers) would leave channels unbacked.
+        if (received != amount) revert PaymentChannelsTokenShortfall(amount, received);
+        return amount;
+    }
+
+    /// @dev The owner of a payee device; a channel to a device that does not exist pays nobody.
+    function _payeeOwner(uint256 payee) private view returns (address owner) {
+        owner = _registry.deviceById(payee).owner;
+        if (owner == address(0)) revert PaymentChannelsUnknownDevice(payee);
+    }
+
+    function _checkPayerActive(uint256 payer) private view {
+        IDeviceRegistry.DeviceStatus status = _registry.deviceById(payer).status;
+        if (status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(payer, status);
+    }
+
+    /**
+     * @dev Checks a voucher and returns the channel's new paid total: the voucher's amount, capped by
+     * the deposit and the spending limit. Reverts if that adds nothing.
+     */
+    function _voucher(
+        bytes32 channel,
+        Terms calldata terms,
+        Channel memory m,
+        uint256 amount,
+        bytes calldata key,
+        bytes calldata signature
+    ) private view returns (uint256 paid) {
+        if (keccak256(key) == terms.payerKeyHash) {
+            _checkPayerActive(terms.payer);
+        } else {
+            // A key the payer rotated to since the channel opened.
+            IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(key);
+            if (ref.id != terms.payer) revert PaymentChannelsNotPayerKey(terms.payer);
+            if (ref.status != IDeviceRegistry.DeviceStatus.Active)
+                revert PaymentChannelsPayerNotActive(terms.payer, ref.status);
+        }
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channel, amount)));
+        if (!SignatureChecker.isValidSignatureNow(key, digest, signature)) revert PaymentChannelsInvalidSignature();
+        paid = amount;
+        if (paid > m.deposit) paid = m.deposit;
+        uint256 limit = spendingLimit(terms, block.timestamp);
+        if (paid > limit) paid = limit;
+        if (paid <= m.paid) revert PaymentChannelsNothingToClaim(channel, m.paid);
+    }
+
+    function _close(
+        Terms calldata terms,
+        uint256 amount,
+        bytes calldata key,
+        bytes calldata signature,
+        address payeeOwner
+    ) private {
+        bytes32 channel = keccak256(abi.encode(terms));
+        Channel memory m = _channels[channel];
+        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (m.closesAt != 0 && block.timestamp >= m.closesAt) revert PaymentChannelsChallengeEnded(channel, m.closesAt);
+        uint256 paid = signature.length == 0 ? m.paid : _voucher(channel, terms, m, amount, key, signature);
+        if (paid != m.paid) {
+            _owed[payeeOwner][terms.token] += paid - m.paid;
+            emit ChannelClaimed(channel, payeeOwner, paid - m.paid, paid);
+        }
+        _finish(channel, terms, m.deposit, paid);
+    }
+
+    function _settle(Terms calldata terms) private {
+        bytes32 channel = keccak256(abi.encode(terms));
+        Channel memory m = _channels[channel];
+        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (m.closesAt == 0) revert PaymentChannelsNotClosing(channel);
+        if (block.timestamp < m.closesAt) revert PaymentChannelsChallengeNotEnded(channel, m.closesAt);
+        _finish(channel, terms, m.deposit, m.paid);
+    }
+
+    /// @dev Deletes the channel and credits what was not paid to the payer device's owner.
+    function _finish(bytes32 channel, Terms calldata terms, uint256 deposit, uint256 paid) private {
+        delete _channels[channel];
+        address payerOwner = _registry.deviceById(terms.payer).owner;
+        uint256 refund = deposit - paid;
+        if (refund != 0) _owed[payerOwner][terms.token] += refund;
+        emit ChannelClosed(channel, paid, refund, payerOwner);
+    }
+}

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {PaymentChannels} from "../payments/PaymentChannels.sol";
+
+/**
+ * @dev An owner contract that tries to re-enter PaymentChannels when it receives ETH from a
+ * withdrawal: a second withdrawal, or a new channel. Records whether the re-entry was refused.
+ */
+contract ReentrantReceiver {
+    PaymentChannels private immutable _channels;
+    bool public reentered;
+    bool public refused;
+    bytes public reason;
+
+    constructor(PaymentChannels channels) {
+        _channels = channels;
+    }
+
+    function withdraw() external {
+        _channels.withdraw(address(0), payable(address(this)));
+    }
+
+    receive() external payable {
+        if (reentered) return;
+        reentered = true;
+        try _channels.withdraw(address(0), payable(address(this))) {
+            refused = false;
+        } catch (bytes memory why) {
+            refused = true;
+            reason = why;
+        }
+    }
+}
