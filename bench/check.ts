@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { gasProblems, type GasTable } from "./lib";
+import { gasProblems, overrunLines, type GasTable } from "./lib";
 
 const root = path.join(__dirname, "..");
 const read = (file: string): GasTable => JSON.parse(readFileSync(path.join(root, file), "utf8"));
@@ -17,8 +17,10 @@ const snapshot = update ? null : existsSync(snapshotFile) ? read("gas-snapshot.j
 const budgets = JSON.parse(readFileSync(path.join(root, "bench/budgets.json"), "utf8")) as {
   gas: GasTable;
   ratio: GasTable;
+  overruns?: Record<string, string>;
 };
-const problems = gasProblems(results, budgets.gas, snapshot);
+const problems = gasProblems(results, budgets.gas, snapshot, budgets.overruns);
+for (const line of overrunLines(results, budgets.gas, budgets.overruns ?? {})) console.warn(`bench:check: ${line}`);
 // Gas ratios come from receipts too, so they are as repeatable as gas and held as hard ceilings.
 problems.push(...gasProblems(read("bench/results/agent.json"), budgets.ratio, null));
 

@@ -10,6 +10,7 @@ import path from "node:path";
 import { GasRecorder } from "./lib";
 import { benchRegistry } from "./registry";
 import { benchLock, measureUnlockLatency } from "./lock";
+import { benchChannels } from "./channels";
 import { benchAgent } from "./agent";
 import { measureRelayer } from "./relayer";
 import budgets from "./budgets.json";
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
   const gas = new GasRecorder();
   await benchRegistry(gas);
   await benchLock(gas);
+  await benchChannels(gas);
   writeFileSync(path.join(dir, "gas.json"), JSON.stringify(gas.results, null, 2) + "\n");
   table(gas.results, { ceilings: budgets.gas });
 

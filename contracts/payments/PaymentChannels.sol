@@ -6,7 +6,8 @@ import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC2
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ERC2771Context} from "@openzeppelin/contracts/metatx/ERC2771Context.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
@@ -16,19 +17,21 @@ import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
  * @notice Unidirectional payment channels from a payer device to a payee device of the
  * DeviceRegistry, in ETH or any ERC-20. Anyone funds a channel; the payer device streams
  * `Voucher(channel, cumulativeAmount)` signatures off chain; anyone may present the latest voucher,
- * which pays the payee device's owner. The payee closes at once; the payer's owner may start a
+ * which credits the payee device. The payee's owner closes at once; the payer's owner may start a
  * unilateral close, after which the payee has `challengePeriod` seconds to present its voucher;
- * then anyone settles and the rest goes back to the payer device's owner.
+ * then anyone settles and the rest is credited to the payer device's owner.
  *
  * @dev A channel's terms never change, so they are not stored: the channel id is the hash of its
  * `Terms`, which every call passes back, and one slot holds what moves (deposit, paid, close time).
- * Payouts are credited to `owed` and pulled with `withdraw` (a push to a reverting owner must never
- * block a channel). Vouchers verify against the payer key the channel was opened with, or against
+ * Payouts are credits pulled later: a payee device's earnings (`deviceBalance`, withdrawn by its
+ * owner with `withdrawForDevice`), so a claim reads no owner; and refunds, credited to the payer
+ * device's owner when the channel closes (`accountBalance`, `withdraw`), so a fleet's refunds add
+ * up in one slot. A push to a reverting owner can never block a channel. Vouchers verify against the payer key the channel was opened with, or against
  * the payer device's current key, so a rotation voids no voucher already given; a payer that is not
  * `Active` (quarantined, revoked) has every voucher refused. The spending-rate cap bounds what a
  * stolen payer key can pay out: at most `allowance + rate × (now − openedAt)` in total.
  */
-contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
+contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice EIP-712 type of a payment voucher, signed by the payer device.
@@ -89,7 +92,8 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
     uint40 private immutable _challengePeriod;
 
     mapping(bytes32 channel => Channel) private _channels;
-    mapping(address account => mapping(address token => uint256)) private _owed;
+    mapping(uint256 device => mapping(address token => uint256)) private _deviceBalances;
+    mapping(address account => mapping(address token => uint256)) private _accountBalances;
 
     event ChannelOpened(
         bytes32 indexed channel,
@@ -104,10 +108,11 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         uint256 deposit
     );
     event ChannelToppedUp(bytes32 indexed channel, address indexed funder, uint256 amount, uint256 deposit);
-    event ChannelClaimed(bytes32 indexed channel, address indexed payeeOwner, uint256 amount, uint256 paid);
+    event ChannelClaimed(bytes32 indexed channel, uint256 paid);
     event ChannelCloseStarted(bytes32 indexed channel, uint256 closesAt);
     event ChannelClosed(bytes32 indexed channel, uint256 paid, uint256 refund, address indexed payerOwner);
     event Withdrawn(address indexed account, address indexed token, address to, uint256 amount);
+    event DeviceWithdrawn(uint256 indexed device, address indexed token, address to, uint256 amount);
 
     error PaymentChannelsUnknownChannel(bytes32 channel);
     error PaymentChannelsChannelExists(bytes32 channel);
@@ -125,6 +130,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
     error PaymentChannelsNotClosing(bytes32 channel);
     error PaymentChannelsNotOwner(uint256 device, address account);
     error PaymentChannelsNothingOwed(address account, address token);
+    error PaymentChannelsNothingEarned(uint256 device, address token);
     error PaymentChannelsUnknownDevice(uint256 device);
 
     /**
@@ -198,8 +204,8 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
     // ---------------------------------------------------------------- paying out
 
     /**
-     * @notice Presents a voucher: the payee device's owner is credited what it adds to the channel's
-     * paid total, within the deposit and the spending-rate cap. Anyone may present it.
+     * @notice Presents a voucher: the payee device is credited what it adds to the channel's paid
+     * total, within the deposit and the spending-rate cap. Anyone may present it.
      */
     function claim(
         Terms calldata terms,
@@ -208,51 +214,44 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         bytes calldata signature
     ) external {
         bytes32 channel = keccak256(abi.encode(terms));
-        Channel storage c = _channels[channel];
-        Channel memory m = c;
-        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
-        if (m.closesAt != 0 && block.timestamp >= m.closesAt) revert PaymentChannelsChallengeEnded(channel, m.closesAt);
+        Channel memory m = _channels[channel];
+        _checkClaimable(channel, m);
         uint256 paid = _voucher(channel, terms, m, amount, key, signature);
-        c.paid = uint96(paid);
-        address payeeOwner = _payeeOwner(terms.payee);
-        _owed[payeeOwner][terms.token] += paid - m.paid;
-        emit ChannelClaimed(channel, payeeOwner, paid - m.paid, paid);
+        _channels[channel] = Channel(m.deposit, uint96(paid), m.closesAt);
+        _deviceBalances[terms.payee][terms.token] += paid - m.paid;
+        emit ChannelClaimed(channel, paid);
     }
 
     /**
      * @notice Presents many vouchers in one transaction (a payee with many channels). Credits to the
-     * same owner and token in a row are added up and written once.
+     * same device and token in a row are added up and written once.
      */
     function claimMany(VoucherClaim[] calldata claims) external {
-        address owner;
+        uint256 device;
         address token;
         uint256 pending;
         for (uint256 i = 0; i < claims.length; ++i) {
             VoucherClaim calldata v = claims[i];
             bytes32 channel = keccak256(abi.encode(v.terms));
-            Channel storage c = _channels[channel];
-            Channel memory m = c;
-            if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
-            if (m.closesAt != 0 && block.timestamp >= m.closesAt)
-                revert PaymentChannelsChallengeEnded(channel, m.closesAt);
+            Channel memory m = _channels[channel];
+            _checkClaimable(channel, m);
             uint256 paid = _voucher(channel, v.terms, m, v.amount, v.key, v.signature);
-            c.paid = uint96(paid);
-            address payeeOwner = _payeeOwner(v.terms.payee);
-            if (payeeOwner != owner || v.terms.token != token) {
-                if (pending != 0) _owed[owner][token] += pending;
-                (owner, token, pending) = (payeeOwner, v.terms.token, 0);
+            _channels[channel] = Channel(m.deposit, uint96(paid), m.closesAt);
+            if (v.terms.payee != device || v.terms.token != token) {
+                if (pending != 0) _deviceBalances[device][token] += pending;
+                (device, token, pending) = (v.terms.payee, v.terms.token, 0);
             }
             pending += paid - m.paid;
-            emit ChannelClaimed(channel, payeeOwner, paid - m.paid, paid);
+            emit ChannelClaimed(channel, paid);
         }
-        if (pending != 0) _owed[owner][token] += pending;
+        if (pending != 0) _deviceBalances[device][token] += pending;
     }
 
     // ---------------------------------------------------------------- closing
 
     /**
      * @notice The payee's owner closes the channel at once: the voucher (if any: an empty signature
-     * presents none) is paid, the rest goes back to the payer device's owner.
+     * presents none) is paid, the rest is credited back to the payer device.
      */
     function cooperativeClose(
         Terms calldata terms,
@@ -260,18 +259,21 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         bytes calldata key,
         bytes calldata signature
     ) external {
-        address payeeOwner = _registry.deviceById(terms.payee).owner;
-        if (_msgSender() != payeeOwner) revert PaymentChannelsNotOwner(terms.payee, _msgSender());
-        _close(terms, amount, key, signature, payeeOwner);
+        _checkOwner(terms.payee);
+        _close(terms, amount, key, signature);
     }
 
     /// @notice `cooperativeClose` of many channels of the caller's payee devices in one transaction.
     function closeMany(VoucherClaim[] calldata closes) external {
+        uint256 checked;
         for (uint256 i = 0; i < closes.length; ++i) {
             VoucherClaim calldata v = closes[i];
-            address payeeOwner = _registry.deviceById(v.terms.payee).owner;
-            if (_msgSender() != payeeOwner) revert PaymentChannelsNotOwner(v.terms.payee, _msgSender());
-            _close(v.terms, v.amount, v.key, v.signature, payeeOwner);
+            // A payee with many channels: its ownership is checked once.
+            if (v.terms.payee != checked) {
+                _checkOwner(v.terms.payee);
+                checked = v.terms.payee;
+            }
+            _close(v.terms, v.amount, v.key, v.signature);
         }
     }
 
@@ -282,8 +284,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         Channel memory m = c;
         if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
         if (m.closesAt != 0) revert PaymentChannelsClosing(channel, m.closesAt);
-        address payerOwner = _registry.deviceById(terms.payer).owner;
-        if (_msgSender() != payerOwner) revert PaymentChannelsNotOwner(terms.payer, _msgSender());
+        _checkOwner(terms.payer);
         uint40 closesAt = uint40(block.timestamp) + _challengePeriod;
         c.closesAt = closesAt;
         emit ChannelCloseStarted(channel, closesAt);
@@ -299,15 +300,24 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         for (uint256 i = 0; i < terms.length; ++i) _settle(terms[i]);
     }
 
-    /// @notice Sends the caller everything owed to it in `token` (address(0): ETH) to `to`.
+    /// @notice Sends the caller its refunds in `token` (address(0): ETH) to `to`.
     function withdraw(address token, address payable to) external nonReentrant {
         address account = _msgSender();
-        uint256 amount = _owed[account][token];
+        uint256 amount = _accountBalances[account][token];
         if (amount == 0) revert PaymentChannelsNothingOwed(account, token);
-        _owed[account][token] = 0;
+        _accountBalances[account][token] = 0;
         emit Withdrawn(account, token, to, amount);
-        if (token == address(0)) Address.sendValue(to, amount);
-        else IERC20(token).safeTransfer(to, amount);
+        _pay(token, to, amount);
+    }
+
+    /// @notice Sends what device `device` earned in `token` to `to`; the device's owner only.
+    function withdrawForDevice(uint256 device, address token, address payable to) external nonReentrant {
+        _checkOwner(device);
+        uint256 amount = _deviceBalances[device][token];
+        if (amount == 0) revert PaymentChannelsNothingEarned(device, token);
+        _deviceBalances[device][token] = 0;
+        emit DeviceWithdrawn(device, token, to, amount);
+        _pay(token, to, amount);
     }
 
     // ---------------------------------------------------------------- views
@@ -339,9 +349,14 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         return uint256(terms.allowance) + uint256(terms.rate) * elapsed;
     }
 
-    /// @notice What `account` can withdraw in `token`.
-    function owed(address account, address token) external view returns (uint256) {
-        return _owed[account][token];
+    /// @notice What payee device `device` has earned in `token` and not yet withdrawn.
+    function deviceBalance(uint256 device, address token) external view returns (uint256) {
+        return _deviceBalances[device][token];
+    }
+
+    /// @notice The refunds `account` can withdraw in `token`.
+    function accountBalance(address account, address token) external view returns (uint256) {
+        return _accountBalances[account][token];
     }
 
     /// @notice The EIP-712 domain separator of vouchers.
@@ -358,6 +373,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(payerKey);
         if (ref.id != o.payer) revert PaymentChannelsNotPayerKey(o.payer);
         if (ref.status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(o.payer, ref.status);
+        // Credits to a device that does not exist could never be withdrawn.
+        try IERC721(address(_registry)).ownerOf(o.payee) returns (address) {} catch {
+            revert PaymentChannelsUnknownDevice(o.payee);
+        }
         Terms memory terms = Terms(
             o.payer,
             o.payee,
@@ -400,10 +419,15 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         return amount;
     }
 
-    /// @dev The owner of a payee device; a channel to a device that does not exist pays nobody.
-    function _payeeOwner(uint256 payee) private view returns (address owner) {
-        owner = _registry.deviceById(payee).owner;
-        if (owner == address(0)) revert PaymentChannelsUnknownDevice(payee);
+    /// @dev Reverts unless the caller is the registered owner of `device`.
+    function _checkOwner(uint256 device) private view {
+        if (_msgSender() != IERC721(address(_registry)).ownerOf(device))
+            revert PaymentChannelsNotOwner(device, _msgSender());
+    }
+
+    function _checkClaimable(bytes32 channel, Channel memory m) private view {
+        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (m.closesAt != 0 && block.timestamp >= m.closesAt) revert PaymentChannelsChallengeEnded(channel, m.closesAt);
     }
 
     function _checkPayerActive(uint256 payer) private view {
@@ -433,7 +457,11 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
                 revert PaymentChannelsPayerNotActive(terms.payer, ref.status);
         }
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channel, amount)));
-        if (!SignatureChecker.isValidSignatureNow(key, digest, signature)) revert PaymentChannelsInvalidSignature();
+        // Address keys take OpenZeppelin's calldata path (no copy to memory); others are ERC-7913.
+        bool valid = key.length == 20
+            ? SignatureChecker.isValidSignatureNowCalldata(address(bytes20(key)), digest, signature)
+            : SignatureChecker.isValidSignatureNow(key, digest, signature);
+        if (!valid) revert PaymentChannelsInvalidSignature();
         paid = amount;
         if (paid > m.deposit) paid = m.deposit;
         uint256 limit = spendingLimit(terms, block.timestamp);
@@ -441,22 +469,13 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
         if (paid <= m.paid) revert PaymentChannelsNothingToClaim(channel, m.paid);
     }
 
-    function _close(
-        Terms calldata terms,
-        uint256 amount,
-        bytes calldata key,
-        bytes calldata signature,
-        address payeeOwner
-    ) private {
+    function _close(Terms calldata terms, uint256 amount, bytes calldata key, bytes calldata signature) private {
         bytes32 channel = keccak256(abi.encode(terms));
         Channel memory m = _channels[channel];
-        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
-        if (m.closesAt != 0 && block.timestamp >= m.closesAt) revert PaymentChannelsChallengeEnded(channel, m.closesAt);
+        _checkClaimable(channel, m);
         uint256 paid = signature.length == 0 ? m.paid : _voucher(channel, terms, m, amount, key, signature);
-        if (paid != m.paid) {
-            _owed[payeeOwner][terms.token] += paid - m.paid;
-            emit ChannelClaimed(channel, payeeOwner, paid - m.paid, paid);
-        }
+        // The final voucher's credit is in `ChannelClosed` (its `paid`), not in a `ChannelClaimed` of its own.
+        if (paid != m.paid) _deviceBalances[terms.payee][terms.token] += paid - m.paid;
         _finish(channel, terms, m.deposit, paid);
     }
 
@@ -472,9 +491,14 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuard {
     /// @dev Deletes the channel and credits what was not paid to the payer device's owner.
     function _finish(bytes32 channel, Terms calldata terms, uint256 deposit, uint256 paid) private {
         delete _channels[channel];
-        address payerOwner = _registry.deviceById(terms.payer).owner;
         uint256 refund = deposit - paid;
-        if (refund != 0) _owed[payerOwner][terms.token] += refund;
+        address payerOwner = IERC721(address(_registry)).ownerOf(terms.payer);
+        if (refund != 0) _accountBalances[payerOwner][terms.token] += refund;
         emit ChannelClosed(channel, paid, refund, payerOwner);
+    }
+
+    function _pay(address token, address payable to, uint256 amount) private {
+        if (token == address(0)) Address.sendValue(to, amount);
+        else IERC20(token).safeTransfer(to, amount);
     }
 }

@@ -9,6 +9,7 @@ import {PaymentChannels} from "../payments/PaymentChannels.sol";
  */
 contract ReentrantReceiver {
     PaymentChannels private immutable _channels;
+    uint256 private _device;
     bool public reentered;
     bool public refused;
     bytes public reason;
@@ -17,14 +18,16 @@ contract ReentrantReceiver {
         _channels = channels;
     }
 
-    function withdraw() external {
-        _channels.withdraw(address(0), payable(address(this)));
+    /// @dev Withdraws the ETH credited to `device`, which this contract owns.
+    function withdraw(uint256 device) external {
+        _device = device;
+        _channels.withdrawForDevice(device, address(0), payable(address(this)));
     }
 
     receive() external payable {
         if (reentered) return;
         reentered = true;
-        try _channels.withdraw(address(0), payable(address(this))) {
+        try _channels.withdrawForDevice(_device, address(0), payable(address(this))) {
             refused = false;
         } catch (bytes memory why) {
             refused = true;

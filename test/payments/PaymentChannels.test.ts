@@ -162,14 +162,19 @@ describe("PaymentChannels", function () {
         const key = f.payerKeys[payer];
         await expect(f.channels.connect(f.admin).claim(terms, 300n, key.signer, voucher(f, key, id, 300n)))
           .to.emit(f.channels, "ChannelClaimed")
-          .withArgs(id, f.other.address, 300n, 300n);
+          .withArgs(id, 300n);
         await f.channels.claim(terms, 1000n, key.signer, voucher(f, key, id, 1000n));
-        expect(await f.channels.owed(f.other.address, ETH)).to.equal(1000n);
+        expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(1000n);
         expect((await f.channels.channelState(id)).paid).to.equal(1000n);
-        await expect(f.channels.connect(f.other).withdraw(ETH, f.other.address)).to.changeEtherBalances(
-          [f.other, f.channels],
-          [1000n, -1000n],
-        );
+        await expect(
+          f.channels.connect(f.other).withdrawForDevice(f.payees[0], ETH, f.other.address),
+        ).to.changeEtherBalances([f.other, f.channels], [1000n, -1000n]);
+        await expect(f.channels.connect(f.other).withdrawForDevice(f.payees[0], ETH, f.other.address))
+          .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNothingEarned")
+          .withArgs(f.payees[0], ETH);
+        await expect(f.channels.connect(f.stranger).withdrawForDevice(f.payees[0], ETH, f.stranger.address))
+          .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotOwner")
+          .withArgs(f.payees[0], f.stranger.address);
         await expect(f.channels.connect(f.other).withdraw(ETH, f.other.address))
           .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNothingOwed")
           .withArgs(f.other.address, ETH);
@@ -180,7 +185,7 @@ describe("PaymentChannels", function () {
       const f = await loadFixture(deployChannels);
       const { terms, id } = await openChannel(f, { token: "token", amount: 1000n });
       await f.channels.claim(terms, 600n, f.payerKeys[0].signer, voucher(f, f.payerKeys[0], id, 600n));
-      await f.channels.connect(f.other).withdraw(await f.token.getAddress(), f.other.address);
+      await f.channels.connect(f.other).withdrawForDevice(f.payees[0], await f.token.getAddress(), f.other.address);
       expect(await f.token.balanceOf(f.other.address)).to.equal(600n);
     });
 
@@ -240,7 +245,7 @@ describe("PaymentChannels", function () {
       // A top-up backs the rest of the voucher already given.
       await f.channels.topUp(terms, 4000n, { value: 4000n });
       await f.channels.claim(terms, 5000n, key.signer, voucher(f, key, id, 5000n));
-      expect(await f.channels.owed(f.other.address, ETH)).to.equal(5000n);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(5000n);
     });
 
     it("attack: a payer voiding vouchers by rotating its key fails; vouchers by the new key count too; a stranger's key does not", async function () {
@@ -284,8 +289,8 @@ describe("PaymentChannels", function () {
       await f.channels.connect(f.owner).startClose(terms);
       await time.increase(CHALLENGE_PERIOD);
       await f.channels.settle(terms);
-      expect(await f.channels.owed(f.owner.address, ETH)).to.equal(900n);
-      expect(await f.channels.owed(f.other.address, ETH)).to.equal(100n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(900n);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(100n);
     });
 
     it("the spending-rate cap: at most allowance + rate × time since open is ever paid, whatever the vouchers say", async function () {
@@ -302,18 +307,12 @@ describe("PaymentChannels", function () {
       expect((await f.channels.channelState(id)).paid).to.equal(2500n);
     });
 
-    it("a channel to a device that does not exist pays nobody: claims are refused and the payer recovers everything", async function () {
+    it("a channel to a device that does not exist is refused at open (its credits could never be withdrawn)", async function () {
       const f = await loadFixture(deployChannels);
       const opening = { payer: f.payers[0], payee: 12345n, token: ETH, rate: UNCAPPED, allowance: 0n, salt: 0 };
-      const tx = await f.channels.open(opening, f.payerKeys[0].signer, 100n, { value: 100n });
-      const { terms, id } = await openedTerms(f, tx);
-      await expect(f.channels.claim(terms, 50n, f.payerKeys[0].signer, voucher(f, f.payerKeys[0], id, 50n)))
+      await expect(f.channels.open(opening, f.payerKeys[0].signer, 100n, { value: 100n }))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsUnknownDevice")
         .withArgs(12345n);
-      await f.channels.connect(f.owner).startClose(terms);
-      await time.increase(CHALLENGE_PERIOD);
-      await f.channels.settle(terms);
-      expect(await f.channels.owed(f.owner.address, ETH)).to.equal(100n);
     });
   });
 
@@ -329,8 +328,9 @@ describe("PaymentChannels", function () {
       await expect(f.channels.connect(f.other).cooperativeClose(terms, 700n, key.signer, sig))
         .to.emit(f.channels, "ChannelClosed")
         .withArgs(id, 700n, 300n, f.owner.address);
-      expect(await f.channels.owed(f.other.address, ETH)).to.equal(700n);
-      expect(await f.channels.owed(f.owner.address, ETH)).to.equal(300n);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(700n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(300n);
+      await expect(f.channels.connect(f.owner).withdraw(ETH, f.owner.address)).to.changeEtherBalance(f.owner, 300n);
       const state = await f.channels.channelState(id);
       expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, 0n]);
     });
@@ -426,7 +426,7 @@ describe("PaymentChannels", function () {
         signature: voucher(f, f.payerKeys[i % 2], o.id, BigInt(100 * (i + 1))),
       }));
       await f.channels.claimMany(claims);
-      expect(await f.channels.owed(f.other.address, ETH)).to.equal(1000n);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(1000n);
       await expect(f.channels.claimMany([claims[0]])).to.be.revertedWithCustomError(
         f.channels,
         "PaymentChannelsNothingToClaim",
@@ -442,28 +442,28 @@ describe("PaymentChannels", function () {
         "PaymentChannelsNotOwner",
       );
       await f.channels.connect(f.other).closeMany(closes);
-      expect(await f.channels.owed(f.other.address, ETH)).to.equal(1000n + 400n + 300n);
-      expect(await f.channels.owed(f.owner.address, ETH)).to.equal(1000n);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(1000n + 400n + 300n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(1000n);
 
       for (const o of opened.slice(2)) await f.channels.connect(f.owner).startClose(o.terms);
       await time.increase(CHALLENGE_PERIOD);
       await f.channels.settleMany(opened.slice(2).map((o) => o.terms));
-      expect(await f.channels.owed(f.owner.address, ETH)).to.equal(1000n + 700n + 600n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(1000n + 700n + 600n);
       expect(await ethers.provider.getBalance(await f.channels.getAddress())).to.equal(
-        (await f.channels.owed(f.owner.address, ETH)) + (await f.channels.owed(f.other.address, ETH)),
+        (await f.channels.accountBalance(f.owner.address, ETH)) + (await f.channels.deviceBalance(f.payees[0], ETH)),
       );
     });
   });
 
   describe("withdrawals", function () {
-    it("attack: a reentrant receiver cannot withdraw twice (OpenZeppelin ReentrancyGuard), and is paid exactly once", async function () {
+    it("attack: a reentrant receiver cannot withdraw twice (OpenZeppelin ReentrancyGuardTransient), and is paid exactly once", async function () {
       const f = await loadFixture(deployChannels);
       const receiver = await ethers.deployContract("ReentrantReceiver", [await f.channels.getAddress()]);
       await f.registry.connect(f.other).transferFrom(f.other.address, await receiver.getAddress(), f.payees[0]);
       const { terms, id } = await openChannel(f, { amount: 1000n });
       await f.channels.claim(terms, 800n, f.payerKeys[0].signer, voucher(f, f.payerKeys[0], id, 800n));
       await openChannel(f, { salt: 1, amount: 5000n }); // other funds in the contract a re-entry would take
-      await receiver.withdraw();
+      await receiver.withdraw(f.payees[0]);
       expect(await receiver.reentered()).to.equal(true);
       expect(await receiver.refused()).to.equal(true);
       expect(await ethers.provider.getBalance(await receiver.getAddress())).to.equal(800n);
