@@ -11,6 +11,10 @@ import { DeviceSignatureVerifier } from "../src/crypto/verify";
 import { digest, type Deployment } from "../src/eip712";
 import { bytesToHex } from "../src/eip712/fast";
 import { LockRole } from "../src/agent/roles/lock";
+import { MeterPayee, MeterPayer, UNCAPPED, payerKeyHash } from "../src/agent/roles/meter";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 /** Operations per second of `op`, best of three loops of at least `ms` milliseconds. */
 export function rate(op: (i: number) => void, ms = 1000): number {
@@ -61,7 +65,50 @@ export async function benchAgent(): Promise<Record<string, number>> {
   }
   results["eip712.digest_per_s"] = rate((i) => hasher.digest("FirmwareAttestation", deployment, message(i)));
   results["lock.decisions_per_s"] = lockDecisions(hasher, deployment, verifier, keys);
+  Object.assign(results, await meterVouchers(hasher, verifier, keys.secp256k1));
   return results;
+}
+
+/**
+ * Vouchers per second in the meter role: the payer signing what its meter justifies (`MeterPayer.pay`),
+ * and the payee checking each in memory and keeping it (`MeterPayee.accept`: channel, key, amount,
+ * signature, then the append to its durable log, whose syncs are grouped).
+ */
+async function meterVouchers(
+  hasher: TypedDataHasher,
+  verifier: DeviceSignatureVerifier,
+  key: DeviceKey,
+): Promise<Record<string, number>> {
+  const deployment = { chainId: 31337n, verifyingContract: new Wallet(labelHash("bench channels")).address };
+  const terms = {
+    payer: 1n,
+    payee: 2n,
+    token: "0x0000000000000000000000000000000000000000",
+    rate: UNCAPPED,
+    allowance: 0n,
+    openedAt: 1_700_000_000n,
+    salt: 0n,
+    payerKeyHash: payerKeyHash(key.signer),
+  };
+  let units = 0n;
+  const payer = new MeterPayer({ key, hasher, deployment, terms, pricePerUnit: 1000n, meter: { read: () => ++units } });
+  const sign = rate(() => payer.pay());
+  const vouchers = Array.from({ length: 60_000 }, () => payer.pay()!);
+  const dir = mkdtempSync(path.join(os.tmpdir(), "custos-bench-meter-"));
+  const payee = MeterPayee.open({ hasher, deployment, verifier, dataDir: dir });
+  await payee.addChannel({ terms, deposit: 1n << 90n, pricePerUnit: 1000n, payerKey: key.signer });
+  let next = 0;
+  let last: Promise<void> = Promise.resolve();
+  const verify = rate(() => {
+    if (next === vouchers.length) throw new Error("bench: ran out of prepared vouchers");
+    const r = payee.accept(vouchers[next++]);
+    if (!r.accepted) throw new Error(`bench: a valid voucher was refused (${r.reason})`);
+    last = r.persisted;
+  });
+  await last;
+  await payee.close();
+  rmSync(dir, { recursive: true, force: true });
+  return { "voucher.sign_per_s": sign, "voucher.verify_per_s": verify };
 }
 
 /**

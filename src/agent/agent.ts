@@ -520,6 +520,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
     chainId: BigInt(opts.deployment.chainId),
     registry: getAddress(opts.deployment.registry),
     ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
+    ...(opts.deployment.paymentChannels ? { paymentChannels: getAddress(opts.deployment.paymentChannels) } : {}),
   };
   const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;
   const chain = new Chain(provider, deployment, hasher);

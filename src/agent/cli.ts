@@ -41,6 +41,7 @@ export interface AgentConfig {
   relayer?: string;
   registry?: string;
   lockAccess?: string;
+  paymentChannels?: string;
   chainId?: bigint;
   keystore: string[];
   passwordFile?: string;
@@ -96,6 +97,7 @@ const SETTINGS: Record<keyof AgentConfig, { flag: string; env: string; parse: Pa
   relayer: { flag: "--relayer", env: "CUSTOS_RELAYER_URL", parse: url },
   registry: { flag: "--registry", env: "CUSTOS_REGISTRY", parse: address },
   lockAccess: { flag: "--lock-access", env: "CUSTOS_LOCK_ACCESS", parse: address },
+  paymentChannels: { flag: "--payment-channels", env: "CUSTOS_PAYMENT_CHANNELS", parse: address },
   chainId: { flag: "--chain-id", env: "CUSTOS_CHAIN_ID", parse: bigUint },
   keystore: { flag: "--keystore", env: "CUSTOS_KEYSTORE", parse: files, default: [] },
   passwordFile: { flag: "--password-file", env: "CUSTOS_PASSWORD_FILE", parse: str },
@@ -326,7 +328,12 @@ async function openStack(cfg: AgentConfig, io: Io, logger: Logger): Promise<Agen
     );
   }
   return openAgentStack({
-    deployment: { chainId: await chainIdOf(cfg), registry, ...(cfg.lockAccess ? { lockAccess: cfg.lockAccess } : {}) },
+    deployment: {
+      chainId: await chainIdOf(cfg),
+      registry,
+      ...(cfg.lockAccess ? { lockAccess: cfg.lockAccess } : {}),
+      ...(cfg.paymentChannels ? { paymentChannels: cfg.paymentChannels } : {}),
+    },
     dataDir: cfg.dataDir,
     rpc: cfg.rpc,
     payer,
@@ -411,6 +418,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .option("--relayer <url>", "relayer gateway base URL; messages go through it (CUSTOS_RELAYER_URL)")
     .option("--registry <address>", "DeviceRegistry address (CUSTOS_REGISTRY)")
     .option("--lock-access <address>", "LockAccess address, for a lock that anchors its log (CUSTOS_LOCK_ACCESS)")
+    .option("--payment-channels <address>", "PaymentChannels address, for a meter (CUSTOS_PAYMENT_CHANNELS)")
     .option("--chain-id <n>", "chain id (CUSTOS_CHAIN_ID; read from --rpc when absent)")
     .option(
       "--keystore <file>",

@@ -29,13 +29,14 @@ import { bytesToHex, type TypedDataHasher } from "../eip712/fast";
 import {
   CONTRACT_OF,
   addressOf,
+  deadlineOf,
   encodeCall,
   isSpent,
   toJson,
   type ContractAddresses,
   type SignedDeviceMessage,
 } from "../messages";
-import { DeviceRegistry__factory, LockAccess__factory } from "../../typechain-types";
+import { DeviceRegistry__factory, LockAccess__factory, PaymentChannels__factory } from "../../typechain-types";
 import { silentLogger, type Logger } from "./log";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox";
 
@@ -145,12 +146,18 @@ export class Backoff {
 
 const registryInterface: Interface = DeviceRegistry__factory.createInterface();
 const lockInterface: Interface = LockAccess__factory.createInterface();
+const channelsInterface: Interface = PaymentChannels__factory.createInterface();
 
 /** Registry and LockAccess errors after which a message can never land: they retire it as rejected. */
 const FINAL_ERRORS = new Set([
   "LockAccessExpired",
   "LockAccessInvalidSignature",
   "LockAccessUnknownLock",
+  "PaymentChannelsInvalidSignature",
+  "PaymentChannelsNotPayerKey",
+  "PaymentChannelsUnknownChannel",
+  "PaymentChannelsChallengeEnded",
+  "PaymentChannelsNothingToClaim",
   "DeviceRegistryExpired",
   "DeviceRegistryInvalidSignature",
   "DeviceRegistryInvalidProof",
@@ -190,7 +197,7 @@ const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
 
 export function decodeRevert(data: string | undefined): Revert {
   if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
-  for (const iface of [registryInterface, lockInterface]) {
+  for (const iface of [registryInterface, lockInterface, channelsInterface]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
@@ -198,7 +205,8 @@ export function decodeRevert(data: string | undefined): Revert {
       const text = `${parsed.name}(${args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
       const final =
         FINAL_ERRORS.has(parsed.name) ||
-        (/^(DeviceRegistryWrongStatus|LockAccessLockNotActive)$/.test(parsed.name) && BigInt(args[1]) === REVOKED) ||
+        (/^(DeviceRegistryWrongStatus|LockAccessLockNotActive|PaymentChannelsPayerNotActive)$/.test(parsed.name) &&
+          BigInt(args[1]) === REVOKED) ||
         // A log batch behind the chain's sequence never lands; one ahead waits for those before it.
         (parsed.name === "LockAccessWrongSequence" && BigInt(args[1]) < BigInt(args[0]));
       return { name: parsed.name, args, text, final };
@@ -326,7 +334,7 @@ async function preflight(
       return { kind: "wait", reason: `the device nonce is ${chainNonce}; nonce ${e.nonce} has to wait for it` };
     }
   }
-  const deadline = BigInt(m.message.deadline as string);
+  const deadline = deadlineOf(m);
   if ((await chain.recentTimestamp()) > deadline) return { kind: "rejected", reason: `expired (deadline ${deadline})` };
   return { kind: "go" };
 }

@@ -27,6 +27,8 @@ function isZero(w: Buffer): boolean {
 
 export class DeviceSignatureVerifier {
   private readonly p256Keys = new Map<string, KeyObject>();
+  /** Recovered secp256k1 public keys (uncompressed) of signers seen, for `verifyStream`. */
+  private readonly secpKeys = new Map<string, Uint8Array>();
   private readonly verifiers: Set<string>;
 
   /** @param p256Verifiers addresses of the ERC-7913 verifiers the registry allows. */
@@ -44,6 +46,45 @@ export class DeviceSignatureVerifier {
   }
 
   // Recovery, as ecrecover does: a signature whose v names the other candidate key must fail here too.
+  /**
+   * Checks a signature from a signer that signs many (a payer streaming vouchers): once the
+   * signer's public key is known (recovered from its first valid signature), a secp256k1 signature
+   * is checked with `ecdsaVerify` against it, which is faster than recovering. That check ignores
+   * the recovery byte `v`: a signature it passes may carry the wrong `v`, which
+   * `chainValidSignature` repairs before the signature goes on chain. P-256 signatures take the
+   * usual path.
+   */
+  verifyStream(signer: string, digest: Uint8Array, signature: Uint8Array): boolean {
+    const key = signer.toLowerCase();
+    if (key.length !== 42) return this.verify(key, digest, signature);
+    const pub = this.secpKeys.get(key);
+    if (!pub) {
+      if (!this.verifySecp256k1(key, digest, signature)) return false;
+      this.secpKeys.set(key, secp256k1.ecdsaRecover(signature.subarray(0, 64), signature[64] - 27, digest, false));
+      return true;
+    }
+    if (signature.length !== 65) return false;
+    const s = word(signature, 32);
+    if (isZero(s) || s.compare(SECP256K1_HALF_N) > 0 || isZero(word(signature, 0))) return false;
+    try {
+      return secp256k1.ecdsaVerify(signature.subarray(0, 64), digest, pub);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * `signature` as the chain accepts it: as it is if it verifies, else with the other recovery byte
+   * (a signature `verifyStream` passed with a wrong `v`); undefined if neither verifies.
+   */
+  chainValidSignature(signer: string, digest: Uint8Array, signature: Uint8Array): Uint8Array | undefined {
+    if (this.verify(signer, digest, signature)) return signature;
+    if (signature.length !== 65) return undefined;
+    const flipped = Uint8Array.from(signature);
+    flipped[64] = signature[64] === 27 ? 28 : 27;
+    return this.verify(signer, digest, flipped) ? flipped : undefined;
+  }
+
   private verifySecp256k1(address: string, digest: Uint8Array, signature: Uint8Array): boolean {
     if (signature.length !== 65 || (signature[64] !== 27 && signature[64] !== 28)) return false;
     const s = word(signature, 32);

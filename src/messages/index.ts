@@ -16,6 +16,7 @@ import { deviceIdOf } from "../registry/batch";
 // The one factory, not the typechain index (which loads every contract's bindings).
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
+import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [
@@ -24,11 +25,12 @@ export const DEVICE_MESSAGE_TYPES = [
   "LocationBeacon",
   "NonceCancellation",
   "UnlockLog",
+  "Voucher",
 ] as const;
 export type DeviceMessageType = (typeof DEVICE_MESSAGE_TYPES)[number];
 
 /** The contracts a device message can be addressed to. */
-export type ContractName = "registry" | "lockAccess";
+export type ContractName = "registry" | "lockAccess" | "paymentChannels";
 
 /** The contract each device message type is delivered to (a type's route depends on the type alone). */
 export const CONTRACT_OF = {
@@ -37,12 +39,14 @@ export const CONTRACT_OF = {
   LocationBeacon: "registry",
   NonceCancellation: "registry",
   UnlockLog: "lockAccess",
+  Voucher: "paymentChannels",
 } as const satisfies Record<DeviceMessageType, ContractName>;
 
 /** Where the contracts are deployed (a contract the deployment lacks cannot be addressed). */
 export interface ContractAddresses {
   registry: string;
   lockAccess?: string;
+  paymentChannels?: string;
 }
 
 /** The address of `contract` in `addresses`; throws when the deployment does not have it. */
@@ -62,11 +66,38 @@ export interface SignedDeviceMessage {
   signature: string;
   /** What the call needs beyond the signed fields: a claim's leaf and proof. */
   claim?: { model: string; firmwareHash: string; proof: string[] };
+  /** A voucher's channel terms (the payee presents the payer's voucher with them). */
+  terms?: ChannelTermsJson;
 }
+
+/** `PaymentChannels.Terms` in JSON (integers as decimal strings); keccak256 of its encoding is the channel id. */
+export interface ChannelTermsJson {
+  payer: string;
+  payee: string;
+  token: string;
+  rate: string;
+  allowance: string;
+  openedAt: string;
+  salt: string;
+  payerKeyHash: string;
+}
+
+/** The fields of `PaymentChannels.Terms`, in order. */
+export const TERMS_FIELDS = [
+  "payer",
+  "payee",
+  "token",
+  "rate",
+  "allowance",
+  "openedAt",
+  "salt",
+  "payerKeyHash",
+] as const satisfies readonly (keyof ChannelTermsJson)[];
 
 const INTERFACES: Record<ContractName, [string, Interface]> = {
   registry: ["DeviceRegistry", DeviceRegistry__factory.createInterface()],
   lockAccess: ["LockAccess", LockAccess__factory.createInterface()],
+  paymentChannels: ["PaymentChannels", PaymentChannels__factory.createInterface()],
 };
 
 /**
@@ -97,6 +128,11 @@ const SELECTORS = {
     "lockAccess",
     "anchorLog",
     "anchorLog(bytes,(uint32,bytes32,uint32,uint64,uint64,uint256),bytes)",
+  ),
+  Voucher: selectorOf(
+    "paymentChannels",
+    "claim",
+    "claim((uint256,uint256,address,uint96,uint96,uint64,uint32,bytes32),uint256,bytes,bytes)",
   ),
 } as const satisfies Record<DeviceMessageType, string>;
 
@@ -129,6 +165,11 @@ export function checkShape(input: unknown): SignedDeviceMessage {
     c.proof.forEach((p: unknown, i) => {
       if (typeof p !== "string" || !BYTES32.test(p)) throw new Error(`claim.proof[${i}] must be 32 bytes of hex`);
     });
+  }
+  if (m.type === "Voucher") {
+    const t = m.terms as Partial<ChannelTermsJson> | undefined;
+    if (!t || typeof t !== "object") throw new Error("terms must carry the channel's terms");
+    for (const f of TERMS_FIELDS) if (!(f in t)) throw new Error(`terms.${f} is missing`);
   }
   return m as SignedDeviceMessage;
 }
@@ -340,6 +381,31 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
           tail(signature),
       };
     }
+    case "Voucher": {
+      // claim((uint256 payer, uint256 payee, address token, uint96 rate, uint96 allowance, uint64
+      //       openedAt, uint32 salt, bytes32 payerKeyHash) terms, uint256 amount, bytes key, bytes
+      //       signature); the terms are static: in the head
+      const t = m.terms;
+      if (!t || typeof t !== "object") throw new Error("terms must carry the channel's terms");
+      const terms =
+        uint(t.payer, 256, "terms.payer") +
+        uint(t.payee, 256, "terms.payee") +
+        address(t.token, "terms.token") +
+        uint(t.rate, 96, "terms.rate") +
+        uint(t.allowance, 96, "terms.allowance") +
+        uint(t.openedAt, 64, "terms.openedAt") +
+        uint(t.salt, 32, "terms.salt") +
+        bytes32(t.payerKeyHash, "terms.payerKeyHash");
+      const amount = uint(f.cumulativeAmount, 256, "message.cumulativeAmount");
+      const key = bytes(m.key, "key");
+      const signature = bytes(m.signature, "signature");
+      const head = 11 * WORD;
+      return {
+        contract: "paymentChannels",
+        data:
+          SELECTORS.Voucher + terms + amount + size(head) + size(head + tailSize(key)) + tail(key) + tail(signature),
+      };
+    }
     default:
       throw new Error(`type must be one of ${DEVICE_MESSAGE_TYPES.join(", ")}`);
   }
@@ -348,6 +414,7 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
 /** The device a message speaks for. */
 export function deviceOf(m: SignedDeviceMessage): bigint {
   if (m.type === "DeviceClaim") return deviceIdOf(m.key);
+  if (m.type === "Voucher") return BigInt(m.terms!.payer);
   return BigInt((m.type === "UnlockLog" ? m.message.lock : m.message.device) as string);
 }
 
@@ -356,9 +423,9 @@ export function nonceOf(m: SignedDeviceMessage): bigint | undefined {
   return "nonce" in m.message ? BigInt(m.message.nonce as string) : undefined;
 }
 
-/** The deadline of the message's signature (seconds). */
+/** The deadline of the message's signature (seconds); a voucher has none (its channel's close bounds it). */
 export function deadlineOf(m: SignedDeviceMessage): bigint {
-  return BigInt(m.message.deadline as string);
+  return m.type === "Voucher" ? (1n << 256n) - 1n : BigInt(m.message.deadline as string);
 }
 
 /** A stable id: the same signed message always has the same id, whoever submits it. */
@@ -381,6 +448,12 @@ export async function isSpent(
   provider: Provider,
   contracts: ContractAddresses,
 ): Promise<boolean> {
+  if (m.type === "Voucher") {
+    const channels = PaymentChannels__factory.connect(addressOf(contracts, "paymentChannels"), provider);
+    const state = await channels.channelState(String(m.message.channel));
+    // Closed (or never opened), or paid up to this voucher already.
+    return state.deposit === 0n || state.paid >= BigInt(m.message.cumulativeAmount as string);
+  }
   if (m.type === "UnlockLog") {
     const locks = LockAccess__factory.connect(addressOf(contracts, "lockAccess"), provider);
     return BigInt((await locks.lockState(deviceOf(m))).logSeq) >= BigInt(m.message.seq as string);

@@ -48,6 +48,7 @@ const GAS_BOUND: Record<SignedDeviceMessage["type"], bigint> = {
   LocationBeacon: 100_000n,
   NonceCancellation: 100_000n,
   UnlockLog: 100_000n,
+  Voucher: 100_000n,
 };
 
 export interface Reply {

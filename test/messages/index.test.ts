@@ -21,9 +21,11 @@ import {
 } from "../../src/messages";
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
+import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
 
 const registry: Interface = DeviceRegistry__factory.createInterface();
 const locks: Interface = LockAccess__factory.createInterface();
+const channels: Interface = PaymentChannels__factory.createInterface();
 
 /** The calldata as the ethers-based `encodeCall` built it (the reference). */
 function ethersCall(m: SignedDeviceMessage): string {
@@ -52,6 +54,8 @@ function ethersCall(m: SignedDeviceMessage): string {
       ]);
     case "NonceCancellation":
       return registry.encodeFunctionData("cancelNonce", [m.key, f.deadline, m.signature]);
+    case "Voucher":
+      return channels.encodeFunctionData("claim", [m.terms, f.cumulativeAmount, m.key, m.signature]);
     case "UnlockLog":
       return locks.encodeFunctionData("anchorLog", [
         m.key,
@@ -155,6 +159,36 @@ function messageOf(type: DeviceMessageType): fc.Arbitrary<SignedDeviceMessage> {
         signature: r.signature,
         message: { device: r.device, nonce: r.nonce, deadline: r.deadline },
       }));
+    case "Voucher":
+      return fc
+        .record({
+          ...base,
+          channel: anyCaseHex(32),
+          payer: uint(256),
+          payee: uint(256),
+          token: address,
+          rate: uint(96),
+          allowance: uint(96),
+          openedAt: uint(64),
+          salt: uint(32),
+          payerKeyHash: anyCaseHex(32),
+        })
+        .map((r) => ({
+          type,
+          key: r.key,
+          signature: r.signature,
+          message: { channel: r.channel, cumulativeAmount: r.nonce },
+          terms: {
+            payer: r.payer,
+            payee: r.payee,
+            token: r.token,
+            rate: r.rate,
+            allowance: r.allowance,
+            openedAt: r.openedAt,
+            salt: r.salt,
+            payerKeyHash: r.payerKeyHash,
+          } as unknown as SignedDeviceMessage["terms"],
+        }));
     case "UnlockLog":
       return fc
         .record({ ...base, seq: uint(32), root: anyCaseHex(32), count: uint(32), fromTime: uint(64), toTime: uint(64) })
@@ -224,6 +258,10 @@ function withField(m: SignedDeviceMessage, which: number, value: unknown): Signe
     paths.push((x) => ((x.claim as Record<string, unknown>).firmwareHash = value));
     paths.push((x) => ((x.claim as Record<string, unknown>).proof = value));
     if (m.claim.proof.length) paths.push((x) => ((x.claim!.proof as unknown[])[0] = value));
+  }
+  if (m.terms) {
+    for (const k of Object.keys(m.terms))
+      paths.push((x) => ((x.terms as unknown as Record<string, unknown>)[k] = value));
   }
   paths[which % paths.length](copy);
   return copy;

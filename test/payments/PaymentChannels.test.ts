@@ -417,7 +417,7 @@ describe("PaymentChannels", function () {
   describe("many channels in one transaction", function () {
     it("a payee claims, closes or settles many channels at once; credits to one owner are written once", async function () {
       const f = await loadFixture(deployChannels);
-      const opened = [];
+      const opened: Awaited<ReturnType<typeof openChannel>>[] = [];
       for (let salt = 0; salt < 4; salt++) opened.push(await openChannel(f, { salt, payer: salt % 2, amount: 1000n }));
       const claims = opened.map((o, i) => ({
         terms: o.terms,
