@@ -10,6 +10,7 @@ export const DOMAINS = {
   registry: { name: "Custos DeviceRegistry", version: "1" },
   lock: { name: "Custos LockAccess", version: "1" },
   channels: { name: "Custos PaymentChannels", version: "1" },
+  custody: { name: "Custos CustodyLedger", version: "1" },
   /** OpenZeppelin's ERC2771Forwarder, deployed unchanged under this name. */
   forwarder: { name: "Custos Forwarder", version: "1" },
 } as const;
@@ -143,6 +144,42 @@ export const TYPES = {
     fields: [
       { name: "channel", type: "bytes32" },
       { name: "cumulativeAmount", type: "uint256" },
+    ],
+  },
+  /**
+   * A custody handoff of `shipment` from custodian `from` to `to`, signed by both. `seq` is the
+   * shipment's next handoff number; bizStep and disposition are GS1 CBV short names (bytes32,
+   * left-aligned), readPoint keccak256 of the read point's URI.
+   */
+  Handoff: {
+    domain: "custody",
+    fields: [
+      { name: "shipment", type: "bytes32" },
+      { name: "from", type: "address" },
+      { name: "to", type: "address" },
+      { name: "seq", type: "uint32" },
+      { name: "bizStep", type: "bytes32" },
+      { name: "disposition", type: "bytes32" },
+      { name: "readPoint", type: "bytes32" },
+      { name: "at", type: "uint64" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /**
+   * A tracker device's checkpoint of `shipment`: the Merkle root of `count` raw readings with their
+   * min and max temperature (hundredths of °C), where it was and when. `seq` is the next checkpoint.
+   */
+  Checkpoint: {
+    domain: "custody",
+    fields: [
+      { name: "shipment", type: "bytes32" },
+      { name: "seq", type: "uint32" },
+      { name: "readingsRoot", type: "bytes32" },
+      { name: "count", type: "uint32" },
+      { name: "minTemp", type: "int16" },
+      { name: "maxTemp", type: "int16" },
+      { name: "location", type: "bytes32" },
+      { name: "at", type: "uint64" },
     ],
   },
   /** An owner's gasless call through OpenZeppelin's ERC2771Forwarder (its own type, spelled here once). */

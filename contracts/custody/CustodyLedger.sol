@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ERC2771Context} from "@openzeppelin/contracts/metatx/ERC2771Context.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+
+/**
+ * @title CustodyLedger
+ * @notice Supply-chain shipments with a gap-free custody chain. A shipment (its id is keccak256 of
+ * its GS1 EPC URI, e.g. `urn:epc:id:sscc:…`) names its tracker device, its receiver, a deadline, the
+ * longest silence allowed between checkpoints and the allowed temperature range; its creator is the
+ * first custodian. A handoff carries `Handoff(…)` signed by both custodians (EOAs, or contract
+ * wallets through ERC-1271) and is relayed by anyone; `seq` grows by exactly one. The tracker signs
+ * `Checkpoint(…)`s: the Merkle root of its raw readings with their min and max; a min or max out of
+ * range marks the shipment breached, and so does a proof of one out-of-range reading against a
+ * posted root, which, when the device's own signed min and max hid it, is also evidence against the
+ * device. Anyone marks a shipment overdue after its deadline, or silent when no checkpoint came in
+ * time. The receiver's acceptance delivers it; a delivered shipment never changes.
+ *
+ * A pallet commits the Merkle root of its children: handing off the pallet moves every child with
+ * it, and a child split off later (with its proof) becomes a shipment of its own, its provenance
+ * linked to the pallet.
+ *
+ * @dev Bizstep, disposition and read point are GS1 CBV / EPCIS values, as bytes32: the CBV short
+ * name (e.g. "shipping", "in_transit") left-aligned, and keccak256 of the read point's URI.
+ * Temperatures are hundredths of a degree Celsius.
+ */
+contract CustodyLedger is EIP712, ERC2771Context {
+    bytes32 public constant HANDOFF_TYPEHASH = keccak256(
+        "Handoff(bytes32 shipment,address from,address to,uint32 seq,bytes32 bizStep,bytes32 disposition,"
+        "bytes32 readPoint,uint64 at,uint256 deadline)"
+    );
+    bytes32 public constant CHECKPOINT_TYPEHASH = keccak256(
+        "Checkpoint(bytes32 shipment,uint32 seq,bytes32 readingsRoot,uint32 count,int16 minTemp,int16 maxTemp,"
+        "bytes32 location,uint64 at)"
+    );
+
+    uint8 private constant BREACHED = 1;
+    uint8 private constant OVERDUE = 2;
+    uint8 private constant SILENT = 4;
+    uint8 private constant DELIVERED = 8;
+
+    /// @dev Slot 0: who holds it and how its handoffs are numbered.
+    struct Custody {
+        address custodian;
+        uint32 handoffSeq;
+        uint40 deadline;
+        uint24 maxSilence;
+    }
+
+    /// @dev Slot 1: what its tracker reported, and its flags.
+    struct Tracking {
+        uint192 tracker;
+        uint40 lastCheckpointAt;
+        uint16 checkpointSeq;
+        uint8 flags;
+    }
+
+    /// @dev Slot 2: who accepts it and what it may endure.
+    struct Conditions {
+        address receiver;
+        int16 minTemp;
+        int16 maxTemp;
+    }
+
+    /// @notice What a creator sets.
+    struct ShipmentParams {
+        /// @dev The GS1 EPC URI of the shipment (an SSCC for a logistic unit): its id is keccak256 of it.
+        string epc;
+        uint256 tracker;
+        address receiver;
+        uint40 deadline;
+        uint24 maxSilence;
+        int16 minTemp;
+        int16 maxTemp;
+        bytes32 metadataHash;
+        /// @dev For a pallet: the Merkle root of its children's ids (0 for none).
+        bytes32 childrenRoot;
+    }
+
+    /// @notice A handoff from one custodian to the next, signed by both.
+    struct HandoffData {
+        bytes32 shipment;
+        address from;
+        address to;
+        uint32 seq;
+        bytes32 bizStep;
+        bytes32 disposition;
+        bytes32 readPoint;
+        uint64 at;
+        uint256 deadline;
+    }
+
+    /// @notice A tracker's checkpoint: the Merkle root of its raw readings since the last one.
+    struct CheckpointData {
+        bytes32 shipment;
+        uint32 seq;
+        bytes32 readingsRoot;
+        uint32 count;
+        int16 minTemp;
+        int16 maxTemp;
+        bytes32 location;
+        uint64 at;
+    }
+
+    /// @notice One raw reading of a tracker: a leaf of a checkpoint's `readingsRoot`.
+    struct Reading {
+        uint64 at;
+        int16 temp;
+    }
+
+    /// @notice Everything the ledger holds of a shipment.
+    struct ShipmentView {
+        address custodian;
+        uint32 handoffSeq;
+        uint40 deadline;
+        uint24 maxSilence;
+        uint256 tracker;
+        uint40 lastCheckpointAt;
+        uint16 checkpointSeq;
+        bool breached;
+        bool overdue;
+        bool silent;
+        bool delivered;
+        address receiver;
+        int16 minTemp;
+        int16 maxTemp;
+        bytes32 childrenRoot;
+    }
+
+    IDeviceRegistry private immutable _registry;
+
+    mapping(bytes32 shipment => Custody) private _custody;
+    mapping(bytes32 shipment => Tracking) private _tracking;
+    mapping(bytes32 shipment => Conditions) private _conditions;
+    mapping(bytes32 pallet => bytes32 root) private _children;
+
+    event ShipmentCreated(
+        bytes32 indexed shipment,
+        address indexed creator,
+        uint256 indexed tracker,
+        string epc,
+        address receiver,
+        uint40 deadline,
+        uint24 maxSilence,
+        int16 minTemp,
+        int16 maxTemp,
+        bytes32 metadataHash,
+        bytes32 childrenRoot,
+        bytes32 parent
+    );
+    event HandedOff(
+        bytes32 indexed shipment,
+        address indexed from,
+        address indexed to,
+        uint32 seq,
+        bytes32 bizStep,
+        bytes32 disposition,
+        bytes32 readPoint,
+        uint64 at
+    );
+    event CheckpointPosted(
+        bytes32 indexed shipment,
+        uint32 seq,
+        bytes32 readingsRoot,
+        uint32 count,
+        int16 minTemp,
+        int16 maxTemp,
+        bytes32 location,
+        uint64 at
+    );
+    event Breached(bytes32 indexed shipment, uint32 checkpointSeq, int16 temp, uint64 at);
+    /// @notice A tracker signed a min and max that one of its own readings contradicts: guardians may act.
+    event DeviceContradicted(uint256 indexed device, bytes32 indexed shipment, uint32 checkpointSeq, int16 temp);
+    event MarkedOverdue(bytes32 indexed shipment, uint40 deadline);
+    event MarkedSilent(bytes32 indexed shipment, uint40 lastCheckpointAt);
+    event Delivered(bytes32 indexed shipment, address indexed receiver);
+
+    error CustodyLedgerShipmentExists(bytes32 shipment);
+    error CustodyLedgerUnknownShipment(bytes32 shipment);
+    error CustodyLedgerInvalidParams();
+    error CustodyLedgerTrackerNotActive(uint256 tracker);
+    error CustodyLedgerDelivered(bytes32 shipment);
+    error CustodyLedgerWrongShipment(bytes32 expected, bytes32 got);
+    error CustodyLedgerNotCustodian(address custodian, address from);
+    error CustodyLedgerWrongSequence(uint32 expected, uint32 seq);
+    error CustodyLedgerExpired(uint256 deadline);
+    error CustodyLedgerInvalidSignature(address signer);
+    error CustodyLedgerNotTrackerKey(uint256 tracker);
+    error CustodyLedgerInvalidTrackerSignature();
+    error CustodyLedgerBadTime(uint64 at);
+    error CustodyLedgerInvalidProof();
+    error CustodyLedgerNotAnExcursion(int16 temp);
+    error CustodyLedgerNotYet(uint256 at);
+    error CustodyLedgerAlreadyFlagged(bytes32 shipment);
+    error CustodyLedgerNotReceiver(address account);
+    error CustodyLedgerNotHeldByReceiver(address custodian);
+    error CustodyLedgerNotAPallet(bytes32 pallet);
+
+    /**
+     * @param registry_ the device registry whose devices track shipments.
+     * @param trustedForwarder the ERC-2771 forwarder creators and receivers may act through.
+     */
+    constructor(
+        IDeviceRegistry registry_,
+        address trustedForwarder
+    ) EIP712("Custos CustodyLedger", "1") ERC2771Context(trustedForwarder) {
+        _registry = registry_;
+    }
+
+    // ---------------------------------------------------------------- shipments
+
+    /// @notice Creates a shipment; the caller is its first custodian. Its tracker must be an active device.
+    function createShipment(ShipmentParams calldata p) external returns (bytes32 shipment) {
+        shipment = keccak256(bytes(p.epc));
+        _create(shipment, p, bytes32(0));
+    }
+
+    /**
+     * @notice Splits child `epc` off pallet `pallet` (the pallet's custodian only): the child becomes
+     * a shipment of its own with the pallet's custodian, tracker, receiver, deadline and conditions.
+     * @param proof the child id's Merkle proof against the pallet's `childrenRoot`
+     *        (leaf: keccak256(keccak256(abi.encode(childId))), OpenZeppelin StandardMerkleTree).
+     */
+    function splitChild(
+        bytes32 pallet,
+        string calldata epc,
+        bytes32[] calldata proof
+    ) external returns (bytes32 child) {
+        bytes32 root = _children[pallet];
+        if (root == 0) revert CustodyLedgerNotAPallet(pallet);
+        Custody memory c = _custody[pallet];
+        if (_msgSender() != c.custodian) revert CustodyLedgerNotCustodian(c.custodian, _msgSender());
+        Tracking memory t = _tracking[pallet];
+        if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(pallet);
+        child = keccak256(bytes(epc));
+        if (!MerkleProof.verifyCalldata(proof, root, keccak256(bytes.concat(keccak256(abi.encode(child))))))
+            revert CustodyLedgerInvalidProof();
+        Conditions memory k = _conditions[pallet];
+        _create(
+            child,
+            ShipmentParams(epc, t.tracker, k.receiver, c.deadline, c.maxSilence, k.minTemp, k.maxTemp, 0, 0),
+            pallet
+        );
+    }
+
+    /**
+     * @notice Moves custody from `h.from` to `h.to`: both signed `h` (EIP-712 `Handoff`; ERC-1271 for
+     * contract wallets). Anyone may relay it. For a pallet, every child moves with it.
+     */
+    function handoff(HandoffData calldata h, bytes calldata fromSignature, bytes calldata toSignature) external {
+        bytes32 shipment = h.shipment;
+        Custody memory c = _custody[shipment];
+        if (c.custodian == address(0)) revert CustodyLedgerUnknownShipment(shipment);
+        if (_tracking[shipment].flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+        if (h.from != c.custodian) revert CustodyLedgerNotCustodian(c.custodian, h.from);
+        if (h.seq != c.handoffSeq + 1) revert CustodyLedgerWrongSequence(c.handoffSeq + 1, h.seq);
+        if (block.timestamp > h.deadline) revert CustodyLedgerExpired(h.deadline);
+        if (h.to == address(0)) revert CustodyLedgerInvalidParams();
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(HANDOFF_TYPEHASH, h)));
+        if (!SignatureChecker.isValidSignatureNowCalldata(h.from, digest, fromSignature))
+            revert CustodyLedgerInvalidSignature(h.from);
+        if (!SignatureChecker.isValidSignatureNowCalldata(h.to, digest, toSignature))
+            revert CustodyLedgerInvalidSignature(h.to);
+        _custody[shipment] = Custody(h.to, h.seq, c.deadline, c.maxSilence);
+        emit HandedOff(shipment, h.from, h.to, h.seq, h.bizStep, h.disposition, h.readPoint, h.at);
+    }
+
+    /**
+     * @notice Posts a tracker checkpoint signed by the shipment's tracker device (its current key,
+     * `Active`). Anyone may relay it. A min or max out of the allowed range marks the shipment breached.
+     */
+    function checkpoint(CheckpointData calldata cp, bytes calldata key, bytes calldata signature) external {
+        Tracking memory t = _tracking[cp.shipment];
+        _checkCheckpoint(cp, t, key, signature);
+        uint8 flags = _breachFlags(cp, t.flags);
+        _tracking[cp.shipment] = Tracking(t.tracker, uint40(cp.at), uint16(cp.seq), flags);
+        emit CheckpointPosted(
+            cp.shipment,
+            cp.seq,
+            cp.readingsRoot,
+            cp.count,
+            cp.minTemp,
+            cp.maxTemp,
+            cp.location,
+            cp.at
+        );
+    }
+
+    /**
+     * @notice Proves one raw reading out of the allowed range against a posted checkpoint's root:
+     * the shipment is marked breached. If the checkpoint's own signed min and max hid the reading,
+     * the tracker device is reported by `DeviceContradicted`. Anyone may prove.
+     * @param cp the posted checkpoint, with the tracker `key` and `signature` that signed it.
+     * @param proof the reading's Merkle proof (leaf: keccak256(keccak256(abi.encode(at, temp)))).
+     */
+    function proveExcursion(
+        CheckpointData calldata cp,
+        bytes calldata key,
+        bytes calldata signature,
+        Reading calldata reading,
+        bytes32[] calldata proof
+    ) external {
+        bytes32 shipment = cp.shipment;
+        Tracking memory t = _tracking[shipment];
+        if (t.tracker == 0) revert CustodyLedgerUnknownShipment(shipment);
+        if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+        // Only a checkpoint that was posted (its sequence number reached) counts.
+        if (cp.seq == 0 || cp.seq > t.checkpointSeq) revert CustodyLedgerWrongSequence(t.checkpointSeq, cp.seq);
+        // The key the device was provisioned with derives its id; a rotated key must be the current one.
+        if (uint256(keccak256(key)) >> 64 != t.tracker && _registry.deviceByKey(key).id != t.tracker)
+            revert CustodyLedgerNotTrackerKey(t.tracker);
+        if (!SignatureChecker.isValidSignatureNow(key, _checkpointDigest(cp), signature))
+            revert CustodyLedgerInvalidTrackerSignature();
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(reading.at, reading.temp))));
+        if (!MerkleProof.verifyCalldata(proof, cp.readingsRoot, leaf)) revert CustodyLedgerInvalidProof();
+        Conditions memory k = _conditions[shipment];
+        if (reading.temp >= k.minTemp && reading.temp <= k.maxTemp) revert CustodyLedgerNotAnExcursion(reading.temp);
+        if (reading.temp < cp.minTemp || reading.temp > cp.maxTemp)
+            emit DeviceContradicted(t.tracker, shipment, cp.seq, reading.temp);
+        if (t.flags & BREACHED == 0) {
+            _tracking[shipment].flags = t.flags | BREACHED;
+            emit Breached(shipment, cp.seq, reading.temp, reading.at);
+        }
+    }
+
+    /// @notice Marks a shipment not delivered by its deadline as overdue. Anyone may.
+    function markOverdue(bytes32 shipment) external {
+        Custody memory c = _custody[shipment];
+        if (c.custodian == address(0)) revert CustodyLedgerUnknownShipment(shipment);
+        if (block.timestamp <= c.deadline) revert CustodyLedgerNotYet(c.deadline);
+        Tracking storage t = _tracking[shipment];
+        uint8 flags = t.flags;
+        if (flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+        if (flags & OVERDUE != 0) revert CustodyLedgerAlreadyFlagged(shipment);
+        t.flags = flags | OVERDUE;
+        emit MarkedOverdue(shipment, c.deadline);
+    }
+
+    /// @notice Marks a shipment whose tracker was silent longer than allowed. Anyone may.
+    function markSilent(bytes32 shipment) external {
+        Custody memory c = _custody[shipment];
+        if (c.custodian == address(0)) revert CustodyLedgerUnknownShipment(shipment);
+        Tracking storage t = _tracking[shipment];
+        (uint40 last, uint8 flags) = (t.lastCheckpointAt, t.flags);
+        if (block.timestamp <= uint256(last) + c.maxSilence) revert CustodyLedgerNotYet(uint256(last) + c.maxSilence);
+        if (flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+        if (flags & SILENT != 0) revert CustodyLedgerAlreadyFlagged(shipment);
+        t.flags = flags | SILENT;
+        emit MarkedSilent(shipment, last);
+    }
+
+    /// @notice The receiver accepts a shipment handed to it: it is delivered and never changes again.
+    function deliver(bytes32 shipment) external {
+        Custody memory c = _custody[shipment];
+        if (c.custodian == address(0)) revert CustodyLedgerUnknownShipment(shipment);
+        address receiver = _conditions[shipment].receiver;
+        if (_msgSender() != receiver) revert CustodyLedgerNotReceiver(_msgSender());
+        if (c.custodian != receiver) revert CustodyLedgerNotHeldByReceiver(c.custodian);
+        Tracking storage t = _tracking[shipment];
+        if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+        t.flags |= DELIVERED;
+        emit Delivered(shipment, receiver);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice The device registry.
+    function registry() external view returns (IDeviceRegistry) {
+        return _registry;
+    }
+
+    /// @notice Everything the ledger holds of `shipment` (all zero if there is none).
+    function shipmentOf(bytes32 shipment) external view returns (ShipmentView memory v) {
+        Custody memory c = _custody[shipment];
+        Tracking memory t = _tracking[shipment];
+        Conditions memory k = _conditions[shipment];
+        v = ShipmentView({
+            custodian: c.custodian,
+            handoffSeq: c.handoffSeq,
+            deadline: c.deadline,
+            maxSilence: c.maxSilence,
+            tracker: t.tracker,
+            lastCheckpointAt: t.lastCheckpointAt,
+            checkpointSeq: t.checkpointSeq,
+            breached: t.flags & BREACHED != 0,
+            overdue: t.flags & OVERDUE != 0,
+            silent: t.flags & SILENT != 0,
+            delivered: t.flags & DELIVERED != 0,
+            receiver: k.receiver,
+            minTemp: k.minTemp,
+            maxTemp: k.maxTemp,
+            childrenRoot: _children[shipment]
+        });
+    }
+
+    /// @notice The id of the shipment with GS1 EPC URI `epc`.
+    function shipmentIdOf(string calldata epc) external pure returns (bytes32) {
+        return keccak256(bytes(epc));
+    }
+
+    /// @notice The EIP-712 domain separator of handoffs and checkpoints.
+    // solhint-disable-next-line func-name-mixedcase
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _create(bytes32 shipment, ShipmentParams memory p, bytes32 parent) private {
+        if (_custody[shipment].custodian != address(0)) revert CustodyLedgerShipmentExists(shipment);
+        if (
+            p.receiver == address(0) ||
+            p.minTemp > p.maxTemp ||
+            p.deadline <= block.timestamp ||
+            p.maxSilence == 0 ||
+            p.tracker == 0 ||
+            p.tracker > type(uint192).max
+        ) revert CustodyLedgerInvalidParams();
+        if (_registry.deviceById(p.tracker).status != IDeviceRegistry.DeviceStatus.Active)
+            revert CustodyLedgerTrackerNotActive(p.tracker);
+        address creator = parent == 0 ? _msgSender() : _custody[parent].custodian;
+        _custody[shipment] = Custody(creator, 0, p.deadline, p.maxSilence);
+        _tracking[shipment] = Tracking(uint192(p.tracker), uint40(block.timestamp), 0, 0);
+        _conditions[shipment] = Conditions(p.receiver, p.minTemp, p.maxTemp);
+        if (p.childrenRoot != 0) _children[shipment] = p.childrenRoot;
+        emit ShipmentCreated(
+            shipment,
+            creator,
+            p.tracker,
+            p.epc,
+            p.receiver,
+            p.deadline,
+            p.maxSilence,
+            p.minTemp,
+            p.maxTemp,
+            p.metadataHash,
+            p.childrenRoot,
+            parent
+        );
+    }
+
+    function _checkCheckpoint(
+        CheckpointData calldata cp,
+        Tracking memory t,
+        bytes calldata key,
+        bytes calldata signature
+    ) private view {
+        if (t.tracker == 0) revert CustodyLedgerUnknownShipment(cp.shipment);
+        if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(cp.shipment);
+        if (cp.seq != uint32(t.checkpointSeq) + 1)
+            revert CustodyLedgerWrongSequence(uint32(t.checkpointSeq) + 1, cp.seq);
+        if (cp.at < t.lastCheckpointAt || cp.at > block.timestamp) revert CustodyLedgerBadTime(cp.at);
+        IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(key);
+        if (ref.id != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
+        if (ref.status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(t.tracker);
+        if (!SignatureChecker.isValidSignatureNow(key, _checkpointDigest(cp), signature))
+            revert CustodyLedgerInvalidTrackerSignature();
+    }
+
+    /// @dev `flags` with BREACHED set if the checkpoint's min or max leaves the allowed range.
+    function _breachFlags(CheckpointData calldata cp, uint8 flags) private returns (uint8) {
+        Conditions memory k = _conditions[cp.shipment];
+        bool low = cp.minTemp < k.minTemp;
+        if (!low && cp.maxTemp <= k.maxTemp) return flags;
+        if (flags & BREACHED == 0) emit Breached(cp.shipment, cp.seq, low ? cp.minTemp : cp.maxTemp, cp.at);
+        return flags | BREACHED;
+    }
+
+    function _checkpointDigest(CheckpointData calldata cp) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(CHECKPOINT_TYPEHASH, cp)));
+    }
+}

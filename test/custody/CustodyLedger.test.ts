@@ -1,0 +1,461 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
+import { Wallet } from "ethers";
+import { randomDeviceKey } from "../../src/crypto/deviceKey";
+import { READING_ENCODING, readingLeaf, shipmentIdOf } from "../../src/custody";
+import {
+  EPC,
+  HOUR,
+  checkpointOf,
+  createShipment,
+  deployCustody,
+  handoffMessage,
+  readingsOf,
+  signHandoff,
+  type CustodyContext,
+} from "../helpers/custody";
+
+/** A shipment handed from the shipper to the carrier (seq 1). */
+async function inTransit() {
+  const f = await deployCustody();
+  const { id } = await createShipment(f);
+  const h = await handoffMessage(id, f.shipper.address, f.carrier.address, 1);
+  await f.ledger.handoff(
+    h,
+    await signHandoff(f.shipper, f.custodyDeployment, h),
+    await signHandoff(f.carrier, f.custodyDeployment, h),
+  );
+  return { ...f, id };
+}
+
+async function handOff(
+  f: CustodyContext,
+  id: string,
+  from: { address: string; signer: Parameters<typeof signHandoff>[0] },
+  to: { address: string; signer: Parameters<typeof signHandoff>[0] },
+  seq: number,
+) {
+  const h = await handoffMessage(id, from.address, to.address, seq);
+  return f.ledger.handoff(
+    h,
+    await signHandoff(from.signer, f.custodyDeployment, h),
+    await signHandoff(to.signer, f.custodyDeployment, h),
+  );
+}
+
+describe("CustodyLedger", function () {
+  describe("shipments", function () {
+    it("creates a shipment: its id is keccak256 of its EPC URI, its creator the first custodian", async function () {
+      const f = await loadFixture(deployCustody);
+      const { tx, id, params } = await createShipment(f);
+      await expect(tx).to.emit(f.ledger, "ShipmentCreated");
+      expect(await f.ledger.shipmentIdOf(EPC))
+        .to.equal(id)
+        .and.to.equal(shipmentIdOf(EPC));
+      const s = await f.ledger.shipmentOf(id);
+      expect([s.custodian, s.handoffSeq, s.tracker, s.receiver, s.minTemp, s.maxTemp]).to.deep.equal([
+        f.shipper.address,
+        0n,
+        f.trackers[0],
+        f.receiver.address,
+        200n,
+        800n,
+      ]);
+      expect(s.deadline).to.equal(params.deadline);
+      await expect(createShipment(f))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerShipmentExists")
+        .withArgs(id);
+    });
+
+    it("refuses bad terms, and a tracker that is not an active device", async function () {
+      const f = await loadFixture(deployCustody);
+      for (const bad of [
+        { receiver: ethers.ZeroAddress },
+        { minTemp: 900 },
+        { deadline: BigInt(await time.latest()) },
+        { maxSilence: 0 },
+        { tracker: 0n },
+        { tracker: 1n << 192n },
+      ]) {
+        await expect(
+          createShipment(f, { ...bad, epc: `urn:x:${JSON.stringify(bad, (_k, v) => String(v))}` }),
+          JSON.stringify(bad, (_k, v) => String(v)),
+        ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidParams");
+      }
+      await f.registry.connect(f.owner).reportStolen(f.trackers[1]);
+      await expect(createShipment(f, { tracker: f.trackers[1] }))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
+        .withArgs(f.trackers[1]);
+    });
+  });
+
+  describe("handoffs", function () {
+    it("moves custody with both signatures, relayed by anyone; a contract wallet signs through ERC-1271", async function () {
+      const f = await loadFixture(inTransit);
+      expect((await f.ledger.shipmentOf(f.id)).custodian).to.equal(f.carrier.address);
+      // carrier → warehouse (a contract wallet whose key is `stranger`), relayed by a third party.
+      const h = await handoffMessage(f.id, f.carrier.address, f.walletAddress, 2);
+      await expect(
+        f.ledger
+          .connect(f.guardians[0])
+          .handoff(
+            h,
+            await signHandoff(f.carrier, f.custodyDeployment, h),
+            await signHandoff(f.stranger, f.custodyDeployment, h),
+          ),
+      )
+        .to.emit(f.ledger, "HandedOff")
+        .withArgs(f.id, f.carrier.address, f.walletAddress, 2, h.bizStep, h.disposition, h.readPoint, h.at);
+      const back = await handoffMessage(f.id, f.walletAddress, f.receiver.address, 3);
+      await f.ledger.handoff(
+        back,
+        await signHandoff(f.stranger, f.custodyDeployment, back),
+        await signHandoff(f.receiver, f.custodyDeployment, back),
+      );
+      const s = await f.ledger.shipmentOf(f.id);
+      expect([s.custodian, s.handoffSeq]).to.deep.equal([f.receiver.address, 3n]);
+    });
+
+    it("attack: a handoff signed by one side only, or by a stranger, is refused", async function () {
+      const f = await loadFixture(inTransit);
+      const h = await handoffMessage(f.id, f.carrier.address, f.receiver.address, 2);
+      const fromSig = await signHandoff(f.carrier, f.custodyDeployment, h);
+      await expect(f.ledger.handoff(h, fromSig, "0x"))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidSignature")
+        .withArgs(f.receiver.address);
+      await expect(f.ledger.handoff(h, fromSig, fromSig))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidSignature")
+        .withArgs(f.receiver.address);
+      const toSig = await signHandoff(f.receiver, f.custodyDeployment, h);
+      await expect(f.ledger.handoff(h, await signHandoff(f.stranger, f.custodyDeployment, h), toSig))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidSignature")
+        .withArgs(f.carrier.address);
+      // A stranger claiming to be the custodian.
+      const grab = await handoffMessage(f.id, f.stranger.address, f.stranger.address, 2);
+      const s = await signHandoff(f.stranger, f.custodyDeployment, grab);
+      await expect(f.ledger.handoff(grab, s, s))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotCustodian")
+        .withArgs(f.carrier.address, f.stranger.address);
+    });
+
+    it("attack: a replayed handoff, a skipped or a repeated seq is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const h = await handoffMessage(id, f.shipper.address, f.carrier.address, 1);
+      const sigs = [
+        await signHandoff(f.shipper, f.custodyDeployment, h),
+        await signHandoff(f.carrier, f.custodyDeployment, h),
+      ] as const;
+      await f.ledger.handoff(h, ...sigs);
+      await expect(f.ledger.handoff(h, ...sigs)).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotCustodian");
+      // The carrier hands back at seq 1 again (a repeated seq), or at 3 (a skipped one).
+      for (const seq of [1, 3]) {
+        const back = await handoffMessage(id, f.carrier.address, f.shipper.address, seq);
+        await expect(
+          f.ledger.handoff(
+            back,
+            await signHandoff(f.carrier, f.custodyDeployment, back),
+            await signHandoff(f.shipper, f.custodyDeployment, back),
+          ),
+        )
+          .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerWrongSequence")
+          .withArgs(2, seq);
+      }
+    });
+
+    it("attack: a handoff signed for another shipment, chain or contract, or past its deadline, is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const a = await createShipment(f);
+      const b = await createShipment(f, { epc: "urn:epc:id:sscc:0614141.1234567891" });
+      const h = await handoffMessage(a.id, f.shipper.address, f.carrier.address, 1);
+      const signedForA = [
+        await signHandoff(f.shipper, f.custodyDeployment, h),
+        await signHandoff(f.carrier, f.custodyDeployment, h),
+      ] as const;
+      await expect(f.ledger.handoff({ ...h, shipment: b.id } as typeof h, ...signedForA)).to.be.revertedWithCustomError(
+        f.ledger,
+        "CustodyLedgerInvalidSignature",
+      );
+      for (const d of [
+        { ...f.custodyDeployment, chainId: 1n },
+        { ...f.custodyDeployment, verifyingContract: Wallet.createRandom().address },
+      ]) {
+        await expect(
+          f.ledger.handoff(h, await signHandoff(f.shipper, d, h), await signHandoff(f.carrier, d, h)),
+        ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidSignature");
+      }
+      await time.increase(2 * HOUR);
+      await expect(f.ledger.handoff(h, ...signedForA))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerExpired")
+        .withArgs(h.deadline);
+      await expect(
+        f.ledger.handoff({ ...h, shipment: ethers.id("nothing") } as typeof h, ...signedForA),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerUnknownShipment");
+    });
+  });
+
+  describe("checkpoints", function () {
+    for (const which of [0, 1]) {
+      it(`a ${which ? "P-256" : "secp256k1"} tracker's checkpoint is posted by anyone; in range it breaches nothing`, async function () {
+        const f = await loadFixture(deployCustody);
+        const { id } = await createShipment(f, { tracker: f.trackers[which] });
+        const { cp, signature } = await checkpointOf(f, f.trackerKeys[which], id, 1, await readingsOf([450, 520, 610]));
+        await expect(f.ledger.connect(f.guardians[1]).checkpoint(cp, f.trackerKeys[which].signer, signature))
+          .to.emit(f.ledger, "CheckpointPosted")
+          .withArgs(id, 1, cp.readingsRoot, 3, 450, 610, cp.location, cp.at);
+        const s = await f.ledger.shipmentOf(id);
+        expect([s.checkpointSeq, s.lastCheckpointAt, s.breached]).to.deep.equal([1n, cp.at, false]);
+      });
+    }
+
+    it("an out-of-range min or max marks the shipment breached", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const { cp, signature } = await checkpointOf(f, f.trackerKeys[0], id, 1, await readingsOf([450, 910, 610]));
+      await expect(f.ledger.checkpoint(cp, f.trackerKeys[0].signer, signature))
+        .to.emit(f.ledger, "Breached")
+        .withArgs(id, 1, 910, cp.at);
+      expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+    });
+
+    it("attack: a checkpoint from a quarantined tracker, or from a device that is not the shipment's tracker, is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const readings = await readingsOf([500]);
+      const foreign = await checkpointOf(f, f.trackerKeys[1], id, 1, readings);
+      await expect(f.ledger.checkpoint(foreign.cp, f.trackerKeys[1].signer, foreign.signature))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotTrackerKey")
+        .withArgs(f.trackers[0]);
+      const stranger = randomDeviceKey("secp256k1");
+      const forged = await checkpointOf(f, stranger, id, 1, readings);
+      await expect(
+        f.ledger.checkpoint(forged.cp, f.trackerKeys[0].signer, forged.signature),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidTrackerSignature");
+      const own = await checkpointOf(f, f.trackerKeys[0], id, 1, readings);
+      await f.registry.connect(f.owner).reportStolen(f.trackers[0]);
+      await expect(f.ledger.checkpoint(own.cp, f.trackerKeys[0].signer, own.signature))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
+        .withArgs(f.trackers[0]);
+    });
+
+    it("attack: a checkpoint replayed, out of sequence, dated in the future or before the last, or signed for another contract, is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const first = await checkpointOf(f, key, id, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(first.cp, key.signer, first.signature);
+      await expect(f.ledger.checkpoint(first.cp, key.signer, first.signature))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerWrongSequence")
+        .withArgs(2, 1);
+      const skipped = await checkpointOf(f, key, id, 3, await readingsOf([500]));
+      await expect(f.ledger.checkpoint(skipped.cp, key.signer, skipped.signature)).to.be.revertedWithCustomError(
+        f.ledger,
+        "CustodyLedgerWrongSequence",
+      );
+      const future = await checkpointOf(f, key, id, 2, await readingsOf([500]), {
+        at: BigInt((await time.latest()) + HOUR),
+      });
+      await expect(f.ledger.checkpoint(future.cp, key.signer, future.signature)).to.be.revertedWithCustomError(
+        f.ledger,
+        "CustodyLedgerBadTime",
+      );
+      const backdated = await checkpointOf(f, key, id, 2, await readingsOf([500]), {
+        at: BigInt(first.cp.at as bigint) - 1n,
+      });
+      await expect(f.ledger.checkpoint(backdated.cp, key.signer, backdated.signature)).to.be.revertedWithCustomError(
+        f.ledger,
+        "CustodyLedgerBadTime",
+      );
+      const other = { ...f.custodyDeployment, verifyingContract: Wallet.createRandom().address };
+      const elsewhere = await checkpointOf(f, key, id, 2, await readingsOf([500]), {}, other);
+      await expect(f.ledger.checkpoint(elsewhere.cp, key.signer, elsewhere.signature)).to.be.revertedWithCustomError(
+        f.ledger,
+        "CustodyLedgerInvalidTrackerSignature",
+      );
+    });
+  });
+
+  describe("excursion proofs", function () {
+    it("one out-of-range reading proven against a posted root marks the breach, and exposes a tracker whose signed min/max hid it", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const readings = await readingsOf([500, 950, 600]);
+      // The tracker signs a min and max that leave out its own 9.50 °C reading.
+      const lying = await checkpointOf(f, key, id, 1, readings, { minTemp: 500, maxTemp: 600 });
+      await f.ledger.checkpoint(lying.cp, key.signer, lying.signature);
+      expect((await f.ledger.shipmentOf(id)).breached).to.equal(false);
+      const proof = lying.batch.proof(1);
+      // The leaf is OpenZeppelin StandardMerkleTree's.
+      const values = readings.map((r) => [r.at, r.temp]);
+      expect(StandardMerkleTree.of(values, [...READING_ENCODING]).leafHash(values[1])).to.equal(
+        readingLeaf(readings[1]),
+      );
+      await expect(
+        f.ledger.connect(f.guardians[2]).proveExcursion(lying.cp, key.signer, lying.signature, readings[1], proof),
+      )
+        .to.emit(f.ledger, "DeviceContradicted")
+        .withArgs(f.trackers[0], id, 1, 950)
+        .and.to.emit(f.ledger, "Breached")
+        .withArgs(id, 1, 950, readings[1].at);
+      expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+    });
+
+    it("attack: a forged excursion proof (a reading not in the root, or an in-range one, or against an unposted or forged checkpoint) is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const readings = await readingsOf([500, 550, 600]);
+      const c = await checkpointOf(f, key, id, 1, readings);
+      await f.ledger.checkpoint(c.cp, key.signer, c.signature);
+      await expect(
+        f.ledger.proveExcursion(c.cp, key.signer, c.signature, { at: readings[1].at, temp: 950 }, c.batch.proof(1)),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidProof");
+      await expect(f.ledger.proveExcursion(c.cp, key.signer, c.signature, readings[1], c.batch.proof(1)))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotAnExcursion")
+        .withArgs(550);
+      const hot = await readingsOf([500, 990]);
+      const unposted = await checkpointOf(f, key, id, 2, hot);
+      await expect(
+        f.ledger.proveExcursion(unposted.cp, key.signer, unposted.signature, hot[1], unposted.batch.proof(1)),
+      )
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerWrongSequence")
+        .withArgs(1, 2);
+      // A root the tracker never signed, "signed" by someone else.
+      const stranger = randomDeviceKey("secp256k1");
+      const forged = await checkpointOf(f, stranger, id, 1, hot);
+      await expect(
+        f.ledger.proveExcursion(forged.cp, stranger.signer, forged.signature, hot[1], forged.batch.proof(1)),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotTrackerKey");
+      await expect(
+        f.ledger.proveExcursion(forged.cp, key.signer, forged.signature, hot[1], forged.batch.proof(1)),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidTrackerSignature");
+    });
+  });
+
+  describe("overdue, silence, delivery", function () {
+    it("attack: overdue and silent before their time are refused; after it anyone flags them, once", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id, params } = await createShipment(f);
+      await expect(f.ledger.markSilent(id)).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotYet");
+      await time.increase(HOUR - 10);
+      const c = await checkpointOf(f, f.trackerKeys[0], id, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(c.cp, f.trackerKeys[0].signer, c.signature); // the silence clock restarts
+      await time.increase(HOUR - 10);
+      await expect(f.ledger.markSilent(id)).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotYet");
+      await time.increase(20);
+      await expect(f.ledger.connect(f.stranger).markSilent(id)).to.emit(f.ledger, "MarkedSilent").withArgs(id, c.cp.at);
+      await expect(f.ledger.markSilent(id)).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerAlreadyFlagged");
+
+      await expect(f.ledger.markOverdue(id))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotYet")
+        .withArgs(params.deadline);
+      await time.increaseTo(BigInt(params.deadline) + 1n);
+      await expect(f.ledger.connect(f.stranger).markOverdue(id)).to.emit(f.ledger, "MarkedOverdue");
+      await expect(f.ledger.markOverdue(id)).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerAlreadyFlagged");
+      const s = await f.ledger.shipmentOf(id);
+      expect([s.silent, s.overdue, s.delivered]).to.deep.equal([true, true, false]);
+    });
+
+    it("the receiver's acceptance delivers it; attack: after delivery nothing changes it (handoff, checkpoint, excursion, flags, delivery again)", async function () {
+      const f = await loadFixture(inTransit);
+      await expect(f.ledger.connect(f.receiver).deliver(f.id))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotHeldByReceiver")
+        .withArgs(f.carrier.address);
+      await handOff(
+        f,
+        f.id,
+        { address: f.carrier.address, signer: f.carrier },
+        { address: f.receiver.address, signer: f.receiver },
+        2,
+      );
+      await expect(f.ledger.connect(f.carrier).deliver(f.id))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotReceiver")
+        .withArgs(f.carrier.address);
+      const hot = await readingsOf([500, 990]);
+      const c = await checkpointOf(f, f.trackerKeys[0], f.id, 1, hot, { maxTemp: 500 });
+      await f.ledger.checkpoint(c.cp, f.trackerKeys[0].signer, c.signature);
+      await expect(f.ledger.connect(f.receiver).deliver(f.id))
+        .to.emit(f.ledger, "Delivered")
+        .withArgs(f.id, f.receiver.address);
+      const before = await f.ledger.shipmentOf(f.id);
+      const delivered = (p: Promise<unknown>) =>
+        expect(p).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerDelivered").withArgs(f.id);
+      const h = await handoffMessage(f.id, f.receiver.address, f.carrier.address, 3);
+      await delivered(
+        f.ledger.handoff(
+          h,
+          await signHandoff(f.receiver, f.custodyDeployment, h),
+          await signHandoff(f.carrier, f.custodyDeployment, h),
+        ),
+      );
+      const next = await checkpointOf(f, f.trackerKeys[0], f.id, 2, hot);
+      await delivered(f.ledger.checkpoint(next.cp, f.trackerKeys[0].signer, next.signature));
+      await delivered(f.ledger.proveExcursion(c.cp, f.trackerKeys[0].signer, c.signature, hot[1], c.batch.proof(1)));
+      await delivered(f.ledger.connect(f.receiver).deliver(f.id));
+      await time.increase(3 * 24 * HOUR);
+      await delivered(f.ledger.markOverdue(f.id));
+      await delivered(f.ledger.markSilent(f.id));
+      expect(await f.ledger.shipmentOf(f.id)).to.deep.equal(before);
+    });
+  });
+
+  describe("pallets", function () {
+    async function pallet() {
+      const f = await deployCustody();
+      const children = Array.from({ length: 1000 }, (_, i) => `urn:epc:id:sgtin:0614141.112345.${i}`);
+      const tree = StandardMerkleTree.of(
+        children.map((c) => [shipmentIdOf(c)]),
+        ["bytes32"],
+      );
+      const { id } = await createShipment(f, { epc: "urn:epc:id:sscc:0614141.9999999999", childrenRoot: tree.root });
+      return { ...f, id, children, tree };
+    }
+
+    it("a pallet of 1,000 children moves with one handoff; a child split off later keeps its provenance", async function () {
+      const f = await loadFixture(pallet);
+      await handOff(
+        f,
+        f.id,
+        { address: f.shipper.address, signer: f.shipper },
+        { address: f.carrier.address, signer: f.carrier },
+        1,
+      );
+      const child = f.children[417];
+      const proof = f.tree.getProof([shipmentIdOf(child)]);
+      await expect(f.ledger.connect(f.shipper).splitChild(f.id, child, proof))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotCustodian")
+        .withArgs(f.carrier.address, f.shipper.address);
+      await expect(f.ledger.connect(f.carrier).splitChild(f.id, child, proof))
+        .to.emit(f.ledger, "ShipmentCreated")
+        .withArgs(
+          shipmentIdOf(child),
+          f.carrier.address,
+          f.trackers[0],
+          child,
+          f.receiver.address,
+          (await f.ledger.shipmentOf(f.id)).deadline,
+          HOUR,
+          200,
+          800,
+          ethers.ZeroHash,
+          ethers.ZeroHash,
+          f.id,
+        );
+      expect((await f.ledger.shipmentOf(shipmentIdOf(child))).custodian).to.equal(f.carrier.address);
+      await expect(f.ledger.connect(f.carrier).splitChild(f.id, child, proof)).to.be.revertedWithCustomError(
+        f.ledger,
+        "CustodyLedgerShipmentExists",
+      );
+      await expect(
+        f.ledger.connect(f.carrier).splitChild(f.id, "urn:epc:id:sgtin:0614141.112345.5000", proof),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidProof");
+      const single = await createShipment(f);
+      await expect(f.ledger.splitChild(single.id, child, proof))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotAPallet")
+        .withArgs(single.id);
+    });
+  });
+});
