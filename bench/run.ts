@@ -11,6 +11,7 @@ import { GasRecorder } from "./lib";
 import { benchRegistry } from "./registry";
 import { benchLock, measureUnlockLatency } from "./lock";
 import { benchChannels } from "./channels";
+import { benchCustody } from "./custody";
 import { benchAgent } from "./agent";
 import { measureRelayer } from "./relayer";
 import budgets from "./budgets.json";
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
   await benchRegistry(gas);
   await benchLock(gas);
   await benchChannels(gas);
+  await benchCustody(gas);
   writeFileSync(path.join(dir, "gas.json"), JSON.stringify(gas.results, null, 2) + "\n");
   table(gas.results, { ceilings: budgets.gas });
 

@@ -149,9 +149,10 @@ contract CustodyLedger is EIP712, ERC2771Context {
         int16 minTemp,
         int16 maxTemp,
         bytes32 metadataHash,
-        bytes32 childrenRoot,
-        bytes32 parent
+        bytes32 childrenRoot
     );
+    /// @notice `child` was split off pallet `pallet`: its history before this continues the pallet's.
+    event ChildSplit(bytes32 indexed pallet, bytes32 indexed child);
     event HandedOff(
         bytes32 indexed shipment,
         address indexed from,
@@ -213,7 +214,11 @@ contract CustodyLedger is EIP712, ERC2771Context {
 
     // ---------------------------------------------------------------- shipments
 
-    /// @notice Creates a shipment; the caller is its first custodian. Its tracker must be an active device.
+    /**
+     * @notice Creates a shipment; the caller is its first custodian. The tracker is not checked here:
+     * only its checkpoints count, and only while it is an active device (a shipment whose tracker
+     * never reports is flagged silent).
+     */
     function createShipment(ShipmentParams calldata p) external returns (bytes32 shipment) {
         shipment = keccak256(bytes(p.epc));
         _create(shipment, p, bytes32(0));
@@ -313,7 +318,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
         // The key the device was provisioned with derives its id; a rotated key must be the current one.
         if (uint256(keccak256(key)) >> 64 != t.tracker && _registry.deviceByKey(key).id != t.tracker)
             revert CustodyLedgerNotTrackerKey(t.tracker);
-        if (!SignatureChecker.isValidSignatureNow(key, _checkpointDigest(cp), signature))
+        if (!_isValidTrackerSignature(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(reading.at, reading.temp))));
         if (!MerkleProof.verifyCalldata(proof, cp.readingsRoot, leaf)) revert CustodyLedgerInvalidProof();
@@ -420,8 +425,6 @@ contract CustodyLedger is EIP712, ERC2771Context {
             p.tracker == 0 ||
             p.tracker > type(uint192).max
         ) revert CustodyLedgerInvalidParams();
-        if (_registry.deviceById(p.tracker).status != IDeviceRegistry.DeviceStatus.Active)
-            revert CustodyLedgerTrackerNotActive(p.tracker);
         address creator = parent == 0 ? _msgSender() : _custody[parent].custodian;
         _custody[shipment] = Custody(creator, 0, p.deadline, p.maxSilence);
         _tracking[shipment] = Tracking(uint192(p.tracker), uint40(block.timestamp), 0, 0);
@@ -438,9 +441,9 @@ contract CustodyLedger is EIP712, ERC2771Context {
             p.minTemp,
             p.maxTemp,
             p.metadataHash,
-            p.childrenRoot,
-            parent
+            p.childrenRoot
         );
+        if (parent != 0) emit ChildSplit(parent, shipment);
     }
 
     function _checkCheckpoint(
@@ -457,8 +460,20 @@ contract CustodyLedger is EIP712, ERC2771Context {
         IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(key);
         if (ref.id != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
         if (ref.status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(t.tracker);
-        if (!SignatureChecker.isValidSignatureNow(key, _checkpointDigest(cp), signature))
+        if (!_isValidTrackerSignature(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
+    }
+
+    /// @dev Address keys take OpenZeppelin's calldata path (no copy to memory); others are ERC-7913.
+    function _isValidTrackerSignature(
+        bytes calldata key,
+        bytes32 digest,
+        bytes calldata signature
+    ) private view returns (bool) {
+        return
+            key.length == 20
+                ? SignatureChecker.isValidSignatureNowCalldata(address(bytes20(key)), digest, signature)
+                : SignatureChecker.isValidSignatureNow(key, digest, signature);
     }
 
     /// @dev `flags` with BREACHED set if the checkpoint's min or max leaves the allowed range.

@@ -1,0 +1,112 @@
+/** CustodyLedger operations, each in the situation its budget names. */
+import { ethers } from "hardhat";
+import { id as labelHash } from "ethers";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
+import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
+import { digest, typedData, type Deployment, type Message } from "../src/eip712";
+import { ReadingsBatch, cbv, locationId, shipmentIdOf, type Reading } from "../src/custody";
+import { loadKeccak } from "../src/eip712/fast";
+import { deployRegistry, provision } from "../test/helpers/registry";
+import type { GasRecorder } from "./lib";
+
+/** Readings in the excursion bench's checkpoint: 2^14, so the proof is 14 hashes deep. */
+export const READINGS = 16_384;
+const HOUR = 3600;
+
+export async function benchCustody(gas: GasRecorder): Promise<void> {
+  await loadKeccak();
+  const ctx = await deployRegistry();
+  const [shipper, carrier, receiver] = [ctx.owner, ctx.other, ctx.admin];
+  const ledger = await ethers.deployContract("CustodyLedger", [
+    await ctx.registry.getAddress(),
+    await ctx.forwarder.getAddress(),
+  ]);
+  const tracker: DeviceKey = secp256k1Key(labelHash("bench tracker"));
+  const [trackerId] = (await provision(ctx, [tracker])).ids;
+  const d: Deployment = { chainId: ctx.deployment.chainId, verifyingContract: await ledger.getAddress() };
+  const now = async () => BigInt(await time.latest());
+  const params = async (epc: string, childrenRoot = ethers.ZeroHash) => ({
+    epc,
+    tracker: trackerId,
+    receiver: receiver.address,
+    deadline: (await now()) + 2n * 24n * BigInt(HOUR),
+    maxSilence: HOUR,
+    minTemp: 200,
+    maxTemp: 800,
+    metadataHash: labelHash("bench shipment"),
+    childrenRoot,
+  });
+  const sign = async (signer: typeof shipper, type: "Handoff", m: Message) => {
+    const t = typedData(type, d, m);
+    return signer.signTypedData(t.domain, t.types, m);
+  };
+  const handoff = async (shipment: string, seq: number) => {
+    const h = {
+      shipment,
+      from: shipper.address,
+      to: carrier.address,
+      seq,
+      bizStep: cbv("shipping"),
+      disposition: cbv("in_transit"),
+      readPoint: locationId("urn:epc:id:sgln:0614141.00001.0"),
+      at: await now(),
+      deadline: (await now()) + BigInt(HOUR),
+    };
+    return ledger.connect(carrier).handoff(h, await sign(shipper, "Handoff", h), await sign(carrier, "Handoff", h));
+  };
+
+  const epc = "urn:epc:id:sscc:0614141.1234567890";
+  const id = shipmentIdOf(epc);
+  await gas.record("custody.createShipment", ledger.connect(shipper).createShipment(await params(epc)));
+  await gas.record("custody.handoff", handoff(id, 1));
+
+  // A pallet of 1,000 children: its handoff must cost what a single shipment's does.
+  const children = Array.from({ length: 1000 }, (_, i) => [shipmentIdOf(`urn:epc:id:sgtin:0614141.112345.${i}`)]);
+  const tree = StandardMerkleTree.of(children, ["bytes32"]);
+  const palletEpc = "urn:epc:id:sscc:0614141.9999999999";
+  await gas.record("custody.createPallet", ledger.connect(shipper).createShipment(await params(palletEpc, tree.root)));
+  await gas.record("custody.palletHandoff", handoff(shipmentIdOf(palletEpc), 1));
+  await gas.record(
+    "custody.splitChild",
+    ledger
+      .connect(carrier)
+      .splitChild(shipmentIdOf(palletEpc), "urn:epc:id:sgtin:0614141.112345.417", tree.getProof(children[417])),
+  );
+
+  // Checkpoints: the tracker's first, then one with 2^14 readings whose signed max hides an excursion.
+  const at = Number(await now());
+  const readings: Reading[] = Array.from({ length: READINGS }, (_, i) => ({
+    at: at - READINGS + i,
+    temp: 500 + (i % 50),
+  }));
+  readings[4242] = { ...readings[4242], temp: 950 };
+  const batch = new ReadingsBatch(readings);
+  const checkpoint = (seq: number, fields: Partial<Message> = {}) => ({
+    shipment: id,
+    seq,
+    readingsRoot: batch.root,
+    count: batch.count,
+    minTemp: batch.min,
+    maxTemp: batch.max,
+    location: locationId("geo:52.37,4.89"),
+    at: BigInt(at),
+    ...fields,
+  });
+  const first = checkpoint(1);
+  await gas.record(
+    "custody.checkpoint",
+    ledger.checkpoint(first, tracker.signer, tracker.signDigest(digest("Checkpoint", d, first))),
+  );
+  const lying = checkpoint(2, { maxTemp: 549 });
+  const lyingSig = tracker.signDigest(digest("Checkpoint", d, lying));
+  await ledger.checkpoint(lying, tracker.signer, lyingSig);
+  await gas.record(
+    "custody.excursionProof",
+    ledger.proveExcursion(lying, tracker.signer, lyingSig, readings[4242], batch.proof(4242)),
+  );
+
+  await time.increase(2 * 24 * HOUR);
+  await gas.record("custody.markOverdue", ledger.markOverdue(id));
+  await gas.record("custody.markSilent", ledger.markSilent(id));
+}

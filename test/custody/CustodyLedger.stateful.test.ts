@@ -1,0 +1,388 @@
+/**
+ * Model-based (stateful) test of the CustodyLedger: fast-check generates random sequences of
+ * handoffs (signed by both sides, by one side only, by a stranger, with a repeated or skipped seq),
+ * tracker checkpoints (in and out of range, in and out of sequence), overdue and silence flags, time
+ * passing, and deliveries (by the receiver or not). A model predicts each step; after every step the
+ * chain is compared with the model and invariant 5 of DESIGN.md is checked: `seq` grew by exactly
+ * one per handoff, the custodian changed only with both signatures, and a delivered shipment never
+ * changed again.
+ *
+ * Runs: `FC_RUNS` (default 200; 10 under `hardhat coverage`). Reproduce with `FC_SEED` / `FC_PATH`.
+ */
+import { expect } from "chai";
+import fc from "fast-check";
+import hre, { ethers } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import type { Result, Signer } from "ethers";
+import { digest, type Message } from "../../src/eip712";
+import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody";
+import { HOUR, deployCustody, signHandoff } from "../helpers/custody";
+
+const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
+const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));
+const GAS = { gasLimit: 2_000_000 };
+
+interface Party {
+  address: string;
+  /** The key that signs for it (the wallet's owner key for the ERC-1271 wallet). */
+  signer: Signer;
+}
+
+interface ShipmentModel {
+  id: string;
+  custodian: string;
+  seq: number;
+  checkpointSeq: number;
+  lastAt: bigint;
+  deadline: bigint;
+  breached: boolean;
+  overdue: boolean;
+  silent: boolean;
+  delivered: boolean;
+  /** The chain's view when it was delivered: it must never differ afterwards. */
+  frozen?: unknown;
+}
+
+interface Model {
+  now: bigint;
+  shipments: ShipmentModel[];
+}
+
+type World = Awaited<ReturnType<typeof world>>;
+
+async function world() {
+  const f = await deployCustody();
+  const parties: Party[] = [
+    { address: f.shipper.address, signer: f.shipper },
+    { address: f.carrier.address, signer: f.carrier },
+    { address: f.walletAddress, signer: f.stranger },
+    { address: f.receiver.address, signer: f.receiver },
+  ];
+  const now = BigInt(await time.latest());
+  const initial: ShipmentModel[] = [];
+  for (const epc of ["urn:epc:id:sscc:0614141.1000000001", "urn:epc:id:sscc:0614141.1000000002"]) {
+    const deadline = now + 6n * BigInt(HOUR);
+    await f.ledger.connect(f.shipper).createShipment({
+      epc,
+      tracker: f.trackers[0],
+      receiver: f.receiver.address,
+      deadline,
+      maxSilence: HOUR,
+      minTemp: 200,
+      maxTemp: 800,
+      metadataHash: ethers.ZeroHash,
+      childrenRoot: ethers.ZeroHash,
+    });
+    initial.push({
+      id: shipmentIdOf(epc),
+      custodian: f.shipper.address,
+      seq: 0,
+      checkpointSeq: 0,
+      lastAt: BigInt(await time.latest()),
+      deadline,
+      breached: false,
+      overdue: false,
+      silent: false,
+      delivered: false,
+    });
+  }
+  return { ...f, parties, initial };
+}
+
+const tally = { steps: 0, refused: 0, handoffs: 0, checkpoints: 0, deliveries: 0 };
+
+async function tick(m: Model): Promise<void> {
+  m.now += 1n;
+  await time.setNextBlockTimestamp(m.now);
+}
+
+async function expectOutcome(w: World, label: string, send: () => Promise<unknown>, outcome: string | null) {
+  if (outcome === null) {
+    try {
+      await ((await send()) as { wait(): Promise<unknown> }).wait();
+    } catch (e) {
+      throw new Error(`${label}: the model expects success, the chain refused: ${(e as Error).message}`);
+    }
+  } else {
+    tally.refused++;
+    await expect(send(), `${label}: the model expects ${outcome}`).to.be.revertedWithCustomError(w.ledger, outcome);
+  }
+}
+
+async function checkInvariants(m: Model, w: World, at: string): Promise<void> {
+  for (const s of m.shipments) {
+    const v = await w.ledger.shipmentOf(s.id);
+    expect(
+      [v.custodian, Number(v.handoffSeq), Number(v.checkpointSeq), v.breached, v.overdue, v.silent, v.delivered],
+      `${at}: shipment ${s.id}`,
+    ).to.deep.equal([s.custodian, s.seq, s.checkpointSeq, s.breached, s.overdue, s.silent, s.delivered]);
+    if (s.frozen !== undefined)
+      expect((v as unknown as Result).toArray(), `${at}: a delivered shipment changed`).to.deep.equal(s.frozen);
+  }
+  // The whole custody chain from events: gap-free, each step from the custodian before it.
+  for (const s of m.shipments) {
+    const events = await w.ledger.queryFilter(w.ledger.filters.HandedOff(s.id));
+    events.forEach((e, i) => expect(Number(e.args.seq), `${at}: handoff seq`).to.equal(i + 1));
+    let holder = w.shipper.address;
+    for (const e of events) {
+      expect(e.args.from, `${at}: a handoff not from the custodian`).to.equal(holder);
+      holder = e.args.to;
+    }
+    expect(holder).to.equal(s.custodian);
+  }
+}
+
+abstract class Step implements fc.AsyncCommand<Model, World> {
+  constructor(readonly which: number) {}
+  check(): boolean {
+    return true;
+  }
+  shipment(m: Model): ShipmentModel {
+    return m.shipments[this.which % m.shipments.length];
+  }
+  abstract apply(m: Model, w: World): Promise<void>;
+  async run(m: Model, w: World): Promise<void> {
+    tally.steps++;
+    await this.apply(m, w);
+    await checkInvariants(m, w, this.toString());
+  }
+  abstract toString(): string;
+}
+
+type Signing = "both" | "fromOnly" | "strangerFrom" | "strangerTo";
+
+class Handoff extends Step {
+  constructor(
+    which: number,
+    /** A party, or -1: the current custodian. */
+    readonly from: number,
+    readonly to: number,
+    readonly seqDelta: 0 | 1 | 2,
+    readonly signing: Signing,
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    const from = this.from < 0 ? w.parties.find((p) => p.address === s.custodian)! : w.parties[this.from];
+    const to = w.parties[this.to];
+    await tick(m);
+    const h = {
+      shipment: s.id,
+      from: from.address,
+      to: to.address,
+      seq: s.seq + this.seqDelta,
+      bizStep: cbv("shipping"),
+      disposition: cbv("in_transit"),
+      readPoint: locationId("urn:epc:id:sgln:0614141.00001.0"),
+      at: m.now,
+      deadline: m.now + 600n,
+    };
+    const d = w.custodyDeployment;
+    const fromSig = await signHandoff(this.signing === "strangerFrom" ? w.guardians[0] : from.signer, d, h);
+    const toSig =
+      this.signing === "fromOnly"
+        ? "0x"
+        : await signHandoff(this.signing === "strangerTo" ? w.guardians[0] : to.signer, d, h);
+    const expected = s.delivered
+      ? "CustodyLedgerDelivered"
+      : from.address !== s.custodian
+        ? "CustodyLedgerNotCustodian"
+        : h.seq !== s.seq + 1
+          ? "CustodyLedgerWrongSequence"
+          : this.signing !== "both"
+            ? "CustodyLedgerInvalidSignature"
+            : null;
+    await expectOutcome(
+      w,
+      this.toString(),
+      () => w.ledger.connect(w.guardians[1]).handoff(h, fromSig, toSig, GAS),
+      expected,
+    );
+    if (expected === null) {
+      tally.handoffs++;
+      s.custodian = to.address;
+      s.seq += 1;
+    }
+  }
+  toString() {
+    return `handoff(#${this.which}, ${this.from}→${this.to}, seq +${this.seqDelta}, ${this.signing})`;
+  }
+}
+
+class Checkpoint extends Step {
+  constructor(
+    which: number,
+    readonly temps: number[],
+    readonly seqDelta: 0 | 1 | 2,
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    await tick(m);
+    const batch = new ReadingsBatch(this.temps.map((temp, i) => ({ at: Number(m.now) - i, temp })));
+    const cp: Message = {
+      shipment: s.id,
+      seq: s.checkpointSeq + this.seqDelta,
+      readingsRoot: batch.root,
+      count: batch.count,
+      minTemp: batch.min,
+      maxTemp: batch.max,
+      location: locationId("geo:52.37,4.89"),
+      at: m.now,
+    };
+    const key = w.trackerKeys[0];
+    const signature = key.signDigest(digest("Checkpoint", w.custodyDeployment, cp));
+    const expected = s.delivered
+      ? "CustodyLedgerDelivered"
+      : Number(cp.seq) !== s.checkpointSeq + 1
+        ? "CustodyLedgerWrongSequence"
+        : null;
+    await expectOutcome(
+      w,
+      this.toString(),
+      () => w.ledger.checkpoint(cp as never, key.signer, signature, GAS),
+      expected,
+    );
+    if (expected === null) {
+      tally.checkpoints++;
+      s.checkpointSeq += 1;
+      s.lastAt = m.now;
+      if (batch.min < 200 || batch.max > 800) s.breached = true;
+    }
+  }
+  toString() {
+    return `checkpoint(#${this.which}, [${this.temps}], seq +${this.seqDelta})`;
+  }
+}
+
+class Flag extends Step {
+  constructor(
+    which: number,
+    readonly kind: "overdue" | "silent",
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    await tick(m);
+    const due = this.kind === "overdue" ? m.now > s.deadline : m.now > s.lastAt + BigInt(HOUR);
+    const flagged = this.kind === "overdue" ? s.overdue : s.silent;
+    const expected = !due
+      ? "CustodyLedgerNotYet"
+      : s.delivered
+        ? "CustodyLedgerDelivered"
+        : flagged
+          ? "CustodyLedgerAlreadyFlagged"
+          : null;
+    await expectOutcome(
+      w,
+      this.toString(),
+      () => (this.kind === "overdue" ? w.ledger.markOverdue(s.id, GAS) : w.ledger.markSilent(s.id, GAS)),
+      expected,
+    );
+    if (expected === null) {
+      if (this.kind === "overdue") s.overdue = true;
+      else s.silent = true;
+    }
+  }
+  toString() {
+    return `mark ${this.kind}(#${this.which})`;
+  }
+}
+
+class Deliver extends Step {
+  constructor(
+    which: number,
+    readonly by: number,
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    const by = w.parties[this.by];
+    await tick(m);
+    const expected =
+      by.address !== w.receiver.address
+        ? "CustodyLedgerNotReceiver"
+        : s.custodian !== w.receiver.address
+          ? "CustodyLedgerNotHeldByReceiver"
+          : s.delivered
+            ? "CustodyLedgerDelivered"
+            : null;
+    const sender = this.by === 2 ? w.stranger : (by.signer as typeof w.receiver);
+    await expectOutcome(w, this.toString(), () => w.ledger.connect(sender).deliver(s.id, GAS), expected);
+    if (expected === null) {
+      tally.deliveries++;
+      s.delivered = true;
+      s.frozen = ((await w.ledger.shipmentOf(s.id)) as unknown as Result).toArray();
+    }
+  }
+  toString() {
+    return `deliver(#${this.which}, by party ${this.by})`;
+  }
+}
+
+class Wait extends Step {
+  constructor(readonly seconds: number) {
+    super(0);
+  }
+  async apply(m: Model) {
+    m.now += BigInt(this.seconds);
+    await time.setNextBlockTimestamp(m.now);
+    await ethers.provider.send("evm_mine", []);
+  }
+  toString() {
+    return `wait(${this.seconds} s)`;
+  }
+}
+
+const party = fc.integer({ min: 0, max: 3 });
+const handoff = fc
+  .tuple(
+    fc.nat(),
+    fc.constantFrom(-1, -1, -1, -1, 0, 1, 2, 3),
+    party,
+    fc.constantFrom<0 | 1 | 2>(1, 1, 1, 0, 2),
+    fc.constantFrom<Signing>("both", "both", "both", "fromOnly", "strangerFrom", "strangerTo"),
+  )
+  .map(([i, a, b, d, s]) => new Handoff(i, a, b, d, s));
+const allCommands = [
+  handoff,
+  handoff,
+  handoff,
+  fc
+    .tuple(
+      fc.nat(),
+      fc.array(fc.integer({ min: 100, max: 900 }), { minLength: 1, maxLength: 6 }),
+      fc.constantFrom<0 | 1 | 2>(1, 1, 0, 2),
+    )
+    .map(([i, t, d]) => new Checkpoint(i, t, d)),
+  fc.tuple(fc.nat(), fc.constantFrom<"overdue" | "silent">("overdue", "silent")).map(([i, k]) => new Flag(i, k)),
+  fc.tuple(fc.nat(), party).map(([i, b]) => new Deliver(i, b)),
+  fc.tuple(fc.nat(), fc.constant(3)).map(([i, b]) => new Deliver(i, b)),
+  fc.constantFrom(60, 1800, 4000, 6 * HOUR).map((s) => new Wait(s)),
+];
+
+describe("CustodyLedger stateful model: random sequences try to break invariant 5", function () {
+  it("seq grows by exactly one per handoff, the custodian changes only with both signatures, a delivered shipment never changes — after every step of random handoff/checkpoint/flag/deliver sequences", async function () {
+    await fc.assert(
+      fc.asyncProperty(fc.commands(allCommands, { maxCommands: 16, size: "max" }), async (cmds) => {
+        const w = await loadFixture(world);
+        const model: Model = { now: BigInt(await time.latest()), shipments: w.initial.map((s) => ({ ...s })) };
+        await fc.asyncModelRun(() => ({ model, real: w }), cmds);
+      }),
+      {
+        numRuns: RUNS,
+        ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
+        ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}),
+      },
+    );
+    console.log(
+      `      ${RUNS} sequences: ${tally.steps} steps, ${tally.refused} refused as the model predicted, ${tally.handoffs} handoffs, ${tally.checkpoints} checkpoints, ${tally.deliveries} deliveries`,
+    );
+    expect(tally.handoffs).to.be.greaterThan(RUNS / 2);
+    expect(tally.deliveries).to.be.greaterThan(0);
+  });
+});
