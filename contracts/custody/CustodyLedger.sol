@@ -320,8 +320,8 @@ contract CustodyLedger is EIP712, ERC2771Context {
             revert CustodyLedgerNotTrackerKey(t.tracker);
         if (!_isValidTrackerSignature(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(reading.at, reading.temp))));
-        if (!MerkleProof.verifyCalldata(proof, cp.readingsRoot, leaf)) revert CustodyLedgerInvalidProof();
+        if (!MerkleProof.verifyCalldata(proof, cp.readingsRoot, _readingLeaf(reading)))
+            revert CustodyLedgerInvalidProof();
         Conditions memory k = _conditions[shipment];
         if (reading.temp >= k.minTemp && reading.temp <= k.maxTemp) revert CustodyLedgerNotAnExcursion(reading.temp);
         if (reading.temp < cp.minTemp || reading.temp > cp.maxTemp)
@@ -400,6 +400,15 @@ contract CustodyLedger is EIP712, ERC2771Context {
             maxTemp: k.maxTemp,
             childrenRoot: _children[shipment]
         });
+    }
+
+    /// @notice Whether `reading` is in the batch of readings whose Merkle root is `root`.
+    function verifyReading(
+        bytes32 root,
+        Reading calldata reading,
+        bytes32[] calldata proof
+    ) external pure returns (bool) {
+        return MerkleProof.verifyCalldata(proof, root, _readingLeaf(reading));
     }
 
     /// @notice The id of the shipment with GS1 EPC URI `epc`.
@@ -483,6 +492,10 @@ contract CustodyLedger is EIP712, ERC2771Context {
         if (!low && cp.maxTemp <= k.maxTemp) return flags;
         if (flags & BREACHED == 0) emit Breached(cp.shipment, cp.seq, low ? cp.minTemp : cp.maxTemp, cp.at);
         return flags | BREACHED;
+    }
+
+    function _readingLeaf(Reading calldata reading) private pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(reading.at, reading.temp))));
     }
 
     function _checkpointDigest(CheckpointData calldata cp) private view returns (bytes32) {

@@ -521,6 +521,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
     registry: getAddress(opts.deployment.registry),
     ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
     ...(opts.deployment.paymentChannels ? { paymentChannels: getAddress(opts.deployment.paymentChannels) } : {}),
+    ...(opts.deployment.custodyLedger ? { custodyLedger: getAddress(opts.deployment.custodyLedger) } : {}),
   };
   const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;
   const chain = new Chain(provider, deployment, hasher);

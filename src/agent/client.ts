@@ -36,7 +36,12 @@ import {
   type ContractAddresses,
   type SignedDeviceMessage,
 } from "../messages";
-import { DeviceRegistry__factory, LockAccess__factory, PaymentChannels__factory } from "../../typechain-types";
+import {
+  CustodyLedger__factory,
+  DeviceRegistry__factory,
+  LockAccess__factory,
+  PaymentChannels__factory,
+} from "../../typechain-types";
 import { silentLogger, type Logger } from "./log";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox";
 
@@ -147,6 +152,7 @@ export class Backoff {
 const registryInterface: Interface = DeviceRegistry__factory.createInterface();
 const lockInterface: Interface = LockAccess__factory.createInterface();
 const channelsInterface: Interface = PaymentChannels__factory.createInterface();
+const custodyInterface: Interface = CustodyLedger__factory.createInterface();
 
 /** Registry and LockAccess errors after which a message can never land: they retire it as rejected. */
 const FINAL_ERRORS = new Set([
@@ -158,6 +164,11 @@ const FINAL_ERRORS = new Set([
   "PaymentChannelsUnknownChannel",
   "PaymentChannelsChallengeEnded",
   "PaymentChannelsNothingToClaim",
+  "CustodyLedgerUnknownShipment",
+  "CustodyLedgerDelivered",
+  "CustodyLedgerNotTrackerKey",
+  "CustodyLedgerInvalidTrackerSignature",
+  "CustodyLedgerBadTime",
   "DeviceRegistryExpired",
   "DeviceRegistryInvalidSignature",
   "DeviceRegistryInvalidProof",
@@ -197,7 +208,7 @@ const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
 
 export function decodeRevert(data: string | undefined): Revert {
   if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
-  for (const iface of [registryInterface, lockInterface, channelsInterface]) {
+  for (const iface of [registryInterface, lockInterface, channelsInterface, custodyInterface]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
@@ -208,7 +219,8 @@ export function decodeRevert(data: string | undefined): Revert {
         (/^(DeviceRegistryWrongStatus|LockAccessLockNotActive|PaymentChannelsPayerNotActive)$/.test(parsed.name) &&
           BigInt(args[1]) === REVOKED) ||
         // A log batch behind the chain's sequence never lands; one ahead waits for those before it.
-        (parsed.name === "LockAccessWrongSequence" && BigInt(args[1]) < BigInt(args[0]));
+        (/^(LockAccessWrongSequence|CustodyLedgerWrongSequence)$/.test(parsed.name) &&
+          BigInt(args[1]) < BigInt(args[0]));
       return { name: parsed.name, args, text, final };
     } catch {
       // not one of this contract's errors

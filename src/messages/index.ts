@@ -17,6 +17,7 @@ import { deviceIdOf } from "../registry/batch";
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
 import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [
@@ -26,11 +27,12 @@ export const DEVICE_MESSAGE_TYPES = [
   "NonceCancellation",
   "UnlockLog",
   "Voucher",
+  "Checkpoint",
 ] as const;
 export type DeviceMessageType = (typeof DEVICE_MESSAGE_TYPES)[number];
 
 /** The contracts a device message can be addressed to. */
-export type ContractName = "registry" | "lockAccess" | "paymentChannels";
+export type ContractName = "registry" | "lockAccess" | "paymentChannels" | "custodyLedger";
 
 /** The contract each device message type is delivered to (a type's route depends on the type alone). */
 export const CONTRACT_OF = {
@@ -40,6 +42,7 @@ export const CONTRACT_OF = {
   NonceCancellation: "registry",
   UnlockLog: "lockAccess",
   Voucher: "paymentChannels",
+  Checkpoint: "custodyLedger",
 } as const satisfies Record<DeviceMessageType, ContractName>;
 
 /** Where the contracts are deployed (a contract the deployment lacks cannot be addressed). */
@@ -47,6 +50,7 @@ export interface ContractAddresses {
   registry: string;
   lockAccess?: string;
   paymentChannels?: string;
+  custodyLedger?: string;
 }
 
 /** The address of `contract` in `addresses`; throws when the deployment does not have it. */
@@ -98,6 +102,7 @@ const INTERFACES: Record<ContractName, [string, Interface]> = {
   registry: ["DeviceRegistry", DeviceRegistry__factory.createInterface()],
   lockAccess: ["LockAccess", LockAccess__factory.createInterface()],
   paymentChannels: ["PaymentChannels", PaymentChannels__factory.createInterface()],
+  custodyLedger: ["CustodyLedger", CustodyLedger__factory.createInterface()],
 };
 
 /**
@@ -133,6 +138,11 @@ const SELECTORS = {
     "paymentChannels",
     "claim",
     "claim((uint256,uint256,address,uint96,uint96,uint64,uint32,bytes32),uint256,bytes,bytes)",
+  ),
+  Checkpoint: selectorOf(
+    "custodyLedger",
+    "checkpoint",
+    "checkpoint((bytes32,uint32,bytes32,uint32,int16,int16,bytes32,uint64),bytes,bytes)",
   ),
 } as const satisfies Record<DeviceMessageType, string>;
 
@@ -406,6 +416,31 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
           SELECTORS.Voucher + terms + amount + size(head) + size(head + tailSize(key)) + tail(key) + tail(signature),
       };
     }
+    case "Checkpoint": {
+      // checkpoint((bytes32 shipment, uint32 seq, bytes32 readingsRoot, uint32 count, int16 minTemp,
+      //            int16 maxTemp, bytes32 location, uint64 at) cp, bytes key, bytes signature); the
+      // checkpoint is static: in the head
+      const key = bytes(m.key, "key");
+      const signature = bytes(m.signature, "signature");
+      const head = 10 * WORD;
+      return {
+        contract: "custodyLedger",
+        data:
+          SELECTORS.Checkpoint +
+          bytes32(f.shipment, "message.shipment") +
+          uint(f.seq, 32, "message.seq") +
+          bytes32(f.readingsRoot, "message.readingsRoot") +
+          uint(f.count, 32, "message.count") +
+          int(f.minTemp, 16, "message.minTemp") +
+          int(f.maxTemp, 16, "message.maxTemp") +
+          bytes32(f.location, "message.location") +
+          uint(f.at, 64, "message.at") +
+          size(head) +
+          size(head + tailSize(key)) +
+          tail(key) +
+          tail(signature),
+      };
+    }
     default:
       throw new Error(`type must be one of ${DEVICE_MESSAGE_TYPES.join(", ")}`);
   }
@@ -415,6 +450,8 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
 export function deviceOf(m: SignedDeviceMessage): bigint {
   if (m.type === "DeviceClaim") return deviceIdOf(m.key);
   if (m.type === "Voucher") return BigInt(m.terms!.payer);
+  // A checkpoint names no device: its lane is the key's (its device id while the key is the first).
+  if (m.type === "Checkpoint") return deviceIdOf(m.key);
   return BigInt((m.type === "UnlockLog" ? m.message.lock : m.message.device) as string);
 }
 
@@ -425,7 +462,8 @@ export function nonceOf(m: SignedDeviceMessage): bigint | undefined {
 
 /** The deadline of the message's signature (seconds); a voucher has none (its channel's close bounds it). */
 export function deadlineOf(m: SignedDeviceMessage): bigint {
-  return m.type === "Voucher" ? (1n << 256n) - 1n : BigInt(m.message.deadline as string);
+  // A voucher's channel close bounds it; a checkpoint's sequence number does.
+  return m.type === "Voucher" || m.type === "Checkpoint" ? (1n << 256n) - 1n : BigInt(m.message.deadline as string);
 }
 
 /** A stable id: the same signed message always has the same id, whoever submits it. */
@@ -453,6 +491,11 @@ export async function isSpent(
     const state = await channels.channelState(String(m.message.channel));
     // Closed (or never opened), or paid up to this voucher already.
     return state.deposit === 0n || state.paid >= BigInt(m.message.cumulativeAmount as string);
+  }
+  if (m.type === "Checkpoint") {
+    const ledger = CustodyLedger__factory.connect(addressOf(contracts, "custodyLedger"), provider);
+    const s = await ledger.shipmentOf(String(m.message.shipment));
+    return s.delivered || BigInt(s.checkpointSeq) >= BigInt(m.message.seq as string);
   }
   if (m.type === "UnlockLog") {
     const locks = LockAccess__factory.connect(addressOf(contracts, "lockAccess"), provider);

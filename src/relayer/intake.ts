@@ -49,6 +49,7 @@ const GAS_BOUND: Record<SignedDeviceMessage["type"], bigint> = {
   NonceCancellation: 100_000n,
   UnlockLog: 100_000n,
   Voucher: 100_000n,
+  Checkpoint: 100_000n,
 };
 
 export interface Reply {

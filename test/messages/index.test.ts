@@ -22,10 +22,12 @@ import {
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
 import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
 
 const registry: Interface = DeviceRegistry__factory.createInterface();
 const locks: Interface = LockAccess__factory.createInterface();
 const channels: Interface = PaymentChannels__factory.createInterface();
+const custody: Interface = CustodyLedger__factory.createInterface();
 
 /** The calldata as the ethers-based `encodeCall` built it (the reference). */
 function ethersCall(m: SignedDeviceMessage): string {
@@ -56,6 +58,21 @@ function ethersCall(m: SignedDeviceMessage): string {
       return registry.encodeFunctionData("cancelNonce", [m.key, f.deadline, m.signature]);
     case "Voucher":
       return channels.encodeFunctionData("claim", [m.terms, f.cumulativeAmount, m.key, m.signature]);
+    case "Checkpoint":
+      return custody.encodeFunctionData("checkpoint", [
+        {
+          shipment: f.shipment,
+          seq: f.seq,
+          readingsRoot: f.readingsRoot,
+          count: f.count,
+          minTemp: f.minTemp,
+          maxTemp: f.maxTemp,
+          location: f.location,
+          at: f.at,
+        },
+        m.key,
+        m.signature,
+      ]);
     case "UnlockLog":
       return locks.encodeFunctionData("anchorLog", [
         m.key,
@@ -188,6 +205,34 @@ function messageOf(type: DeviceMessageType): fc.Arbitrary<SignedDeviceMessage> {
             salt: r.salt,
             payerKeyHash: r.payerKeyHash,
           } as unknown as SignedDeviceMessage["terms"],
+        }));
+    case "Checkpoint":
+      return fc
+        .record({
+          ...base,
+          shipment: anyCaseHex(32),
+          seq: uint(32),
+          readingsRoot: anyCaseHex(32),
+          count: uint(32),
+          minTemp: int(16),
+          maxTemp: int(16),
+          location: anyCaseHex(32),
+          at: uint(64),
+        })
+        .map((r) => ({
+          type,
+          key: r.key,
+          signature: r.signature,
+          message: {
+            shipment: r.shipment,
+            seq: r.seq,
+            readingsRoot: r.readingsRoot,
+            count: r.count,
+            minTemp: r.minTemp,
+            maxTemp: r.maxTemp,
+            location: r.location,
+            at: r.at,
+          },
         }));
     case "UnlockLog":
       return fc
