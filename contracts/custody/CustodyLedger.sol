@@ -281,8 +281,6 @@ contract CustodyLedger is EIP712, ERC2771Context {
     function checkpoint(CheckpointData calldata cp, bytes calldata key, bytes calldata signature) external {
         Tracking memory t = _tracking[cp.shipment];
         _checkCheckpoint(cp, t, key, signature);
-        uint8 flags = _breachFlags(cp, t.flags);
-        _tracking[cp.shipment] = Tracking(t.tracker, uint40(cp.at), uint16(cp.seq), flags);
         emit CheckpointPosted(
             cp.shipment,
             cp.seq,
@@ -293,6 +291,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
             cp.location,
             cp.at
         );
+        _tracking[cp.shipment] = Tracking(t.tracker, uint40(cp.at), uint16(cp.seq), _breachFlags(cp, t.flags));
     }
 
     /**

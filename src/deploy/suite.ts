@@ -7,6 +7,7 @@ import {
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
   ERC7913P256SHA256Verifier__factory,
+  CustodyLedger__factory,
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types";
@@ -26,6 +27,7 @@ export interface SuiteAddresses {
   p256Verifier: string;
   lockAccess: string;
   paymentChannels: string;
+  custodyLedger: string;
 }
 
 export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Promise<SuiteAddresses> {
@@ -47,12 +49,14 @@ export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Pr
     forwarder,
     opts.challengePeriod ?? 86_400,
   );
-  await channels.waitForDeployment();
+  const custody = await new CustodyLedger__factory(deployer).deploy(registry, forwarder);
+  await custody.waitForDeployment();
   return {
     registry: await registry.getAddress(),
     forwarder: await forwarder.getAddress(),
     p256Verifier: await verifier.getAddress(),
     lockAccess: await lockAccess.getAddress(),
     paymentChannels: await channels.getAddress(),
+    custodyLedger: await custody.getAddress(),
   };
 }

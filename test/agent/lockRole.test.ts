@@ -287,7 +287,9 @@ describe("lock role: unlock decisions from cached chain state", function () {
       reason: "signature",
     });
     expect(
-      f.role.applyCheckpoint(checkpoint({}, owner, { ...deployment, verifyingContract: Wallet.createRandom().address })),
+      f.role.applyCheckpoint(
+        checkpoint({}, owner, { ...deployment, verifyingContract: Wallet.createRandom().address }),
+      ),
     ).to.include({ reason: "signature" });
     expect(f.role.applyCheckpoint(checkpoint({ owner: stranger.signer }, stranger))).to.include({
       reason: "not-owner",

@@ -6,9 +6,12 @@ import parameters from "../../ignition/parameters.example.json";
 describe("Ignition: Custos module", function () {
   it("deploys the suite with its parameters: roles, quorum, forwarder and P-256 verifier wired", async function () {
     const [deployer] = await ethers.getSigners();
-    const { registry, forwarder, p256Verifier, lockAccess, paymentChannels } = await ignition.deploy(CustosModule, {
-      parameters,
-    });
+    const { registry, forwarder, p256Verifier, lockAccess, paymentChannels, custodyLedger } = await ignition.deploy(
+      CustosModule,
+      {
+        parameters,
+      },
+    );
     const p = parameters.Custos;
     expect(await registry.hasRole(await registry.DEFAULT_ADMIN_ROLE(), deployer.address)).to.equal(true);
     expect(await registry.guardianQuorum()).to.equal(BigInt(p.guardianQuorum));
@@ -22,5 +25,7 @@ describe("Ignition: Custos module", function () {
     expect(await paymentChannels.registry()).to.equal(await registry.getAddress());
     expect(await paymentChannels.challengePeriod()).to.equal(BigInt(p.challengePeriod));
     expect(await paymentChannels.isTrustedForwarder(await forwarder.getAddress())).to.equal(true);
+    expect(await custodyLedger.registry()).to.equal(await registry.getAddress());
+    expect(await custodyLedger.isTrustedForwarder(await forwarder.getAddress())).to.equal(true);
   });
 });

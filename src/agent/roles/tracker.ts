@@ -190,4 +190,14 @@ export class TrackerRole {
   close(): Promise<void> {
     return this.log.close();
   }
+
+  /** `proof` from a tracker's data directory, without an agent (tools reading a tracker's log). */
+  static async proofFrom(dataDir: string, shipment: string, seq: number, index: number) {
+    const role = new TrackerRole({ agent: undefined as never, sensor: { read: () => 0 }, dataDir });
+    try {
+      return role.proof(shipment, seq, index);
+    } finally {
+      await role.close();
+    }
+  }
 }

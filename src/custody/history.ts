@@ -1,0 +1,293 @@
+/**
+ * A shipment's full history rebuilt from the chain: its creation (and, for a child split off a
+ * pallet, the pallet's history before the split), every handoff and checkpoint with its signatures
+ * re-verified off chain (read from the transactions that carried them), breaches, flags and
+ * delivery; and its export as a GS1 EPCIS 2.0 JSON-LD document.
+ */
+import { Contract, TypedDataEncoder, recoverAddress, type Provider, type Result } from "ethers";
+import { domainOf, typesOf, type Deployment } from "../eip712";
+import { DeviceSignatureVerifier } from "../crypto/verify";
+import { hexToBytes } from "../eip712/fast";
+import { deviceIdOf } from "../registry/batch";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
+import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
+import { cbvName } from "./index";
+
+export type Verified = true | false | "not in calldata";
+
+export type HistoryEntry = { block: number; logIndex: number; time: number; txHash: string; shipment: string } & (
+  | {
+      kind: "created";
+      epc: string;
+      creator: string;
+      tracker: string;
+      receiver: string;
+      deadline: number;
+      maxSilence: number;
+      minTemp: number;
+      maxTemp: number;
+      metadataHash: string;
+      childrenRoot: string;
+    }
+  | { kind: "split"; pallet: string; child: string }
+  | {
+      kind: "handoff";
+      seq: number;
+      from: string;
+      to: string;
+      bizStep: string;
+      disposition: string;
+      readPoint: string;
+      at: number;
+      signatures: { from: Verified; to: Verified };
+    }
+  | {
+      kind: "checkpoint";
+      seq: number;
+      readingsRoot: string;
+      count: number;
+      minTemp: number;
+      maxTemp: number;
+      location: string;
+      at: number;
+      key?: string;
+      signature: Verified;
+    }
+  | { kind: "breached"; checkpointSeq: number; temp: number; at: number }
+  | { kind: "contradicted"; device: string; checkpointSeq: number; temp: number }
+  | { kind: "overdue"; deadline: number }
+  | { kind: "silent"; lastCheckpointAt: number }
+  | { kind: "delivered"; receiver: string }
+);
+
+export interface ShipmentHistory {
+  shipment: string;
+  epc: string;
+  /** The pallet it was split from, if any (whose entries before the split are included). */
+  parent?: string;
+  entries: HistoryEntry[];
+  /** Every signature found re-verified. */
+  allVerified: boolean;
+}
+
+const ERC1271 = ["function isValidSignature(bytes32 hash, bytes signature) view returns (bytes4)"];
+
+/** Rebuilds the history of `shipment` from the ledger at `ledgerAddress`. */
+export async function shipmentHistory(
+  provider: Provider,
+  ledgerAddress: string,
+  shipment: string,
+  opts: { fromBlock?: number } = {},
+): Promise<ShipmentHistory> {
+  const ledger = CustodyLedger__factory.connect(ledgerAddress, provider);
+  const { chainId } = await provider.getNetwork();
+  const deployment: Deployment = { chainId, verifyingContract: ledgerAddress };
+  const registry = DeviceRegistry__factory.connect(await ledger.registry(), provider);
+  const from = opts.fromBlock ?? 0;
+  const id = shipment.toLowerCase();
+  const [created] = await ledger.queryFilter(ledger.filters.ShipmentCreated(id), from);
+  if (!created) throw new Error(`--shipment: no shipment ${shipment} on this ledger`);
+  const [split] = await ledger.queryFilter(ledger.filters.ChildSplit(undefined, id), from);
+  const entries: HistoryEntry[] = [];
+  let parent: string | undefined;
+  if (split) {
+    parent = split.args.pallet;
+    const before = await shipmentHistory(provider, ledgerAddress, parent, opts);
+    entries.push(
+      ...before.entries.filter(
+        (e) => e.block < split.blockNumber || (e.block === split.blockNumber && e.logIndex < split.index),
+      ),
+    );
+  }
+  const times = new Map<number, number>();
+  const timeOf = async (block: number) => {
+    if (!times.has(block)) times.set(block, (await provider.getBlock(block))!.timestamp);
+    return times.get(block)!;
+  };
+  const base = async (e: { blockNumber: number; index: number; transactionHash: string }) => ({
+    block: e.blockNumber,
+    logIndex: e.index,
+    time: await timeOf(e.blockNumber),
+    txHash: e.transactionHash,
+    shipment: id,
+  });
+  const iface = ledger.interface;
+  const callOf = async (txHash: string, fn: string) => {
+    const tx = await provider.getTransaction(txHash);
+    if (!tx || tx.to?.toLowerCase() !== ledgerAddress.toLowerCase()) return undefined;
+    const parsed = iface.parseTransaction({ data: tx.data });
+    return parsed?.name === fn ? parsed : undefined;
+  };
+  const secpVerifier = new DeviceSignatureVerifier([]);
+  const verifyAccount = async (account: string, digest: string, signature: string): Promise<boolean> => {
+    if ((await provider.getCode(account)) !== "0x") {
+      try {
+        const magic = await new Contract(account, ERC1271, provider).isValidSignature(digest, signature);
+        return magic === "0x1626ba7e";
+      } catch {
+        return false;
+      }
+    }
+    try {
+      return recoverAddress(digest, signature).toLowerCase() === account.toLowerCase();
+    } catch {
+      return false;
+    }
+  };
+
+  const c = created.args;
+  entries.push({
+    ...(await base(created)),
+    kind: "created",
+    epc: c.epc,
+    creator: c.creator,
+    tracker: c.tracker.toString(),
+    receiver: c.receiver,
+    deadline: Number(c.deadline),
+    maxSilence: Number(c.maxSilence),
+    minTemp: Number(c.minTemp),
+    maxTemp: Number(c.maxTemp),
+    metadataHash: c.metadataHash,
+    childrenRoot: c.childrenRoot,
+  });
+  if (split) entries.push({ ...(await base(split)), kind: "split", pallet: split.args.pallet, child: id });
+
+  for (const e of await ledger.queryFilter(ledger.filters.HandedOff(id), from)) {
+    const a = (e.args as unknown as Result).toObject() as typeof e.args;
+    const call = await callOf(e.transactionHash, "handoff");
+    let signatures: { from: Verified; to: Verified } = { from: "not in calldata", to: "not in calldata" };
+    if (call) {
+      // toObject: a Result is an Array, whose `at` is a method, not the field.
+      const h = (call.args[0] as Result).toObject();
+      const message = {
+        shipment: h.shipment,
+        from: h.from,
+        to: h.to,
+        seq: h.seq,
+        bizStep: h.bizStep,
+        disposition: h.disposition,
+        readPoint: h.readPoint,
+        at: h.at,
+        deadline: h.deadline,
+      };
+      const digest = TypedDataEncoder.hash(domainOf("custody", deployment), typesOf("Handoff"), message);
+      signatures = {
+        from: await verifyAccount(a.from, digest, call.args[1]),
+        to: await verifyAccount(a.to, digest, call.args[2]),
+      };
+    }
+    entries.push({
+      ...(await base(e)),
+      kind: "handoff",
+      seq: Number(a.seq),
+      from: a.from,
+      to: a.to,
+      bizStep: cbvName(a.bizStep),
+      disposition: cbvName(a.disposition),
+      readPoint: a.readPoint,
+      at: Number(a.at),
+      signatures,
+    });
+  }
+  const tracker = BigInt(c.tracker);
+  for (const e of await ledger.queryFilter(ledger.filters.CheckpointPosted(id), from)) {
+    const a = (e.args as unknown as Result).toObject() as typeof e.args;
+    const call = await callOf(e.transactionHash, "checkpoint");
+    let signature: Verified = "not in calldata";
+    let key: string | undefined;
+    if (call) {
+      const cp = (call.args[0] as Result).toObject();
+      key = (call.args[1] as string).toLowerCase();
+      const message = {
+        shipment: cp.shipment,
+        seq: cp.seq,
+        readingsRoot: cp.readingsRoot,
+        count: cp.count,
+        minTemp: cp.minTemp,
+        maxTemp: cp.maxTemp,
+        location: cp.location,
+        at: cp.at,
+      };
+      const digest = TypedDataEncoder.hash(domainOf("custody", deployment), typesOf("Checkpoint"), message);
+      // A P-256 key is judged only behind a verifier the registry allows.
+      const v =
+        key.length > 42 && (await registry.isKeyVerifier(key.slice(0, 42)))
+          ? new DeviceSignatureVerifier([key.slice(0, 42)])
+          : secpVerifier;
+      const ownKey =
+        deviceIdOf(key) === tracker || (await registry.deviceByKey(key, { blockTag: e.blockNumber })).id === tracker;
+      signature = ownKey && v.verify(key, hexToBytes(digest), hexToBytes(call.args[2] as string));
+    }
+    entries.push({
+      ...(await base(e)),
+      kind: "checkpoint",
+      seq: Number(a.seq),
+      readingsRoot: a.readingsRoot,
+      count: Number(a.count),
+      minTemp: Number(a.minTemp),
+      maxTemp: Number(a.maxTemp),
+      location: a.location,
+      at: Number(a.at),
+      ...(key ? { key } : {}),
+      signature,
+    });
+  }
+  for (const e of await ledger.queryFilter(ledger.filters.Breached(id), from))
+    entries.push({
+      ...(await base(e)),
+      kind: "breached",
+      checkpointSeq: Number(e.args.checkpointSeq),
+      temp: Number(e.args.temp),
+      at: Number((e.args as unknown as Result).toObject().at),
+    });
+  for (const e of await ledger.queryFilter(ledger.filters.DeviceContradicted(undefined, id), from))
+    entries.push({
+      ...(await base(e)),
+      kind: "contradicted",
+      device: e.args.device.toString(),
+      checkpointSeq: Number(e.args.checkpointSeq),
+      temp: Number(e.args.temp),
+    });
+  for (const e of await ledger.queryFilter(ledger.filters.MarkedOverdue(id), from))
+    entries.push({ ...(await base(e)), kind: "overdue", deadline: Number(e.args.deadline) });
+  for (const e of await ledger.queryFilter(ledger.filters.MarkedSilent(id), from))
+    entries.push({ ...(await base(e)), kind: "silent", lastCheckpointAt: Number(e.args.lastCheckpointAt) });
+  for (const e of await ledger.queryFilter(ledger.filters.Delivered(id), from))
+    entries.push({ ...(await base(e)), kind: "delivered", receiver: e.args.receiver });
+
+  entries.sort((a, b) => a.block - b.block || a.logIndex - b.logIndex);
+  const allVerified = entries.every(
+    (e) =>
+      (e.kind !== "handoff" || (e.signatures.from === true && e.signatures.to === true)) &&
+      (e.kind !== "checkpoint" || e.signature === true),
+  );
+  return { shipment: id, epc: c.epc, ...(parent ? { parent } : {}), entries, allVerified };
+}
+
+/** One line per entry: when, what, and whether its signatures verified. */
+export function timeline(h: ShipmentHistory): string[] {
+  const ok = (v: Verified) => (v === true ? "✓" : v === false ? "✗ BAD SIGNATURE" : "?");
+  return h.entries.map((e) => {
+    const when = new Date(e.time * 1000).toISOString();
+    switch (e.kind) {
+      case "created":
+        return `${when}  created ${e.epc} by ${e.creator} for ${e.receiver}, tracker ${e.tracker}, ${e.minTemp / 100}–${e.maxTemp / 100} °C`;
+      case "split":
+        return `${when}  split off pallet ${e.pallet}`;
+      case "handoff":
+        return `${when}  handoff #${e.seq} ${e.from} → ${e.to} (${e.bizStep}, ${e.disposition}) signatures ${ok(e.signatures.from)} ${ok(e.signatures.to)}`;
+      case "checkpoint":
+        return `${when}  checkpoint #${e.seq}: ${e.count} readings, ${e.minTemp / 100}–${e.maxTemp / 100} °C, signature ${ok(e.signature)}`;
+      case "breached":
+        return `${when}  BREACHED at checkpoint #${e.checkpointSeq}: ${e.temp / 100} °C`;
+      case "contradicted":
+        return `${when}  tracker ${e.device} CONTRADICTED by its own reading of ${e.temp / 100} °C (checkpoint #${e.checkpointSeq})`;
+      case "overdue":
+        return `${when}  OVERDUE (deadline ${new Date(e.deadline * 1000).toISOString()})`;
+      case "silent":
+        return `${when}  SILENT since ${new Date(e.lastCheckpointAt * 1000).toISOString()}`;
+      case "delivered":
+        return `${when}  delivered to ${e.receiver}`;
+    }
+  });
+}

@@ -1,0 +1,186 @@
+import { expect } from "chai";
+import hre, { ethers } from "hardhat";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import Ajv from "ajv";
+import addFormats from "ajv-formats";
+import { deploySuite } from "../../src/deploy/suite";
+import { typedData, type Message } from "../../src/eip712";
+import { randomDeviceKey } from "../../src/crypto/deviceKey";
+import { Agent } from "../../src/agent/agent";
+import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker";
+import { cbv, locationId, shipmentIdOf } from "../../src/custody";
+import { DeviceBatch } from "../../src/registry/batch";
+import { FIRMWARE, MODEL } from "../helpers/registry";
+import { fundedWallet } from "../agent/helpers";
+
+const SHARED = path.join(__dirname, "..", "..", "..", "shared", "epcis");
+
+function epcisValidator() {
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  addFormats(ajv);
+  return ajv.compile(JSON.parse(readFileSync(path.join(SHARED, "EPCIS-JSON-Schema.json"), "utf8")));
+}
+
+describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", function () {
+  const dir = mkdtempSync(path.join(tmpdir(), "custos-custody-"));
+
+  it("GS1's own sensor examples validate against GS1's schema (the validator works)", function () {
+    const validate = epcisValidator();
+    for (const f of ["SensorDataExample1.jsonld", "SensorDataExample2.jsonld", "SensorDataExample5.jsonld"]) {
+      expect(validate(JSON.parse(readFileSync(path.join(SHARED, f), "utf8"))), f).to.equal(true);
+    }
+    expect(validate({ type: "EPCISDocument", schemaVersion: "2.0" })).to.equal(false);
+  });
+
+  it("a cold-chain shipment through three custodians: history re-verifies every signature, one reading is proven, and the EPCIS export validates against GS1's schema", async function () {
+    const [admin, shipper, carrier, receiver] = await ethers.getSigners();
+    const suite = await deploySuite(admin, { manufacturers: [admin.address] });
+    const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
+    const ledger = await ethers.getContractAt("CustodyLedger", suite.custodyLedger);
+    const { chainId } = await ethers.provider.getNetwork();
+    // A tracker device, provisioned and claimed by the shipper.
+    const key = randomDeviceKey("p256", suite.p256Verifier);
+    const batch = new DeviceBatch([{ deviceKey: key.signer, model: MODEL, firmwareHash: FIRMWARE }]);
+    await (await registry.commitBatch(batch.root)).wait();
+    const claim = { owner: shipper.address, batch: batch.id, deadline: BigInt((await time.latest()) + 3600) };
+    const t = typedData("DeviceClaim", { chainId, verifyingContract: suite.registry }, claim);
+    await registry.connect(shipper).claim(
+      {
+        owner: shipper.address,
+        batchId: batch.id,
+        deviceKey: key.signer,
+        model: MODEL,
+        firmwareHash: FIRMWARE,
+        deadline: claim.deadline,
+      },
+      batch.proof(key.signer),
+      ethers.hexlify(await key.sign(ethers.getBytes(ethers.TypedDataEncoder.hash(t.domain, t.types, claim)))),
+    );
+    const epc = "urn:epc:id:sscc:0614141.1234567890";
+    const id = shipmentIdOf(epc);
+    await ledger.connect(shipper).createShipment({
+      epc,
+      tracker: (await registry.deviceByKey(key.signer)).id,
+      receiver: receiver.address,
+      deadline: BigInt((await time.latest()) + 86_400),
+      maxSilence: 3600,
+      minTemp: 200,
+      maxTemp: 800,
+      metadataHash: ethers.id("vaccines"),
+      childrenRoot: ethers.ZeroHash,
+    });
+    const custody = { chainId, verifyingContract: suite.custodyLedger };
+    const hand = async (
+      from: typeof shipper,
+      to: typeof shipper,
+      seq: number,
+      bizStep: string,
+      disposition: string,
+    ) => {
+      const h: Message = {
+        shipment: id,
+        from: from.address,
+        to: to.address,
+        seq,
+        bizStep: cbv(bizStep),
+        disposition: cbv(disposition),
+        readPoint: locationId("urn:epc:id:sgln:0614141.00001.0"),
+        at: BigInt(await time.latest()),
+        deadline: BigInt((await time.latest()) + 600),
+      };
+      const td = typedData("Handoff", custody, h);
+      await ledger.handoff(
+        h as never,
+        await from.signTypedData(td.domain, td.types, h),
+        await to.signTypedData(td.domain, td.types, h),
+      );
+    };
+    await hand(shipper, carrier, 1, "shipping", "in_transit");
+
+    // The tracker rides along: readings every 5 minutes, a door open for ten minutes at 11 °C.
+    const trackerDir = path.join(dir, "tracker");
+    const agent = await Agent.create({
+      signer: key,
+      deployment: { chainId, registry: suite.registry, custodyLedger: suite.custodyLedger },
+      dataDir: trackerDir,
+      rpc: ethers.provider,
+      payer: await fundedWallet(),
+      pollMs: 5,
+      holdMs: 20,
+    });
+    const start = await time.latest();
+    const tracker = new TrackerRole({
+      agent,
+      dataDir: trackerDir,
+      sensor: new SimulatedSensor({
+        base: 450,
+        amplitude: 30,
+        excursions: [{ from: start + 900, to: start + 1500, temp: 1100 }],
+      }),
+      location: () => locationId("geo:52.37,4.89"),
+    });
+    for (let i = 1; i <= 12; i++) await tracker.sample(id, start + i * 300);
+    await time.increaseTo(start + 3700);
+    await tracker.checkpoint(id);
+    await agent.drain();
+    await hand(carrier, receiver, 2, "receiving", "in_progress");
+    await ledger.connect(receiver).deliver(id);
+
+    const h = await hre.run("custody:history", { shipment: id, ledger: suite.custodyLedger, json: false });
+    expect(h.allVerified).to.equal(true);
+    expect(h.entries.map((e: { kind: string }) => e.kind)).to.deep.equal([
+      "created",
+      "handoff",
+      "checkpoint",
+      "breached",
+      "handoff",
+      "delivered",
+    ]);
+
+    const excursionIndex = tracker.rawReadings(id).findIndex((r) => r.temp === 1100);
+    await tracker.close();
+    await agent.stop();
+    const proof = await hre.run("custody:prove-reading", {
+      shipment: id,
+      seq: 1,
+      index: excursionIndex,
+      readings: trackerDir,
+      ledger: suite.custodyLedger,
+      submit: false,
+    });
+    expect(proof).to.include({ verified: true, outOfRange: true });
+    await expect(
+      hre.run("custody:prove-reading", {
+        shipment: id,
+        seq: 2,
+        index: 0,
+        readings: trackerDir,
+        ledger: suite.custodyLedger,
+        submit: false,
+      }),
+    ).to.be.rejectedWith(/--seq\/--index: no checkpoint 2/);
+
+    const out = path.join(dir, "shipment.jsonld");
+    await hre.run("custody:epcis", { shipment: id, out, ledger: suite.custodyLedger });
+    const doc = JSON.parse(readFileSync(out, "utf8"));
+    const validate = epcisValidator();
+    expect(validate(doc), JSON.stringify(validate.errors, null, 2)).to.equal(true);
+    const events = doc.epcisBody.eventList;
+    expect(events.map((e: { bizStep: string }) => e.bizStep)).to.deep.equal([
+      "commissioning",
+      "shipping",
+      "sensor_reporting",
+      "receiving",
+      "receiving",
+    ]);
+    expect(events[2].sensorElementList[0].sensorReport[0]).to.deep.include({
+      type: "Temperature",
+      maxValue: 11,
+      uom: "CEL",
+    });
+    await expect(hre.run("custody:history", { shipment: "0x1234", json: true })).to.be.rejectedWith(/--shipment/);
+  });
+});
