@@ -5,6 +5,8 @@ import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 import "./tasks/registry";
 import "./tasks/custody";
+import "./tasks/access";
+import "./tasks/channels";
 
 const SOLC_VERSION = "0.8.30";
 

@@ -10,27 +10,17 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
+import { contractAddress, deviceIdArg, readJsonArg } from "./addresses";
 
 /** The ledger address: the flag, else CUSTOS_CUSTODY_LEDGER, else this chain's Ignition deployment. */
-export async function ledgerAddress(hre: HardhatRuntimeEnvironment, flag?: string): Promise<string> {
-  const chosen = flag || process.env.CUSTOS_CUSTODY_LEDGER;
-  if (chosen) {
-    if (!hre.ethers.isAddress(chosen)) throw new Error(`--ledger: ${chosen} is not an address`);
-    return chosen;
-  }
-  const { chainId } = await hre.ethers.provider.getNetwork();
-  const file = path.join(
-    hre.config.paths.root,
-    "ignition",
-    "deployments",
-    `chain-${chainId}`,
-    "deployed_addresses.json",
-  );
-  if (existsSync(file)) {
-    const address = JSON.parse(readFileSync(file, "utf8"))["Custos#CustodyLedger"];
-    if (address) return address;
-  }
-  throw new Error("--ledger is required (or CUSTOS_CUSTODY_LEDGER, or an Ignition deployment of the Custos module)");
+export function ledgerAddress(hre: HardhatRuntimeEnvironment, flag?: string): Promise<string> {
+  return contractAddress(hre, "CustodyLedger", flag);
+}
+
+async function ledgerAt(hre: HardhatRuntimeEnvironment, flag: string | undefined, signer: number) {
+  const signers = await hre.ethers.getSigners();
+  if (!(signer >= 0 && signer < signers.length)) throw new Error(`--signer: no account ${signer} on this network`);
+  return hre.ethers.getContractAt("CustodyLedger", await ledgerAddress(hre, flag), signers[signer]);
 }
 
 function shipmentArg(value: string): string {
@@ -143,4 +133,156 @@ task("custody:epcis", "Writes a shipment's history as a GS1 EPCIS 2.0 JSON-LD do
       console.log(JSON.stringify({ out: args.out, events: doc.epcisBody.eventList.length }));
     } else process.stdout.write(text);
     return doc;
+  });
+
+task("custody:create", "Creates a shipment; the signer is its first custodian")
+  .addParam("epc", "the shipment's GS1 EPC URI (e.g. urn:epc:id:sscc:0614141.1234567890)")
+  .addParam("tracker", "the tracker device id")
+  .addParam("receiver", "the receiver's address")
+  .addOptionalParam("deadlineIn", "seconds from now it must be delivered by", 172_800, types.int)
+  .addOptionalParam("maxSilence", "longest allowed silence between checkpoints (s)", 3_600, types.int)
+  .addOptionalParam("minTemp", "lowest allowed temperature (hundredths of °C)", 200, types.int)
+  .addOptionalParam("maxTemp", "highest allowed temperature (hundredths of °C)", 800, types.int)
+  .addOptionalParam("metadata", "text whose keccak256 is the metadata hash", "")
+  .addOptionalParam("childrenRoot", "for a pallet: the Merkle root of its children's ids")
+  .addOptionalParam("ledger", "CustodyLedger address")
+  .addOptionalParam("signer", "index of the creating account", 0, types.int)
+  .setAction(
+    async (
+      args: {
+        epc: string;
+        tracker: string;
+        receiver: string;
+        deadlineIn: number;
+        maxSilence: number;
+        minTemp: number;
+        maxTemp: number;
+        metadata: string;
+        childrenRoot?: string;
+        ledger?: string;
+        signer: number;
+      },
+      hre,
+    ) => {
+      if (!/^urn:epc:id:[a-z]+:[0-9.A-Za-z-]+$/.test(args.epc)) throw new Error(`--epc: ${args.epc} is not an EPC URI`);
+      if (!hre.ethers.isAddress(args.receiver)) throw new Error(`--receiver: ${args.receiver} is not an address`);
+      if (args.childrenRoot !== undefined && !hre.ethers.isHexString(args.childrenRoot, 32))
+        throw new Error("--children-root must be 32 bytes of hex");
+      const ledger = await ledgerAt(hre, args.ledger, args.signer);
+      const now = (await hre.ethers.provider.getBlock("latest"))!.timestamp;
+      const receipt = await (
+        await ledger.createShipment({
+          epc: args.epc,
+          tracker: deviceIdArg(args.tracker, "--tracker"),
+          receiver: args.receiver,
+          deadline: now + args.deadlineIn,
+          maxSilence: args.maxSilence,
+          minTemp: args.minTemp,
+          maxTemp: args.maxTemp,
+          metadataHash: args.metadata ? hre.ethers.id(args.metadata) : hre.ethers.ZeroHash,
+          childrenRoot: args.childrenRoot ?? hre.ethers.ZeroHash,
+        })
+      ).wait();
+      const result = { shipment: hre.ethers.id(args.epc), tx: receipt!.hash, gas: Number(receipt!.gasUsed) };
+      console.log(JSON.stringify(result));
+      return result;
+    },
+  );
+
+task(
+  "custody:sign-handoff",
+  "Signs a handoff as the signer (the next seq is read from the chain) and writes it to a file",
+)
+  .addParam("shipment", "the shipment id")
+  .addParam("from", "the current custodian")
+  .addParam("to", "the next custodian")
+  .addOptionalParam("bizStep", "GS1 CBV business step", "shipping")
+  .addOptionalParam("disposition", "GS1 CBV disposition", "in_transit")
+  .addOptionalParam("readPoint", "the read point's URI", "urn:epc:id:sgln:0614141.00001.0")
+  .addOptionalParam("validFor", "seconds the signature stays valid", 3_600, types.int)
+  .addOptionalParam("message", "a handoff file to countersign (instead of building one)")
+  .addParam("out", "the handoff file to write (message and signatures)")
+  .addOptionalParam("ledger", "CustodyLedger address")
+  .addOptionalParam("signer", "index of the signing account", 0, types.int)
+  .setAction(
+    async (
+      args: {
+        shipment: string;
+        from: string;
+        to: string;
+        bizStep: string;
+        disposition: string;
+        readPoint: string;
+        validFor: number;
+        message?: string;
+        out: string;
+        ledger?: string;
+        signer: number;
+      },
+      hre,
+    ) => {
+      const { cbv, locationId } = await import("../src/custody");
+      const { typedData } = await import("../src/eip712");
+      const shipment = shipmentArg(args.shipment);
+      const ledger = await ledgerAt(hre, args.ledger, args.signer);
+      const signer = (await hre.ethers.getSigners())[args.signer];
+      type HandoffFile = { message: Record<string, string>; signatures: Record<string, string> };
+      let file: HandoffFile;
+      if (args.message) file = readJsonArg(args.message, "--message") as HandoffFile;
+      else {
+        for (const [flag, a] of [
+          ["--from", args.from],
+          ["--to", args.to],
+        ] as const)
+          if (!hre.ethers.isAddress(a)) throw new Error(`${flag}: ${a} is not an address`);
+        const now = (await hre.ethers.provider.getBlock("latest"))!.timestamp;
+        const s = await ledger.shipmentOf(shipment);
+        file = {
+          message: {
+            shipment,
+            from: hre.ethers.getAddress(args.from),
+            to: hre.ethers.getAddress(args.to),
+            seq: String(Number(s.handoffSeq) + 1),
+            bizStep: cbv(args.bizStep),
+            disposition: cbv(args.disposition),
+            readPoint: locationId(args.readPoint),
+            at: String(now),
+            deadline: String(now + args.validFor),
+          },
+          signatures: {},
+        };
+      }
+      const { chainId } = await hre.ethers.provider.getNetwork();
+      const t = typedData("Handoff", { chainId, verifyingContract: await ledger.getAddress() }, file.message);
+      file.signatures[(await signer.getAddress()).toLowerCase()] = await signer.signTypedData(
+        t.domain,
+        t.types,
+        file.message,
+      );
+      writeFileSync(args.out, JSON.stringify(file, null, 2) + "\n");
+      console.log(JSON.stringify({ out: args.out, signedBy: Object.keys(file.signatures) }));
+      return file;
+    },
+  );
+
+task("custody:handoff", "Submits a handoff signed by both custodians (a file from custody:sign-handoff); anyone may")
+  .addParam("message", "the handoff file with both signatures")
+  .addOptionalParam("ledger", "CustodyLedger address")
+  .addOptionalParam("signer", "index of the sending account", 0, types.int)
+  .setAction(async (args: { message: string; ledger?: string; signer: number }, hre) => {
+    const file = readJsonArg(args.message, "--message") as {
+      message?: Record<string, string>;
+      signatures?: Record<string, string>;
+    };
+    const m = file.message;
+    if (!m || !file.signatures) throw new Error("--message must hold message and signatures");
+    const fromSig = file.signatures[String(m.from).toLowerCase()];
+    const toSig = file.signatures[String(m.to).toLowerCase()];
+    if (!fromSig) throw new Error(`--message: no signature by the sender ${m.from}`);
+    if (!toSig) throw new Error(`--message: no signature by the receiver ${m.to}`);
+    const ledger = await ledgerAt(hre, args.ledger, args.signer);
+    const receipt = await (await ledger.handoff(m as never, fromSig, toSig)).wait();
+    const result = { tx: receipt!.hash, gas: Number(receipt!.gasUsed), seq: Number(m.seq) };
+    console.log(JSON.stringify(result));
+    return result;
   });

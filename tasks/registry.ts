@@ -12,38 +12,17 @@ import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { DeviceBatch, deviceIdOf, type ProvisionedDevice } from "../src/registry/batch";
 import { loadKeccak } from "../src/eip712/fast";
+import { contractAddress, deviceIdArg } from "./addresses";
 
 const STATUS = ["Unknown", "Active", "Quarantined", "Revoked"];
 
 /** The registry address: the flag, else CUSTOS_REGISTRY, else this chain's Ignition deployment. */
-export async function registryAddress(hre: HardhatRuntimeEnvironment, flag?: string): Promise<string> {
-  const chosen = flag || process.env.CUSTOS_REGISTRY;
-  if (chosen) {
-    if (!hre.ethers.isAddress(chosen)) throw new Error(`--registry: ${chosen} is not an address`);
-    return chosen;
-  }
-  const { chainId } = await hre.ethers.provider.getNetwork();
-  const file = path.join(
-    hre.config.paths.root,
-    "ignition",
-    "deployments",
-    `chain-${chainId}`,
-    "deployed_addresses.json",
-  );
-  if (existsSync(file)) {
-    const address = JSON.parse(readFileSync(file, "utf8"))["Custos#DeviceRegistry"];
-    if (address) return address;
-  }
-  throw new Error("--registry is required (or CUSTOS_REGISTRY, or an Ignition deployment of the Custos module)");
+export function registryAddress(hre: HardhatRuntimeEnvironment, flag?: string): Promise<string> {
+  return contractAddress(hre, "DeviceRegistry", flag);
 }
 
 async function registryAt(hre: HardhatRuntimeEnvironment, flag?: string) {
   return hre.ethers.getContractAt("DeviceRegistry", await registryAddress(hre, flag));
-}
-
-function deviceIdArg(value: string): bigint {
-  if (!/^(0x[0-9a-fA-F]+|[0-9]+)$/.test(value ?? "")) throw new Error(`--device: ${value} is not a device id`);
-  return BigInt(value);
 }
 
 function progress(label: string, done: number, total: number): void {

@@ -1,0 +1,203 @@
+import { expect } from "chai";
+import hre, { ethers } from "hardhat";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite";
+import { digest } from "../../src/eip712";
+import { TypedDataHasher } from "../../src/eip712/fast";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
+import { DeviceBatch } from "../../src/registry/batch";
+import { showCertificate } from "../../src/agent/roles/guest";
+import { FIRMWARE, MODEL } from "../helpers/registry";
+
+/** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
+async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {
+  const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
+  const batch = new DeviceBatch(keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })));
+  await (await registry.commitBatch(batch.root)).wait();
+  const { chainId } = await ethers.provider.getNetwork();
+  const ids: bigint[] = [];
+  for (const key of keys) {
+    const claim = { owner: owner.address, batch: batch.id, deadline: BigInt((await time.latest()) + 3600) };
+    const signature = key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: suite.registry }, claim));
+    await registry
+      .connect(owner)
+      .claim(
+        {
+          owner: owner.address,
+          batchId: batch.id,
+          deviceKey: key.signer,
+          model: MODEL,
+          firmwareHash: FIRMWARE,
+          deadline: claim.deadline,
+        },
+        batch.proof(key.signer),
+        signature,
+      );
+    ids.push((await registry.deviceByKey(key.signer)).id);
+  }
+  return ids;
+}
+
+describe("Hardhat tasks: locks, channels and shipments", function () {
+  const dir = mkdtempSync(path.join(tmpdir(), "custos-operate-"));
+
+  it("grants a lock key as a certificate file, appoints a manager, revokes one key and then all", async function () {
+    const [admin, owner, manager] = await ethers.getSigners();
+    const suite = await deploySuite(admin, { manufacturers: [admin.address] });
+    const [lock] = await provisionFor(suite, [randomDeviceKey("secp256k1")], owner);
+    const guest = randomDeviceKey("p256", suite.p256Verifier);
+    const out = path.join(dir, "key.json");
+    const cert = await hre.run("lock:grant", {
+      lock: lock.toString(),
+      holder: guest.signer,
+      keyId: "7",
+      validFor: 3600,
+      schedule: "0",
+      out,
+      locks: suite.lockAccess,
+      signer: 1,
+    });
+    const shown = showCertificate(cert, await TypedDataHasher.create(), await time.latest());
+    expect(shown).to.include({
+      lock: lock.toString(),
+      keyId: "7",
+      issuedBy: "owner",
+      signatureValid: true,
+      usableNow: true,
+    });
+    await hre.run("lock:appoint-manager", {
+      lock: lock.toString(),
+      manager: manager.address,
+      validFor: 600,
+      locks: suite.lockAccess,
+      signer: 1,
+    });
+    const locks = await ethers.getContractAt("LockAccess", suite.lockAccess);
+    expect(await locks.managerExpiry(lock, owner.address, manager.address)).to.be.greaterThan(0n);
+    await hre.run("lock:revoke", { lock: lock.toString(), keyId: "7", locks: suite.lockAccess, signer: 1 });
+    expect(await locks.isRevoked(lock, owner.address, 7n)).to.equal(true);
+    expect(await hre.run("lock:revoke-all", { lock: lock.toString(), locks: suite.lockAccess, signer: 1 })).to.include({
+      epoch: 1,
+    });
+    await expect(
+      hre.run("lock:revoke", { lock: "x", keyId: "7", locks: suite.lockAccess, signer: 1 }),
+    ).to.be.rejectedWith(/--lock: x is not a device id/);
+    await expect(
+      hre.run("lock:grant", {
+        lock: lock.toString(),
+        holder: "0x12",
+        keyId: "1",
+        validFor: 1,
+        schedule: "0",
+        out,
+        locks: suite.lockAccess,
+        signer: 1,
+      }),
+    ).to.be.rejectedWith(/--holder/);
+  });
+
+  it("opens, tops up and closes a channel with the last voucher; starts a unilateral close, settles and withdraws", async function () {
+    const [admin, carOwner, chargerOwner] = await ethers.getSigners();
+    const suite = await deploySuite(admin, { manufacturers: [admin.address], challengePeriod: 600 });
+    const car = randomDeviceKey("secp256k1");
+    const [carId] = await provisionFor(suite, [car], carOwner);
+    const [chargerId] = await provisionFor(suite, [randomDeviceKey("secp256k1")], chargerOwner);
+    const common = { channels: suite.paymentChannels };
+    const { channel } = await hre.run("channel:open", {
+      payer: carId.toString(),
+      payee: chargerId.toString(),
+      payerKey: car.signer,
+      amount: "1000000",
+      allowance: "0",
+      salt: 0,
+      signer: 1,
+      ...common,
+    });
+    expect(await hre.run("channel:top-up", { channel, amount: "500", signer: 0, ...common })).to.include({
+      deposit: 1000500n,
+    });
+    const { chainId } = await ethers.provider.getNetwork();
+    const voucher = {
+      cumulativeAmount: "4000",
+      key: car.signer,
+      signature: car.signDigest(
+        digest("Voucher", { chainId, verifyingContract: suite.paymentChannels }, { channel, cumulativeAmount: 4000n }),
+      ),
+    };
+    const file = path.join(dir, "voucher.json");
+    writeFileSync(file, JSON.stringify(voucher));
+    await hre.run("channel:close", { channel, voucher: file, signer: 2, ...common });
+    const channels = await ethers.getContractAt("PaymentChannels", suite.paymentChannels);
+    expect(await channels.deviceBalance(chargerId, ethers.ZeroAddress)).to.equal(4000n);
+    expect(await channels.accountBalance(carOwner.address, ethers.ZeroAddress)).to.equal(1000500n - 4000n);
+
+    const second = await hre.run("channel:open", {
+      payer: carId.toString(),
+      payee: chargerId.toString(),
+      payerKey: car.signer,
+      amount: "777",
+      allowance: "0",
+      salt: 1,
+      signer: 1,
+      ...common,
+    });
+    await hre.run("channel:start-close", { channel: second.channel, signer: 1, ...common });
+    await time.increase(600);
+    expect(await hre.run("channel:settle", { channel: second.channel, signer: 0, ...common })).to.include({
+      settled: 1,
+    });
+    await hre.run("channel:withdraw", { signer: 1, ...common });
+    await hre.run("channel:withdraw", { device: chargerId.toString(), signer: 2, ...common });
+    expect(await channels.accountBalance(carOwner.address, ethers.ZeroAddress)).to.equal(0n);
+    await expect(hre.run("channel:top-up", { channel: "0x12", amount: "1", signer: 0, ...common })).to.be.rejectedWith(
+      /--channel/,
+    );
+    await expect(hre.run("channel:top-up", { channel, amount: "0", signer: 0, ...common })).to.be.rejectedWith(
+      /--amount/,
+    );
+  });
+
+  it("creates a shipment and hands it off with both custodians' signatures from files", async function () {
+    const [admin, shipper, carrier, receiver] = await ethers.getSigners();
+    const suite = await deploySuite(admin, { manufacturers: [admin.address] });
+    const [tracker] = await provisionFor(suite, [randomDeviceKey("secp256k1")], shipper);
+    const { shipment } = await hre.run("custody:create", {
+      epc: "urn:epc:id:sscc:0614141.1234567890",
+      tracker: tracker.toString(),
+      receiver: receiver.address,
+      deadlineIn: 86_400,
+      maxSilence: 3600,
+      minTemp: 200,
+      maxTemp: 800,
+      metadata: "vaccines",
+      ledger: suite.custodyLedger,
+      signer: 1,
+    });
+    const file = path.join(dir, "handoff.json");
+    const common = {
+      shipment,
+      from: shipper.address,
+      to: carrier.address,
+      bizStep: "shipping",
+      disposition: "in_transit",
+      readPoint: "urn:epc:id:sgln:0614141.00001.0",
+      validFor: 600,
+      out: file,
+      ledger: suite.custodyLedger,
+    };
+    await hre.run("custody:sign-handoff", { ...common, signer: 1 });
+    await expect(
+      hre.run("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 }),
+    ).to.be.rejectedWith(/no signature by the receiver/);
+    await hre.run("custody:sign-handoff", { ...common, message: file, signer: 2 });
+    expect(await hre.run("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 })).to.include({
+      seq: 1,
+    });
+    const ledger = await ethers.getContractAt("CustodyLedger", suite.custodyLedger);
+    expect((await ledger.shipmentOf(shipment)).custodian).to.equal(carrier.address);
+  });
+});
