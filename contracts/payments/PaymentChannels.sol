@@ -26,10 +26,12 @@ import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
  * Payouts are credits pulled later: a payee device's earnings (`deviceBalance`, withdrawn by its
  * owner with `withdrawForDevice`), so a claim reads no owner; and refunds, credited to the payer
  * device's owner when the channel closes (`accountBalance`, `withdraw`), so a fleet's refunds add
- * up in one slot. A push to a reverting owner can never block a channel. Vouchers verify against the payer key the channel was opened with, or against
- * the payer device's current key, so a rotation voids no voucher already given; a payer that is not
- * `Active` (quarantined, revoked) has every voucher refused. The spending-rate cap bounds what a
- * stolen payer key can pay out: at most `allowance + rate × (now − openedAt)` in total.
+ * up in one slot. A push to a reverting owner can never block a channel.
+ *
+ * Vouchers verify against the payer key the channel was opened with, or against the payer
+ * device's current key, so a rotation voids no voucher already given; a payer that is not `Active`
+ * (quarantined, revoked) has every voucher refused. The spending-rate cap bounds what a stolen
+ * payer key can pay out: at most `allowance + rate × (now − openedAt)` in total.
  */
 contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
@@ -183,7 +185,19 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
                 permit.r,
                 permit.s
             )
-        {} catch {}
+        {
+            channel = _openAfterPermit(o, payerKey, amount);
+        } catch {
+            // A permit used already (front-run, say) fails; the allowance it left still opens the channel.
+            channel = _openAfterPermit(o, payerKey, amount);
+        }
+    }
+
+    function _openAfterPermit(
+        Opening calldata o,
+        bytes calldata payerKey,
+        uint256 amount
+    ) private returns (bytes32 channel) {
         channel = _open(o, payerKey, _receive(o.token, amount));
     }
 
@@ -207,12 +221,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
      * @notice Presents a voucher: the payee device is credited what it adds to the channel's paid
      * total, within the deposit and the spending-rate cap. Anyone may present it.
      */
-    function claim(
-        Terms calldata terms,
-        uint256 amount,
-        bytes calldata key,
-        bytes calldata signature
-    ) external {
+    function claim(Terms calldata terms, uint256 amount, bytes calldata key, bytes calldata signature) external {
         bytes32 channel = keccak256(abi.encode(terms));
         Channel memory m = _channels[channel];
         _checkClaimable(channel, m);
@@ -372,11 +381,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
         IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(payerKey);
         if (ref.id != o.payer) revert PaymentChannelsNotPayerKey(o.payer);
-        if (ref.status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(o.payer, ref.status);
+        if (ref.status != IDeviceRegistry.DeviceStatus.Active)
+            revert PaymentChannelsPayerNotActive(o.payer, ref.status);
         // Credits to a device that does not exist could never be withdrawn.
-        try IERC721(address(_registry)).ownerOf(o.payee) returns (address) {} catch {
-            revert PaymentChannelsUnknownDevice(o.payee);
-        }
+        if (!_exists(o.payee)) revert PaymentChannelsUnknownDevice(o.payee);
         Terms memory terms = Terms(
             o.payer,
             o.payee,
@@ -419,6 +427,15 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         return amount;
     }
 
+    /// @dev Whether `device` exists: ERC-721 `ownerOf` reverts for a token that does not.
+    function _exists(uint256 device) private view returns (bool) {
+        try IERC721(address(_registry)).ownerOf(device) returns (address owner) {
+            return owner != address(0);
+        } catch {
+            return false;
+        }
+    }
+
     /// @dev Reverts unless the caller is the registered owner of `device`.
     function _checkOwner(uint256 device) private view {
         if (_msgSender() != IERC721(address(_registry)).ownerOf(device))
@@ -458,9 +475,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         }
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channel, amount)));
         // Address keys take OpenZeppelin's calldata path (no copy to memory); others are ERC-7913.
-        bool valid = key.length == 20
-            ? SignatureChecker.isValidSignatureNowCalldata(address(bytes20(key)), digest, signature)
-            : SignatureChecker.isValidSignatureNow(key, digest, signature);
+        bool valid =
+            key.length == 20
+                ? SignatureChecker.isValidSignatureNowCalldata(address(bytes20(key)), digest, signature)
+                : SignatureChecker.isValidSignatureNow(key, digest, signature);
         if (!valid) revert PaymentChannelsInvalidSignature();
         paid = amount;
         if (paid > m.deposit) paid = m.deposit;

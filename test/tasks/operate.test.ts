@@ -23,20 +23,18 @@ async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: Har
   for (const key of keys) {
     const claim = { owner: owner.address, batch: batch.id, deadline: BigInt((await time.latest()) + 3600) };
     const signature = key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: suite.registry }, claim));
-    await registry
-      .connect(owner)
-      .claim(
-        {
-          owner: owner.address,
-          batchId: batch.id,
-          deviceKey: key.signer,
-          model: MODEL,
-          firmwareHash: FIRMWARE,
-          deadline: claim.deadline,
-        },
-        batch.proof(key.signer),
-        signature,
-      );
+    await registry.connect(owner).claim(
+      {
+        owner: owner.address,
+        batchId: batch.id,
+        deviceKey: key.signer,
+        model: MODEL,
+        firmwareHash: FIRMWARE,
+        deadline: claim.deadline,
+      },
+      batch.proof(key.signer),
+      signature,
+    );
     ids.push((await registry.deviceByKey(key.signer)).id);
   }
   return ids;
