@@ -382,7 +382,10 @@ describe("CustodyLedger stateful model: random sequences try to break invariant 
     console.log(
       `      ${RUNS} sequences: ${tally.steps} steps, ${tally.refused} refused as the model predicted, ${tally.handoffs} handoffs, ${tally.checkpoints} checkpoints, ${tally.deliveries} deliveries`,
     );
-    expect(tally.handoffs).to.be.greaterThan(RUNS / 2);
-    expect(tally.deliveries).to.be.greaterThan(0);
+    // A run that exercised nothing would prove nothing (coverage runs too few sequences to tell).
+    if (!UNDER_COVERAGE) {
+      expect(tally.handoffs).to.be.greaterThan(RUNS / 2);
+      expect(tally.deliveries).to.be.greaterThan(0);
+    }
   });
 });

@@ -438,7 +438,10 @@ describe("PaymentChannels stateful model: random sequences try to break invarian
     console.log(
       `      ${RUNS} sequences: ${tally.steps} steps, ${tally.refused} refused as the model predicted, ${tally.claims} claims paid, ${tally.settled} settlements`,
     );
-    expect(tally.claims).to.be.greaterThan(RUNS / 2);
-    expect(tally.settled).to.be.greaterThan(0);
+    // A run that exercised nothing would prove nothing (coverage runs too few sequences to tell).
+    if (!UNDER_COVERAGE) {
+      expect(tally.claims).to.be.greaterThan(RUNS / 2);
+      expect(tally.settled).to.be.greaterThan(0);
+    }
   });
 });
