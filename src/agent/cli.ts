@@ -42,6 +42,7 @@ export interface AgentConfig {
   registry?: string;
   lockAccess?: string;
   paymentChannels?: string;
+  custodyLedger?: string;
   chainId?: bigint;
   keystore: string[];
   passwordFile?: string;
@@ -98,6 +99,7 @@ const SETTINGS: Record<keyof AgentConfig, { flag: string; env: string; parse: Pa
   registry: { flag: "--registry", env: "CUSTOS_REGISTRY", parse: address },
   lockAccess: { flag: "--lock-access", env: "CUSTOS_LOCK_ACCESS", parse: address },
   paymentChannels: { flag: "--payment-channels", env: "CUSTOS_PAYMENT_CHANNELS", parse: address },
+  custodyLedger: { flag: "--custody-ledger", env: "CUSTOS_CUSTODY_LEDGER", parse: address },
   chainId: { flag: "--chain-id", env: "CUSTOS_CHAIN_ID", parse: bigUint },
   keystore: { flag: "--keystore", env: "CUSTOS_KEYSTORE", parse: files, default: [] },
   passwordFile: { flag: "--password-file", env: "CUSTOS_PASSWORD_FILE", parse: str },
@@ -333,6 +335,7 @@ async function openStack(cfg: AgentConfig, io: Io, logger: Logger): Promise<Agen
       registry,
       ...(cfg.lockAccess ? { lockAccess: cfg.lockAccess } : {}),
       ...(cfg.paymentChannels ? { paymentChannels: cfg.paymentChannels } : {}),
+      ...(cfg.custodyLedger ? { custodyLedger: cfg.custodyLedger } : {}),
     },
     dataDir: cfg.dataDir,
     rpc: cfg.rpc,
@@ -419,6 +422,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .option("--registry <address>", "DeviceRegistry address (CUSTOS_REGISTRY)")
     .option("--lock-access <address>", "LockAccess address, for a lock that anchors its log (CUSTOS_LOCK_ACCESS)")
     .option("--payment-channels <address>", "PaymentChannels address, for a meter (CUSTOS_PAYMENT_CHANNELS)")
+    .option("--custody-ledger <address>", "CustodyLedger address, for a tracker (CUSTOS_CUSTODY_LEDGER)")
     .option("--chain-id <n>", "chain id (CUSTOS_CHAIN_ID; read from --rpc when absent)")
     .option(
       "--keystore <file>",

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { rotation } from "../helpers/registry";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
@@ -398,6 +399,64 @@ describe("CustodyLedger", function () {
     });
   });
 
+  describe("unknown shipments and edge cases", function () {
+    it("every operation on a shipment that does not exist is refused as unknown", async function () {
+      const f = await loadFixture(deployCustody);
+      const ghost = ethers.id("no such shipment");
+      const unknown = (p: Promise<unknown>) =>
+        expect(p).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerUnknownShipment").withArgs(ghost);
+      const c = await checkpointOf(f, f.trackerKeys[0], ghost, 1, await readingsOf([500]));
+      await unknown(f.ledger.checkpoint(c.cp, f.trackerKeys[0].signer, c.signature));
+      await unknown(
+        f.ledger.proveExcursion(c.cp, f.trackerKeys[0].signer, c.signature, c.batch.readings[0], c.batch.proof(0)),
+      );
+      await unknown(f.ledger.markOverdue(ghost));
+      await unknown(f.ledger.markSilent(ghost));
+      await unknown(f.ledger.connect(f.receiver).deliver(ghost));
+    });
+
+    it("refuses a handoff to nobody, and an excursion proof against checkpoint 0", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const h = await handoffMessage(id, f.shipper.address, ethers.ZeroAddress, 1);
+      await expect(
+        f.ledger.handoff(h, await signHandoff(f.shipper, f.custodyDeployment, h), "0x"),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidParams");
+      const c = await checkpointOf(f, f.trackerKeys[0], id, 0, await readingsOf([990]));
+      await expect(
+        f.ledger.proveExcursion(c.cp, f.trackerKeys[0].signer, c.signature, c.batch.readings[0], c.batch.proof(0)),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerWrongSequence");
+    });
+
+    it("an honest tracker's excursion (its min/max showed it) proven after the breach: no evidence against the device, no second breach", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const readings = await readingsOf([100, 500]);
+      const c = await checkpointOf(f, key, id, 1, readings);
+      await f.ledger.checkpoint(c.cp, key.signer, c.signature); // min 1.00 °C: breached already
+      const tx = f.ledger.proveExcursion(c.cp, key.signer, c.signature, readings[0], c.batch.proof(0));
+      await expect(tx).to.not.emit(f.ledger, "DeviceContradicted");
+      await expect(tx).to.not.emit(f.ledger, "Breached");
+    });
+
+    it("a tracker whose key rotated proves with its new key; its first key no longer counts", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const next = randomDeviceKey("secp256k1");
+      await f.registry
+        .connect(f.owner)
+        .rotateKey(f.trackers[0], await rotation(f, f.trackers[0], next, f.trackerKeys[0]));
+      const readings = await readingsOf([990]);
+      const c = await checkpointOf(f, next, id, 1, readings, { maxTemp: 500, minTemp: 500 });
+      await f.ledger.checkpoint(c.cp, next.signer, c.signature);
+      await expect(f.ledger.proveExcursion(c.cp, next.signer, c.signature, readings[0], c.batch.proof(0))).to.emit(
+        f.ledger,
+        "DeviceContradicted",
+      );
+    });
+  });
+
   describe("pallets", function () {
     async function pallet() {
       const f = await deployCustody();
@@ -449,6 +508,19 @@ describe("CustodyLedger", function () {
       await expect(
         f.ledger.connect(f.carrier).splitChild(f.id, "urn:epc:id:sgtin:0614141.112345.5000", proof),
       ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidProof");
+      // Delivered, the pallet splits nothing more.
+      await handOff(
+        f,
+        f.id,
+        { address: f.carrier.address, signer: f.carrier },
+        { address: f.receiver.address, signer: f.receiver },
+        2,
+      );
+      await f.ledger.connect(f.receiver).deliver(f.id);
+      const other = f.children[5];
+      await expect(f.ledger.connect(f.receiver).splitChild(f.id, other, f.tree.getProof([shipmentIdOf(other)])))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerDelivered")
+        .withArgs(f.id);
       const single = await createShipment(f);
       await expect(f.ledger.splitChild(single.id, child, proof))
         .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotAPallet")

@@ -455,6 +455,39 @@ describe("PaymentChannels", function () {
     });
   });
 
+  describe("edge cases", function () {
+    it("claimMany adds credits per payee and token, across changes of either", async function () {
+      const f = await loadFixture(deployChannels);
+      const a = await openChannel(f, { payee: 0, salt: 1, amount: 1000n });
+      const b = await openChannel(f, { payee: 1, salt: 2, amount: 1000n });
+      const c = await openChannel(f, { payee: 1, token: "token", salt: 3, amount: 1000n });
+      const k = f.payerKeys[0];
+      const v = (o: typeof a, amount: bigint) => ({
+        terms: o.terms,
+        amount,
+        key: k.signer,
+        signature: voucher(f, k, o.id, amount),
+      });
+      await f.channels.claimMany([v(a, 10n), v(b, 20n), v(c, 30n), v(a, 40n)]);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(40n);
+      expect(await f.channels.deviceBalance(f.payees[1], ETH)).to.equal(20n);
+      expect(await f.channels.deviceBalance(f.payees[1], await f.token.getAddress())).to.equal(30n);
+      await f.channels.claimMany([]);
+    });
+
+    it("the spending limit before a channel opened is its allowance; a rotated-to key of a quarantined payer is refused", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f, { rate: 5n, allowance: 7n });
+      expect(await f.channels.spendingLimit(terms, terms.openedAt - 10n)).to.equal(7n);
+      const next = randomDeviceKey("secp256k1");
+      await f.registry.connect(f.owner).rotateKey(f.payers[0], await rotation(f, f.payers[0], next, f.payerKeys[0]));
+      await f.registry.connect(f.owner).reportStolen(f.payers[0]);
+      await expect(f.channels.claim(terms, 5n, next.signer, voucher(f, next, id, 5n)))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotActive")
+        .withArgs(f.payers[0], 2);
+    });
+  });
+
   describe("withdrawals", function () {
     it("attack: a reentrant receiver cannot withdraw twice (OpenZeppelin ReentrancyGuardTransient), and is paid exactly once", async function () {
       const f = await loadFixture(deployChannels);

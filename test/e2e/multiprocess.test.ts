@@ -1,0 +1,382 @@
+/**
+ * Custos as it runs in the field, every part a process of its own on loopback: `hardhat node`, the
+ * relayer gateway, and three device agents (`custos-agent`): a smart lock serving unlocks over
+ * HTTP and anchoring its log, a tracker attesting its firmware through the relayer and posting a
+ * checkpoint, and a charger presenting the voucher a car paid it with. The scenario crosses the
+ * registry, the locks, the custody ledger and the channels; every process is stopped at the end,
+ * whatever happens.
+ */
+import { expect } from "chai";
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { JsonRpcProvider, Wallet, encodeBytes32String, id as textHash, parseEther, type Signer } from "ethers";
+import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite";
+import { digest } from "../../src/eip712";
+import { TypedDataHasher } from "../../src/eip712/fast";
+import { deviceKeyOf, generateKey, saveKeystore } from "../../src/agent/keystore";
+import { issueCertificate } from "../../src/agent/roles/lockOwner";
+import { ReadingsBatch, locationId, shipmentIdOf } from "../../src/custody";
+import type { DeviceKey } from "../../src/crypto/deviceKey";
+import { DeviceBatch } from "../../src/registry/batch";
+import {
+  CustodyLedger__factory,
+  DeviceRegistry__factory,
+  LockAccess__factory,
+  PaymentChannels__factory,
+} from "../../typechain-types";
+import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
+import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/process";
+import { tempDir } from "../agent/helpers";
+
+const ROOT = path.join(__dirname, "..", "..");
+const BIN = path.join(ROOT, "bin", "custos-agent.js");
+const PASSWORD = "device passphrase";
+const MODEL = encodeBytes32String("custos-e2e");
+const FIRMWARE = textHash("firmware 1.0.0");
+
+const children = new Set<ChildProcess>();
+process.on("exit", () => children.forEach((c) => c.kill("SIGKILL")));
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function agent(args: string[], env: NodeJS.ProcessEnv): Run {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      CUSTOS_PASSWORD: PASSWORD,
+      CUSTOS_LOG_LEVEL: "warn",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on("exit", (code) => {
+      children.delete(child);
+      resolve(code);
+    }),
+  );
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function finished(run: Run, what: string) {
+  const code = await run.exited;
+  expect(code, `${what}:\n${run.stdout()}\n${run.stderr()}`).to.equal(0);
+  return run.stdout();
+}
+
+async function device(dir: string, name: string): Promise<{ file: string; key: DeviceKey }> {
+  const material = generateKey("secp256k1");
+  const file = path.join(dir, `${name}.json`);
+  await saveKeystore(file, material, PASSWORD, { scryptN: 1 << 10 });
+  return { file, key: deviceKeyOf(material) };
+}
+
+describe("e2e: node, relayer and three agents as processes, across all four parts", function () {
+  this.timeout(300_000);
+
+  it("a lock opens for a guest and anchors its log, a tracker attests through the relayer and posts a checkpoint, a charger claims a car's voucher", async function () {
+    const dir = tempDir("custos-e2e-mp-");
+    let node: HardhatNode | undefined;
+    let relayer: RelayerProcess | undefined;
+    let lockServer: Run | undefined;
+    try {
+      node = await startHardhatNode();
+      const provider = new JsonRpcProvider(node.url, 31337n, { staticNetwork: true, cacheTimeout: -1 });
+      const [admin, owner, shipper, fleet, chargeCo] = await Promise.all(
+        [0, 1, 2, 3, 4].map((i) => provider.getSigner(i)),
+      );
+      const suite: SuiteAddresses = await deploySuite(admin, { manufacturers: [await admin.getAddress()] });
+      const chainId = 31337n;
+      const registry = DeviceRegistry__factory.connect(suite.registry, admin);
+
+      // Four devices, provisioned in one batch and claimed by their owners.
+      const [lock, tracker, car, charger] = await Promise.all(
+        ["lock", "tracker", "car", "charger"].map((n) => device(dir, n)),
+      );
+      const batch = new DeviceBatch(
+        [lock, tracker, car, charger].map((d) => ({ deviceKey: d.key.signer, model: MODEL, firmwareHash: FIRMWARE })),
+      );
+      await (await registry.commitBatch(batch.root)).wait();
+      const claim = async (d: { key: DeviceKey }, by: Signer) => {
+        const ownerAddress = await by.getAddress();
+        const deadline = BigInt(Math.floor(Date.now() / 1000) + 3600);
+        const signature = d.key.signDigest(
+          digest(
+            "DeviceClaim",
+            { chainId, verifyingContract: suite.registry },
+            { owner: ownerAddress, batch: batch.id, deadline },
+          ),
+        );
+        await (
+          await registry
+            .connect(by)
+            .claim(
+              {
+                owner: ownerAddress,
+                batchId: batch.id,
+                deviceKey: d.key.signer,
+                model: MODEL,
+                firmwareHash: FIRMWARE,
+                deadline,
+              },
+              batch.proof(d.key.signer),
+              signature,
+            )
+        ).wait();
+        return (await registry.deviceByKey(d.key.signer)).id;
+      };
+      const lockId = await claim(lock, owner);
+      const trackerId = await claim(tracker, shipper);
+      const carId = await claim(car, fleet);
+      const chargerId = await claim(charger, chargeCo);
+
+      // The agents' gas payer, and the relayer's account.
+      const payer = Wallet.createRandom();
+      const relayerWallet = Wallet.createRandom();
+      for (const w of [payer, relayerWallet])
+        await (await admin.sendTransaction({ to: w.address, value: parseEther("10") })).wait();
+      const { keystore, passwordFile } = keystoreFiles(relayerWallet as unknown as Wallet);
+      relayer = await spawnRelayer([
+        "--rpc",
+        node.url,
+        "--keystore",
+        keystore,
+        "--password-file",
+        passwordFile,
+        "--registry",
+        suite.registry,
+        "--data",
+        path.join(dir, "relayer"),
+        "--batch-interval-ms",
+        "200",
+        "--poll-interval-ms",
+        "50",
+        "--log-level",
+        "warn",
+      ]);
+      const env = {
+        CUSTOS_RPC_URL: node.url,
+        CUSTOS_REGISTRY: suite.registry,
+        CUSTOS_CHAIN_ID: "31337",
+        CUSTOS_PAYER_KEY: payer.privateKey,
+        CUSTOS_POLL_MS: "50",
+      };
+
+      // 1. The lock: an agent process serving unlocks; a guest process asks it to open.
+      const lockPort = await freePort();
+      lockServer = agent(
+        [
+          "--keystore",
+          lock.file,
+          "--lock-access",
+          suite.lockAccess,
+          "--data-dir",
+          path.join(dir, "lock-agent"),
+          "lock",
+          "serve",
+          "--port",
+          String(lockPort),
+          "--anchor-ms",
+          "500",
+          "--sync-ms",
+          "500",
+        ],
+        env,
+      );
+      const lockUrl = `http://127.0.0.1:${lockPort}`;
+      const until = Date.now() + 60_000;
+      while (!lockServer.stdout().includes('"url"')) {
+        if (Date.now() > until || lockServer.child.exitCode !== null)
+          throw new Error(`lock did not start:\n${lockServer.stderr()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const guest = await device(dir, "guest");
+      const now = (await provider.getBlock("latest"))!.timestamp;
+      const cert = await issueCertificate(
+        owner,
+        { chainId, verifyingContract: suite.lockAccess },
+        {
+          lock: lockId,
+          holder: guest.key.signer,
+          keyId: 1n,
+          issuedAt: now,
+          validFrom: now - 60,
+          validUntil: now + 3600,
+        },
+      );
+      const certFile = path.join(dir, "key.json");
+      writeFileSync(certFile, JSON.stringify(cert));
+      const opened = JSON.parse(
+        await finished(
+          agent(["guest", "unlock", "--cert", certFile, "--lock", lockUrl, "--keystore", guest.file], env),
+          "guest unlock",
+        ),
+      );
+      expect(opened).to.include({ open: true });
+      const locks = LockAccess__factory.connect(suite.lockAccess, provider);
+      const anchoredBy = Date.now() + 60_000;
+      while ((await locks.lockState(lockId)).logSeq === 0n) {
+        if (Date.now() > anchoredBy) throw new Error(`the lock never anchored its log:\n${lockServer.stderr()}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+
+      // 2. The tracker: its firmware attestation goes through the relayer process (the device
+      //    holds no ETH); its checkpoint goes straight to the node.
+      const attest = agent(
+        [
+          "--keystore",
+          tracker.file,
+          "--data-dir",
+          path.join(dir, "tracker-agent"),
+          "--relayer",
+          relayer.url,
+          "attest-firmware",
+          "--firmware-hash",
+          textHash("firmware 1.0.1"),
+        ],
+        env,
+      );
+      await finished(attest, "attest-firmware through the relayer");
+      expect((await registry.deviceInfo(trackerId)).firmware).to.equal(textHash("firmware 1.0.1").slice(0, 34));
+      const ledger = CustodyLedger__factory.connect(suite.custodyLedger, shipper);
+      const epc = "urn:epc:id:sscc:0614141.1234567890";
+      await (
+        await ledger.createShipment({
+          epc,
+          tracker: trackerId,
+          receiver: await fleet.getAddress(),
+          deadline: now + 86_400,
+          maxSilence: 3600,
+          minTemp: 200,
+          maxTemp: 800,
+          metadataHash: textHash("e2e"),
+          childrenRoot: "0x" + "00".repeat(32),
+        })
+      ).wait();
+      const readings = new ReadingsBatch([
+        { at: now + 10, temp: 450 },
+        { at: now + 20, temp: 470 },
+      ]);
+      const block = (await provider.getBlock("latest"))!.timestamp;
+      const fields = {
+        shipment: shipmentIdOf(epc),
+        seq: "1",
+        readingsRoot: readings.root,
+        count: "2",
+        minTemp: String(readings.min),
+        maxTemp: String(readings.max),
+        location: locationId("geo:52.37,4.89"),
+        at: String(block),
+      };
+      const cp = agent(
+        [
+          "--keystore",
+          tracker.file,
+          "--data-dir",
+          path.join(dir, "tracker-agent-rpc"),
+          "--custody-ledger",
+          suite.custodyLedger,
+          "send",
+          "Checkpoint",
+          ...Object.entries(fields).flatMap(([k, v]) => ["--field", `${k}=${v}`]),
+        ],
+        env,
+      );
+      await finished(cp, "send Checkpoint");
+      expect((await ledger.shipmentOf(shipmentIdOf(epc))).checkpointSeq).to.equal(1n);
+
+      // 3. The channel: the fleet funds the car's channel; the car pays a voucher; the charger's
+      //    agent process presents it.
+      const channels = PaymentChannels__factory.connect(suite.paymentChannels, fleet);
+      const receipt = await (
+        await channels.open(
+          {
+            payer: carId,
+            payee: chargerId,
+            token: "0x" + "00".repeat(20),
+            rate: (1n << 96n) - 1n,
+            allowance: 0n,
+            salt: 0,
+          },
+          car.key.signer,
+          parseEther("1"),
+          { value: parseEther("1") },
+        )
+      ).wait();
+      const openedLog = receipt!.logs
+        .map((l) => channels.interface.parseLog(l))
+        .find((l) => l?.name === "ChannelOpened")!;
+      const t = openedLog.args;
+      const terms = {
+        payer: t.payer.toString(),
+        payee: t.payee.toString(),
+        token: t.token,
+        rate: t.rate.toString(),
+        allowance: t.allowance.toString(),
+        openedAt: t.openedAt.toString(),
+        salt: t.salt.toString(),
+        payerKeyHash: t.payerKeyHash,
+      };
+      const amount = 123_456n;
+      const hasher = await TypedDataHasher.create();
+      const voucherSig = car.key.signDigest(
+        "0x" +
+          Buffer.from(
+            hasher.digest(
+              "Voucher",
+              { chainId, verifyingContract: suite.paymentChannels },
+              { channel: t.channel, cumulativeAmount: amount },
+            ),
+          ).toString("hex"),
+      );
+      const voucherFile = path.join(dir, "voucher.json");
+      writeFileSync(
+        voucherFile,
+        JSON.stringify({
+          type: "Voucher",
+          key: car.key.signer,
+          message: { channel: t.channel, cumulativeAmount: amount.toString() },
+          signature: voucherSig,
+          terms,
+        }),
+      );
+      const claimRun = agent(
+        [
+          "--keystore",
+          charger.file,
+          "--data-dir",
+          path.join(dir, "charger-agent"),
+          "--payment-channels",
+          suite.paymentChannels,
+          "send",
+          "--signed",
+          voucherFile,
+        ],
+        env,
+      );
+      await finished(claimRun, "send --signed voucher");
+      expect(await channels.deviceBalance(chargerId, "0x" + "00".repeat(20))).to.equal(amount);
+    } finally {
+      if (lockServer && lockServer.child.exitCode === null) {
+        lockServer.child.kill("SIGTERM");
+        await Promise.race([lockServer.exited, new Promise((r) => setTimeout(r, 10_000))]);
+      }
+      for (const c of children) c.kill("SIGKILL");
+      await relayer?.kill();
+      await node?.stop();
+    }
+  });
+});
