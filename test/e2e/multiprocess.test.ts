@@ -121,20 +121,18 @@ describe("e2e: node, relayer and three agents as processes, across all four part
           ),
         );
         await (
-          await registry
-            .connect(by)
-            .claim(
-              {
-                owner: ownerAddress,
-                batchId: batch.id,
-                deviceKey: d.key.signer,
-                model: MODEL,
-                firmwareHash: FIRMWARE,
-                deadline,
-              },
-              batch.proof(d.key.signer),
-              signature,
-            )
+          await registry.connect(by).claim(
+            {
+              owner: ownerAddress,
+              batchId: batch.id,
+              deviceKey: d.key.signer,
+              model: MODEL,
+              firmwareHash: FIRMWARE,
+              deadline,
+            },
+            batch.proof(d.key.signer),
+            signature,
+          )
         ).wait();
         return (await registry.deviceByKey(d.key.signer)).id;
       };
@@ -165,7 +163,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
         "--poll-interval-ms",
         "50",
         "--log-level",
-        "warn",
+        "info",
       ]);
       const env = {
         CUSTOS_RPC_URL: node.url,
