@@ -23,7 +23,7 @@ import { LockService } from "../src/agent/roles/lockServer";
 import { unlockAt } from "../src/agent/roles/guest";
 import { issueCertificate } from "../src/agent/roles/lockOwner";
 import { SimulatedSensor, TrackerRole } from "../src/agent/roles/tracker";
-import { MeterPayee, MeterPayer, SimulatedMeter, type ChannelTerms } from "../src/agent/roles/meter";
+import { MeterPayee, MeterPayer, SimulatedMeter, termsFromOpened } from "../src/agent/roles/meter";
 import { cbv, locationId, shipmentIdOf } from "../src/custody";
 import { shipmentHistory, timeline } from "../src/custody/history";
 import { toEpcisDocument } from "../src/custody/epcis";
@@ -439,17 +439,7 @@ async function main(): Promise<void> {
     );
   const openReceipt = await openTx.wait();
   const opened = openReceipt!.logs.map((l) => channels.interface.parseLog(l)).find((l) => l?.name === "ChannelOpened")!;
-  const a = opened.args;
-  const terms: ChannelTerms = {
-    payer: a.payer,
-    payee: a.payee,
-    token: a.token,
-    rate: a.rate,
-    allowance: a.allowance,
-    openedAt: a.openedAt,
-    salt: a.salt,
-    payerKeyHash: a.payerKeyHash,
-  };
+  const terms = termsFromOpened(opened.args);
   record("the fleet opens a 0.5 ETH channel for the car", "opened", "opened", openReceipt!.gasUsed);
   const chargerAgent = await Agent.create({
     signer: named.charger,

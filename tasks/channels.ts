@@ -26,17 +26,8 @@ export async function termsOf(channels: Channels, id: string) {
   if (!/^0x[0-9a-fA-F]{64}$/.test(id ?? "")) throw new Error(`--channel: ${id} is not a channel id`);
   const [opened] = await channels.queryFilter(channels.filters.ChannelOpened(id));
   if (!opened) throw new Error(`--channel: no channel ${id} was opened here`);
-  const a = opened.args;
-  return {
-    payer: a.payer,
-    payee: a.payee,
-    token: a.token,
-    rate: a.rate,
-    allowance: a.allowance,
-    openedAt: a.openedAt,
-    salt: a.salt,
-    payerKeyHash: a.payerKeyHash,
-  };
+  const { termsFromOpened } = await import("../src/agent/roles/meter");
+  return termsFromOpened(opened.args);
 }
 
 const print = (value: Record<string, unknown>) => {

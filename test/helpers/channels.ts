@@ -3,6 +3,7 @@ import type { ContractTransactionResponse } from "ethers";
 import { digest, type Deployment } from "../../src/eip712";
 import type { DeviceKey } from "../../src/crypto/deviceKey";
 import type { PaymentChannels } from "../../typechain-types";
+import { termsFromOpened } from "../../src/agent/roles/meter";
 import { deployRegistry, makeKeys, provision } from "./registry";
 
 export const CHALLENGE_PERIOD = 3_600;
@@ -71,20 +72,7 @@ export async function openedTerms(
   for (const log of receipt!.logs) {
     const parsed = ctx.channels.interface.parseLog(log);
     if (parsed?.name !== "ChannelOpened") continue;
-    const a = parsed.args;
-    return {
-      id: a.channel,
-      terms: {
-        payer: a.payer,
-        payee: a.payee,
-        token: a.token,
-        rate: a.rate,
-        allowance: a.allowance,
-        openedAt: a.openedAt,
-        salt: a.salt,
-        payerKeyHash: a.payerKeyHash,
-      },
-    };
+    return { id: parsed.args.channel as string, terms: termsFromOpened(parsed.args) as Terms };
   }
   throw new Error("no ChannelOpened event");
 }

@@ -49,6 +49,21 @@ export function channelIdOf(t: ChannelTerms): string {
   );
 }
 
+/** The terms of a channel from the arguments of its `ChannelOpened` event (an ethers `Result`). */
+export function termsFromOpened(args: unknown): ChannelTerms {
+  const a = args as Record<keyof ChannelTerms, string | bigint | number>;
+  return {
+    payer: BigInt(a.payer),
+    payee: BigInt(a.payee),
+    token: String(a.token),
+    rate: BigInt(a.rate),
+    allowance: BigInt(a.allowance),
+    openedAt: BigInt(a.openedAt),
+    salt: BigInt(a.salt),
+    payerKeyHash: String(a.payerKeyHash),
+  };
+}
+
 export function termsToJson(t: ChannelTerms): ChannelTermsJson {
   return Object.fromEntries(TERMS_FIELDS.map((f) => [f, String(t[f])])) as unknown as ChannelTermsJson;
 }
