@@ -9,6 +9,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, createWriteStream } from "node:fs";
 import path from "node:path";
 import { task, types } from "hardhat/config";
+// Used row by row: straight from ethers, not through hre.ethers (a lazy proxy that costs ~0.5 ms a call).
+import { dataLength, encodeBytes32String, isHexString } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { DeviceBatch, deviceIdOf, type ProvisionedDevice } from "../src/registry/batch";
 import { loadKeccak } from "../src/eip712/fast";
@@ -50,14 +52,14 @@ export function readDevicesCsv(hre: HardhatRuntimeEnvironment, file: string): Pr
     const row = i + 2;
     const [deviceKey, model, firmwareHash, extra] = line.split(",").map((c) => c.trim());
     if (extra !== undefined || firmwareHash === undefined) throw new Error(`--csv line ${row}: expected 3 columns`);
-    if (!hre.ethers.isHexString(deviceKey) || hre.ethers.dataLength(deviceKey) < 20) {
+    if (!isHexString(deviceKey) || dataLength(deviceKey) < 20) {
       throw new Error(`--csv line ${row}: deviceKey must be hex bytes (a 20-byte address or an 84-byte P-256 signer)`);
     }
-    if (!hre.ethers.isHexString(firmwareHash, 32))
+    if (!isHexString(firmwareHash, 32))
       throw new Error(`--csv line ${row}: firmwareHash must be 32 bytes of hex`);
     let model32: string;
     try {
-      model32 = hre.ethers.isHexString(model, 32) ? model : hre.ethers.encodeBytes32String(model);
+      model32 = isHexString(model, 32) ? model : encodeBytes32String(model);
     } catch {
       throw new Error(`--csv line ${row}: model must be 32 bytes of hex or text of at most 31 bytes`);
     }
