@@ -55,8 +55,7 @@ export function readDevicesCsv(hre: HardhatRuntimeEnvironment, file: string): Pr
     if (!isHexString(deviceKey) || dataLength(deviceKey) < 20) {
       throw new Error(`--csv line ${row}: deviceKey must be hex bytes (a 20-byte address or an 84-byte P-256 signer)`);
     }
-    if (!isHexString(firmwareHash, 32))
-      throw new Error(`--csv line ${row}: firmwareHash must be 32 bytes of hex`);
+    if (!isHexString(firmwareHash, 32)) throw new Error(`--csv line ${row}: firmwareHash must be 32 bytes of hex`);
     let model32: string;
     try {
       model32 = isHexString(model, 32) ? model : encodeBytes32String(model);
