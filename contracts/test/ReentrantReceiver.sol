@@ -10,6 +10,8 @@ import {PaymentChannels} from "../payments/PaymentChannels.sol";
 contract ReentrantReceiver {
     PaymentChannels private immutable _channels;
     uint256 private _device;
+    /// @dev Which withdrawal the fallback repeats: a device's earnings, or this account's refunds.
+    bool private _refunds;
     bool public reentered;
     bool public refused;
     bytes public reason;
@@ -20,8 +22,14 @@ contract ReentrantReceiver {
 
     /// @dev Withdraws the ETH credited to `device`, which this contract owns.
     function withdraw(uint256 device) external {
-        _device = device;
+        (_device, _refunds) = (device, false);
         _channels.withdrawForDevice(device, address(0), payable(address(this)));
+    }
+
+    /// @dev Withdraws this account's ETH refunds.
+    function withdrawRefunds() external {
+        _refunds = true;
+        _channels.withdraw(address(0), payable(address(this)));
     }
 
     // The attack is the point: the fallback tries to withdraw again.
@@ -29,11 +37,17 @@ contract ReentrantReceiver {
     receive() external payable {
         if (reentered) return;
         reentered = true;
-        try _channels.withdrawForDevice(_device, address(0), payable(address(this))) {
+        try this.withdrawAgain() {
             refused = false;
         } catch (bytes memory why) {
             refused = true;
             reason = why;
         }
+    }
+
+    /// @dev The second withdrawal, from inside the first.
+    function withdrawAgain() external {
+        if (_refunds) _channels.withdraw(address(0), payable(address(this)));
+        else _channels.withdrawForDevice(_device, address(0), payable(address(this)));
     }
 }

@@ -503,6 +503,50 @@ describe("PaymentChannels", function () {
       expect(await ethers.provider.getBalance(await f.channels.getAddress())).to.equal(5000n + 200n);
     });
 
+    it("attack: a reentrant owner contract cannot withdraw its refunds twice", async function () {
+      const f = await loadFixture(deployChannels);
+      const receiver = await ethers.deployContract("ReentrantReceiver", [await f.channels.getAddress()]);
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, await receiver.getAddress(), f.payers[0]);
+      const { terms } = await openChannel(f, { amount: 1000n });
+      await openChannel(f, { payer: 1, amount: 5000n }); // other funds a re-entry would take
+      await f.channels.connect(f.other).cooperativeClose(terms, 0n, "0x", "0x"); // refund: 1000 to the receiver
+      await receiver.withdrawRefunds();
+      expect([await receiver.reentered(), await receiver.refused()]).to.deep.equal([true, true]);
+      expect(await ethers.provider.getBalance(await receiver.getAddress())).to.equal(1000n);
+      expect(await f.channels.accountBalance(await receiver.getAddress(), ETH)).to.equal(0n);
+    });
+
+    it("attack: a malicious token re-entering open or topUp from inside its transfer is refused", async function () {
+      const f = await loadFixture(deployChannels);
+      const token = await ethers.deployContract("ReentrantToken");
+      const channelsAddress = await f.channels.getAddress();
+      await token.mint(f.stranger.address, 10_000n);
+      await token.connect(f.stranger).approve(channelsAddress, ethers.MaxUint256);
+      const opening = {
+        payer: f.payers[0],
+        payee: f.payees[0],
+        token: await token.getAddress(),
+        rate: UNCAPPED,
+        allowance: 0n,
+        salt: 9,
+      };
+      await token.arm(
+        channelsAddress,
+        f.channels.interface.encodeFunctionData("open", [{ ...opening, salt: 10 }, f.payerKeys[0].signer, 1n]),
+      );
+      const { terms, id } = await openedTerms(
+        f,
+        await f.channels.connect(f.stranger).open(opening, f.payerKeys[0].signer, 1000n),
+      );
+      expect([await token.reentered(), await token.refused()]).to.deep.equal([true, true]);
+      expect(f.channels.interface.parseError(await token.reason())?.name).to.equal("ReentrancyGuardReentrantCall");
+      await token.arm(channelsAddress, f.channels.interface.encodeFunctionData("topUp", [terms, 1n]));
+      await f.channels.connect(f.stranger).topUp(terms, 500n);
+      expect([await token.reentered(), await token.refused()]).to.deep.equal([true, true]);
+      expect((await f.channels.channelState(id)).deposit).to.equal(1500n);
+      expect(await token.balanceOf(channelsAddress)).to.equal(1500n);
+    });
+
     it("owners act gaslessly through the ERC-2771 forwarder: a payer's owner starts a close that a relayer pays for", async function () {
       const f = await loadFixture(deployChannels);
       const { terms, id } = await openChannel(f);
