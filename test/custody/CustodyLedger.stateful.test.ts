@@ -17,6 +17,7 @@ import type { Result, Signer } from "ethers";
 import { digest, type Message } from "../../src/eip712";
 import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody";
 import { HOUR, deployCustody, signHandoff } from "../helpers/custody";
+import { expectOutcome, tick } from "../helpers/stateful";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));
@@ -90,24 +91,6 @@ async function world() {
 }
 
 const tally = { steps: 0, refused: 0, handoffs: 0, checkpoints: 0, deliveries: 0 };
-
-async function tick(m: Model): Promise<void> {
-  m.now += 1n;
-  await time.setNextBlockTimestamp(m.now);
-}
-
-async function expectOutcome(w: World, label: string, send: () => Promise<unknown>, outcome: string | null) {
-  if (outcome === null) {
-    try {
-      await ((await send()) as { wait(): Promise<unknown> }).wait();
-    } catch (e) {
-      throw new Error(`${label}: the model expects success, the chain refused: ${(e as Error).message}`);
-    }
-  } else {
-    tally.refused++;
-    await expect(send(), `${label}: the model expects ${outcome}`).to.be.revertedWithCustomError(w.ledger, outcome);
-  }
-}
 
 async function checkInvariants(m: Model, w: World, at: string): Promise<void> {
   for (const s of m.shipments) {
@@ -194,7 +177,8 @@ class Handoff extends Step {
             ? "CustodyLedgerInvalidSignature"
             : null;
     await expectOutcome(
-      w,
+      w.ledger,
+      tally,
       this.toString(),
       () => w.ledger.connect(w.guardians[1]).handoff(h, fromSig, toSig, GAS),
       expected,
@@ -240,7 +224,8 @@ class Checkpoint extends Step {
         ? "CustodyLedgerWrongSequence"
         : null;
     await expectOutcome(
-      w,
+      w.ledger,
+      tally,
       this.toString(),
       () => w.ledger.checkpoint(cp as never, key.signer, signature, GAS),
       expected,
@@ -277,7 +262,8 @@ class Flag extends Step {
           ? "CustodyLedgerAlreadyFlagged"
           : null;
     await expectOutcome(
-      w,
+      w.ledger,
+      tally,
       this.toString(),
       () => (this.kind === "overdue" ? w.ledger.markOverdue(s.id, GAS) : w.ledger.markSilent(s.id, GAS)),
       expected,
@@ -312,7 +298,7 @@ class Deliver extends Step {
             ? "CustodyLedgerDelivered"
             : null;
     const sender = this.by === 2 ? w.stranger : (by.signer as typeof w.receiver);
-    await expectOutcome(w, this.toString(), () => w.ledger.connect(sender).deliver(s.id, GAS), expected);
+    await expectOutcome(w.ledger, tally, this.toString(), () => w.ledger.connect(sender).deliver(s.id, GAS), expected);
     if (expected === null) {
       tally.deliveries++;
       s.delivered = true;

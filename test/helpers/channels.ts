@@ -3,7 +3,7 @@ import type { ContractTransactionResponse } from "ethers";
 import { digest, type Deployment } from "../../src/eip712";
 import type { DeviceKey } from "../../src/crypto/deviceKey";
 import type { PaymentChannels } from "../../typechain-types";
-import { termsFromOpened } from "../../src/agent/roles/meter";
+import { termsFromOpened, type ChannelTerms } from "../../src/agent/roles/meter";
 import { deployRegistry, makeKeys, provision } from "./registry";
 
 export const CHALLENGE_PERIOD = 3_600;
@@ -52,16 +52,7 @@ export interface OpenOptions {
   from?: Parameters<PaymentChannels["connect"]>[0];
 }
 
-export type Terms = PaymentChannels.TermsStruct & {
-  payer: bigint;
-  payee: bigint;
-  token: string;
-  rate: bigint;
-  allowance: bigint;
-  openedAt: bigint;
-  salt: bigint;
-  payerKeyHash: string;
-};
+export type Terms = ChannelTerms;
 
 /** The terms of the channel a transaction opened, read from its `ChannelOpened` event. */
 export async function openedTerms(
@@ -72,7 +63,7 @@ export async function openedTerms(
   for (const log of receipt!.logs) {
     const parsed = ctx.channels.interface.parseLog(log);
     if (parsed?.name !== "ChannelOpened") continue;
-    return { id: parsed.args.channel as string, terms: termsFromOpened(parsed.args) as Terms };
+    return { id: parsed.args.channel as string, terms: termsFromOpened(parsed.args) };
   }
   throw new Error("no ChannelOpened event");
 }

@@ -14,6 +14,7 @@ import { expect } from "chai";
 import fc from "fast-check";
 import hre, { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { expectOutcome, tick } from "../helpers/stateful";
 import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openedTerms, voucher, type Terms } from "../helpers/channels";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
@@ -52,26 +53,7 @@ function limitAt(t: Terms, at: bigint): bigint {
   return t.allowance + t.rate * (at > t.openedAt ? at - t.openedAt : 0n);
 }
 
-/** Mines the next transaction one second later (the model knows every block's time). */
-async function tick(m: Model): Promise<void> {
-  m.now += 1n;
-  await time.setNextBlockTimestamp(m.now);
-}
-
 type Outcome = null | string;
-
-async function expectOutcome(w: World, label: string, send: () => Promise<unknown>, outcome: Outcome) {
-  if (outcome === null) {
-    try {
-      await ((await send()) as { wait(): Promise<unknown> }).wait();
-    } catch (e) {
-      throw new Error(`${label}: the model expects success, the chain refused: ${(e as Error).message}`);
-    }
-  } else {
-    tally.refused++;
-    await expect(send(), `${label}: the model expects ${outcome}`).to.be.revertedWithCustomError(w.channels, outcome);
-  }
-}
 
 async function checkInvariants(m: Model, w: World, at: string): Promise<void> {
   const address = await w.channels.getAddress();
@@ -143,7 +125,7 @@ class Open extends Step {
       w.channels
         .connect(w.stranger)
         .open(opening, w.payerKeys[this.payer].signer, this.amount, { value: this.erc20 ? 0n : this.amount, ...GAS });
-    if (expected !== null) return expectOutcome(w, this.toString(), send, expected);
+    if (expected !== null) return expectOutcome(w.channels, tally, this.toString(), send, expected);
     const { terms, id } = await openedTerms(w, await send());
     m.channels.push({ id, terms, payer: this.payer, deposit: this.amount, paid: 0n, closesAt: 0n, closed: false });
   }
@@ -184,7 +166,8 @@ class TopUp extends OnChannel {
     const eth = c.terms.token === ETH;
     await tick(m);
     await expectOutcome(
-      w,
+      w.channels,
+      tally,
       this.toString(),
       () => w.channels.connect(w.stranger).topUp(c.terms, this.amount, { value: eth ? this.amount : 0n, ...GAS }),
       expected,
@@ -218,7 +201,8 @@ class Claim extends OnChannel {
             : null;
     const k = w.payerKeys[c.payer];
     await expectOutcome(
-      w,
+      w.channels,
+      tally,
       this.toString(),
       () => w.channels.claim(c.terms, this.amount, k.signer, voucher(w, k, c.id, this.amount), GAS),
       expected,
@@ -258,7 +242,8 @@ class CooperativeClose extends OnChannel {
     const [amount, signer, sig] =
       this.amount === null ? [0n, "0x", "0x"] : [this.amount, k.signer, voucher(w, k, c.id, this.amount)];
     await expectOutcome(
-      w,
+      w.channels,
+      tally,
       this.toString(),
       () => w.channels.connect(w.other).cooperativeClose(c.terms, amount, signer, sig, GAS),
       expected,
@@ -284,7 +269,13 @@ class StartClose extends OnChannel {
         ? "PaymentChannelsClosing"
         : null;
     await tick(m);
-    await expectOutcome(w, this.toString(), () => w.channels.connect(w.owner).startClose(c.terms, GAS), expected);
+    await expectOutcome(
+      w.channels,
+      tally,
+      this.toString(),
+      () => w.channels.connect(w.owner).startClose(c.terms, GAS),
+      expected,
+    );
     if (expected === null) c.closesAt = m.now + BigInt(CHALLENGE_PERIOD);
   }
   toString() {
@@ -303,7 +294,13 @@ class Settle extends OnChannel {
         : m.now < c.closesAt
           ? "PaymentChannelsChallengeNotEnded"
           : null;
-    await expectOutcome(w, this.toString(), () => w.channels.connect(w.admin).settle(c.terms, GAS), expected);
+    await expectOutcome(
+      w.channels,
+      tally,
+      this.toString(),
+      () => w.channels.connect(w.admin).settle(c.terms, GAS),
+      expected,
+    );
     if (expected === null) {
       tally.settled++;
       add(m.refunds, key(w.owner.address, c.terms.token), c.deposit - c.paid);
@@ -345,7 +342,8 @@ class Withdraw extends Step {
       owed !== 0n ? null : this.payee ? "PaymentChannelsNothingEarned" : "PaymentChannelsNothingOwed";
     await tick(m);
     await expectOutcome(
-      w,
+      w.channels,
+      tally,
       this.toString(),
       () =>
         this.payee

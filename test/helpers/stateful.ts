@@ -1,0 +1,33 @@
+/** Pieces shared by the model-based (stateful) tests. */
+import { expect } from "chai";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import type { BaseContract } from "ethers";
+
+/** Mines the next transaction one second later (the model knows every block's time). */
+export async function tick(m: { now: bigint }): Promise<void> {
+  m.now += 1n;
+  await time.setNextBlockTimestamp(m.now);
+}
+
+/**
+ * Sends a transaction the model judged: `outcome` null means it must succeed, otherwise it must
+ * revert with that custom error of `contract`. Counts refusals in `tally.refused`.
+ */
+export async function expectOutcome(
+  contract: BaseContract,
+  tally: { refused: number },
+  label: string,
+  send: () => Promise<unknown>,
+  outcome: string | null,
+): Promise<void> {
+  if (outcome === null) {
+    try {
+      await ((await send()) as { wait(): Promise<unknown> }).wait();
+    } catch (e) {
+      throw new Error(`${label}: the model expects success, the chain refused: ${(e as Error).message}`);
+    }
+  } else {
+    tally.refused++;
+    await expect(send(), `${label}: the model expects ${outcome}`).to.be.revertedWithCustomError(contract, outcome);
+  }
+}
