@@ -74,16 +74,17 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
       .splitChild(shipmentIdOf(palletEpc), "urn:epc:id:sgtin:0614141.112345.417", tree.getProof(children[417])),
   );
 
-  // Checkpoints: the tracker's first, then one with 2^14 readings whose signed max hides an excursion.
+  // Checkpoints: one in range (the usual case), one out of range (on the pallet), then one with
+  // 2^14 readings whose signed max hides an excursion.
   const at = Number(await now());
-  const readings: Reading[] = Array.from({ length: READINGS }, (_, i) => ({
+  const inRange: Reading[] = Array.from({ length: READINGS }, (_, i) => ({
     at: at - READINGS + i,
     temp: 500 + (i % 50),
   }));
+  const readings = [...inRange];
   readings[4242] = { ...readings[4242], temp: 950 };
-  const batch = new ReadingsBatch(readings);
-  const checkpoint = (seq: number, fields: Partial<Message> = {}) => ({
-    shipment: id,
+  const checkpoint = (shipment: string, seq: number, batch: ReadingsBatch, fields: Partial<Message> = {}) => ({
+    shipment,
     seq,
     readingsRoot: batch.root,
     count: batch.count,
@@ -93,12 +94,12 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
     at: BigInt(at),
     ...fields,
   });
-  const first = checkpoint(1);
-  await gas.record(
-    "custody.checkpoint",
-    ledger.checkpoint(first, tracker.signer, tracker.signDigest(digest("Checkpoint", d, first))),
-  );
-  const lying = checkpoint(2, { maxTemp: 549 });
+  const post = (cp: ReturnType<typeof checkpoint>) =>
+    ledger.checkpoint(cp, tracker.signer, tracker.signDigest(digest("Checkpoint", d, cp)));
+  await gas.record("custody.checkpoint", post(checkpoint(id, 1, new ReadingsBatch(inRange))));
+  const batch = new ReadingsBatch(readings);
+  await gas.record("custody.checkpoint.breach", post(checkpoint(shipmentIdOf(palletEpc), 1, batch)));
+  const lying = checkpoint(id, 2, batch, { maxTemp: 549 });
   const lyingSig = tracker.signDigest(digest("Checkpoint", d, lying));
   await ledger.checkpoint(lying, tracker.signer, lyingSig);
   await gas.record(

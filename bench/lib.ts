@@ -1,5 +1,9 @@
 /** The gas bench's shared pieces: a recorder that reads gas from receipts, and the budgets. */
 import type { ContractTransactionResponse } from "ethers";
+import { formatProfile, profileTransaction } from "./profile";
+
+/** `BENCH_PROFILE=channel.claim,custody.checkpoint` (or `*`) prints where those operations' gas goes. */
+const PROFILE = (process.env.BENCH_PROFILE ?? "").split(",").filter((s) => s !== "");
 
 export class GasRecorder {
   readonly results: Record<string, number> = {};
@@ -10,6 +14,11 @@ export class GasRecorder {
     const receipt = await (await tx).wait();
     if (!receipt || receipt.status !== 1) throw new Error(`bench: ${name} failed`);
     this.results[name] = Number(receipt.gasUsed);
+    if (PROFILE.includes(name) || PROFILE.includes("*")) {
+      const { network } = await import("hardhat");
+      const profile = await profileTransaction(network.provider, receipt.hash, this.results[name]);
+      console.log(formatProfile(name, this.results[name], profile));
+    }
     return this.results[name];
   }
 

@@ -7,8 +7,8 @@ import {Context} from "@openzeppelin/contracts/utils/Context.sol";
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+import {DeviceSignature} from "../registry/DeviceSignature.sol";
 
 /**
  * @title LockAccess
@@ -151,20 +151,19 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
      * @param signature the lock key's signature over `UnlockLog(lock, seq, root, count, fromTime, toTime, deadline)`.
      */
     function anchorLog(bytes calldata lockKey, LogBatch calldata batch, bytes calldata signature) external {
-        IDeviceRegistry.DeviceRef memory device = _registry.deviceByKey(lockKey);
-        if (device.id == 0) revert LockAccessUnknownLock(keccak256(lockKey));
-        if (device.status != IDeviceRegistry.DeviceStatus.Active)
-            revert LockAccessLockNotActive(device.id, device.status);
+        (uint256 lock, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(lockKey);
+        if (lock == 0) revert LockAccessUnknownLock(keccak256(lockKey));
+        if (status != IDeviceRegistry.DeviceStatus.Active) revert LockAccessLockNotActive(lock, status);
         if (block.timestamp > batch.deadline) revert LockAccessExpired(batch.deadline);
-        LockState storage state = _locks[device.id];
+        LockState storage state = _locks[lock];
         (uint32 seq, bytes24 head) = (state.logSeq, state.logHead);
         if (batch.seq != seq + 1) revert LockAccessWrongSequence(seq + 1, batch.seq);
         // The batch's static fields encode in place, in the order of the EIP-712 type.
-        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(UNLOCK_LOG_TYPEHASH, device.id, batch)));
-        if (!SignatureChecker.isValidSignatureNow(lockKey, digest, signature)) revert LockAccessInvalidSignature();
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(UNLOCK_LOG_TYPEHASH, lock, batch)));
+        if (!DeviceSignature.isValidCalldata(lockKey, digest, signature)) revert LockAccessInvalidSignature();
         head = bytes24(keccak256(abi.encode(head, batch.seq, batch.root, batch.count, batch.fromTime, batch.toTime)));
         (state.logSeq, state.logHead) = (batch.seq, head);
-        emit LogAnchored(device.id, batch.seq, batch.root, batch.count, batch.fromTime, batch.toTime, head);
+        emit LogAnchored(lock, batch.seq, batch.root, batch.count, batch.fromTime, batch.toTime, head);
     }
 
     // ---------------------------------------------------------------- views

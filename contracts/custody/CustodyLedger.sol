@@ -6,6 +6,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+import {DeviceSignature} from "../registry/DeviceSignature.sol";
 
 /**
  * @title CustodyLedger
@@ -315,9 +316,11 @@ contract CustodyLedger is EIP712, ERC2771Context {
         // Only a checkpoint that was posted (its sequence number reached) counts.
         if (cp.seq == 0 || cp.seq > t.checkpointSeq) revert CustodyLedgerWrongSequence(t.checkpointSeq, cp.seq);
         // The key the device was provisioned with derives its id; a rotated key must be the current one.
-        if (uint256(keccak256(key)) >> 64 != t.tracker && _registry.deviceByKey(key).id != t.tracker)
-            revert CustodyLedgerNotTrackerKey(t.tracker);
-        if (!_isValidTrackerSignature(key, _checkpointDigest(cp), signature))
+        if (uint256(keccak256(key)) >> 64 != t.tracker) {
+            (uint256 device, ) = _registry.resolveKey(key);
+            if (device != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
+        }
+        if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
         if (!MerkleProof.verifyCalldata(proof, cp.readingsRoot, _readingLeaf(reading)))
             revert CustodyLedgerInvalidProof();
@@ -465,23 +468,11 @@ contract CustodyLedger is EIP712, ERC2771Context {
         if (cp.seq != uint32(t.checkpointSeq) + 1)
             revert CustodyLedgerWrongSequence(uint32(t.checkpointSeq) + 1, cp.seq);
         if (cp.at < t.lastCheckpointAt || cp.at > block.timestamp) revert CustodyLedgerBadTime(cp.at);
-        IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(key);
-        if (ref.id != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
-        if (ref.status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(t.tracker);
-        if (!_isValidTrackerSignature(key, _checkpointDigest(cp), signature))
+        (uint256 device, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(key);
+        if (device != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
+        if (status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(t.tracker);
+        if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
-    }
-
-    /// @dev Address keys take OpenZeppelin's calldata path (no copy to memory); others are ERC-7913.
-    function _isValidTrackerSignature(
-        bytes calldata key,
-        bytes32 digest,
-        bytes calldata signature
-    ) private view returns (bool) {
-        return
-            key.length == 20
-                ? SignatureChecker.isValidSignatureNowCalldata(address(bytes20(key)), digest, signature)
-                : SignatureChecker.isValidSignatureNow(key, digest, signature);
     }
 
     /// @dev `flags` with BREACHED set if the checkpoint's min or max leaves the allowed range.

@@ -8,8 +8,8 @@ pragma solidity ^0.8.24;
  *
  * A device key is an ERC-7913 signer (`bytes`): a 20-byte secp256k1 address, or
  * `verifier || publicKey` for keys that need a verifier contract (P-256). Contracts that accept a
- * device signature take the key from the caller, resolve it here, and check the signature with
- * OpenZeppelin `SignatureChecker` against that same key.
+ * device signature take the key from the caller, resolve it here ({resolveKey}), and check the
+ * signature against that same key with {DeviceSignature}.
  */
 interface IDeviceRegistry {
     /// @dev `Unknown`: no device, or a key that was rotated away. `Revoked` is final.
@@ -58,6 +58,15 @@ interface IDeviceRegistry {
 
     /// @notice The owner and status of device `deviceId` (`Unknown` when there is none).
     function deviceById(uint256 deviceId) external view returns (DeviceRef memory);
+
+    /**
+     * @notice {deviceByKey} without the owner: the device a key currently belongs to and its status.
+     * @dev The cheapest check for a contract that takes a device's signature (no ERC-721 owner read).
+     */
+    function resolveKey(bytes calldata key) external view returns (uint256 deviceId, DeviceStatus status);
+
+    /// @notice {deviceById} without the owner: the status of device `deviceId` (`Unknown` when there is none).
+    function deviceStatus(uint256 deviceId) external view returns (DeviceStatus);
 
     /// @notice The next nonce a signature by device `deviceId` must carry.
     function deviceNonce(uint256 deviceId) external view returns (uint32);

@@ -9,8 +9,8 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+import {DeviceSignature} from "../registry/DeviceSignature.sol";
 
 /**
  * @title PaymentChannels
@@ -203,13 +203,13 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
 
     /// @notice Adds `amount` to an open channel's deposit (ETH sent along, or the token pulled). Anyone may.
     function topUp(Terms calldata terms, uint256 amount) external payable nonReentrant {
-        bytes32 channel = keccak256(abi.encode(terms));
+        bytes32 channel = _channelId(terms);
         Channel storage c = _channels[channel];
-        Channel memory m = c;
-        if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
-        if (m.closesAt != 0) revert PaymentChannelsClosing(channel, m.closesAt);
+        (uint96 current, uint40 closesAt) = (c.deposit, c.closesAt);
+        if (current == 0) revert PaymentChannelsUnknownChannel(channel);
+        if (closesAt != 0) revert PaymentChannelsClosing(channel, closesAt);
         _checkPayerActive(terms.payer);
-        uint256 deposit = m.deposit + _receive(terms.token, amount);
+        uint256 deposit = current + _receive(terms.token, amount);
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
         c.deposit = uint96(deposit);
         emit ChannelToppedUp(channel, _msgSender(), amount, deposit);
@@ -222,7 +222,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
      * total, within the deposit and the spending-rate cap. Anyone may present it.
      */
     function claim(Terms calldata terms, uint256 amount, bytes calldata key, bytes calldata signature) external {
-        bytes32 channel = keccak256(abi.encode(terms));
+        bytes32 channel = _channelId(terms);
         Channel memory m = _channels[channel];
         _checkClaimable(channel, m);
         uint256 paid = _voucher(channel, terms, m, amount, key, signature);
@@ -288,7 +288,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
 
     /// @notice The payer device's owner starts a unilateral close: the payee has `challengePeriod` to claim.
     function startClose(Terms calldata terms) external {
-        bytes32 channel = keccak256(abi.encode(terms));
+        bytes32 channel = _channelId(terms);
         Channel storage c = _channels[channel];
         Channel memory m = c;
         if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
@@ -343,7 +343,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
 
     /// @notice The id of a channel with `terms`.
     function channelId(Terms calldata terms) external pure returns (bytes32) {
-        return keccak256(abi.encode(terms));
+        return _channelId(terms);
     }
 
     /// @notice What moves in channel `channel` (all zero once it is closed, or if it never existed).
@@ -379,23 +379,12 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     function _open(Opening calldata o, bytes calldata payerKey, uint256 deposit) private returns (bytes32 channel) {
         if (deposit == 0) revert PaymentChannelsZeroDeposit();
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
-        IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(payerKey);
-        if (ref.id != o.payer) revert PaymentChannelsNotPayerKey(o.payer);
-        if (ref.status != IDeviceRegistry.DeviceStatus.Active)
-            revert PaymentChannelsPayerNotActive(o.payer, ref.status);
+        _checkPayerKey(o.payer, payerKey);
         // Credits to a device that does not exist could never be withdrawn.
         if (!_exists(o.payee)) revert PaymentChannelsUnknownDevice(o.payee);
-        Terms memory terms = Terms(
-            o.payer,
-            o.payee,
-            o.token,
-            o.rate,
-            o.allowance,
-            uint64(block.timestamp),
-            o.salt,
-            keccak256(payerKey)
-        );
-        channel = keccak256(abi.encode(terms));
+        bytes32 payerKeyHash = keccak256(payerKey);
+        uint64 openedAt = uint64(block.timestamp);
+        channel = _channelIdAtOpen(o, openedAt, payerKeyHash);
         if (_channels[channel].deposit != 0) revert PaymentChannelsChannelExists(channel);
         _channels[channel] = Channel(uint96(deposit), 0, 0);
         emit ChannelOpened(
@@ -405,11 +394,43 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
             o.token,
             o.rate,
             o.allowance,
-            terms.openedAt,
+            openedAt,
             o.salt,
-            terms.payerKeyHash,
+            payerKeyHash,
             deposit
         );
+    }
+
+    /**
+     * @dev keccak256(abi.encode(terms)), hashed straight from calldata: the terms are eight static
+     * words, so their calldata is their ABI encoding, and copying them field by field through
+     * memory cost every channel operation about 400 gas. Terms with dirty high bits hash to an id
+     * no channel has (and Solidity refuses them where a field is read).
+     */
+    function _channelId(Terms calldata terms) private pure returns (bytes32 id) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, terms, 0x100)
+            id := keccak256(ptr, 0x100)
+        }
+    }
+
+    /// @dev {_channelId} of the terms `o` opens, at `openedAt` with the key hashing to `payerKeyHash`.
+    function _channelIdAtOpen(
+        Opening calldata o,
+        uint64 openedAt,
+        bytes32 payerKeyHash
+    ) private pure returns (bytes32 id) {
+        // Terms are Opening's first five words, then openedAt, salt and the key hash.
+        uint32 salt = o.salt;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, o, 0xa0)
+            mstore(add(ptr, 0xa0), openedAt)
+            mstore(add(ptr, 0xc0), salt)
+            mstore(add(ptr, 0xe0), payerKeyHash)
+            id := keccak256(ptr, 0x100)
+        }
     }
 
     /// @dev Takes `amount` of `token` from the caller (or checks the ETH sent); returns what arrived.
@@ -448,7 +469,14 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     }
 
     function _checkPayerActive(uint256 payer) private view {
-        IDeviceRegistry.DeviceStatus status = _registry.deviceById(payer).status;
+        IDeviceRegistry.DeviceStatus status = _registry.deviceStatus(payer);
+        if (status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(payer, status);
+    }
+
+    /// @dev Reverts unless `key` is the current key of `payer`, an active device.
+    function _checkPayerKey(uint256 payer, bytes calldata key) private view {
+        (uint256 device, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(key);
+        if (device != payer) revert PaymentChannelsNotPayerKey(payer);
         if (status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(payer, status);
     }
 
@@ -468,18 +496,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
             _checkPayerActive(terms.payer);
         } else {
             // A key the payer rotated to since the channel opened.
-            IDeviceRegistry.DeviceRef memory ref = _registry.deviceByKey(key);
-            if (ref.id != terms.payer) revert PaymentChannelsNotPayerKey(terms.payer);
-            if (ref.status != IDeviceRegistry.DeviceStatus.Active)
-                revert PaymentChannelsPayerNotActive(terms.payer, ref.status);
+            _checkPayerKey(terms.payer, key);
         }
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channel, amount)));
-        // Address keys take OpenZeppelin's calldata path (no copy to memory); others are ERC-7913.
-        bool valid =
-            key.length == 20
-                ? SignatureChecker.isValidSignatureNowCalldata(address(bytes20(key)), digest, signature)
-                : SignatureChecker.isValidSignatureNow(key, digest, signature);
-        if (!valid) revert PaymentChannelsInvalidSignature();
+        if (!DeviceSignature.isValidCalldata(key, digest, signature)) revert PaymentChannelsInvalidSignature();
         paid = amount;
         if (paid > m.deposit) paid = m.deposit;
         uint256 limit = spendingLimit(terms, block.timestamp);
@@ -488,7 +508,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     }
 
     function _close(Terms calldata terms, uint256 amount, bytes calldata key, bytes calldata signature) private {
-        bytes32 channel = keccak256(abi.encode(terms));
+        bytes32 channel = _channelId(terms);
         Channel memory m = _channels[channel];
         _checkClaimable(channel, m);
         uint256 paid = signature.length == 0 ? m.paid : _voucher(channel, terms, m, amount, key, signature);
@@ -498,7 +518,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     }
 
     function _settle(Terms calldata terms) private {
-        bytes32 channel = keccak256(abi.encode(terms));
+        bytes32 channel = _channelId(terms);
         Channel memory m = _channels[channel];
         if (m.deposit == 0) revert PaymentChannelsUnknownChannel(channel);
         if (m.closesAt == 0) revert PaymentChannelsNotClosing(channel);

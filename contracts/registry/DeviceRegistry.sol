@@ -8,8 +8,8 @@ import {Context} from "@openzeppelin/contracts/utils/Context.sol";
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+import {DeviceSignature} from "./DeviceSignature.sol";
 
 /**
  * @title DeviceRegistry
@@ -333,14 +333,14 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         bytes32 digest = _hashTypedDataV4(
             keccak256(abi.encode(KEY_ROTATION_TYPEHASH, deviceId, newKeyHash, nonce, deadline))
         );
-        if (!SignatureChecker.isValidSignatureNow(newKey, digest, r.newKeySignature)) {
+        if (!DeviceSignature.isValidCalldata(newKey, digest, r.newKeySignature)) {
             revert DeviceRegistryInvalidSignature();
         }
         bytes calldata oldKey = r.oldKey;
         if (oldKey.length != 0) {
             bytes32 oldKeyHash = keccak256(oldKey);
             if (!_isCurrentKey(deviceId, generation, oldKeyHash)) revert DeviceRegistryUnknownKey(oldKeyHash);
-            if (!SignatureChecker.isValidSignatureNow(oldKey, digest, r.oldKeySignature)) {
+            if (!DeviceSignature.isValidCalldata(oldKey, digest, r.oldKeySignature)) {
                 revert DeviceRegistryInvalidSignature();
             }
         }
@@ -470,7 +470,19 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     /// @inheritdoc IDeviceRegistry
     function deviceById(uint256 deviceId) external view returns (DeviceRef memory ref) {
         Device memory device = _devices[deviceId];
-        if (device.batchId != 0) ref = DeviceRef(deviceId, _ownerOf(deviceId), _status(device));
+        if (device.batchId != 0) ref = DeviceRef(deviceId, _ownerOf(deviceId), _status(device.batchId, device.flags));
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function resolveKey(bytes calldata key) external view returns (uint256 deviceId, DeviceStatus status) {
+        return _resolve(keccak256(key));
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function deviceStatus(uint256 deviceId) external view returns (DeviceStatus) {
+        Device storage device = _devices[deviceId];
+        uint48 batchId = device.batchId;
+        return batchId == 0 ? DeviceStatus.Unknown : _status(batchId, device.flags);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -485,7 +497,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         info = DeviceInfo({
             id: deviceId,
             owner: _ownerOf(deviceId),
-            status: _status(device),
+            status: _status(device.batchId, device.flags),
             batchId: device.batchId,
             nonce: device.nonce,
             keyGeneration: device.keyGeneration,
@@ -548,6 +560,16 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         return _domainSeparatorV4();
     }
 
+    /**
+     * @notice Devices have no metadata URI (OpenZeppelin's default, with no base URI, is empty too);
+     * the registry's views and events are their record. Reverts for a device that does not exist.
+     * @dev Overridden so that the registry fits the code-size limit without the decimal formatting.
+     */
+    function tokenURI(uint256 tokenId) public view virtual override returns (string memory) {
+        _requireOwned(tokenId);
+        return "";
+    }
+
     /// @inheritdoc ERC721
     function supportsInterface(bytes4 interfaceId) public view virtual override(ERC721, AccessControl) returns (bool) {
         return interfaceId == type(IDeviceRegistry).interfaceId || super.supportsInterface(interfaceId);
@@ -577,23 +599,26 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
 
         deviceId = _idOf(_checkNewKey(c.deviceKey));
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(DEVICE_CLAIM_TYPEHASH, c.owner, c.batchId, c.deadline)));
-        if (!SignatureChecker.isValidSignatureNow(c.deviceKey, digest, signature)) {
+        if (!DeviceSignature.isValidCalldata(c.deviceKey, digest, signature)) {
             revert DeviceRegistryInvalidSignature();
         }
     }
 
-    /// @dev The device a key currently belongs to and its status, or `(0, Unknown)`.
+    /// @dev The device a key currently belongs to and its status, or `(0, Unknown)`. Most keys are the
+    /// one their device's id derives from, found with one read (and the batch's); a key that arrived
+    /// by rotation costs one more, its alias. A key cannot be both: every key hash is taken once.
     function _resolve(bytes32 keyHash) private view returns (uint256 deviceId, DeviceStatus status) {
-        KeyAlias memory alias_ = _aliases[keyHash];
+        deviceId = _idOf(keyHash);
+        Device storage device = _devices[deviceId];
         uint16 generation;
-        if (alias_.deviceId != 0) {
+        if (device.batchId == 0) {
+            KeyAlias storage alias_ = _aliases[keyHash];
             (deviceId, generation) = (alias_.deviceId, alias_.generation);
-        } else {
-            deviceId = _idOf(keyHash);
+            if (deviceId == 0) return (0, DeviceStatus.Unknown);
+            device = _devices[deviceId];
         }
-        Device memory device = _devices[deviceId];
-        if (device.batchId == 0 || device.keyGeneration != generation) return (0, DeviceStatus.Unknown);
-        return (deviceId, _status(device));
+        if (device.keyGeneration != generation) return (0, DeviceStatus.Unknown);
+        return (deviceId, _status(device.batchId, device.flags));
     }
 
     /// @dev Whether `keyHash` is the current key of `deviceId`, whose key generation is `generation`.
@@ -604,10 +629,10 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         return alias_.deviceId == deviceId && alias_.generation == generation;
     }
 
-    function _status(Device memory device) private view returns (DeviceStatus) {
-        BatchStatus batchStatus = _batches[device.batchId].status;
-        if (device.flags & REVOKED != 0 || batchStatus == BatchStatus.Revoked) return DeviceStatus.Revoked;
-        if (device.flags != 0 || batchStatus == BatchStatus.Quarantined) return DeviceStatus.Quarantined;
+    function _status(uint48 batchId, uint8 flags) private view returns (DeviceStatus) {
+        BatchStatus batchStatus = _batches[batchId].status;
+        if (flags & REVOKED != 0 || batchStatus == BatchStatus.Revoked) return DeviceStatus.Revoked;
+        if (flags != 0 || batchStatus == BatchStatus.Quarantined) return DeviceStatus.Quarantined;
         return DeviceStatus.Active;
     }
 
@@ -640,7 +665,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         bytes calldata signature
     ) private view {
         if (block.timestamp > deadline) revert DeviceRegistryExpired(deadline);
-        if (!SignatureChecker.isValidSignatureNow(key, _hashTypedDataV4(structHash), signature)) {
+        if (!DeviceSignature.isValidCalldata(key, _hashTypedDataV4(structHash), signature)) {
             revert DeviceRegistryInvalidSignature();
         }
     }
@@ -724,7 +749,8 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     function _update(address to, uint256 tokenId, address auth) internal virtual override returns (address) {
         address from = _ownerOf(tokenId);
         if (from != address(0)) {
-            DeviceStatus status = _status(_devices[tokenId]);
+            Device storage device = _devices[tokenId];
+            DeviceStatus status = _status(device.batchId, device.flags);
             if (status != DeviceStatus.Active) revert DeviceRegistryWrongStatus(tokenId, status);
         }
         return super._update(to, tokenId, auth);

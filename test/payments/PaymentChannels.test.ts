@@ -4,6 +4,7 @@ import { loadFixture, setBalance, time } from "@nomicfoundation/hardhat-network-
 import { Wallet } from "ethers";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
 import { typedData } from "../../src/eip712";
+import { channelIdOf } from "../../src/agent/roles/meter";
 import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openChannel, openedTerms, voucher } from "../helpers/channels";
 import { highS, rotation } from "../helpers/registry";
 
@@ -17,6 +18,8 @@ describe("PaymentChannels", function () {
       const { tx, terms, id } = await openChannel(f, { amount: ONE });
       await expect(tx).to.changeEtherBalances([f.stranger, f.channels], [-ONE, ONE]);
       expect(await f.channels.channelId(terms)).to.equal(id);
+      // The contract hashes the terms from raw calldata and memory: the same as their ABI encoding.
+      expect(channelIdOf(terms)).to.equal(id);
       expect(terms.payerKeyHash).to.equal(ethers.keccak256(f.payerKeys[0].signer));
       const state = await f.channels.channelState(id);
       expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([ONE, 0n, 0n]);
@@ -86,7 +89,9 @@ describe("PaymentChannels", function () {
     it("tops up by anyone; the ETH sent must equal the amount", async function () {
       const f = await loadFixture(deployChannels);
       const { terms, id } = await openChannel(f);
-      await f.channels.connect(f.admin).topUp(terms, 5n, { value: 5n });
+      await expect(f.channels.connect(f.admin).topUp(terms, 5n, { value: 5n }))
+        .to.emit(f.channels, "ChannelToppedUp")
+        .withArgs(id, f.admin.address, 5n, ONE + 5n);
       expect((await f.channels.channelState(id)).deposit).to.equal(ONE + 5n);
       await expect(f.channels.topUp(terms, 5n, { value: 4n }))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsWrongValue")
@@ -95,6 +100,24 @@ describe("PaymentChannels", function () {
       await expect(f.channels.connect(f.stranger).topUp(tokenTerms, 5n, { value: 1n }))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsWrongValue")
         .withArgs(0n, 1n);
+    });
+
+    it("attack: terms with dirty high bits in calldata (the same values once cleaned) reach no channel", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f);
+      const data = f.channels.interface.encodeFunctionData("topUp", [terms, 5n]);
+      // Words after the selector: payer, payee, token, rate, ... Set a bit above the token's 160.
+      const word = 4 + 2 * 32;
+      const dirty = ethers.concat([
+        ethers.dataSlice(data, 0, word),
+        ethers.zeroPadValue(ethers.concat(["0x01", ethers.dataSlice(data, word + 1, word + 32)]), 32),
+        ethers.dataSlice(data, word + 32),
+      ]);
+      expect(dirty).to.not.equal(data);
+      const to = await f.channels.getAddress();
+      await expect(f.stranger.sendTransaction({ to, data: dirty, value: 5n })).to.be.reverted;
+      await f.stranger.sendTransaction({ to, data, value: 5n });
+      expect((await f.channels.channelState(id)).deposit).to.equal(ONE + 5n);
     });
 
     it("attack: a fee-on-transfer token (delivers less than sent) is refused", async function () {

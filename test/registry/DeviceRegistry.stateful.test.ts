@@ -322,6 +322,9 @@ const canonical = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bi
 
 /** A `DeviceRef` (id, owner, status). */
 const ref = (r: any[]) => ({ id: r[0][0] as bigint, owner: r[0][1] as string, status: Number(r[0][2]) });
+/** What `resolveKey` returns (id, status), and what it returns for a key that resolves to nothing. */
+const resolved = (r: any[]) => ({ id: r[0] as bigint, status: Number(r[1]) });
+const nothing = { id: 0n, status: Status.Unknown };
 
 /**
  * Compares the whole contract view with the model in one multicall (all views, then a correctly
@@ -381,6 +384,7 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
     );
     // Invariant 1: deviceById (what other contracts read) says quarantined / revoked as the model does.
     view(`${dev} deviceById`, "deviceById", [d.id], { id: d.id, owner, status }, ref);
+    view(`${dev} deviceStatus`, "deviceStatus", [d.id], status, (r) => Number(r[0]));
     view(`${dev} deviceNonce`, "deviceNonce", [d.id], d.nonce, (r) => Number(r[0]));
     view(`${dev} ownerOf`, "ownerOf", [d.id], owner, (r) => r[0]);
     // Invariant 3: the current key resolves to this device (so to no other), with its status.
@@ -391,8 +395,10 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
       { id: d.id, owner, status },
       ref,
     );
+    view(`${dev} resolveKey(current ${d.key.signer})`, "resolveKey", [d.key.signer], { id: d.id, status }, resolved);
     // Invariant 3: a rotated-away key resolves to nothing, at once and forever.
     for (const old of d.retired) {
+      view(`${dev} resolveKey(retired ${old.signer})`, "resolveKey", [old.signer], nothing, resolved);
       view(
         `${dev} deviceByKey(retired ${old.signer})`,
         "deviceByKey",
@@ -417,12 +423,14 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
   for (const id of w.leafDeviceIds) {
     if (m.devices.has(id)) continue;
     view(`unclaimed ${id} deviceById`, "deviceById", [id], { id: 0n, owner: ZeroAddress, status: Status.Unknown }, ref);
+    view(`unclaimed ${id} deviceStatus`, "deviceStatus", [id], Status.Unknown, (r) => Number(r[0]));
   }
   for (const key of w.keys) {
     // Invariant 3: a key ever claimed or rotated to (and so also rotated away) can never be registered again.
     const used = m.used.has(key.signer);
     view(`isKeyAvailable(${key.signer})`, "isKeyAvailable", [key.signer], !used, (r) => r[0]);
     if (!used) {
+      view(`resolveKey(unused ${key.signer})`, "resolveKey", [key.signer], nothing, resolved);
       view(
         `deviceByKey(unused ${key.signer})`,
         "deviceByKey",

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { TypedDataEncoder } from "ethers";
-import { TYPES, digest, typeHash, typeString, typesOf, type TypeName } from "../../src/eip712";
+import { TYPES, digest, typeHash, typeString, typedData, typesOf, type TypeName } from "../../src/eip712";
 import { randomDeviceKey, secp256k1Key } from "../../src/crypto/deviceKey";
 import { DeviceBatch, batchIdOf, deviceIdOf, leafHash } from "../../src/registry/batch";
 import {
@@ -55,7 +55,7 @@ describe("DeviceRegistry", function () {
         expect(await registry.supportsInterface(iface)).to.equal(true); // ERC-721, AccessControl, ERC-165
       }
       expect(await registry.supportsInterface("0xffffffff")).to.equal(false);
-      const iDeviceRegistry = (["deviceByKey", "deviceById", "deviceNonce"] as const)
+      const iDeviceRegistry = (["deviceByKey", "deviceById", "resolveKey", "deviceStatus", "deviceNonce"] as const)
         .map((fn) => BigInt(registry.interface.getFunction(fn)!.selector))
         .reduce((x, y) => x ^ y);
       expect(await registry.supportsInterface(ethers.toBeHex(iDeviceRegistry, 4))).to.equal(true);
@@ -399,6 +399,35 @@ describe("DeviceRegistry", function () {
       );
     });
 
+    it("attack: a contract wallet posing as a device key (ERC-1271) cannot claim with its owner's signature", async function () {
+      const f = await loadFixture(committed);
+      // The wallet answers ERC-1271 for its owner's signatures; a device key must sign itself.
+      const wallet = await ethers.deployContract("ERC1271Wallet", [f.stranger.address]);
+      const walletKey = await wallet.getAddress();
+      const batch = new DeviceBatch(
+        [walletKey, f.keys[0].signer].map((deviceKey) => ({ deviceKey, model: MODEL, firmwareHash: FIRMWARE })),
+      );
+      await commit(f.registry, f.manufacturer, batch);
+      const deadline = await deadlineIn();
+      const message = { owner: f.stranger.address, batch: batch.id, deadline };
+      const t = typedData("DeviceClaim", f.deployment, message);
+      const signature = await f.stranger.signTypedData(t.domain, t.types, message);
+      const magic = await wallet.isValidSignature(digest("DeviceClaim", f.deployment, message), signature);
+      expect(magic).to.equal("0x1626ba7e"); // the wallet vouches for it
+      const claim = {
+        owner: f.stranger.address,
+        batchId: batch.id,
+        deviceKey: walletKey,
+        model: MODEL,
+        firmwareHash: FIRMWARE,
+        deadline,
+      };
+      await expect(f.registry.claim(claim, batch.proof(walletKey), signature)).to.be.revertedWithCustomError(
+        f.registry,
+        "DeviceRegistryInvalidSignature",
+      );
+    });
+
     it("refuses the zero owner and keys of an unsupported shape or verifier", async function () {
       const f = await loadFixture(committed);
       const a = await claimArgs(f, f.keys[0], f.batch, f.batchId, ethers.ZeroAddress);
@@ -716,6 +745,14 @@ describe("DeviceRegistry", function () {
   });
 
   describe("transfers", function () {
+    it("has no metadata URI: empty for a device, refused for a token that does not exist", async function () {
+      const { registry, id } = await loadFixture(claimed);
+      expect(await registry.tokenURI(id)).to.equal("");
+      await expect(registry.tokenURI(12345n))
+        .to.be.revertedWithCustomError(registry, "ERC721NonexistentToken")
+        .withArgs(12345n);
+    });
+
     it("transfers an active device; the new owner controls it", async function () {
       const f = await loadFixture(claimed);
       await f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id);
