@@ -74,8 +74,8 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
       .splitChild(shipmentIdOf(palletEpc), "urn:epc:id:sgtin:0614141.112345.417", tree.getProof(children[417])),
   );
 
-  // Checkpoints: one in range (the usual case), one out of range (on the pallet), then one with
-  // 2^14 readings whose signed max hides an excursion.
+  // Checkpoints: the tracker's first ever (its latest-checkpoint slot is fresh), one in range (the
+  // usual case), one out of range; then one with 2^14 readings whose signed max hides an excursion.
   const at = Number(await now());
   const inRange: Reading[] = Array.from({ length: READINGS }, (_, i) => ({
     at: at - READINGS + i,
@@ -83,28 +83,49 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
   }));
   const readings = [...inRange];
   readings[4242] = { ...readings[4242], temp: 950 };
-  const checkpoint = (shipment: string, seq: number, batch: ReadingsBatch, fields: Partial<Message> = {}) => ({
+  const normal = new ReadingsBatch(inRange);
+  const batch = new ReadingsBatch(readings);
+  const checkpoint = (shipment: string, seq: number, b: ReadingsBatch, fields: Partial<Message> = {}) => ({
     shipment,
     seq,
-    readingsRoot: batch.root,
-    count: batch.count,
-    minTemp: batch.min,
-    maxTemp: batch.max,
+    readingsRoot: b.root,
+    count: b.count,
+    minTemp: b.min,
+    maxTemp: b.max,
     location: locationId("geo:52.37,4.89"),
     at: BigInt(at),
     ...fields,
   });
-  const post = (cp: ReturnType<typeof checkpoint>) =>
-    ledger.checkpoint(cp, tracker.signer, tracker.signDigest(digest("Checkpoint", d, cp)));
-  await gas.record("custody.checkpoint", post(checkpoint(id, 1, new ReadingsBatch(inRange))));
-  const batch = new ReadingsBatch(readings);
-  await gas.record("custody.checkpoint.breach", post(checkpoint(shipmentIdOf(palletEpc), 1, batch)));
+  const signed = (cp: ReturnType<typeof checkpoint>) => tracker.signDigest(digest("Checkpoint", d, cp));
+  const post = (cp: ReturnType<typeof checkpoint>) => ledger.checkpoint(cp, tracker.signer, signed(cp));
+  const pallet = shipmentIdOf(palletEpc);
+  await gas.record("custody.checkpoint.trackerFirst", post(checkpoint(pallet, 1, normal)));
+  await gas.record("custody.checkpoint", post(checkpoint(id, 1, normal)));
+  await gas.record("custody.checkpoint.breach", post(checkpoint(pallet, 2, batch)));
+
+  // The excursion that breaches the shipment and exposes the lying tracker, against its latest checkpoint.
   const lying = checkpoint(id, 2, batch, { maxTemp: 549 });
-  const lyingSig = tracker.signDigest(digest("Checkpoint", d, lying));
-  await ledger.checkpoint(lying, tracker.signer, lyingSig);
+  await post(lying);
+  const summary = {
+    shipment: lying.shipment,
+    seq: lying.seq,
+    readingsRoot: lying.readingsRoot,
+    minTemp: lying.minTemp,
+    maxTemp: lying.maxTemp,
+    allowedMinTemp: 200,
+    allowedMaxTemp: 800,
+  };
+  await gas.record("custody.excursionProof", ledger.proveLatestExcursion(summary, readings[4242], batch.proof(4242)));
+  // The same against an earlier checkpoint: presented again with the tracker's signature.
+  const thirdEpc = "urn:epc:id:sscc:0614141.5555555555";
+  await ledger.connect(shipper).createShipment(await params(thirdEpc));
+  const later = BigInt(await now());
+  const earlier = checkpoint(shipmentIdOf(thirdEpc), 1, batch, { maxTemp: 549, at: later });
+  await post(earlier);
+  await post(checkpoint(shipmentIdOf(thirdEpc), 2, normal, { at: later }));
   await gas.record(
-    "custody.excursionProof",
-    ledger.proveExcursion(lying, tracker.signer, lyingSig, readings[4242], batch.proof(4242)),
+    "custody.excursionProof.signed",
+    ledger.proveExcursion(earlier, tracker.signer, signed(earlier), readings[4242], batch.proof(4242)),
   );
 
   await time.increase(2 * 24 * HOUR);

@@ -65,10 +65,17 @@ export async function profileTransaction(
 }
 
 /** A short table: the intrinsic gas, then the costliest opcodes. */
-export function formatProfile(name: string, gasUsed: number, p: Awaited<ReturnType<typeof profileTransaction>>): string {
+export function formatProfile(
+  name: string,
+  gasUsed: number,
+  p: Awaited<ReturnType<typeof profileTransaction>>,
+): string {
   const rows = [...p.byOp.entries()].sort((a, b) => b[1].gas - a[1].gas).slice(0, 14);
   const depths = [...p.byDepth.entries()].map(([d, g]) => `depth ${d}: ${g}`).join(", ");
-  const lines = [`${name}: ${gasUsed} gas, ${p.intrinsic} intrinsic (base + calldata, or the calldata floor); ${depths}`];
-  for (const [op, { count, gas }] of rows) lines.push(`  ${op.padEnd(14)} ×${String(count).padStart(4)} ${String(gas).padStart(7)}`);
+  const lines = [
+    `${name}: ${gasUsed} gas, ${p.intrinsic} intrinsic (base + calldata, or the calldata floor); ${depths}`,
+  ];
+  for (const [op, { count, gas }] of rows)
+    lines.push(`  ${op.padEnd(14)} ×${String(count).padStart(4)} ${String(gas).padStart(7)}`);
   return lines.join("\n");
 }

@@ -27,6 +27,7 @@ import { MeterPayee, MeterPayer, SimulatedMeter, termsFromOpened } from "../src/
 import { cbv, locationId, shipmentIdOf } from "../src/custody";
 import { shipmentHistory, timeline } from "../src/custody/history";
 import { toEpcisDocument } from "../src/custody/epcis";
+import { submitExcursion } from "../src/custody/excursion";
 
 const rows: { step: string; outcome: string; expected: string; gas: string }[] = [];
 const say = (line: string) => console.log(line);
@@ -391,7 +392,7 @@ async function main(): Promise<void> {
     "one 11.5 °C reading proven against the posted root",
     (await ledger.verifyReading(p.root, p.reading, p.proof)) ? "proven" : "not proven",
     "proven",
-    await gasOf(ledger.connect(relayer).proveExcursion(p.checkpoint as never, p.key, p.signature, p.reading, p.proof)),
+    await gasOf(submitExcursion(await ledger.getAddress(), relayer, p).then((r) => r.tx)),
   );
   record(
     "carrier → warehouse",

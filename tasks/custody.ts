@@ -85,11 +85,15 @@ task(
       const s = await ledger.shipmentOf(shipment);
       const outOfRange = p.reading.temp < Number(s.minTemp) || p.reading.temp > Number(s.maxTemp);
       let submitted: string | undefined;
+      let against: string | undefined;
       if (args.submit) {
         if (!outOfRange)
           throw new Error(`--submit: ${p.reading.temp / 100} °C is within the allowed range: not an excursion`);
-        const tx = await ledger.proveExcursion(p.checkpoint as never, p.key, p.signature, p.reading, p.proof);
+        const { submitExcursion } = await import("../src/custody/excursion");
+        const [sender] = await hre.ethers.getSigners();
+        const { tx, latest } = await submitExcursion(await ledger.getAddress(), sender, p);
         submitted = (await tx.wait())!.hash;
+        against = latest ? "the tracker's latest checkpoint" : "a signed earlier checkpoint";
       }
       const result = {
         shipment,
@@ -100,7 +104,7 @@ task(
         proof: p.proof,
         verified,
         outOfRange,
-        ...(submitted ? { submitted } : {}),
+        ...(submitted ? { submitted, against } : {}),
       };
       console.log(JSON.stringify(result, null, 2));
       return result;

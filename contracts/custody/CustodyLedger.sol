@@ -107,6 +107,20 @@ contract CustodyLedger is EIP712, ERC2771Context {
         uint64 at;
     }
 
+    /**
+     * @notice What the ledger keeps, hashed, of a tracker's latest checkpoint: enough to prove an
+     * excursion against it without the tracker's signature. The allowed range is the shipment's.
+     */
+    struct CheckpointSummary {
+        bytes32 shipment;
+        uint32 seq;
+        bytes32 readingsRoot;
+        int16 minTemp;
+        int16 maxTemp;
+        int16 allowedMinTemp;
+        int16 allowedMaxTemp;
+    }
+
     /// @notice One raw reading of a tracker: a leaf of a checkpoint's `readingsRoot`.
     struct Reading {
         uint64 at;
@@ -138,6 +152,9 @@ contract CustodyLedger is EIP712, ERC2771Context {
     mapping(bytes32 shipment => Tracking) private _tracking;
     mapping(bytes32 shipment => Conditions) private _conditions;
     mapping(bytes32 pallet => bytes32 root) private _children;
+    /// @dev Per tracker device, keccak256 of the {CheckpointSummary} of its latest checkpoint. Keyed
+    /// by tracker, not by shipment, so that the slot is fresh only at a tracker's first checkpoint ever.
+    mapping(uint256 tracker => bytes32 summaryHash) private _latestCheckpoint;
 
     event ShipmentCreated(
         bytes32 indexed shipment,
@@ -201,6 +218,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
     error CustodyLedgerNotReceiver(address account);
     error CustodyLedgerNotHeldByReceiver(address custodian);
     error CustodyLedgerNotAPallet(bytes32 pallet);
+    error CustodyLedgerNotLatestCheckpoint(uint256 tracker);
 
     /**
      * @param registry_ the device registry whose devices track shipments.
@@ -282,6 +300,11 @@ contract CustodyLedger is EIP712, ERC2771Context {
     function checkpoint(CheckpointData calldata cp, bytes calldata key, bytes calldata signature) external {
         Tracking memory t = _tracking[cp.shipment];
         _checkCheckpoint(cp, t, key, signature);
+        Conditions memory k = _conditions[cp.shipment];
+        // keccak256(abi.encode(CheckpointSummary)), its fields being static.
+        _latestCheckpoint[t.tracker] = keccak256(
+            abi.encode(cp.shipment, cp.seq, cp.readingsRoot, cp.minTemp, cp.maxTemp, k.minTemp, k.maxTemp)
+        );
         emit CheckpointPosted(
             cp.shipment,
             cp.seq,
@@ -292,13 +315,14 @@ contract CustodyLedger is EIP712, ERC2771Context {
             cp.location,
             cp.at
         );
-        _tracking[cp.shipment] = Tracking(t.tracker, uint40(cp.at), uint16(cp.seq), _breachFlags(cp, t.flags));
+        _tracking[cp.shipment] = Tracking(t.tracker, uint40(cp.at), uint16(cp.seq), _breachFlags(cp, k, t.flags));
     }
 
     /**
      * @notice Proves one raw reading out of the allowed range against a posted checkpoint's root:
      * the shipment is marked breached. If the checkpoint's own signed min and max hid the reading,
      * the tracker device is reported by `DeviceContradicted`. Anyone may prove.
+     * @dev For the tracker's latest checkpoint {proveLatestExcursion} is cheaper: no signature.
      * @param cp the posted checkpoint, with the tracker `key` and `signature` that signed it.
      * @param proof the reading's Merkle proof (leaf: keccak256(keccak256(abi.encode(at, temp)))).
      */
@@ -309,10 +333,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
         Reading calldata reading,
         bytes32[] calldata proof
     ) external {
-        bytes32 shipment = cp.shipment;
-        Tracking memory t = _tracking[shipment];
-        if (t.tracker == 0) revert CustodyLedgerUnknownShipment(shipment);
-        if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+        Tracking memory t = _excursionTarget(cp.shipment);
         // Only a checkpoint that was posted (its sequence number reached) counts.
         if (cp.seq == 0 || cp.seq > t.checkpointSeq) revert CustodyLedgerWrongSequence(t.checkpointSeq, cp.seq);
         // The key the device was provisioned with derives its id; a rotated key must be the current one.
@@ -322,16 +343,25 @@ contract CustodyLedger is EIP712, ERC2771Context {
         }
         if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
-        if (!MerkleProof.verifyCalldata(proof, cp.readingsRoot, _readingLeaf(reading)))
-            revert CustodyLedgerInvalidProof();
-        Conditions memory k = _conditions[shipment];
-        if (reading.temp >= k.minTemp && reading.temp <= k.maxTemp) revert CustodyLedgerNotAnExcursion(reading.temp);
-        if (reading.temp < cp.minTemp || reading.temp > cp.maxTemp)
-            emit DeviceContradicted(t.tracker, shipment, cp.seq, reading.temp);
-        if (t.flags & BREACHED == 0) {
-            _tracking[shipment].flags = t.flags | BREACHED;
-            emit Breached(shipment, cp.seq, reading.temp, reading.at);
-        }
+        _excursion(_summary(cp, _conditions[cp.shipment]), t, reading, proof);
+    }
+
+    /**
+     * @notice {proveExcursion} against the latest checkpoint of the shipment's tracker, of which the
+     * ledger keeps a hash: the checkpoint is summarised, without the tracker's signature, which was
+     * checked when it was posted. Anyone may prove.
+     * @param summary the tracker's latest checkpoint (`CheckpointPosted`) with the shipment's allowed range.
+     */
+    function proveLatestExcursion(
+        CheckpointSummary calldata summary,
+        Reading calldata reading,
+        bytes32[] calldata proof
+    ) external {
+        Tracking memory t = _excursionTarget(summary.shipment);
+        // The hash covers the shipment and the sequence number: this checkpoint was posted, for it.
+        if (_latestCheckpoint[t.tracker] != keccak256(abi.encode(summary)))
+            revert CustodyLedgerNotLatestCheckpoint(t.tracker);
+        _excursion(summary, t, reading, proof);
     }
 
     /// @notice Marks a shipment not delivered by its deadline as overdue. Anyone may.
@@ -418,6 +448,11 @@ contract CustodyLedger is EIP712, ERC2771Context {
         return keccak256(bytes(epc));
     }
 
+    /// @notice keccak256 of the {CheckpointSummary} of tracker `tracker`'s latest checkpoint (0 before its first).
+    function latestCheckpoint(uint256 tracker) external view returns (bytes32) {
+        return _latestCheckpoint[tracker];
+    }
+
     /// @notice The EIP-712 domain separator of handoffs and checkpoints.
     // solhint-disable-next-line func-name-mixedcase
     function DOMAIN_SEPARATOR() external view returns (bytes32) {
@@ -476,8 +511,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
     }
 
     /// @dev `flags` with BREACHED set if the checkpoint's min or max leaves the allowed range.
-    function _breachFlags(CheckpointData calldata cp, uint8 flags) private returns (uint8) {
-        Conditions memory k = _conditions[cp.shipment];
+    function _breachFlags(CheckpointData calldata cp, Conditions memory k, uint8 flags) private returns (uint8) {
         bool low = cp.minTemp < k.minTemp;
         if (!low && cp.maxTemp <= k.maxTemp) return flags;
         if (flags & BREACHED == 0) emit Breached(cp.shipment, cp.seq, low ? cp.minTemp : cp.maxTemp, cp.at);
@@ -488,7 +522,51 @@ contract CustodyLedger is EIP712, ERC2771Context {
         return keccak256(bytes.concat(keccak256(abi.encode(reading.at, reading.temp))));
     }
 
+    /**
+     * @dev The EIP-712 digest of `cp`: keccak256(abi.encode(CHECKPOINT_TYPEHASH, cp)) hashed straight
+     * from calldata, where the checkpoint's eight static words are already ABI-encoded (copying them
+     * field by field cost every checkpoint about 300 gas). Dirty high bits change the digest, so the
+     * tracker's signature (over the clean encoding) fails.
+     */
     function _checkpointDigest(CheckpointData calldata cp) private view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(CHECKPOINT_TYPEHASH, cp)));
+        bytes32 typeHash = CHECKPOINT_TYPEHASH;
+        bytes32 structHash;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            calldatacopy(add(ptr, 0x20), cp, 0x100)
+            structHash := keccak256(ptr, 0x120)
+        }
+        return _hashTypedDataV4(structHash);
+    }
+
+    function _summary(CheckpointData calldata cp, Conditions memory k) private pure returns (CheckpointSummary memory) {
+        return CheckpointSummary(cp.shipment, cp.seq, cp.readingsRoot, cp.minTemp, cp.maxTemp, k.minTemp, k.maxTemp);
+    }
+
+    /// @dev The tracking of a shipment an excursion may still be proven on: it exists and is not delivered.
+    function _excursionTarget(bytes32 shipment) private view returns (Tracking memory t) {
+        t = _tracking[shipment];
+        if (t.tracker == 0) revert CustodyLedgerUnknownShipment(shipment);
+        if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(shipment);
+    }
+
+    /// @dev Checks the reading's proof against the checkpoint's root and that it is out of range; breaches.
+    function _excursion(
+        CheckpointSummary memory s,
+        Tracking memory t,
+        Reading calldata reading,
+        bytes32[] calldata proof
+    ) private {
+        if (!MerkleProof.verifyCalldata(proof, s.readingsRoot, _readingLeaf(reading)))
+            revert CustodyLedgerInvalidProof();
+        int16 temp = reading.temp;
+        if (temp >= s.allowedMinTemp && temp <= s.allowedMaxTemp) revert CustodyLedgerNotAnExcursion(temp);
+        if (temp < s.minTemp || temp > s.maxTemp) emit DeviceContradicted(t.tracker, s.shipment, s.seq, temp);
+        if (t.flags & BREACHED == 0) {
+            _tracking[s.shipment].flags = t.flags | BREACHED;
+            emit Breached(s.shipment, s.seq, temp, reading.at);
+        }
     }
 }

@@ -408,6 +408,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
      * no channel has (and Solidity refuses them where a field is read).
      */
     function _channelId(Terms calldata terms) private pure returns (bytes32 id) {
+        // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             calldatacopy(ptr, terms, 0x100)
@@ -423,6 +424,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     ) private pure returns (bytes32 id) {
         // Terms are Opening's first five words, then openedAt, salt and the key hash.
         uint32 salt = o.salt;
+        // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             calldatacopy(ptr, o, 0xa0)

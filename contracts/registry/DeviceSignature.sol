@@ -16,7 +16,11 @@ import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/Signa
  */
 library DeviceSignature {
     /// @dev Whether `signature` is device key `key`'s signature over `digest`.
-    function isValidCalldata(bytes calldata key, bytes32 digest, bytes calldata signature) internal view returns (bool) {
+    function isValidCalldata(
+        bytes calldata key,
+        bytes32 digest,
+        bytes calldata signature
+    ) internal view returns (bool) {
         if (key.length == 20) {
             (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecoverCalldata(digest, signature);
             return err == ECDSA.RecoverError.NoError && recovered == address(bytes20(key));

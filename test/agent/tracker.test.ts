@@ -3,6 +3,7 @@ import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { Agent } from "../../src/agent/agent";
 import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker";
+import { submitExcursion } from "../../src/custody/excursion";
 import { createShipment, deployCustody } from "../helpers/custody";
 import { fundedWallet, tempDir } from "./helpers";
 
@@ -67,10 +68,20 @@ describe("tracker role: readings kept on disk, checkpoints signed into the outbo
     expect(p.reading.temp).to.equal(1200);
     expect(await f.ledger.verifyReading(p.root, p.reading, p.proof)).to.equal(true);
     expect(await f.ledger.verifyReading(p.root, { ...p.reading, temp: 500 }, p.proof)).to.equal(false);
-    await expect(f.ledger.proveExcursion(p.checkpoint as never, p.key, p.signature, p.reading, p.proof)).to.not.emit(
-      f.ledger,
-      "DeviceContradicted",
-    ); // an honest tracker's min/max never hide a reading
+    // Checkpoint 2 is the tracker's latest: the proof needs no signature.
+    const [payer] = await ethers.getSigners();
+    const latest = await submitExcursion(await f.ledger.getAddress(), payer, p);
+    expect(latest.latest).to.equal(true);
+    await expect(latest.tx).to.not.emit(f.ledger, "DeviceContradicted"); // an honest tracker's min/max hide nothing
+
+    // Once checkpoint 3 is posted, checkpoint 2's reading is proven with the tracker's signature.
+    await tracker.sample(f.id, now + 1700);
+    await time.increaseTo(now + 1750);
+    expect(await tracker.checkpoint(f.id)).to.include({ seq: 3 });
+    await agent.drain();
+    const signed = await submitExcursion(await f.ledger.getAddress(), payer, p);
+    expect(signed.latest).to.equal(false);
+    expect((await signed.tx.wait())!.status).to.equal(1);
   });
 
   it("CRASH: readings and checkpoints survive a restart; the next checkpoint continues the sequence", async function () {

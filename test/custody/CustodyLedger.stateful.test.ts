@@ -1,8 +1,10 @@
 /**
  * Model-based (stateful) test of the CustodyLedger: fast-check generates random sequences of
  * handoffs (signed by both sides, by one side only, by a stranger, with a repeated or skipped seq),
- * tracker checkpoints (in and out of range, in and out of sequence), overdue and silence flags, time
- * passing, and deliveries (by the receiver or not). A model predicts each step; after every step the
+ * tracker checkpoints (in and out of range, in and out of sequence, honest or with a min and max that
+ * hide readings), excursion proofs (against the tracker's latest checkpoint without a signature, or
+ * against any posted one with it), overdue and silence flags, time passing, and deliveries (by the
+ * receiver or not). A model predicts each step; after every step the
  * chain is compared with the model and invariant 5 of DESIGN.md is checked: `seq` grew by exactly
  * one per handoff, the custodian changed only with both signatures, and a delivered shipment never
  * changed again.
@@ -16,6 +18,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Result, Signer } from "ethers";
 import { digest, type Message } from "../../src/eip712";
 import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody";
+import { checkpointSummary, type ExcursionEvidence } from "../../src/custody/excursion";
 import { HOUR, deployCustody, signHandoff } from "../helpers/custody";
 import { expectOutcome, tick } from "../helpers/stateful";
 
@@ -42,11 +45,21 @@ interface ShipmentModel {
   delivered: boolean;
   /** The chain's view when it was delivered: it must never differ afterwards. */
   frozen?: unknown;
+  /** Its checkpoints as posted, with the tracker's signature and the readings behind them. */
+  posted: PostedCheckpoint[];
+}
+
+interface PostedCheckpoint {
+  cp: Message;
+  signature: string;
+  batch: ReadingsBatch;
 }
 
 interface Model {
   now: bigint;
   shipments: ShipmentModel[];
+  /** The tracker's latest checkpoint (both shipments share one tracker). */
+  latest?: PostedCheckpoint;
 }
 
 type World = Awaited<ReturnType<typeof world>>;
@@ -85,12 +98,13 @@ async function world() {
       overdue: false,
       silent: false,
       delivered: false,
+      posted: [],
     });
   }
   return { ...f, parties, initial };
 }
 
-const tally = { steps: 0, refused: 0, handoffs: 0, checkpoints: 0, deliveries: 0 };
+const tally = { steps: 0, refused: 0, handoffs: 0, checkpoints: 0, deliveries: 0, excursions: 0 };
 
 async function checkInvariants(m: Model, w: World, at: string): Promise<void> {
   for (const s of m.shipments) {
@@ -199,6 +213,8 @@ class Checkpoint extends Step {
     which: number,
     readonly temps: number[],
     readonly seqDelta: 0 | 1 | 2,
+    /** A lying tracker: its signed min and max are clamped into the allowed range. */
+    readonly lie = false,
   ) {
     super(which);
   }
@@ -206,13 +222,16 @@ class Checkpoint extends Step {
     const s = this.shipment(m);
     await tick(m);
     const batch = new ReadingsBatch(this.temps.map((temp, i) => ({ at: Number(m.now) - i, temp })));
+    const [minTemp, maxTemp] = this.lie
+      ? [Math.min(Math.max(batch.min, 200), 800), Math.max(Math.min(batch.max, 800), 200)]
+      : [batch.min, batch.max];
     const cp: Message = {
       shipment: s.id,
       seq: s.checkpointSeq + this.seqDelta,
       readingsRoot: batch.root,
       count: batch.count,
-      minTemp: batch.min,
-      maxTemp: batch.max,
+      minTemp,
+      maxTemp,
       location: locationId("geo:52.37,4.89"),
       at: m.now,
     };
@@ -234,11 +253,62 @@ class Checkpoint extends Step {
       tally.checkpoints++;
       s.checkpointSeq += 1;
       s.lastAt = m.now;
-      if (batch.min < 200 || batch.max > 800) s.breached = true;
+      if (minTemp < 200 || maxTemp > 800) s.breached = true;
+      m.latest = { cp, signature, batch };
+      s.posted.push(m.latest);
     }
   }
   toString() {
-    return `checkpoint(#${this.which}, [${this.temps}], seq +${this.seqDelta})`;
+    return `checkpoint(#${this.which}, [${this.temps}], seq +${this.seqDelta}${this.lie ? ", lying" : ""})`;
+  }
+}
+
+/** A proof of one reading of a posted checkpoint, without the signature (latest) or with it. */
+class Excursion extends Step {
+  constructor(
+    which: number,
+    readonly checkpoint: number,
+    readonly reading: number,
+    readonly path: "latest" | "signed",
+    readonly aim: boolean,
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    if (s.posted.length === 0) return;
+    await tick(m);
+    const p = s.posted[this.checkpoint % s.posted.length];
+    // Aimed: the first reading out of the allowed range, when there is one.
+    const hot = p.batch.readings.findIndex((r) => r.temp < 200 || r.temp > 800);
+    const index = this.aim && hot >= 0 ? hot : this.reading % p.batch.count;
+    const reading = p.batch.readings[index];
+    const proof = p.batch.proof(index);
+    const outside = reading.temp < 200 || reading.temp > 800;
+    const expected = s.delivered
+      ? "CustodyLedgerDelivered"
+      : this.path === "latest" && p !== m.latest
+        ? "CustodyLedgerNotLatestCheckpoint"
+        : outside
+          ? null
+          : "CustodyLedgerNotAnExcursion";
+    const send = () =>
+      this.path === "latest"
+        ? w.ledger.proveLatestExcursion(
+            checkpointSummary(p.cp as unknown as ExcursionEvidence["checkpoint"], { minTemp: 200, maxTemp: 800 }),
+            reading,
+            proof,
+            GAS,
+          )
+        : w.ledger.proveExcursion(p.cp as never, w.trackerKeys[0].signer, p.signature, reading, proof, GAS);
+    await expectOutcome(w.ledger, tally, this.toString(), send, expected);
+    if (expected === null) {
+      tally.excursions++;
+      s.breached = true;
+    }
+  }
+  toString() {
+    return `excursion(#${this.which}, checkpoint ${this.checkpoint}, reading ${this.aim ? "aimed" : this.reading}, ${this.path})`;
   }
 }
 
@@ -338,6 +408,7 @@ const allCommands = [
   handoff,
   handoff,
   handoff,
+  handoff,
   fc
     .tuple(
       fc.nat(),
@@ -345,6 +416,12 @@ const allCommands = [
       fc.constantFrom<0 | 1 | 2>(1, 1, 0, 2),
     )
     .map(([i, t, d]) => new Checkpoint(i, t, d)),
+  fc
+    .tuple(fc.nat(), fc.array(fc.integer({ min: 100, max: 900 }), { minLength: 1, maxLength: 6 }))
+    .map(([i, t]) => new Checkpoint(i, t, 1, true)),
+  fc
+    .tuple(fc.nat(), fc.nat(), fc.nat(), fc.constantFrom<"latest" | "signed">("latest", "signed"), fc.boolean())
+    .map(([i, c, r, p, a]) => new Excursion(i, c, r, p, a)),
   fc.tuple(fc.nat(), fc.constantFrom<"overdue" | "silent">("overdue", "silent")).map(([i, k]) => new Flag(i, k)),
   fc.tuple(fc.nat(), party).map(([i, b]) => new Deliver(i, b)),
   fc.tuple(fc.nat(), fc.constant(3)).map(([i, b]) => new Deliver(i, b)),
@@ -354,9 +431,12 @@ const allCommands = [
 describe("CustodyLedger stateful model: random sequences try to break invariant 5", function () {
   it("seq grows by exactly one per handoff, the custodian changes only with both signatures, a delivered shipment never changes — after every step of random handoff/checkpoint/flag/deliver sequences", async function () {
     await fc.assert(
-      fc.asyncProperty(fc.commands(allCommands, { maxCommands: 16, size: "max" }), async (cmds) => {
+      fc.asyncProperty(fc.commands(allCommands, { maxCommands: 20, size: "max" }), async (cmds) => {
         const w = await loadFixture(world);
-        const model: Model = { now: BigInt(await time.latest()), shipments: w.initial.map((s) => ({ ...s })) };
+        const model: Model = {
+          now: BigInt(await time.latest()),
+          shipments: w.initial.map((s) => ({ ...s, posted: [] })),
+        };
         await fc.asyncModelRun(() => ({ model, real: w }), cmds);
       }),
       {
@@ -366,12 +446,13 @@ describe("CustodyLedger stateful model: random sequences try to break invariant 
       },
     );
     console.log(
-      `      ${RUNS} sequences: ${tally.steps} steps, ${tally.refused} refused as the model predicted, ${tally.handoffs} handoffs, ${tally.checkpoints} checkpoints, ${tally.deliveries} deliveries`,
+      `      ${RUNS} sequences: ${tally.steps} steps, ${tally.refused} refused as the model predicted, ${tally.handoffs} handoffs, ${tally.checkpoints} checkpoints, ${tally.excursions} excursions proven, ${tally.deliveries} deliveries`,
     );
     // A run that exercised nothing would prove nothing (coverage runs too few sequences to tell).
     if (!UNDER_COVERAGE) {
       expect(tally.handoffs).to.be.greaterThan(RUNS / 2);
       expect(tally.deliveries).to.be.greaterThan(0);
+      expect(tally.excursions).to.be.greaterThan(0);
     }
   });
 });

@@ -6,6 +6,7 @@ import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { Wallet } from "ethers";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
 import { READING_ENCODING, readingLeaf, shipmentIdOf } from "../../src/custody";
+import { checkpointSummary, summaryHash } from "../../src/custody/excursion";
 import {
   EPC,
   HOUR,
@@ -300,6 +301,69 @@ describe("CustodyLedger", function () {
       expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
     });
 
+    it("against the tracker's latest checkpoint, the proof needs no signature: the ledger keeps its summary's hash", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id, params } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const readings = await readingsOf([500, 950, 600]);
+      const lying = await checkpointOf(f, key, id, 1, readings, { minTemp: 500, maxTemp: 600 });
+      expect(await f.ledger.latestCheckpoint(f.trackers[0])).to.equal(ethers.ZeroHash);
+      await f.ledger.checkpoint(lying.cp, key.signer, lying.signature);
+      const summary = checkpointSummary(lying.cp, params);
+      expect(await f.ledger.latestCheckpoint(f.trackers[0])).to.equal(summaryHash(summary));
+      await expect(f.ledger.connect(f.guardians[2]).proveLatestExcursion(summary, readings[1], lying.batch.proof(1)))
+        .to.emit(f.ledger, "DeviceContradicted")
+        .withArgs(f.trackers[0], id, 1, 950)
+        .and.to.emit(f.ledger, "Breached")
+        .withArgs(id, 1, 950, readings[1].at);
+      expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+    });
+
+    it("attack: a signature-free proof against an altered summary, an earlier checkpoint or another shipment's is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id, params } = await createShipment(f);
+      const { id: other } = await createShipment(f, { epc: "urn:epc:id:sscc:0614141.0000000002" });
+      const key = f.trackerKeys[0];
+      const hot = await readingsOf([500, 950]);
+      const first = await checkpointOf(f, key, id, 1, hot, { maxTemp: 500 });
+      await f.ledger.checkpoint(first.cp, key.signer, first.signature);
+      const summary = checkpointSummary(first.cp, params);
+      const refused = (s: typeof summary) =>
+        expect(f.ledger.proveLatestExcursion(s, hot[1], first.batch.proof(1)))
+          .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotLatestCheckpoint")
+          .withArgs(f.trackers[0]);
+      // Every field is bound: the hidden max, the allowed range, the sequence number.
+      await refused({ ...summary, maxTemp: 950 });
+      await refused({ ...summary, allowedMaxTemp: 400 });
+      await refused({ ...summary, seq: 2n });
+      // The tracker's next checkpoint, on another shipment, takes over as its latest.
+      const next = await checkpointOf(f, key, other, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(next.cp, key.signer, next.signature);
+      await refused(summary);
+      await expect(
+        f.ledger.proveLatestExcursion(checkpointSummary(next.cp, params), hot[1], first.batch.proof(1)),
+      ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidProof");
+      // The earlier checkpoint is still proven, with the tracker's signature.
+      await expect(f.ledger.proveExcursion(first.cp, key.signer, first.signature, hot[1], first.batch.proof(1)))
+        .to.emit(f.ledger, "DeviceContradicted")
+        .withArgs(f.trackers[0], id, 1, 950);
+    });
+
+    it("attack: a checkpoint whose calldata carries dirty high bits (the same values once cleaned) is refused", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const c = await checkpointOf(f, key, id, 1, await readingsOf([500]));
+      const data = f.ledger.interface.encodeFunctionData("checkpoint", [c.cp, key.signer, c.signature]);
+      // Words after the selector: shipment, seq (uint32), ... Set a bit above the sequence number's 32.
+      const word = 4 + 32;
+      const dirty = ethers.concat([ethers.dataSlice(data, 0, word), "0x01", ethers.dataSlice(data, word + 1)]);
+      const to = await f.ledger.getAddress();
+      await expect(f.carrier.sendTransaction({ to, data: dirty })).to.be.reverted;
+      await f.carrier.sendTransaction({ to, data });
+      expect((await f.ledger.shipmentOf(id)).checkpointSeq).to.equal(1n);
+    });
+
     it("attack: a forged excursion proof (a reading not in the root, or an in-range one, or against an unposted or forged checkpoint) is refused", async function () {
       const f = await loadFixture(deployCustody);
       const { id } = await createShipment(f);
@@ -391,6 +455,7 @@ describe("CustodyLedger", function () {
       const next = await checkpointOf(f, f.trackerKeys[0], f.id, 2, hot);
       await delivered(f.ledger.checkpoint(next.cp, f.trackerKeys[0].signer, next.signature));
       await delivered(f.ledger.proveExcursion(c.cp, f.trackerKeys[0].signer, c.signature, hot[1], c.batch.proof(1)));
+      await delivered(f.ledger.proveLatestExcursion(checkpointSummary(c.cp, before), hot[1], c.batch.proof(1)));
       await delivered(f.ledger.connect(f.receiver).deliver(f.id));
       await time.increase(3 * 24 * HOUR);
       await delivered(f.ledger.markOverdue(f.id));

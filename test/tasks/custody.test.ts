@@ -126,6 +126,20 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
     await time.increaseTo(start + 3700);
     await tracker.checkpoint(id);
     await agent.drain();
+    const excursionIndex = tracker.rawReadings(id).findIndex((r) => r.temp === 1100);
+    await tracker.close();
+    await agent.stop();
+    // Proven and submitted while the shipment is on its way (already breached: no new event).
+    const submitted = await hre.run("custody:prove-reading", {
+      shipment: id,
+      seq: 1,
+      index: excursionIndex,
+      readings: trackerDir,
+      ledger: suite.custodyLedger,
+      submit: true,
+    });
+    expect(submitted).to.include({ verified: true, outOfRange: true, against: "the tracker's latest checkpoint" });
+    expect((await ethers.provider.getTransactionReceipt(submitted.submitted))!.status).to.equal(1);
     await hand(carrier, receiver, 2, "receiving", "in_progress");
     await ledger.connect(receiver).deliver(id);
 
@@ -140,9 +154,6 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       "delivered",
     ]);
 
-    const excursionIndex = tracker.rawReadings(id).findIndex((r) => r.temp === 1100);
-    await tracker.close();
-    await agent.stop();
     const proof = await hre.run("custody:prove-reading", {
       shipment: id,
       seq: 1,

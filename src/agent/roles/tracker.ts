@@ -8,6 +8,7 @@
 import path from "node:path";
 import { DurableLog } from "../../store/durableLog";
 import { ReadingsBatch, locationId, type Reading } from "../../custody";
+import type { ExcursionEvidence } from "../../custody/excursion";
 import type { Message } from "../../eip712";
 import type { Agent } from "../agent";
 
@@ -178,7 +179,7 @@ export class TrackerRole {
     if (!(index >= 0 && index < readings.length)) throw new Error(`checkpoint ${seq} has no reading ${index}`);
     const batch = new ReadingsBatch(readings);
     return {
-      checkpoint: c.message,
+      checkpoint: c.message as unknown as ExcursionEvidence["checkpoint"],
       key: c.key,
       signature: c.signature,
       reading: readings[index],
