@@ -109,7 +109,8 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         bytes32 payerKeyHash,
         uint256 deposit
     );
-    event ChannelToppedUp(bytes32 indexed channel, address indexed funder, uint256 amount, uint256 deposit);
+    /// @notice `funder` added `amount` to the deposit (the new total is `ChannelOpened`'s plus every top-up's).
+    event ChannelToppedUp(bytes32 indexed channel, address indexed funder, uint256 amount);
     event ChannelClaimed(bytes32 indexed channel, uint256 paid);
     event ChannelCloseStarted(bytes32 indexed channel, uint256 closesAt);
     event ChannelClosed(bytes32 indexed channel, uint256 paid, uint256 refund, address indexed payerOwner);
@@ -202,7 +203,17 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     }
 
     /// @notice Adds `amount` to an open channel's deposit (ETH sent along, or the token pulled). Anyone may.
-    function topUp(Terms calldata terms, uint256 amount) external payable nonReentrant {
+    function topUp(Terms calldata terms, uint256 amount) external payable {
+        // An ETH top-up calls nothing but the registry's views: only a token's transfer could re-enter.
+        if (terms.token == address(0)) _topUp(terms, amount);
+        else _topUpGuarded(terms, amount);
+    }
+
+    function _topUpGuarded(Terms calldata terms, uint256 amount) private nonReentrant {
+        _topUp(terms, amount);
+    }
+
+    function _topUp(Terms calldata terms, uint256 amount) private {
         bytes32 channel = _channelId(terms);
         Channel storage c = _channels[channel];
         (uint96 current, uint40 closesAt) = (c.deposit, c.closesAt);
@@ -212,7 +223,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         uint256 deposit = current + _receive(terms.token, amount);
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
         c.deposit = uint96(deposit);
-        emit ChannelToppedUp(channel, _msgSender(), amount, deposit);
+        emit ChannelToppedUp(channel, _msgSender(), amount);
     }
 
     // ---------------------------------------------------------------- paying out

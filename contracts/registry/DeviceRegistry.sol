@@ -481,8 +481,9 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     /// @inheritdoc IDeviceRegistry
     function deviceStatus(uint256 deviceId) external view returns (DeviceStatus) {
         Device storage device = _devices[deviceId];
-        uint48 batchId = device.batchId;
-        return batchId == 0 ? DeviceStatus.Unknown : _status(batchId, device.flags);
+        // Both fields read together: the optimizer loads their slot once.
+        (uint48 batchId, uint8 flags) = (device.batchId, device.flags);
+        return batchId == 0 ? DeviceStatus.Unknown : _status(batchId, flags);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -609,16 +610,19 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     /// by rotation costs one more, its alias. A key cannot be both: every key hash is taken once.
     function _resolve(bytes32 keyHash) private view returns (uint256 deviceId, DeviceStatus status) {
         deviceId = _idOf(keyHash);
+        // The fields are read together, so that the optimizer loads their slot once.
         Device storage device = _devices[deviceId];
+        (uint48 batchId, uint16 keyGeneration, uint8 flags) = (device.batchId, device.keyGeneration, device.flags);
         uint16 generation;
-        if (device.batchId == 0) {
+        if (batchId == 0) {
             KeyAlias storage alias_ = _aliases[keyHash];
             (deviceId, generation) = (alias_.deviceId, alias_.generation);
             if (deviceId == 0) return (0, DeviceStatus.Unknown);
             device = _devices[deviceId];
+            (batchId, keyGeneration, flags) = (device.batchId, device.keyGeneration, device.flags);
         }
-        if (device.keyGeneration != generation) return (0, DeviceStatus.Unknown);
-        return (deviceId, _status(device.batchId, device.flags));
+        if (keyGeneration != generation) return (0, DeviceStatus.Unknown);
+        return (deviceId, _status(batchId, flags));
     }
 
     /// @dev Whether `keyHash` is the current key of `deviceId`, whose key generation is `generation`.

@@ -91,7 +91,7 @@ describe("PaymentChannels", function () {
       const { terms, id } = await openChannel(f);
       await expect(f.channels.connect(f.admin).topUp(terms, 5n, { value: 5n }))
         .to.emit(f.channels, "ChannelToppedUp")
-        .withArgs(id, f.admin.address, 5n, ONE + 5n);
+        .withArgs(id, f.admin.address, 5n);
       expect((await f.channels.channelState(id)).deposit).to.equal(ONE + 5n);
       await expect(f.channels.topUp(terms, 5n, { value: 4n }))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsWrongValue")
