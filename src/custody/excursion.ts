@@ -4,7 +4,16 @@
  * gas for a 14-deep proof); against an earlier one, `proveExcursion` presents the checkpoint again
  * with the tracker's signature (57,267).
  */
-import { AbiCoder, keccak256, type ContractTransactionResponse, type Signer } from "ethers";
+import {
+  AbiCoder,
+  hexlify,
+  keccak256,
+  toBigInt,
+  type BigNumberish,
+  type BytesLike,
+  type ContractTransactionResponse,
+  type Signer,
+} from "ethers";
 import type { Reading } from ".";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
 
@@ -19,20 +28,17 @@ export interface CheckpointSummary {
   allowedMaxTemp: number;
 }
 
-/** An integer as ethers takes it (a tracker's log keeps them as decimal strings). */
-type Int = number | bigint | string;
-
 /** What a tracker keeps of a checkpoint it signed, and the proof of one of its readings. */
 export interface ExcursionEvidence {
   checkpoint: {
-    shipment: string;
-    seq: Int;
-    readingsRoot: string;
-    count: Int;
-    minTemp: Int;
-    maxTemp: Int;
-    location: string;
-    at: Int;
+    shipment: BytesLike;
+    seq: BigNumberish;
+    readingsRoot: BytesLike;
+    count: BigNumberish;
+    minTemp: BigNumberish;
+    maxTemp: BigNumberish;
+    location: BytesLike;
+    at: BigNumberish;
   };
   key: string;
   signature: string;
@@ -45,16 +51,16 @@ const SUMMARY_TYPES = ["bytes32", "uint32", "bytes32", "int16", "int16", "int16"
 /** The summary of checkpoint `cp` of a shipment whose allowed range is `allowed`. */
 export function checkpointSummary(
   cp: ExcursionEvidence["checkpoint"],
-  allowed: { minTemp: Int; maxTemp: Int },
+  allowed: { minTemp: BigNumberish; maxTemp: BigNumberish },
 ): CheckpointSummary {
   return {
-    shipment: cp.shipment,
-    seq: BigInt(cp.seq),
-    readingsRoot: cp.readingsRoot,
-    minTemp: Number(cp.minTemp),
-    maxTemp: Number(cp.maxTemp),
-    allowedMinTemp: Number(allowed.minTemp),
-    allowedMaxTemp: Number(allowed.maxTemp),
+    shipment: hexlify(cp.shipment),
+    seq: toBigInt(cp.seq),
+    readingsRoot: hexlify(cp.readingsRoot),
+    minTemp: Number(toBigInt(cp.minTemp)),
+    maxTemp: Number(toBigInt(cp.maxTemp)),
+    allowedMinTemp: Number(toBigInt(allowed.minTemp)),
+    allowedMaxTemp: Number(toBigInt(allowed.maxTemp)),
   };
 }
 

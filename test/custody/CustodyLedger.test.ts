@@ -3,8 +3,9 @@ import { rotation } from "../helpers/registry";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { Wallet } from "ethers";
+import { TypedDataEncoder, Wallet } from "ethers";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
+import { domainOf } from "../../src/eip712";
 import { READING_ENCODING, readingLeaf, shipmentIdOf } from "../../src/custody";
 import { checkpointSummary, summaryHash } from "../../src/custody/excursion";
 import {
@@ -48,6 +49,14 @@ async function handOff(
 }
 
 describe("CustodyLedger", function () {
+  it("exposes its registry and the catalogue's EIP-712 domain", async function () {
+    const f = await loadFixture(deployCustody);
+    expect(await f.ledger.registry()).to.equal(await f.registry.getAddress());
+    expect(await f.ledger.DOMAIN_SEPARATOR()).to.equal(
+      TypedDataEncoder.hashDomain(domainOf("custody", f.custodyDeployment)),
+    );
+  });
+
   describe("shipments", function () {
     it("creates a shipment: its id is keccak256 of its EPC URI, its creator the first custodian", async function () {
       const f = await loadFixture(deployCustody);
@@ -317,6 +326,23 @@ describe("CustodyLedger", function () {
         .and.to.emit(f.ledger, "Breached")
         .withArgs(id, 1, 950, readings[1].at);
       expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+    });
+
+    it("a reading below the allowed minimum is an excursion too (a cold chain that froze)", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id, params } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const readings = await readingsOf([500, -150, 600]);
+      const lying = await checkpointOf(f, key, id, 1, readings, { minTemp: 500, maxTemp: 600 });
+      await f.ledger.checkpoint(lying.cp, key.signer, lying.signature);
+      expect(await f.ledger.verifyReading(lying.cp.readingsRoot, readings[1], lying.batch.proof(1))).to.equal(true);
+      await expect(
+        f.ledger.proveLatestExcursion(checkpointSummary(lying.cp, params), readings[1], lying.batch.proof(1)),
+      )
+        .to.emit(f.ledger, "DeviceContradicted")
+        .withArgs(f.trackers[0], id, 1, -150)
+        .and.to.emit(f.ledger, "Breached")
+        .withArgs(id, 1, -150, readings[1].at);
     });
 
     it("attack: a signature-free proof against an altered summary, an earlier checkpoint or another shipment's is refused", async function () {

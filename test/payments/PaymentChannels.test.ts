@@ -1,9 +1,9 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
-import { Wallet } from "ethers";
+import { TypedDataEncoder, Wallet } from "ethers";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { typedData } from "../../src/eip712";
+import { domainOf, typedData } from "../../src/eip712";
 import { channelIdOf } from "../../src/agent/roles/meter";
 import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openChannel, openedTerms, voucher } from "../helpers/channels";
 import { highS, rotation } from "../helpers/registry";
@@ -12,6 +12,15 @@ const ONE = ethers.parseEther("1");
 const ETH = ethers.ZeroAddress;
 
 describe("PaymentChannels", function () {
+  it("exposes its registry, its challenge period and the catalogue's EIP-712 domain", async function () {
+    const f = await loadFixture(deployChannels);
+    expect(await f.channels.registry()).to.equal(await f.registry.getAddress());
+    expect(await f.channels.challengePeriod()).to.equal(BigInt(CHALLENGE_PERIOD));
+    expect(await f.channels.DOMAIN_SEPARATOR()).to.equal(
+      TypedDataEncoder.hashDomain(domainOf("channels", f.channelDeployment)),
+    );
+  });
+
   describe("opening and funding", function () {
     it("opens an ETH channel funded by anyone: the id is the hash of its terms, one slot holds the deposit", async function () {
       const f = await loadFixture(deployChannels);
@@ -358,6 +367,17 @@ describe("PaymentChannels", function () {
       expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, 0n]);
     });
 
+    it("a channel paid in full closes with no refund: nothing is credited to the payer's owner", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f, { amount: 1000n });
+      const sig = voucher(f, f.payerKeys[0], id, 1000n);
+      await expect(f.channels.connect(f.other).cooperativeClose(terms, 1000n, f.payerKeys[0].signer, sig))
+        .to.emit(f.channels, "ChannelClosed")
+        .withArgs(id, 1000n, 0n, f.owner.address);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(0n);
+      expect(await f.channels.deviceBalance(terms.payee, ETH)).to.equal(1000n);
+    });
+
     it("a cooperative close without a voucher refunds everything not yet claimed", async function () {
       const f = await loadFixture(deployChannels);
       const { terms, id } = await openChannel(f, { amount: 1000n });
@@ -539,7 +559,7 @@ describe("PaymentChannels", function () {
       expect(await f.channels.accountBalance(await receiver.getAddress(), ETH)).to.equal(0n);
     });
 
-    it("attack: a malicious token re-entering open or topUp from inside its transfer is refused", async function () {
+    it("attack: a malicious token re-entering open, openWithPermit or topUp from inside its transfer is refused", async function () {
       const f = await loadFixture(deployChannels);
       const token = await ethers.deployContract("ReentrantToken");
       const channelsAddress = await f.channels.getAddress();
@@ -568,6 +588,20 @@ describe("PaymentChannels", function () {
       expect([await token.reentered(), await token.refused()]).to.deep.equal([true, true]);
       expect((await f.channels.channelState(id)).deposit).to.equal(1500n);
       expect(await token.balanceOf(channelsAddress)).to.equal(1500n);
+      // Re-entering openWithPermit from inside a token top-up is refused the same way.
+      const permit = { deadline: 0n, v: 27, r: ethers.ZeroHash, s: ethers.ZeroHash };
+      await token.arm(
+        channelsAddress,
+        f.channels.interface.encodeFunctionData("openWithPermit", [
+          { ...opening, salt: 11 },
+          f.payerKeys[0].signer,
+          1n,
+          permit,
+        ]),
+      );
+      await f.channels.connect(f.stranger).topUp(terms, 1n);
+      expect([await token.reentered(), await token.refused()]).to.deep.equal([true, true]);
+      expect(f.channels.interface.parseError(await token.reason())?.name).to.equal("ReentrancyGuardReentrantCall");
     });
 
     it("owners act gaslessly through the ERC-2771 forwarder: a payer's owner starts a close that a relayer pays for", async function () {
