@@ -217,7 +217,7 @@ describe("CustodyLedger", function () {
       });
     }
 
-    it("an out-of-range min or max marks the shipment breached", async function () {
+    it("an out-of-range min or max marks the shipment breached, once", async function () {
       const f = await loadFixture(deployCustody);
       const { id } = await createShipment(f);
       const { cp, signature } = await checkpointOf(f, f.trackerKeys[0], id, 1, await readingsOf([450, 910, 610]));
@@ -225,6 +225,12 @@ describe("CustodyLedger", function () {
         .to.emit(f.ledger, "Breached")
         .withArgs(id, 1, 910, cp.at);
       expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+      // A breach is reported once: a later cold checkpoint is posted, with no second `Breached`.
+      const next = await checkpointOf(f, f.trackerKeys[0], id, 2, await readingsOf([150]));
+      await expect(f.ledger.checkpoint(next.cp, f.trackerKeys[0].signer, next.signature))
+        .to.emit(f.ledger, "CheckpointPosted")
+        .and.not.to.emit(f.ledger, "Breached");
+      expect((await f.ledger.shipmentOf(id)).checkpointSeq).to.equal(2n);
     });
 
     it("attack: a checkpoint from a quarantined tracker, or from a device that is not the shipment's tracker, is refused", async function () {
