@@ -336,11 +336,9 @@ contract CustodyLedger is EIP712, ERC2771Context {
         Tracking memory t = _excursionTarget(cp.shipment);
         // Only a checkpoint that was posted (its sequence number reached) counts.
         if (cp.seq == 0 || cp.seq > t.checkpointSeq) revert CustodyLedgerWrongSequence(t.checkpointSeq, cp.seq);
-        // The key the device was provisioned with derives its id; a rotated key must be the current one.
-        if (uint256(keccak256(key)) >> 64 != t.tracker) {
-            (uint256 device, ) = _registry.resolveKey(key);
-            if (device != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
-        }
+        // The signature counts only from the tracker's current key while it is active, as a posted
+        // checkpoint's does: a key rotated away, or a stolen tracker, could sign any root for a posted seq.
+        _checkTrackerKey(t.tracker, key);
         if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
         _excursion(_summary(cp, _conditions[cp.shipment]), t, reading, proof);
@@ -500,14 +498,20 @@ contract CustodyLedger is EIP712, ERC2771Context {
     ) private view {
         if (t.tracker == 0) revert CustodyLedgerUnknownShipment(cp.shipment);
         if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(cp.shipment);
-        if (cp.seq != uint32(t.checkpointSeq) + 1)
+        // The sequence is kept in 16 bits: 65,535 checkpoints a shipment (682 days at one per 15 min).
+        if (cp.seq != uint32(t.checkpointSeq) + 1 || cp.seq > type(uint16).max)
             revert CustodyLedgerWrongSequence(uint32(t.checkpointSeq) + 1, cp.seq);
         if (cp.at < t.lastCheckpointAt || cp.at > block.timestamp) revert CustodyLedgerBadTime(cp.at);
-        (uint256 device, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(key);
-        if (device != t.tracker) revert CustodyLedgerNotTrackerKey(t.tracker);
-        if (status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(t.tracker);
+        _checkTrackerKey(t.tracker, key);
         if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
+    }
+
+    /// @dev Reverts unless `key` is the current key of `tracker`, an active device.
+    function _checkTrackerKey(uint256 tracker, bytes calldata key) private view {
+        (uint256 device, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(key);
+        if (device != tracker) revert CustodyLedgerNotTrackerKey(tracker);
+        if (status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(tracker);
     }
 
     /// @dev `flags` with BREACHED set if the checkpoint's min or max leaves the allowed range.

@@ -7,7 +7,8 @@ pragma solidity ^0.8.24;
  * device, which one, and whose is it.
  *
  * A device key is an ERC-7913 signer (`bytes`): a 20-byte secp256k1 address, or
- * `verifier || publicKey` for keys that need a verifier contract (P-256). Contracts that accept a
+ * `verifier || publicKey` for keys that need a verifier contract (P-256). Unlike ERC-7913, a 20-byte
+ * device key is never an ERC-1271 contract: it is checked by ecrecover alone. Contracts that accept a
  * device signature take the key from the caller, resolve it here ({resolveKey}), and check the
  * signature against that same key with {DeviceSignature}.
  */

@@ -252,7 +252,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         uint256 pending;
         for (uint256 i = 0; i < claims.length; ++i) {
             VoucherClaim calldata v = claims[i];
-            bytes32 channel = keccak256(abi.encode(v.terms));
+            bytes32 channel = _channelId(v.terms);
             Channel memory m = _channels[channel];
             _checkClaimable(channel, m);
             uint256 paid = _voucher(channel, v.terms, m, v.amount, v.key, v.signature);

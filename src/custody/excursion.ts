@@ -2,7 +2,7 @@
  * Submitting an excursion proof the cheapest way the ledger allows. Against the tracker's latest
  * checkpoint, whose summary hash the ledger keeps, `proveLatestExcursion` needs no signature (49,473
  * gas for a 14-deep proof); against an earlier one, `proveExcursion` presents the checkpoint again
- * with the tracker's signature (57,267).
+ * with the tracker's signature, from its current key while it is active (65,965).
  */
 import {
   AbiCoder,
@@ -92,7 +92,13 @@ export async function submitExcursion(
   const shipment = await ledger.shipmentOf(e.checkpoint.shipment);
   const summary = checkpointSummary(e.checkpoint, shipment);
   if ((await ledger.latestCheckpoint(shipment.tracker)) === summaryHash(summary)) {
-    return { tx: await ledger.proveLatestExcursion(summary, e.reading, e.proof), latest: true };
+    try {
+      return { tx: await ledger.proveLatestExcursion(summary, e.reading, e.proof), latest: true };
+    } catch (err) {
+      // A checkpoint landed since the read (the gas estimate saw it): fall back to the signed path.
+      const decoded = ledger.interface.parseError((err as { data?: string }).data ?? "0x");
+      if (decoded?.name !== "CustodyLedgerNotLatestCheckpoint") throw err;
+    }
   }
   return { tx: await ledger.proveExcursion(e.checkpoint, e.key, e.signature, e.reading, e.proof), latest: false };
 }

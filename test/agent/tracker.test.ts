@@ -1,9 +1,10 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
+import { BrowserProvider } from "ethers";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { Agent } from "../../src/agent/agent";
 import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker";
-import { submitExcursion } from "../../src/custody/excursion";
+import { checkpointSummary, submitExcursion, summaryHash } from "../../src/custody/excursion";
 import { createShipment, deployCustody } from "../helpers/custody";
 import { fundedWallet, tempDir } from "./helpers";
 
@@ -82,6 +83,22 @@ describe("tracker role: readings kept on disk, checkpoints signed into the outbo
     const signed = await submitExcursion(await f.ledger.getAddress(), payer, p);
     expect(signed.latest).to.equal(false);
     expect((await signed.tx.wait())!.status).to.equal(1);
+
+    // Checkpoint 3 landing between the read and the send: a provider whose read of the latest
+    // checkpoint is stale. The signature-free proof's gas estimate refuses, and the signed one goes.
+    const selector = f.ledger.interface.getFunction("latestCheckpoint")!.selector;
+    const stale = summaryHash(checkpointSummary(p.checkpoint, { minTemp: 200, maxTemp: 800 }));
+    const staleReads = new BrowserProvider({
+      request: async ({ method, params }: { method: string; params?: unknown[] }) => {
+        const call = (params?.[0] ?? {}) as { data?: string };
+        if (method === "eth_call" && call.data?.startsWith(selector)) return ethers.zeroPadValue(stale, 32);
+        return network.provider.request({ method, params });
+      },
+    });
+    const racer = (await fundedWallet()).connect(staleReads);
+    const raced = await submitExcursion(await f.ledger.getAddress(), racer, p);
+    expect(raced.latest).to.equal(false);
+    expect((await raced.tx.wait())!.status).to.equal(1);
   });
 
   it("CRASH: readings and checkpoints survive a restart; the next checkpoint continues the sequence", async function () {

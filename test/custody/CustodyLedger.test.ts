@@ -547,10 +547,57 @@ describe("CustodyLedger", function () {
       const readings = await readingsOf([990]);
       const c = await checkpointOf(f, next, id, 1, readings, { maxTemp: 500, minTemp: 500 });
       await f.ledger.checkpoint(c.cp, next.signer, c.signature);
+      // attack: the rotated-away first key (leaked, say) signs a made-up checkpoint 1 with an excursion.
+      const first = f.trackerKeys[0];
+      const fake = await checkpointOf(f, first, id, 1, await readingsOf([500, 1200]), { maxTemp: 500 });
+      await expect(
+        f.ledger.proveExcursion(fake.cp, first.signer, fake.signature, fake.batch.readings[1], fake.batch.proof(1)),
+      )
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotTrackerKey")
+        .withArgs(f.trackers[0]);
       await expect(f.ledger.proveExcursion(c.cp, next.signer, c.signature, readings[0], c.batch.proof(0))).to.emit(
         f.ledger,
         "DeviceContradicted",
       );
+    });
+
+    it("attack: a stolen (quarantined) tracker's signature proves no excursion against an earlier checkpoint", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const posted = await checkpointOf(f, key, id, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(posted.cp, key.signer, posted.signature);
+      await f.registry.connect(f.owner).reportStolen(f.trackers[0]);
+      // The thief has the device: it signs a different root for the posted sequence number.
+      const fake = await checkpointOf(f, key, id, 1, await readingsOf([500, 1200]), { maxTemp: 500 });
+      await expect(
+        f.ledger.proveExcursion(fake.cp, key.signer, fake.signature, fake.batch.readings[1], fake.batch.proof(1)),
+      )
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
+        .withArgs(f.trackers[0]);
+      expect((await f.ledger.shipmentOf(id)).breached).to.equal(false);
+    });
+
+    it("a shipment takes at most 65,535 checkpoints: the 16-bit sequence never wraps", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id } = await createShipment(f);
+      const key = f.trackerKeys[0];
+      const c = await checkpointOf(f, key, id, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(c.cp, key.signer, c.signature);
+      // Tracking is the ledger's second mapping (slot 3, after EIP712's two strings and the custody
+      // mapping): tracker (192 bits), last checkpoint time (40), checkpoint seq (16), flags (8).
+      const slot = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["bytes32", "uint256"], [id, 3]));
+      const ledger = await f.ledger.getAddress();
+      const word = BigInt(await ethers.provider.getStorage(ledger, slot));
+      expect(word & ((1n << 192n) - 1n)).to.equal(f.trackers[0]); // the right slot
+      expect((word >> 232n) & 0xffffn).to.equal(1n);
+      const full = word | (0xffffn << 232n);
+      await ethers.provider.send("hardhat_setStorageAt", [ledger, slot, ethers.toBeHex(full, 32)]);
+      expect((await f.ledger.shipmentOf(id)).checkpointSeq).to.equal(65_535n);
+      const last = await checkpointOf(f, key, id, 65_536, await readingsOf([500]));
+      await expect(f.ledger.checkpoint(last.cp, key.signer, last.signature))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerWrongSequence")
+        .withArgs(65_536, 65_536);
     });
   });
 
