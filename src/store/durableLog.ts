@@ -29,15 +29,25 @@ import { promisify } from "node:util";
 const fdatasyncAsync = promisify(fdatasync);
 const writeAsync = promisify(write);
 
-interface Waiter {
+/** The appends that share one write and one sync: one promise for all of them. */
+interface Group {
+  done: Promise<void>;
   resolve: () => void;
   reject: (err: Error) => void;
+}
+
+function newGroup(): Group {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const done = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+  return { done, resolve, reject };
 }
 
 export class DurableLog<T> {
   private fd: number;
   private buffer: string[] = [];
-  private waiters: Waiter[] = [];
+  /** The group the buffered records belong to (null while the buffer is empty). */
+  private group: Group | null = null;
   private flushing: Promise<void> | null = null;
   private paused = false;
   private closed = false;
@@ -90,9 +100,10 @@ export class DurableLog<T> {
   append(record: T): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`log ${this.file} is closed`));
     this.buffer.push(JSON.stringify(record, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    // One promise per group commit, not per record: a stream of appends allocates one per sync.
+    this.group ??= newGroup();
     if (!this.paused) this.flushing ??= this.flush();
-    return done;
+    return this.group.done;
   }
 
   /** Appends several records with one sync. */
@@ -104,17 +115,17 @@ export class DurableLog<T> {
   private async flush(): Promise<void> {
     await Promise.resolve();
     while (this.buffer.length > 0 && !this.paused) {
-      const [lines, waiters] = [this.buffer.join(""), this.waiters];
+      const [lines, group] = [this.buffer.join(""), this.group!];
       this.buffer = [];
-      this.waiters = [];
+      this.group = null;
       try {
         const bytes = Buffer.from(lines, "utf8");
         let offset = 0;
         while (offset < bytes.length) offset += (await writeAsync(this.fd, bytes, offset)).bytesWritten;
         await fdatasyncAsync(this.fd);
-        for (const w of waiters) w.resolve();
+        group.resolve();
       } catch (err) {
-        for (const w of waiters) w.reject(err as Error);
+        group.reject(err as Error);
       }
     }
     this.flushing = null;
