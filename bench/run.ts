@@ -5,6 +5,7 @@
  * `npm run bench:check`); throughput floors and latency ceilings are reported but not enforced,
  * since a timed figure depends on the machine and on what else it is doing.
  */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { GasRecorder } from "./lib";
@@ -12,7 +13,6 @@ import { benchRegistry } from "./registry";
 import { benchLock, measureUnlockLatency } from "./lock";
 import { benchChannels } from "./channels";
 import { benchCustody } from "./custody";
-import { benchAgent } from "./agent";
 import { measureRelayer } from "./relayer";
 import budgets from "./budgets.json";
 
@@ -30,6 +30,16 @@ function table(
   );
 }
 
+/** `benchAgent`'s figures from a fresh Node process (bench/agentMain.ts). */
+function benchAgentInItsOwnProcess(): Record<string, number> {
+  const out = execFileSync(
+    process.execPath,
+    ["-r", "ts-node/register/transpile-only", path.join(__dirname, "agentMain.ts")],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
+  );
+  return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
+}
+
 async function main(): Promise<void> {
   const dir = path.join(__dirname, "results");
   mkdirSync(dir, { recursive: true });
@@ -42,9 +52,9 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, "gas.json"), JSON.stringify(gas.results, null, 2) + "\n");
   table(gas.results, { ceilings: budgets.gas });
 
-  // Signing and verification first, in a quiet process; then the relayer, against a `hardhat
-  // node` of its own over loopback HTTP.
-  const signing = await benchAgent();
+  // Signing and verification first, in a quiet process of their own; then the relayer, against a
+  // `hardhat node` of its own over loopback HTTP.
+  const signing = benchAgentInItsOwnProcess();
   const latency = await measureUnlockLatency();
   const relayer = await measureRelayer({ log: (line) => console.log(line) });
   const agent: Record<string, number> = { ...signing, ...latency, ...relayer };
