@@ -6,7 +6,7 @@ import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { TypedDataEncoder, Wallet } from "ethers";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
 import { domainOf } from "../../src/eip712";
-import { READING_ENCODING, readingLeaf, shipmentIdOf } from "../../src/custody";
+import { READING_ENCODING, readingLeaf, shipmentIdOf, type Reading } from "../../src/custody";
 import { checkpointSummary, summaryHash } from "../../src/custody/excursion";
 import {
   EPC,
@@ -19,6 +19,26 @@ import {
   signHandoff,
   type CustodyContext,
 } from "../helpers/custody";
+
+/** Expects `tx` to breach shipment `id` with `reading` of checkpoint 1 and expose the tracker that hid it. */
+async function expectExposingBreach(f: CustodyContext, tx: Promise<unknown>, id: string, reading: Reading) {
+  await expect(tx)
+    .to.emit(f.ledger, "DeviceContradicted")
+    .withArgs(f.trackers[0], id, 1, reading.temp)
+    .and.to.emit(f.ledger, "Breached")
+    .withArgs(id, 1, reading.temp, reading.at);
+  expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+}
+
+/** A shipment whose tracker posted its first checkpoint (in range). */
+async function checkpointed() {
+  const f = await deployCustody();
+  const { id } = await createShipment(f);
+  const key = f.trackerKeys[0];
+  const first = await checkpointOf(f, key, id, 1, await readingsOf([500]));
+  await f.ledger.checkpoint(first.cp, key.signer, first.signature);
+  return { ...f, id, key, first };
+}
 
 /** A shipment handed from the shipper to the carrier (seq 1). */
 async function inTransit() {
@@ -254,11 +274,8 @@ describe("CustodyLedger", function () {
     });
 
     it("attack: a checkpoint replayed, out of sequence, dated in the future or before the last, or signed for another contract, is refused", async function () {
-      const f = await loadFixture(deployCustody);
-      const { id } = await createShipment(f);
-      const key = f.trackerKeys[0];
-      const first = await checkpointOf(f, key, id, 1, await readingsOf([500]));
-      await f.ledger.checkpoint(first.cp, key.signer, first.signature);
+      const f = await loadFixture(checkpointed);
+      const { id, key, first } = f;
       await expect(f.ledger.checkpoint(first.cp, key.signer, first.signature))
         .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerWrongSequence")
         .withArgs(2, 1);
@@ -306,14 +323,12 @@ describe("CustodyLedger", function () {
       expect(StandardMerkleTree.of(values, [...READING_ENCODING]).leafHash(values[1])).to.equal(
         readingLeaf(readings[1]),
       );
-      await expect(
+      await expectExposingBreach(
+        f,
         f.ledger.connect(f.guardians[2]).proveExcursion(lying.cp, key.signer, lying.signature, readings[1], proof),
-      )
-        .to.emit(f.ledger, "DeviceContradicted")
-        .withArgs(f.trackers[0], id, 1, 950)
-        .and.to.emit(f.ledger, "Breached")
-        .withArgs(id, 1, 950, readings[1].at);
-      expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+        id,
+        readings[1],
+      );
     });
 
     it("against the tracker's latest checkpoint, the proof needs no signature: the ledger keeps its summary's hash", async function () {
@@ -326,12 +341,8 @@ describe("CustodyLedger", function () {
       await f.ledger.checkpoint(lying.cp, key.signer, lying.signature);
       const summary = checkpointSummary(lying.cp, params);
       expect(await f.ledger.latestCheckpoint(f.trackers[0])).to.equal(summaryHash(summary));
-      await expect(f.ledger.connect(f.guardians[2]).proveLatestExcursion(summary, readings[1], lying.batch.proof(1)))
-        .to.emit(f.ledger, "DeviceContradicted")
-        .withArgs(f.trackers[0], id, 1, 950)
-        .and.to.emit(f.ledger, "Breached")
-        .withArgs(id, 1, 950, readings[1].at);
-      expect((await f.ledger.shipmentOf(id)).breached).to.equal(true);
+      const tx = f.ledger.connect(f.guardians[2]).proveLatestExcursion(summary, readings[1], lying.batch.proof(1));
+      await expectExposingBreach(f, tx, id, readings[1]);
     });
 
     it("a reading below the allowed minimum is an excursion too (a cold chain that froze)", async function () {
@@ -342,13 +353,8 @@ describe("CustodyLedger", function () {
       const lying = await checkpointOf(f, key, id, 1, readings, { minTemp: 500, maxTemp: 600 });
       await f.ledger.checkpoint(lying.cp, key.signer, lying.signature);
       expect(await f.ledger.verifyReading(lying.cp.readingsRoot, readings[1], lying.batch.proof(1))).to.equal(true);
-      await expect(
-        f.ledger.proveLatestExcursion(checkpointSummary(lying.cp, params), readings[1], lying.batch.proof(1)),
-      )
-        .to.emit(f.ledger, "DeviceContradicted")
-        .withArgs(f.trackers[0], id, 1, -150)
-        .and.to.emit(f.ledger, "Breached")
-        .withArgs(id, 1, -150, readings[1].at);
+      const tx = f.ledger.proveLatestExcursion(checkpointSummary(lying.cp, params), readings[1], lying.batch.proof(1));
+      await expectExposingBreach(f, tx, id, readings[1]);
     });
 
     it("attack: a signature-free proof against an altered summary, an earlier checkpoint or another shipment's is refused", async function () {
@@ -562,11 +568,8 @@ describe("CustodyLedger", function () {
     });
 
     it("attack: a stolen (quarantined) tracker's signature proves no excursion against an earlier checkpoint", async function () {
-      const f = await loadFixture(deployCustody);
-      const { id } = await createShipment(f);
-      const key = f.trackerKeys[0];
-      const posted = await checkpointOf(f, key, id, 1, await readingsOf([500]));
-      await f.ledger.checkpoint(posted.cp, key.signer, posted.signature);
+      const f = await loadFixture(checkpointed);
+      const { id, key } = f;
       await f.registry.connect(f.owner).reportStolen(f.trackers[0]);
       // The thief has the device: it signs a different root for the posted sequence number.
       const fake = await checkpointOf(f, key, id, 1, await readingsOf([500, 1200]), { maxTemp: 500 });
@@ -579,11 +582,8 @@ describe("CustodyLedger", function () {
     });
 
     it("a shipment takes at most 65,535 checkpoints: the 16-bit sequence never wraps", async function () {
-      const f = await loadFixture(deployCustody);
-      const { id } = await createShipment(f);
-      const key = f.trackerKeys[0];
-      const c = await checkpointOf(f, key, id, 1, await readingsOf([500]));
-      await f.ledger.checkpoint(c.cp, key.signer, c.signature);
+      const f = await loadFixture(checkpointed);
+      const { id, key } = f;
       // Tracking is the ledger's second mapping (slot 3, after EIP712's two strings and the custody
       // mapping): tracker (192 bits), last checkpoint time (40), checkpoint seq (16), flags (8).
       const slot = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["bytes32", "uint256"], [id, 3]));
