@@ -11,7 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { ethers } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
-import { Wallet, type ContractTransactionResponse, type Provider } from "ethers";
+import { Wallet, type ContractTransactionResponse } from "ethers";
+import { switchable } from "../src/agent/switchable";
 import { deploySuite } from "../src/deploy/suite";
 import { digest, typedData, type Message } from "../src/eip712";
 import { TypedDataHasher, loadKeccak } from "../src/eip712/fast";
@@ -52,22 +53,6 @@ async function refusedWith(send: () => Promise<unknown>, name: string): Promise<
     const text = String((err as Error).message);
     return text.includes(name) ? `refused (${name})` : `refused (${text.slice(0, 80)})`;
   }
-}
-
-/** A provider that can be cut off, to show the lock deciding with the chain unreachable. */
-function switchable(p: Provider) {
-  const link = { down: false };
-  const proxy = new Proxy(p, {
-    get(target, key) {
-      const v = Reflect.get(target, key, target) as unknown;
-      if (typeof v !== "function") return v;
-      return (...args: unknown[]) =>
-        link.down
-          ? Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }))
-          : (v as (...a: unknown[]) => unknown).apply(target, args);
-    },
-  });
-  return { provider: proxy, link };
 }
 
 async function main(): Promise<void> {

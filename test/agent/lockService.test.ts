@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import type { Provider } from "ethers";
+import { switchable } from "../../src/agent/switchable";
 import { Agent } from "../../src/agent/agent";
 import { TypedDataHasher } from "../../src/eip712/fast";
 import { DeviceSignatureVerifier } from "../../src/crypto/verify";
@@ -15,23 +15,6 @@ import { deployLocks } from "../helpers/lock";
 import { fundedWallet, tempDir } from "./helpers";
 
 const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
-
-/** A provider that can be cut off: every call made through it fails while `down`. */
-function switchable(p: Provider) {
-  const link = { down: false };
-  const proxy = new Proxy(p, {
-    get(target, key) {
-      const v = Reflect.get(target, key, target) as unknown;
-      if (typeof v !== "function") return v;
-      return (...args: unknown[]) => {
-        if (link.down)
-          return Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }));
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { provider: proxy, link };
-}
 
 async function lockFixture() {
   const ctx = await deployLocks();

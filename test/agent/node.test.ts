@@ -4,7 +4,6 @@
  * on the same port while the agent keeps working.
  */
 import { expect } from "chai";
-import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import {
@@ -28,56 +27,11 @@ import { Outbox } from "../../src/agent/outbox";
 import { DeviceRegistry__factory } from "../../typechain-types";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
 import { eventually, tempDir } from "./helpers";
+import { reapAll, runCli, startCli } from "../helpers/cli";
 
-const ROOT = path.join(__dirname, "..", "..");
-const BIN = path.join(ROOT, "bin", "custos-agent.js");
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-tracker-v1");
 const FIRMWARE = textHash("firmware 1.0.0");
-
-// ------------------------------------------------------------ child processes, always reaped
-
-const children = new Set<ChildProcess>();
-function reapAll(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
-  children.clear();
-}
-process.on("exit", reapAll);
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function startCli(args: string[], env: NodeJS.ProcessEnv): Run {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function runCli(args: string[], env: NodeJS.ProcessEnv) {
-  const run = startCli(args, env);
-  const { code } = await run.exited;
-  return { code, stdout: run.stdout(), stderr: run.stderr() };
-}
 
 // ------------------------------------------------------------ a chain on the node
 

@@ -7,7 +7,6 @@
  * whatever happens.
  */
 import { expect } from "chai";
-import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { JsonRpcProvider, Wallet, encodeBytes32String, id as textHash, parseEther, type Signer } from "ethers";
@@ -28,51 +27,19 @@ import {
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
 import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/process";
 import { tempDir } from "../agent/helpers";
+import { reapAll, startCli, type CliRun } from "../helpers/cli";
 
-const ROOT = path.join(__dirname, "..", "..");
-const BIN = path.join(ROOT, "bin", "custos-agent.js");
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-e2e");
 const FIRMWARE = textHash("firmware 1.0.0");
 
-const children = new Set<ChildProcess>();
-process.on("exit", () => children.forEach((c) => c.kill("SIGKILL")));
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
+/** `custos-agent args…` with the device passphrase in its environment. */
+function agent(args: string[], env: NodeJS.ProcessEnv): CliRun {
+  return startCli(args, { CUSTOS_PASSWORD: PASSWORD, CUSTOS_LOG_LEVEL: "warn", ...env });
 }
 
-function agent(args: string[], env: NodeJS.ProcessEnv): Run {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      CUSTOS_PASSWORD: PASSWORD,
-      CUSTOS_LOG_LEVEL: "warn",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    child.on("exit", (code) => {
-      children.delete(child);
-      resolve(code);
-    }),
-  );
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function finished(run: Run, what: string) {
-  const code = await run.exited;
+async function finished(run: CliRun, what: string) {
+  const { code } = await run.exited;
   expect(code, `${what}:\n${run.stdout()}\n${run.stderr()}`).to.equal(0);
   return run.stdout();
 }
@@ -91,7 +58,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
     const dir = tempDir("custos-e2e-mp-");
     let node: HardhatNode | undefined;
     let relayer: RelayerProcess | undefined;
-    let lockServer: Run | undefined;
+    let lockServer: CliRun | undefined;
     try {
       node = await startHardhatNode();
       const provider = new JsonRpcProvider(node.url, 31337n, { staticNetwork: true, cacheTimeout: -1 });
@@ -372,7 +339,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
         lockServer.child.kill("SIGTERM");
         await Promise.race([lockServer.exited, new Promise((r) => setTimeout(r, 10_000))]);
       }
-      for (const c of children) c.kill("SIGKILL");
+      reapAll();
       await relayer?.kill();
       await node?.stop();
     }
