@@ -6,6 +6,7 @@ import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
 import { p256KeyFromScalar } from "../src/crypto/p256";
 import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry";
 import type { GasRecorder } from "./lib";
+import { deviceById } from "../src/registry/lookup";
 
 /** Leaves in the bench batch: 2^14, so every proof is 14 hashes deep. */
 export const BATCH_SIZE = 16_384;
@@ -25,10 +26,10 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
     model: MODEL,
     firmwareHash: FIRMWARE,
   }));
-  const batch = new DeviceBatch([
-    ...[secp, p256, spare].map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })),
-    ...filler,
-  ]);
+  const batch = new DeviceBatch(
+    [...[secp, p256, spare].map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })), ...filler],
+    manufacturer.address,
+  );
   if (batch.proof(secp.signer).length !== 14) throw new Error("bench: expected a 14-deep proof");
 
   // The first batch pays for the counter's first write; steady state is every batch after it.
@@ -80,7 +81,7 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
   );
 
   const p256Id = deviceIdOf(p256.signer);
-  const p256Owner = await ethers.getImpersonatedSigner((await registry.deviceById(p256Id)).owner);
+  const p256Owner = await ethers.getImpersonatedSigner((await deviceById(registry, p256Id)).owner);
   await admin.sendTransaction({ to: p256Owner.address, value: ethers.parseEther("1") });
   await registry.connect(p256Owner).reportStolen(p256Id);
   nonce = await registry.deviceNonce(p256Id);

@@ -29,6 +29,7 @@ import { cbv, locationId, shipmentIdOf } from "../src/custody";
 import { shipmentHistory, timeline } from "../src/custody/history";
 import { toEpcisDocument } from "../src/custody/epcis";
 import { submitExcursion } from "../src/custody/excursion";
+import { deviceByKey } from "../src/registry/lookup";
 
 const rows: { step: string; outcome: string; expected: string; gas: string }[] = [];
 const say = (line: string) => console.log(line);
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
       firmwareHash: ethers.id("fw 1.0"),
     })),
   ];
-  const batch = new DeviceBatch(devices);
+  const batch = new DeviceBatch(devices, manufacturer.address);
   record("commit a batch of 10,000 devices", "committed", "committed", await gasOf(registry.commitBatch(batch.root)));
   const claim = async (key: DeviceKey, owner: typeof admin) => {
     const deadline = BigInt((await time.latest()) + 3600);
@@ -135,7 +136,7 @@ async function main(): Promise<void> {
   await claim(named.car, fleet);
   await claim(named.charger, chargeCo);
   await claim(named.thermostat, homeOwner);
-  const id = async (k: DeviceKey) => (await registry.deviceByKey(k.signer)).id;
+  const id = async (k: DeviceKey) => (await deviceByKey(registry, k.signer)).id;
   const [lockId, trackerId, carId, chargerId, thermostatId] = await Promise.all(Object.values(named).map(id));
   say(`   lock ${lockId}, tracker ${trackerId}, car ${carId}, charger ${chargerId}`);
 

@@ -10,9 +10,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, createWriteStream }
 import path from "node:path";
 import { task, types } from "hardhat/config";
 // Used row by row: straight from ethers, not through hre.ethers (a lazy proxy that costs ~0.5 ms a call).
-import { dataLength, encodeBytes32String, isHexString } from "ethers";
+import { dataLength, encodeBytes32String, isAddress, isHexString } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { DeviceBatch, deviceIdOf, type ProvisionedDevice } from "../src/registry/batch";
+import { deviceById, deviceByKey } from "../src/registry/lookup";
 import { loadKeccak } from "../src/eip712/fast";
 import { contractAddress, deviceIdArg } from "./addresses";
 
@@ -74,43 +75,52 @@ task(
   .addParam("out", "directory for tree.json (OpenZeppelin standard-v1), proofs.jsonl and batch.json")
   .addFlag("commit", "commit the root to the registry as the first signer (a manufacturer)")
   .addOptionalParam("registry", "DeviceRegistry address")
-  .setAction(async (args: { csv: string; out: string; commit: boolean; registry?: string }, hre) => {
-    await loadKeccak();
-    const devices = readDevicesCsv(hre, args.csv);
-    if (devices.length === 0) throw new Error(`--csv: ${args.csv} has no devices`);
-    progress("hashing", 0, devices.length);
-    const batch = new DeviceBatch(devices);
-    progress("hashing", devices.length, devices.length);
-    mkdirSync(args.out, { recursive: true });
-    writeFileSync(path.join(args.out, "tree.json"), JSON.stringify(batch.dump()));
-    const proofs = createWriteStream(path.join(args.out, "proofs.jsonl"));
-    for (let i = 0; i < devices.length; i++) {
-      const d = devices[i];
-      const line = {
-        ...d,
-        deviceId: deviceIdOf(d.deviceKey).toString(),
-        batchId: batch.id.toString(),
-        proof: batch.proofAt(i),
+  .addOptionalParam(
+    "manufacturer",
+    "the manufacturer that will commit the batch (its id depends on it); default: the first signer",
+  )
+  .setAction(
+    async (args: { csv: string; out: string; commit: boolean; registry?: string; manufacturer?: string }, hre) => {
+      await loadKeccak();
+      const manufacturer = args.manufacturer ?? (await (await hre.ethers.getSigners())[0].getAddress());
+      if (!isAddress(manufacturer)) throw new Error(`--manufacturer: ${manufacturer} is not an address`);
+      const devices = readDevicesCsv(hre, args.csv);
+      if (devices.length === 0) throw new Error(`--csv: ${args.csv} has no devices`);
+      progress("hashing", 0, devices.length);
+      const batch = new DeviceBatch(devices);
+      progress("hashing", devices.length, devices.length);
+      mkdirSync(args.out, { recursive: true });
+      writeFileSync(path.join(args.out, "tree.json"), JSON.stringify(batch.dump()));
+      const proofs = createWriteStream(path.join(args.out, "proofs.jsonl"));
+      for (let i = 0; i < devices.length; i++) {
+        const d = devices[i];
+        const line = {
+          ...d,
+          deviceId: deviceIdOf(d.deviceKey).toString(),
+          batchId: batch.idFor(manufacturer).toString(),
+          proof: batch.proofAt(i),
+        };
+        if (!proofs.write(JSON.stringify(line) + "\n")) await new Promise<void>((r) => proofs.once("drain", () => r()));
+        if ((i + 1) % 1000 === 0 || i + 1 === devices.length) progress("proofs ", i + 1, devices.length);
+      }
+      await new Promise<void>((resolve, reject) => proofs.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      const summary: Record<string, unknown> = {
+        root: batch.root,
+        manufacturer,
+        batchId: batch.idFor(manufacturer).toString(),
+        devices: devices.length,
       };
-      if (!proofs.write(JSON.stringify(line) + "\n")) await new Promise<void>((r) => proofs.once("drain", () => r()));
-      if ((i + 1) % 1000 === 0 || i + 1 === devices.length) progress("proofs ", i + 1, devices.length);
-    }
-    await new Promise<void>((resolve, reject) => proofs.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    const summary: Record<string, unknown> = {
-      root: batch.root,
-      batchId: batch.id.toString(),
-      devices: devices.length,
-    };
-    if (args.commit) {
-      const registry = await registryAt(hre, args.registry);
-      const receipt = await (await registry.commitBatch(batch.root)).wait();
-      summary.commitTx = receipt!.hash;
-      summary.commitGas = Number(receipt!.gasUsed);
-    }
-    writeFileSync(path.join(args.out, "batch.json"), JSON.stringify(summary, null, 2) + "\n");
-    console.log(JSON.stringify(summary));
-    return summary;
-  });
+      if (args.commit) {
+        const registry = await registryAt(hre, args.registry);
+        const receipt = await (await registry.commitBatch(batch.root)).wait();
+        summary.commitTx = receipt!.hash;
+        summary.commitGas = Number(receipt!.gasUsed);
+      }
+      writeFileSync(path.join(args.out, "batch.json"), JSON.stringify(summary, null, 2) + "\n");
+      console.log(JSON.stringify(summary));
+      return summary;
+    },
+  );
 
 task("registry:claim", "Submits a device's signed claim (the JSON that `custos-agent sign claim` prints)")
   .addParam("message", "file with the signed DeviceClaim message")
@@ -138,7 +148,7 @@ task("registry:status", "Prints a device's owner, status, batch, nonce, key gene
   .setAction(async (args: { device?: string; key?: string; registry?: string }, hre) => {
     if (!args.device === !args.key) throw new Error("give exactly one of --device and --key");
     const registry = await registryAt(hre, args.registry);
-    const id = args.device ? deviceIdArg(args.device) : (await registry.deviceByKey(args.key!)).id;
+    const id = args.device ? deviceIdArg(args.device) : (await deviceByKey(registry, args.key!)).id;
     const info = await registry.deviceInfo(id);
     const result = {
       id: info.id.toString(),
@@ -167,7 +177,7 @@ for (const [name, fn, description] of [
     .setAction(async (args: { device: string; registry?: string }, hre) => {
       const registry = await registryAt(hre, args.registry);
       const receipt = await (await registry[fn](deviceIdArg(args.device))).wait();
-      const info = await registry.deviceById(deviceIdArg(args.device));
+      const info = await deviceById(registry, deviceIdArg(args.device));
       const result = { device: args.device, status: STATUS[Number(info.status)], tx: receipt!.hash };
       console.log(JSON.stringify(result));
       return result;

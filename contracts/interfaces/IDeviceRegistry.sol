@@ -29,11 +29,15 @@ interface IDeviceRegistry {
         Revoked
     }
 
-    /// @dev The cheap view other contracts use.
-    struct DeviceRef {
-        uint256 id;
-        address owner;
+    /// @dev What a contract that pins a device's trust reads when it starts relying on the device.
+    struct DeviceTrust {
         DeviceStatus status;
+        /// @dev Generation of the current key (0: the provisioned key).
+        uint16 keyGeneration;
+        /// @dev Whether the current key's provenance reaches the manufacturer (false: owner-installed).
+        bool keyAttested;
+        /// @dev Tag of the current trust period (see {trustedUntil}).
+        uint32 period;
     }
 
     /// @dev Everything the registry knows about one device, for agents and people.
@@ -44,31 +48,49 @@ interface IDeviceRegistry {
         uint48 batchId;
         uint32 nonce;
         uint16 keyGeneration;
+        bool keyAttested;
         bool reportedStolen;
         bool guardianFlagged;
-        /// @dev The first 128 bits of the hash of the firmware the device last attested (or shipped with).
-        bytes16 firmware;
+        uint16 ownerEpoch;
+        uint32 period;
+        /// @dev When the device stopped being trusted in the current period (0 while it is).
+        uint40 untrustedSince;
+        /// @dev The first 64 bits of the hash of the firmware the device last attested (or shipped with).
+        bytes8 firmware;
         bool firmwareRevoked;
     }
 
     /**
-     * @notice Resolves a device key: the device it currently belongs to, its owner and status.
-     * @dev A key that was never registered, or was rotated away, resolves to id 0 and `Unknown`.
-     */
-    function deviceByKey(bytes calldata key) external view returns (DeviceRef memory);
-
-    /// @notice The owner and status of device `deviceId` (`Unknown` when there is none).
-    function deviceById(uint256 deviceId) external view returns (DeviceRef memory);
-
-    /**
-     * @notice {deviceByKey} without the owner: the device a key currently belongs to and its status.
+     * @notice The device a key currently belongs to and its status (`(0, Unknown)` for a key never
+     * registered or rotated away). Its owner is the ERC-721 `ownerOf` (or {ownership}).
      * @dev The cheapest check for a contract that takes a device's signature (no ERC-721 owner read).
      */
     function resolveKey(bytes calldata key) external view returns (uint256 deviceId, DeviceStatus status);
 
-    /// @notice {deviceById} without the owner: the status of device `deviceId` (`Unknown` when there is none).
+    /// @notice The status of device `deviceId` (`Unknown` when there is none).
     function deviceStatus(uint256 deviceId) external view returns (DeviceStatus);
 
     /// @notice The next nonce a signature by device `deviceId` must carry.
     function deviceNonce(uint256 deviceId) external view returns (uint32);
+
+    /**
+     * @notice The device's status, current key generation and provenance, and trust period: what a
+     * contract pins when it starts relying on the device (a channel's payer, a shipment's tracker).
+     */
+    function deviceTrust(uint256 deviceId) external view returns (DeviceTrust memory);
+
+    /**
+     * @notice Any key the registry ever registered (current or rotated away): its device and key
+     * generation, with {trustedUntil} of that device for `period`. `(0, 0, 0)` for an unknown key.
+     */
+    function keyTrustedUntil(
+        bytes calldata key,
+        uint32 period
+    ) external view returns (uint256 deviceId, uint16 generation, uint40 until);
+
+    /**
+     * @notice The device's owner and ownership epoch, which moves at every transfer: authority given
+     * under an earlier epoch (a lock manager, say) stays dead after the device comes back.
+     */
+    function ownership(uint256 deviceId) external view returns (address owner, uint16 epoch);
 }

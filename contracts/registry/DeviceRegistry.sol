@@ -9,14 +9,26 @@ import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
+import {IDeviceQuarantine} from "../interfaces/IDeviceQuarantine.sol";
+import {GuardianQuorum} from "../guardians/GuardianQuorum.sol";
 import {DeviceSignature} from "./DeviceSignature.sol";
 
 /**
  * @title DeviceRegistry
  * @notice Device identity for Custos: one ERC-721 token per device, bound to the device's hardware
  * key (an ERC-7913 signer). Manufacturers commit batches as Merkle roots; an owner claims a device
- * with a signature by its hardware key; owners and an M-of-N guardian quorum quarantine devices;
- * owners, manufacturers and the admin revoke them; keys rotate without changing the identity.
+ * with a signature by its hardware key; owners and the guardians (an M-of-N quorum contract holding
+ * `GUARDIAN_ROLE`, see GuardianQuorum) quarantine devices; owners, manufacturers and the admin revoke
+ * them; keys rotate without changing the identity.
+ *
+ * Trust is recorded so that no owner can use it against its devices' counterparties: every device
+ * lives through trust periods, each named by an unpredictable tag. A period ends when the device
+ * stops being `Active` (reported stolen, flagged, revoked) or its key rotates; {trustedUntil} tells
+ * other contracts when, so that what a key signed counts for no more than what was possible then.
+ * A new period starts at a release, a guardian clear or a rotation, with a fresh tag that nobody
+ * holding the device before could have known. And every key carries its provenance: attested (the
+ * provisioned key, a key rotated in with the previous attested key's signature, or a key the
+ * manufacturer re-attested) or installed by the owner alone.
  *
  * @dev Storage is laid out for the claim path. A device's id is derived from its first key
  * (`keccak256(key) >> 64`), so resolving that key needs no mapping and a claim writes one packed
@@ -25,11 +37,21 @@ import {DeviceSignature} from "./DeviceSignature.sol";
  * the device's current one, so a rotated-away key stops resolving at once even when the owner no
  * longer knows it. Every key hash ever seen stays taken forever.
  */
-contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC2771Context, Multicall {
+contract DeviceRegistry is
+    IDeviceRegistry,
+    IDeviceQuarantine,
+    ERC721,
+    AccessControl,
+    EIP712,
+    ERC2771Context,
+    Multicall
+{
     /// @notice Role of manufacturers, who commit batches, recall devices and revoke firmware.
     bytes32 public constant MANUFACTURER_ROLE = keccak256("MANUFACTURER_ROLE");
-    /// @notice Role of guardians, each one vote in the quorum that flags a misbehaving device.
+    /// @notice Role of whoever may flag and clear devices: the guardians' quorum contract.
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+    /// @notice The guardians' M-of-N quorum contract this registry deployed (it holds `GUARDIAN_ROLE`).
+    address public immutable guardianQuorum;
 
     /// @notice EIP-712 type of the device's proof of presence when it is claimed.
     bytes32 public constant DEVICE_CLAIM_TYPEHASH = keccak256(
@@ -43,10 +65,6 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     bytes32 public constant FIRMWARE_ATTESTATION_TYPEHASH = keccak256(
         "FirmwareAttestation(uint256 device,bytes32 firmwareHash,uint256 nonce,uint256 deadline)"
     );
-    /// @notice EIP-712 type of the location beacon a quarantined device may still post.
-    bytes32 public constant LOCATION_BEACON_TYPEHASH = keccak256(
-        "LocationBeacon(uint256 device,uint256 nonce,int32 latitudeE7,int32 longitudeE7,uint64 at,uint256 deadline)"
-    );
     /// @notice EIP-712 type by which a device voids its next, unused nonce.
     bytes32 public constant NONCE_CANCELLATION_TYPEHASH = keccak256(
         "NonceCancellation(uint256 device,uint256 nonce,uint256 deadline)"
@@ -55,21 +73,29 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     uint8 private constant REPORTED_STOLEN = 1;
     uint8 private constant GUARDIAN_FLAGGED = 2;
     uint8 private constant REVOKED = 4;
+    /// @dev Not a status: the current key was installed by the owner alone (no attested key signed it).
+    uint8 private constant OWNER_INSTALLED_KEY = 8;
+    uint8 private constant UNTRUSTED = REPORTED_STOLEN | GUARDIAN_FLAGGED | REVOKED;
 
-    /// @dev One slot per device, written once at claim. `batchId == 0` means no device. The
-    /// firmware is kept as the first 128 bits of its hash: it is self-attested, so the tag only has
-    /// to tell images apart, and a full hash would cost the claim a fifth storage slot.
+    /// @dev One slot per device, written whole at claim. `batchId == 0` means no device. The
+    /// firmware is kept as the first 64 bits of its hash: it is self-attested, so the tag only has
+    /// to tell a manufacturer's images apart, and a full hash would cost the claim a storage slot.
     struct Device {
         uint48 batchId;
         uint32 nonce;
         uint16 keyGeneration;
-        uint16 guardianRound;
         uint8 flags;
-        uint8 guardianVotes;
-        bytes16 firmware;
+        /// @dev Ownership period: moves at every transfer, so that authority given under an earlier
+        /// owner (lock managers, revocations) stays dead after a buy-back.
+        uint16 ownerEpoch;
+        /// @dev Tag of the current trust period: 0 from the claim, then fresh and unpredictable.
+        uint32 period;
+        /// @dev When the device stopped being trusted in this period (0 while it is).
+        uint40 untrustedSince;
+        bytes8 firmware;
     }
 
-    /// @dev A key introduced by rotation: which device, and in which key generation.
+    /// @dev A key introduced by rotation: which device, in which key generation, with what provenance.
     struct KeyAlias {
         uint192 deviceId;
         uint16 generation;
@@ -80,6 +106,8 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         address manufacturer;
         uint40 committedAt;
         BatchStatus status;
+        /// @dev When the batch took its current status.
+        uint40 statusSince;
     }
 
     /// @notice A claim: the Merkle leaf `(deviceKey, model, firmwareHash)` of batch `batchId`, the
@@ -102,22 +130,13 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         bytes oldKeySignature;
     }
 
-    /// @notice A location report, signed by the device.
-    struct LocationBeacon {
-        int32 latitudeE7;
-        int32 longitudeE7;
-        uint64 at;
-        uint256 deadline;
-    }
-
     mapping(uint256 deviceId => Device) private _devices;
     mapping(bytes32 keyHash => KeyAlias) private _aliases;
     mapping(uint48 batchId => Batch) private _batches;
-    mapping(address manufacturer => mapping(bytes16 firmware => bool)) private _revokedFirmware;
-    mapping(uint256 deviceId => mapping(uint16 round => mapping(address guardian => bool))) private _voted;
+    mapping(address manufacturer => mapping(bytes8 firmware => bool)) private _revokedFirmware;
     mapping(address verifier => bool) private _keyVerifiers;
-
-    uint8 private _guardianQuorum;
+    /// @dev When each ended trust period of a device ended (trust in what it signed in that period).
+    mapping(uint256 deviceId => mapping(uint32 period => uint40 endedAt)) private _periodEnds;
 
     event BatchCommitted(uint48 indexed batchId, address indexed manufacturer, bytes32 root);
     event BatchStatusChanged(uint48 indexed batchId, BatchStatus status, bytes32 reason);
@@ -131,25 +150,23 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     );
     event ReportedStolen(uint256 indexed deviceId, address indexed owner);
     event Released(uint256 indexed deviceId, address indexed owner);
-    event GuardianVoted(uint256 indexed deviceId, address indexed guardian, uint16 round, bool flag, bytes32 reason);
     event GuardianFlagged(uint256 indexed deviceId, bytes32 reason);
     event GuardianCleared(uint256 indexed deviceId);
     event DeviceRevoked(uint256 indexed deviceId, address indexed by, bytes32 reason);
-    event KeyRotated(uint256 indexed deviceId, bytes newKey, uint16 generation);
+    /// @notice `attested`: the key's provenance reaches the manufacturer (false: installed by the owner alone).
+    event KeyRotated(uint256 indexed deviceId, bytes newKey, uint16 generation, bool attested);
+    /// @notice The manufacturer vouched for the device's current key (a lost key replaced by its owner).
+    event KeyAttested(uint256 indexed deviceId, uint16 generation, address indexed manufacturer);
+    /// @notice Trust period `period` of the device ended at `endedAt`; `next` is the new period's tag.
+    event TrustPeriodEnded(uint256 indexed deviceId, uint32 period, uint40 endedAt, uint32 next);
     event FirmwareAttested(uint256 indexed deviceId, bytes32 firmwareHash);
     event FirmwareRevoked(address indexed manufacturer, bytes32 indexed firmwareHash);
-    event LocationBeaconPosted(
-        uint256 indexed deviceId,
-        address indexed owner,
-        int32 latitudeE7,
-        int32 longitudeE7,
-        uint64 at
-    );
     event NonceCancelled(uint256 indexed deviceId, uint32 nonce);
-    event GuardianQuorumChanged(uint8 quorum);
     event KeyVerifierSet(address indexed verifier, bool allowed);
 
     error DeviceRegistryEmptyRoot();
+    /// @dev The root gives batch id 0 under this manufacturer (one chance in 2^48): add a salt leaf.
+    error DeviceRegistryUnusableRoot(bytes32 root);
     error DeviceRegistryBatchExists(uint48 batchId);
     error DeviceRegistryUnknownBatch(uint48 batchId);
     error DeviceRegistryBatchNotActive(uint48 batchId, BatchStatus status);
@@ -167,18 +184,20 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     error DeviceRegistryWrongStatus(uint256 deviceId, DeviceStatus status);
     error DeviceRegistryAlreadyReported(uint256 deviceId);
     error DeviceRegistryNotReported(uint256 deviceId);
-    error DeviceRegistryAlreadyVoted(uint256 deviceId, address guardian);
     error DeviceRegistryNotFlagged(uint256 deviceId);
     error DeviceRegistryAlreadyFlagged(uint256 deviceId);
-    error DeviceRegistryInvalidQuorum(uint8 quorum);
+    error DeviceRegistryKeyAlreadyAttested(uint256 deviceId);
 
     /**
-     * @param admin holder of `DEFAULT_ADMIN_ROLE` (manages manufacturers, guardians, quorum, verifiers).
+     * @param admin holder of `DEFAULT_ADMIN_ROLE` (manages manufacturers, the guardians' quorum
+     * contract, verifiers); a TimelockController in a real deployment.
      * @param trustedForwarder OpenZeppelin `ERC2771Forwarder` through which owners may act gaslessly.
-     * @param quorum M of the M-of-N guardian quorum.
+     * @param quorum M of the guardians' M-of-N quorum.
      * @param p256Verifier ERC-7913 verifier accepted for P-256 device keys (zero for none).
      * @param manufacturers initial holders of `MANUFACTURER_ROLE`.
-     * @param guardians initial holders of `GUARDIAN_ROLE`.
+     * @param guardians the initial guardians, each one vote in the quorum.
+     * @dev Deploys the guardians' quorum contract (GuardianQuorum, administered by `admin`) and gives
+     * it `GUARDIAN_ROLE`: the registry flags a device only when M guardians voted for it there.
      */
     constructor(
         address admin,
@@ -190,9 +209,10 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     ) ERC721("Custos Device", "CDEV") EIP712("Custos DeviceRegistry", "1") ERC2771Context(trustedForwarder) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         for (uint256 i = 0; i < manufacturers.length; ++i) _grantRole(MANUFACTURER_ROLE, manufacturers[i]);
-        for (uint256 i = 0; i < guardians.length; ++i) _grantRole(GUARDIAN_ROLE, guardians[i]);
-        _setGuardianQuorum(quorum);
         if (p256Verifier != address(0)) _setKeyVerifier(p256Verifier, true);
+        GuardianQuorum guardianQuorum_ = new GuardianQuorum(IDeviceQuarantine(address(this)), admin, quorum, guardians);
+        guardianQuorum = address(guardianQuorum_);
+        _grantRole(GUARDIAN_ROLE, guardianQuorum);
     }
 
     // ---------------------------------------------------------------- batches (manufacturers)
@@ -200,22 +220,27 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     /**
      * @notice Commits a batch of provisioned devices: the root of a Merkle tree (OpenZeppelin
      * `StandardMerkleTree`, leaf encoding `(bytes deviceKey, bytes32 model, bytes32 firmwareHash)`).
-     * @dev Costs the same for any batch size. The batch id is the root's first 48 bits, known before
-     * the commit and needing no counter; two roots that share them (about one chance in 2^24 by the
-     * time 2^24 batches exist) are refused, and the manufacturer adds a salt leaf to its tree.
-     * @return batchId the id that claims of this batch name: {batchIdOf}(root).
+     * @dev Costs the same for any batch size. The batch id is 48 bits of keccak256(manufacturer,
+     * root): known before the commit, needing no counter, and the manufacturer's own, so that no other
+     * account can take it, squat it or block its commit (another manufacturer committing the same root
+     * gets another id, whose claims the devices would have to sign). A collision with an existing id
+     * (about one chance in 2^24 by the time 2^24 batches exist) or id 0 is refused; the manufacturer
+     * then adds a salt leaf to its tree.
+     * @return batchId the id that claims of this batch name: {batchIdOf}(manufacturer, root).
      */
     function commitBatch(bytes32 root) external onlyRole(MANUFACTURER_ROLE) returns (uint48 batchId) {
         if (root == bytes32(0)) revert DeviceRegistryEmptyRoot();
         address manufacturer = _msgSender();
-        batchId = batchIdOf(root);
+        batchId = batchIdOf(manufacturer, root);
+        if (batchId == 0) revert DeviceRegistryUnusableRoot(root);
         Batch storage b = _batches[batchId];
         if (b.status != BatchStatus.None) revert DeviceRegistryBatchExists(batchId);
-        (b.root, b.manufacturer, b.committedAt, b.status) = (
+        (b.root, b.manufacturer, b.committedAt, b.status, b.statusSince) = (
             root,
             manufacturer,
             uint40(block.timestamp),
-            BatchStatus.Active
+            BatchStatus.Active,
+            uint40(block.timestamp)
         );
         emit BatchCommitted(batchId, manufacturer, root);
     }
@@ -246,12 +271,27 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     }
 
     /**
+     * @notice The manufacturer vouches for device `deviceId`'s current key, installed by its owner
+     * alone (the old key was lost): the key's provenance reaches the manufacturer again. How the
+     * manufacturer convinces itself (the device in its hands, a secure element's attestation) is
+     * its own procedure. Only the device's batch manufacturer or the admin.
+     */
+    function attestKey(uint256 deviceId) external {
+        Device storage device = _existing(deviceId);
+        _checkBatchAuthority(device.batchId);
+        uint8 flags = device.flags;
+        if (flags & OWNER_INSTALLED_KEY == 0) revert DeviceRegistryKeyAlreadyAttested(deviceId);
+        device.flags = flags & ~OWNER_INSTALLED_KEY;
+        emit KeyAttested(deviceId, device.keyGeneration, _msgSender());
+    }
+
+    /**
      * @notice Marks a firmware image as revoked for the caller's devices; the status view of every
      * device of the caller's batches that runs it then says so.
      */
     function revokeFirmware(bytes32 firmwareHash) external onlyRole(MANUFACTURER_ROLE) {
         address manufacturer = _msgSender();
-        _revokedFirmware[manufacturer][bytes16(firmwareHash)] = true;
+        _revokedFirmware[manufacturer][bytes8(firmwareHash)] = true;
         emit FirmwareRevoked(manufacturer, firmwareHash);
     }
 
@@ -276,10 +316,11 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
             batchId: c.batchId,
             nonce: 0,
             keyGeneration: 0,
-            guardianRound: 0,
             flags: 0,
-            guardianVotes: 0,
-            firmware: bytes16(c.firmwareHash)
+            ownerEpoch: 0,
+            period: 0,
+            untrustedSince: 0,
+            firmware: bytes8(c.firmwareHash)
         });
         emit DeviceClaimed(deviceId, c.owner, c.batchId, c.deviceKey, c.model, c.firmwareHash);
         _mint(c.owner, deviceId);
@@ -292,21 +333,23 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         (Device storage device, address owner) = _ownedLive(deviceId);
         uint8 flags = device.flags;
         if (flags & REPORTED_STOLEN != 0) revert DeviceRegistryAlreadyReported(deviceId);
-        device.flags = flags | REPORTED_STOLEN;
+        _distrust(device, flags | REPORTED_STOLEN);
         emit ReportedStolen(deviceId, owner);
     }
 
     /**
-     * @notice The owner lifts its own theft report. Every signature the device gave before is void
-     * (its nonce moves on), so nothing signed while it was out of the owner's hands lands later.
-     * @dev A guardian flag or a batch quarantine still holds the device after this.
+     * @notice The owner lifts its own theft report. A new trust period starts, with a fresh tag that
+     * nobody holding the device before could have known: what the device signed in the old period
+     * counts for no more than what was possible when it was reported ({trustedUntil}), and every
+     * signature it gave before is void (its nonce moves on).
+     * @dev A guardian flag or a batch quarantine still holds the device after this; the new period
+     * then starts when the last of them is lifted.
      */
     function release(uint256 deviceId) external {
         (Device storage device, address owner) = _ownedLive(deviceId);
         uint8 flags = device.flags;
         if (flags & REPORTED_STOLEN == 0) revert DeviceRegistryNotReported(deviceId);
-        device.flags = flags & ~REPORTED_STOLEN;
-        ++device.nonce;
+        _restore(deviceId, device, flags & ~REPORTED_STOLEN);
         emit Released(deviceId, owner);
     }
 
@@ -318,69 +361,59 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
 
     /**
      * @notice Rotates the device's key. The identity (token id) stays; the old key stops resolving
-     * at once and can never be registered again.
+     * at once and can never be registered again, and the trust period ends: what the old key signs
+     * counts for no more than what was possible at the rotation.
      * @param r the new key (never seen before by this registry), the deadline of both signatures,
      * the new key's signature over `KeyRotation(device, newKey, nonce, deadline)`, and the current
      * key with its signature over the same message when it is still available (both empty if not).
+     * @dev With the current key's signature the new key keeps the old one's provenance; without it,
+     * the new key is installed by the owner alone and counts as evidence only where a counterparty
+     * accepted that ({keyTrust}), until the manufacturer attests it ({attestKey}).
      */
     function rotateKey(uint256 deviceId, Rotation calldata r) external {
         (Device storage device, ) = _ownedLive(deviceId);
         uint256 deadline = r.deadline;
         if (block.timestamp > deadline) revert DeviceRegistryExpired(deadline);
-        bytes calldata newKey = r.newKey;
-        bytes32 newKeyHash = _checkNewKey(newKey);
-        (uint32 nonce, uint16 generation) = (device.nonce, device.keyGeneration);
+        bytes32 newKeyHash = _checkNewKey(r.newKey);
+        (uint32 nonce, uint16 generation, uint8 flags) = (device.nonce, device.keyGeneration, device.flags);
         bytes32 digest = _hashTypedDataV4(
             keccak256(abi.encode(KEY_ROTATION_TYPEHASH, deviceId, newKeyHash, nonce, deadline))
         );
-        if (!DeviceSignature.isValidCalldata(newKey, digest, r.newKeySignature)) {
-            revert DeviceRegistryInvalidSignature();
-        }
-        bytes calldata oldKey = r.oldKey;
-        if (oldKey.length != 0) {
-            bytes32 oldKeyHash = keccak256(oldKey);
-            if (!_isCurrentKey(deviceId, generation, oldKeyHash)) revert DeviceRegistryUnknownKey(oldKeyHash);
-            if (!DeviceSignature.isValidCalldata(oldKey, digest, r.oldKeySignature)) {
-                revert DeviceRegistryInvalidSignature();
-            }
-        }
+        if (!_checkRotationSignatures(deviceId, generation, digest, r)) flags |= OWNER_INSTALLED_KEY;
         ++generation;
         (device.nonce, device.keyGeneration) = (nonce + 1, generation);
+        _newPeriod(deviceId, device, flags);
         _aliases[newKeyHash] = KeyAlias(uint192(deviceId), generation);
-        emit KeyRotated(deviceId, newKey, generation);
+        emit KeyRotated(deviceId, r.newKey, generation, flags & OWNER_INSTALLED_KEY == 0);
     }
 
     // ---------------------------------------------------------------- guardians
 
     /**
-     * @notice One guardian's vote to quarantine a misbehaving device; at the quorum the device is
-     * flagged. Each guardian votes once per round.
+     * @notice Flags a misbehaving device: it is quarantined until the guardians clear it. Only
+     * `GUARDIAN_ROLE`, held by the guardians' M-of-N quorum contract (GuardianQuorum), whose vote
+     * that reaches the quorum calls this.
      */
     function flag(uint256 deviceId, bytes32 reason) external onlyRole(GUARDIAN_ROLE) {
         Device storage device = _existing(deviceId);
         uint8 flags = device.flags;
         if (flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
         if (flags & GUARDIAN_FLAGGED != 0) revert DeviceRegistryAlreadyFlagged(deviceId);
-        if (_vote(deviceId, device, true, reason)) {
-            device.flags = flags | GUARDIAN_FLAGGED;
-            emit GuardianFlagged(deviceId, reason);
-        }
+        _distrust(device, flags | GUARDIAN_FLAGGED);
+        emit GuardianFlagged(deviceId, reason);
     }
 
     /**
-     * @notice One guardian's vote to lift the guardians' flag; at the quorum it is lifted, and every
-     * signature the device gave before is void.
+     * @notice Lifts the guardians' flag. As at a release, a new trust period starts and every
+     * signature the device gave before is void. Only `GUARDIAN_ROLE` (the quorum contract).
      */
     function clearFlag(uint256 deviceId) external onlyRole(GUARDIAN_ROLE) {
         Device storage device = _existing(deviceId);
         uint8 flags = device.flags;
         if (flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
         if (flags & GUARDIAN_FLAGGED == 0) revert DeviceRegistryNotFlagged(deviceId);
-        if (_vote(deviceId, device, false, bytes32(0))) {
-            device.flags = flags & ~GUARDIAN_FLAGGED;
-            ++device.nonce;
-            emit GuardianCleared(deviceId);
-        }
+        _restore(deviceId, device, flags & ~GUARDIAN_FLAGGED);
+        emit GuardianCleared(deviceId);
     }
 
     // ---------------------------------------------------------------- device-signed messages
@@ -404,30 +437,8 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
             deadline,
             signature
         );
-        (device.nonce, device.firmware) = (nonce + 1, bytes16(firmwareHash));
+        (device.nonce, device.firmware) = (nonce + 1, bytes8(firmwareHash));
         emit FirmwareAttested(deviceId, firmwareHash);
-    }
-
-    /**
-     * @notice A quarantined device's signed location, emitted for its owner so that a stolen device
-     * helps find itself. The only message a quarantined device can still post. Relayed by anyone.
-     */
-    function postLocationBeacon(bytes calldata key, LocationBeacon calldata beacon, bytes calldata signature) external {
-        bytes32 keyHash = keccak256(key);
-        (uint256 deviceId, DeviceStatus status) = _resolve(keyHash);
-        if (deviceId == 0) revert DeviceRegistryUnknownKey(keyHash);
-        if (status != DeviceStatus.Quarantined) revert DeviceRegistryWrongStatus(deviceId, status);
-        Device storage device = _devices[deviceId];
-        uint32 nonce = device.nonce;
-        _checkDeviceSignature(
-            key,
-            // The beacon's static fields encode in place, in the order of the EIP-712 type.
-            keccak256(abi.encode(LOCATION_BEACON_TYPEHASH, deviceId, nonce, beacon)),
-            beacon.deadline,
-            signature
-        );
-        device.nonce = nonce + 1;
-        emit LocationBeaconPosted(deviceId, _ownerOf(deviceId), beacon.latitudeE7, beacon.longitudeE7, beacon.at);
     }
 
     /**
@@ -449,29 +460,12 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
 
     // ---------------------------------------------------------------- admin
 
-    /// @notice Sets M of the M-of-N guardian quorum (at least 1).
-    function setGuardianQuorum(uint8 quorum) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _setGuardianQuorum(quorum);
-    }
-
     /// @notice Allows or disallows an ERC-7913 verifier contract for device keys longer than 20 bytes.
     function setKeyVerifier(address verifier, bool allowed) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setKeyVerifier(verifier, allowed);
     }
 
     // ---------------------------------------------------------------- views
-
-    /// @inheritdoc IDeviceRegistry
-    function deviceByKey(bytes calldata key) external view returns (DeviceRef memory ref) {
-        (uint256 deviceId, DeviceStatus status) = _resolve(keccak256(key));
-        if (deviceId != 0) ref = DeviceRef(deviceId, _ownerOf(deviceId), status);
-    }
-
-    /// @inheritdoc IDeviceRegistry
-    function deviceById(uint256 deviceId) external view returns (DeviceRef memory ref) {
-        Device memory device = _devices[deviceId];
-        if (device.batchId != 0) ref = DeviceRef(deviceId, _ownerOf(deviceId), _status(device.batchId, device.flags));
-    }
 
     /// @inheritdoc IDeviceRegistry
     function resolveKey(bytes calldata key) external view returns (uint256 deviceId, DeviceStatus status) {
@@ -491,6 +485,35 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         return _devices[deviceId].nonce;
     }
 
+    /// @inheritdoc IDeviceRegistry
+    function deviceTrust(uint256 deviceId) external view returns (DeviceTrust memory trust) {
+        Device memory device = _devices[deviceId];
+        if (device.batchId == 0) return trust;
+        trust = DeviceTrust({
+            status: _status(device.batchId, device.flags),
+            keyGeneration: device.keyGeneration,
+            keyAttested: device.flags & OWNER_INSTALLED_KEY == 0,
+            period: device.period
+        });
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function keyTrustedUntil(
+        bytes calldata key,
+        uint32 period
+    ) external view returns (uint256 deviceId, uint16 generation, uint40 until) {
+        uint48 batchId;
+        uint32 current;
+        uint40 untrustedSince;
+        (deviceId, generation, batchId, , , current, untrustedSince) = _lookup(keccak256(key));
+        if (deviceId != 0) until = _trustedUntil(deviceId, batchId, current, untrustedSince, period);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function ownership(uint256 deviceId) external view returns (address owner, uint16 epoch) {
+        return (_ownerOf(deviceId), _devices[deviceId].ownerEpoch);
+    }
+
     /// @notice Everything about device `deviceId`, including whether it runs revoked firmware.
     function deviceInfo(uint256 deviceId) external view returns (DeviceInfo memory info) {
         Device memory device = _devices[deviceId];
@@ -502,8 +525,12 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
             batchId: device.batchId,
             nonce: device.nonce,
             keyGeneration: device.keyGeneration,
+            keyAttested: device.flags & OWNER_INSTALLED_KEY == 0,
             reportedStolen: device.flags & REPORTED_STOLEN != 0,
             guardianFlagged: device.flags & GUARDIAN_FLAGGED != 0,
+            ownerEpoch: device.ownerEpoch,
+            period: device.period,
+            untrustedSince: device.untrustedSince,
             firmware: device.firmware,
             firmwareRevoked: _revokedFirmware[_batches[device.batchId].manufacturer][device.firmware]
         });
@@ -519,14 +546,14 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         return _batches[batchId];
     }
 
-    /// @notice The id of the batch with Merkle root `root`: its first 48 bits.
-    function batchIdOf(bytes32 root) public pure returns (uint48) {
-        return uint48(bytes6(root));
+    /// @notice The id of `manufacturer`'s batch with Merkle root `root`: 48 bits of keccak256(manufacturer, root).
+    function batchIdOf(address manufacturer, bytes32 root) public pure returns (uint48) {
+        return uint48(uint256(keccak256(abi.encode(manufacturer, root))));
     }
 
     /// @notice Whether `firmwareHash` was revoked by `manufacturer`.
     function isFirmwareRevoked(address manufacturer, bytes32 firmwareHash) external view returns (bool) {
-        return _revokedFirmware[manufacturer][bytes16(firmwareHash)];
+        return _revokedFirmware[manufacturer][bytes8(firmwareHash)];
     }
 
     /// @notice Whether a key can still be registered (it was never claimed, rotated to, or away).
@@ -535,24 +562,9 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         return _aliases[keyHash].deviceId == 0 && _devices[_idOf(keyHash)].batchId == 0;
     }
 
-    /// @notice M of the M-of-N guardian quorum.
-    function guardianQuorum() external view returns (uint8) {
-        return _guardianQuorum;
-    }
-
     /// @notice Whether `verifier` is an allowed ERC-7913 verifier for device keys.
     function isKeyVerifier(address verifier) external view returns (bool) {
         return _keyVerifiers[verifier];
-    }
-
-    /// @notice The guardians' current round and vote count on a device, and whether `guardian` voted in it.
-    function guardianVotes(
-        uint256 deviceId,
-        address guardian
-    ) external view returns (uint16 round, uint8 votes, bool voted) {
-        Device storage device = _devices[deviceId];
-        round = device.guardianRound;
-        return (round, device.guardianVotes, _voted[deviceId][round][guardian]);
     }
 
     /// @notice The EIP-712 domain separator of this registry.
@@ -605,24 +617,73 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         }
     }
 
-    /// @dev The device a key currently belongs to and its status, or `(0, Unknown)`. Most keys are the
-    /// one their device's id derives from, found with one read (and the batch's); a key that arrived
-    /// by rotation costs one more, its alias. A key cannot be both: every key hash is taken once.
-    function _resolve(bytes32 keyHash) private view returns (uint256 deviceId, DeviceStatus status) {
+    /// @dev The device a key belongs or belonged to, the key's generation and the device's packed
+    /// fields, or id 0. Most keys are the one their device's id derives from, found with one read; a
+    /// key that arrived by rotation costs one more, its alias. A key cannot be both: every key hash is
+    /// taken once.
+    function _lookup(
+        bytes32 keyHash
+    )
+        private
+        view
+        returns (
+            uint256 deviceId,
+            uint16 generation,
+            uint48 batchId,
+            uint16 keyGeneration,
+            uint8 flags,
+            uint32 period,
+            uint40 untrustedSince
+        )
+    {
         deviceId = _idOf(keyHash);
         // The fields are read together, so that the optimizer loads their slot once.
         Device storage device = _devices[deviceId];
-        (uint48 batchId, uint16 keyGeneration, uint8 flags) = (device.batchId, device.keyGeneration, device.flags);
-        uint16 generation;
+        batchId = device.batchId;
         if (batchId == 0) {
             KeyAlias storage alias_ = _aliases[keyHash];
             (deviceId, generation) = (alias_.deviceId, alias_.generation);
-            if (deviceId == 0) return (0, DeviceStatus.Unknown);
+            if (deviceId == 0) return (0, 0, 0, 0, 0, 0, 0);
             device = _devices[deviceId];
-            (batchId, keyGeneration, flags) = (device.batchId, device.keyGeneration, device.flags);
         }
-        if (keyGeneration != generation) return (0, DeviceStatus.Unknown);
+        (batchId, keyGeneration, flags, period, untrustedSince) = (
+            device.batchId,
+            device.keyGeneration,
+            device.flags,
+            device.period,
+            device.untrustedSince
+        );
+    }
+
+    /// @dev The device a key currently belongs to and its status, or `(0, Unknown)`.
+    function _resolve(bytes32 keyHash) private view returns (uint256 deviceId, DeviceStatus status) {
+        uint16 generation;
+        uint48 batchId;
+        uint16 keyGeneration;
+        uint8 flags;
+        (deviceId, generation, batchId, keyGeneration, flags, , ) = _lookup(keyHash);
+        if (deviceId == 0 || keyGeneration != generation) return (0, DeviceStatus.Unknown);
         return (deviceId, _status(batchId, flags));
+    }
+
+    /// @dev Checks a rotation's signatures over `digest`; true when the current key signed it too.
+    function _checkRotationSignatures(
+        uint256 deviceId,
+        uint16 generation,
+        bytes32 digest,
+        Rotation calldata r
+    ) private view returns (bool withOldKey) {
+        if (!DeviceSignature.isValidCalldata(r.newKey, digest, r.newKeySignature)) {
+            revert DeviceRegistryInvalidSignature();
+        }
+        bytes calldata oldKey = r.oldKey;
+        if (oldKey.length == 0) return false;
+        bytes32 oldKeyHash = keccak256(oldKey);
+        if (!_isCurrentKey(deviceId, generation, oldKeyHash)) revert DeviceRegistryUnknownKey(oldKeyHash);
+        if (!DeviceSignature.isValidCalldata(oldKey, digest, r.oldKeySignature)) {
+            revert DeviceRegistryInvalidSignature();
+        }
+        return true;
     }
 
     /// @dev Whether `keyHash` is the current key of `deviceId`, whose key generation is `generation`.
@@ -636,8 +697,65 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
     function _status(uint48 batchId, uint8 flags) private view returns (DeviceStatus) {
         BatchStatus batchStatus = _batches[batchId].status;
         if (flags & REVOKED != 0 || batchStatus == BatchStatus.Revoked) return DeviceStatus.Revoked;
-        if (flags != 0 || batchStatus == BatchStatus.Quarantined) return DeviceStatus.Quarantined;
+        if (flags & UNTRUSTED != 0 || batchStatus == BatchStatus.Quarantined) return DeviceStatus.Quarantined;
         return DeviceStatus.Active;
+    }
+
+    /**
+     * @dev Until when what the device signed in trust period `period` counts: never-ending
+     * (type(uint40).max) while that period is current and the device and its batch are trusted;
+     * otherwise the moment that trust ended. A batch quarantine bounds the current period only while
+     * it lasts: it is about the manufacturer, not about the device leaving its owner's hands. A
+     * period the device never had gives 0: nothing counts.
+     */
+    function _trustedUntil(
+        uint256 deviceId,
+        uint48 batchId,
+        uint32 current,
+        uint40 untrustedSince,
+        uint32 period
+    ) private view returns (uint40 until) {
+        if (period != current) return _periodEnds[deviceId][period];
+        until = untrustedSince == 0 ? type(uint40).max : untrustedSince;
+        Batch storage b = _batches[batchId];
+        (BatchStatus batchStatus, uint40 statusSince) = (b.status, b.statusSince);
+        if (batchStatus != BatchStatus.Active && statusSince < until) until = statusSince;
+    }
+
+    /// @dev Writes `flags`, which hold the device out of trust; trust ended now unless it had already.
+    function _distrust(Device storage device, uint8 flags) private {
+        uint40 since = device.untrustedSince;
+        (device.flags, device.untrustedSince) = (flags, since == 0 ? uint40(block.timestamp) : since);
+    }
+
+    /// @dev Writes `flags`, one hold fewer; when none is left, a new trust period starts.
+    function _restore(uint256 deviceId, Device storage device, uint8 flags) private {
+        if (flags & UNTRUSTED != 0) {
+            device.flags = flags;
+            return;
+        }
+        ++device.nonce;
+        _newPeriod(deviceId, device, flags);
+    }
+
+    /**
+     * @dev Ends the current trust period (when trust ended in it, or now) and starts the next, with
+     * `flags`. Its tag comes from the previous block's hash: nobody could know it before, so nothing
+     * signed in an earlier period (by a thief, or a rotated-away key) can name it. A tag is never reused.
+     */
+    function _newPeriod(uint256 deviceId, Device storage device, uint8 flags) private {
+        (uint32 period, uint40 endedAt) = (device.period, device.untrustedSince);
+        if (endedAt == 0) endedAt = uint40(block.timestamp);
+        mapping(uint32 => uint40) storage ends = _periodEnds[deviceId];
+        ends[period] = endedAt;
+        uint32 next = uint32(uint256(keccak256(abi.encode(blockhash(block.number - 1), deviceId, period))));
+        while (next == period || ends[next] != 0) ++next;
+        (device.flags, device.period, device.untrustedSince) = (
+            flags,
+            next,
+            flags & UNTRUSTED == 0 ? 0 : uint40(block.timestamp)
+        );
+        emit TrustPeriodEnded(deviceId, period, endedAt, next);
     }
 
     /// @dev Checks that `key` is of a supported shape and was never registered; returns its hash.
@@ -691,32 +809,13 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         if (device.flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
     }
 
-    /// @dev Records `guardian`'s vote in the current round; true when it reaches the quorum, and
-    /// then a new round starts.
-    function _vote(uint256 deviceId, Device storage device, bool isFlag, bytes32 reason) private returns (bool) {
-        address guardian = _msgSender();
-        uint16 round = device.guardianRound;
-        mapping(address => bool) storage voted = _voted[deviceId][round];
-        if (voted[guardian]) revert DeviceRegistryAlreadyVoted(deviceId, guardian);
-        emit GuardianVoted(deviceId, guardian, round, isFlag, reason);
-        uint8 votes = device.guardianVotes + 1;
-        if (votes < _guardianQuorum) {
-            voted[guardian] = true;
-            device.guardianVotes = votes;
-            return false;
-        }
-        // The vote that reaches the quorum closes the round: its marker would never be read again.
-        (device.guardianVotes, device.guardianRound) = (0, round + 1);
-        return true;
-    }
-
     function _revoke(uint256 deviceId, Device storage device, bytes32 reason) private {
         if (device.flags & REVOKED != 0) revert DeviceRegistryWrongStatus(deviceId, DeviceStatus.Revoked);
         _revokeUnchecked(deviceId, device, _msgSender(), reason);
     }
 
     function _revokeUnchecked(uint256 deviceId, Device storage device, address by, bytes32 reason) private {
-        device.flags |= REVOKED;
+        _distrust(device, device.flags | REVOKED);
         emit DeviceRevoked(deviceId, by, reason);
     }
 
@@ -725,7 +824,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
         BatchStatus current = b.status;
         if (current == BatchStatus.Revoked) revert DeviceRegistryBatchRevoked(batchId);
         if (current == status) revert DeviceRegistryBatchNotActive(batchId, current);
-        b.status = status;
+        (b.status, b.statusSince) = (status, uint40(block.timestamp));
         emit BatchStatusChanged(batchId, status, reason);
     }
 
@@ -738,24 +837,24 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712, ERC27
             revert DeviceRegistryUnauthorized(caller);
     }
 
-    function _setGuardianQuorum(uint8 quorum) private {
-        if (quorum == 0) revert DeviceRegistryInvalidQuorum(quorum);
-        _guardianQuorum = quorum;
-        emit GuardianQuorumChanged(quorum);
-    }
-
     function _setKeyVerifier(address verifier, bool allowed) private {
         _keyVerifiers[verifier] = allowed;
         emit KeyVerifierSet(verifier, allowed);
     }
 
     /// @dev Only an active device changes hands: a quarantined one is frozen, a revoked one is final.
+    /// Each change of hands opens an ownership period of its own ({ownership}).
     function _update(address to, uint256 tokenId, address auth) internal virtual override returns (address) {
         address from = _ownerOf(tokenId);
         if (from != address(0)) {
             Device storage device = _devices[tokenId];
-            DeviceStatus status = _status(device.batchId, device.flags);
+            (uint48 batchId, uint8 flags, uint16 epoch) = (device.batchId, device.flags, device.ownerEpoch);
+            DeviceStatus status = _status(batchId, flags);
             if (status != DeviceStatus.Active) revert DeviceRegistryWrongStatus(tokenId, status);
+            unchecked {
+                // Wraps after 65,536 sales; authority of an owner 65,536 sales ago is not a threat.
+                device.ownerEpoch = epoch + 1;
+            }
         }
         return super._update(to, tokenId, auth);
     }

@@ -12,6 +12,7 @@ import { deviceIdOf } from "../registry/batch";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 import { cbvName } from "./index";
+import { deviceByKey } from "../registry/lookup";
 
 export type Verified = true | false | "not in calldata";
 
@@ -214,8 +215,7 @@ export async function shipmentHistory(
         key.length > 42 && (await registry.isKeyVerifier(key.slice(0, 42)))
           ? new DeviceSignatureVerifier([key.slice(0, 42)])
           : secpVerifier;
-      const ownKey =
-        deviceIdOf(key) === tracker || (await registry.deviceByKey(key, { blockTag: e.blockNumber })).id === tracker;
+      const ownKey = deviceIdOf(key) === tracker || (await deviceByKey(registry, key, e.blockNumber)).id === tracker;
       signature = ownKey && v.verify(key, hexToBytes(digest), hexToBytes(call.args[2] as string));
     }
     entries.push({

@@ -8,6 +8,7 @@ import {
   ERC2771Forwarder__factory,
   ERC7913P256SHA256Verifier__factory,
   CustodyLedger__factory,
+  LocationBeacons__factory,
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types";
@@ -23,6 +24,9 @@ export interface SuiteOptions {
 
 export interface SuiteAddresses {
   registry: string;
+  /** The guardians' quorum contract, deployed by the registry. */
+  guardianQuorum: string;
+  locationBeacons: string;
   forwarder: string;
   p256Verifier: string;
   lockAccess: string;
@@ -50,9 +54,13 @@ export async function deploySuite(deployer: Signer, opts: SuiteOptions = {}): Pr
     opts.challengePeriod ?? 86_400,
   );
   const custody = await new CustodyLedger__factory(deployer).deploy(registry, forwarder);
+  const beacons = await new LocationBeacons__factory(deployer).deploy(registry);
+  await beacons.waitForDeployment();
   await custody.waitForDeployment();
   return {
     registry: await registry.getAddress(),
+    guardianQuorum: await registry.guardianQuorum(),
+    locationBeacons: await beacons.getAddress(),
     forwarder: await forwarder.getAddress(),
     p256Verifier: await verifier.getAddress(),
     lockAccess: await lockAccess.getAddress(),

@@ -8,7 +8,7 @@
  * ours because OpenZeppelin's takes minutes for 100,000 devices here (JS keccak, BigInt compares,
  * validation on every proof); this one hashes in WebAssembly and builds 100,000 leaves in seconds.
  */
-import { dataLength, isHexString } from "ethers";
+import { dataLength, isAddress, isHexString } from "ethers";
 import { bytesToHex, hexToBytes, keccak } from "../eip712/fast";
 import { StandardTree, standardLeaf } from "../merkle";
 
@@ -52,8 +52,14 @@ export class DeviceBatch {
   private readonly tree: StandardTree;
   private readonly indexByKey = new Map<string, number>();
 
-  /** Builds the batch of `devices` (validated; a repeated key is refused). Faster after `loadKeccak()`. */
-  constructor(readonly devices: readonly ProvisionedDevice[]) {
+  /**
+   * Builds the batch of `devices` (validated; a repeated key is refused). Faster after `loadKeccak()`.
+   * @param manufacturer the account that will commit it, which the batch id depends on ({@link id}).
+   */
+  constructor(
+    readonly devices: readonly ProvisionedDevice[],
+    readonly manufacturer?: string,
+  ) {
     if (devices.length === 0) throw new Error("DeviceBatch: devices is empty");
     const leaves = devices.map((d, i) => {
       checkDevice(d, i);
@@ -80,9 +86,15 @@ export class DeviceBatch {
     return this.nodes[0];
   }
 
-  /** The id the registry gives this batch. */
+  /** The id the registry gives this batch when `manufacturer` commits it. */
+  idFor(manufacturer: string): bigint {
+    return batchIdOf(manufacturer, this.root);
+  }
+
+  /** The id the registry gives this batch when the manufacturer it was built for commits it. */
   get id(): bigint {
-    return batchIdOf(this.root);
+    if (!this.manufacturer) throw new Error("DeviceBatch: built without a manufacturer; use idFor(manufacturer)");
+    return this.idFor(this.manufacturer);
   }
 
   /** The proof of the `i`-th device. */
@@ -124,10 +136,16 @@ export function leafHash(d: ProvisionedDevice): string {
   return bytesToHex(leafBytes(d));
 }
 
-/** The id the registry gives the batch with Merkle root `root`: the root's first 48 bits. */
-export function batchIdOf(root: string): bigint {
+/**
+ * The id the registry gives `manufacturer`'s batch with Merkle root `root`: the low 48 bits of
+ * keccak256(abi.encode(manufacturer, root)), so that no other account can take or squat it.
+ */
+export function batchIdOf(manufacturer: string, root: string): bigint {
   if (!isHexString(root, 32)) throw new Error("batchIdOf: root must be 32 bytes of hex");
-  return BigInt(root.slice(0, 14));
+  if (!isAddress(manufacturer)) throw new Error("batchIdOf: manufacturer must be an address");
+  const word = (hex: string) => hex.slice(2).toLowerCase().padStart(64, "0");
+  const hash = bytesToHex(keccak(hexToBytes("0x" + word(manufacturer) + word(root), "batch")));
+  return BigInt(hash) & ((1n << 48n) - 1n);
 }
 
 /** The device id the registry derives from a device's first key: the top 192 bits of keccak256(key). */

@@ -8,6 +8,7 @@
 import { JsonRpcProvider } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
 import { deviceIdOf } from "../registry/batch";
+import { deviceByKey } from "../registry/lookup";
 import {
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
@@ -146,7 +147,7 @@ export class ChainView {
       `key:${k}`,
       () => [`d:${deviceIdOf(k)}`],
       async () => {
-        const ref = await this.registryContract.deviceByKey(k);
+        const ref = await deviceByKey(this.registryContract, k);
         const result: DeviceRef = { id: ref.id, owner: ref.owner, status: Number(ref.status) as DeviceStatus };
         if (result.id !== 0n) this.addIndex(`d:${result.id}`, `key:${k}`);
         return result;

@@ -69,6 +69,7 @@ export async function simulateFleet(opts: {
   );
   const batch = new DeviceBatch(
     keys.map((k) => ({ deviceKey: k.signer, model: FLEET_MODEL, firmwareHash: FLEET_FIRMWARE })),
+    await admin.getAddress(),
   );
   await (await registry.commitBatch(batch.root)).wait();
   const hasher = await TypedDataHasher.create();

@@ -16,6 +16,7 @@ import { commit, deadlineIn, makeBatch, signAs } from "../helpers/registry";
 import { FakeRelayer } from "./fakeRelayer";
 import { agentFixture, eventually, firmwareEvents, tempDir } from "./helpers";
 import { freePort } from "../helpers/node";
+import { deviceByKey } from "../../src/registry/lookup";
 
 type Fixture = Awaited<ReturnType<typeof agentFixture>>;
 
@@ -172,7 +173,7 @@ describe("agent (in-process network)", function () {
       await agent.outbox.add(JSON.parse(toJson(printed.message)));
       await agent.drain();
       expect(agent.outbox.get(printed.id)!.outcome).to.equal("confirmed");
-      expect((await f.ctx.registry.deviceByKey(key.signer)).owner).to.equal(f.ctx.owner.address);
+      expect((await deviceByKey(f.ctx.registry, key.signer)).owner).to.equal(f.ctx.owner.address);
       // Now a device: its first message uses nonce 0.
       expect((await agent.sign("NonceCancellation")).message.message.nonce).to.equal("0");
       await agent.stop();

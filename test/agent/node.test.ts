@@ -28,6 +28,7 @@ import { DeviceRegistry__factory } from "../../typechain-types";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
 import { eventually, tempDir } from "./helpers";
 import { reapAll, runCli, startCli } from "../helpers/cli";
+import { deviceByKey } from "../../src/registry/lookup";
 
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-tracker-v1");
@@ -198,7 +199,7 @@ describe("agent against a hardhat node on loopback", function () {
       expect(sent.code, sent.stderr).to.equal(0);
       expect(JSON.parse(sent.stdout).messages[0]).to.include({ type: "DeviceClaim", outcome: "confirmed" });
       const registry = DeviceRegistry__factory.connect(chain.registry, chain.provider);
-      expect((await registry.deviceByKey(signer)).owner).to.equal(owner);
+      expect((await deviceByKey(registry, signer)).owner).to.equal(owner);
 
       const firmware = textHash("firmware 1.0.1");
       const attest = await runCli(["--config", config, "attest-firmware", "--firmware-hash", firmware], env);

@@ -28,6 +28,7 @@ import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
 import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/process";
 import { tempDir } from "../agent/helpers";
 import { reapAll, startCli, type CliRun } from "../helpers/cli";
+import { deviceByKey } from "../../src/registry/lookup";
 
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-e2e");
@@ -101,7 +102,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
             signature,
           )
         ).wait();
-        return (await registry.deviceByKey(d.key.signer)).id;
+        return (await deviceByKey(registry, d.key.signer)).id;
       };
       const lockId = await claim(lock, owner);
       const trackerId = await claim(tracker, shipper);

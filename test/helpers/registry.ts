@@ -74,7 +74,7 @@ export function makeBatch(keys: DeviceKey[], firmwareHash = FIRMWARE): DeviceBat
 /** Commits `batch` as `manufacturer`; returns the batch id. */
 export async function commit(registry: DeviceRegistry, manufacturer: HardhatEthersSigner, batch: DeviceBatch) {
   await registry.connect(manufacturer).commitBatch(batch.root);
-  return batch.id;
+  return batch.idFor(manufacturer.address);
 }
 
 export async function deadlineIn(seconds = HOUR): Promise<bigint> {

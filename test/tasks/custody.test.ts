@@ -15,6 +15,7 @@ import { cbv, locationId, shipmentIdOf } from "../../src/custody";
 import { DeviceBatch } from "../../src/registry/batch";
 import { FIRMWARE, MODEL } from "../helpers/registry";
 import { fundedWallet } from "../agent/helpers";
+import { deviceByKey } from "../../src/registry/lookup";
 
 const SHARED = path.join(__dirname, "..", "..", "..", "shared", "epcis");
 
@@ -63,7 +64,7 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
     const id = shipmentIdOf(epc);
     await ledger.connect(shipper).createShipment({
       epc,
-      tracker: (await registry.deviceByKey(key.signer)).id,
+      tracker: (await deviceByKey(registry, key.signer)).id,
       receiver: receiver.address,
       deadline: BigInt((await time.latest()) + 86_400),
       maxSilence: 3600,

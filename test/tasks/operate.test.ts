@@ -12,6 +12,7 @@ import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
 import { DeviceBatch } from "../../src/registry/batch";
 import { showCertificate } from "../../src/agent/roles/guest";
 import { FIRMWARE, MODEL } from "../helpers/registry";
+import { deviceByKey } from "../../src/registry/lookup";
 
 /** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
 async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {
@@ -35,7 +36,7 @@ async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: Har
       batch.proof(key.signer),
       signature,
     );
-    ids.push((await registry.deviceByKey(key.signer)).id);
+    ids.push((await deviceByKey(registry, key.signer)).id);
   }
   return ids;
 }

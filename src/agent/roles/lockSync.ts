@@ -7,6 +7,7 @@
 import type { Provider } from "ethers";
 import { DeviceRegistry__factory, LockAccess__factory } from "../../../typechain-types";
 import type { LockChainState } from "./lock";
+import { deviceById, deviceByKey } from "../../registry/lookup";
 
 export interface LockChainReaderOptions {
   provider: Provider;
@@ -48,7 +49,7 @@ export class LockChainReader {
 
   /** The registry status of a holder key (0: not a device); remembered for later syncs. */
   async lookupHolder(holder: string): Promise<number> {
-    const ref = await this.registry.deviceByKey(holder);
+    const ref = await deviceByKey(this.registry, holder);
     const status = Number(ref.status);
     this.holders.set(holder.toLowerCase(), status);
     return status;
@@ -73,7 +74,7 @@ export class LockChainReader {
     }
     const blockTag = this.scannedTo;
     const [ref, state] = await Promise.all([
-      this.registry.deviceById(lock, { blockTag }),
+      deviceById(this.registry, lock, blockTag),
       this.locks.lockState(lock, { blockTag }),
     ]);
     const owner = ref.owner.toLowerCase();

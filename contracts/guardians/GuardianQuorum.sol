@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IDeviceQuarantine} from "../interfaces/IDeviceQuarantine.sol";
+
+/**
+ * @title GuardianQuorum
+ * @notice The guardians' M-of-N quorum over device quarantine. Each guardian (`GUARDIAN_ROLE`) votes
+ * to flag a misbehaving device or to clear it; the vote that reaches the quorum flags or clears it
+ * in the DeviceRegistry, where this contract holds the registry's `GUARDIAN_ROLE`.
+ *
+ * @dev Only current guardians' votes count. Every removal of a guardian (revoked or renounced)
+ * starts a new membership epoch, and votes are kept per epoch, so a vote cast by a guardian who has
+ * since left counts for nothing, and neither do the open votes of those who stayed (they vote again:
+ * a guardian service re-evaluates its policy anyway). Flag and clear votes are tallied apart, each
+ * in rounds: the vote that reaches the quorum closes its round.
+ */
+contract GuardianQuorum is AccessControl {
+    /// @notice Role of guardians: one vote each.
+    bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+
+    /// @dev One slot per device and action: the membership epoch and round of the open votes, and their count.
+    struct Tally {
+        uint32 membership;
+        uint32 round;
+        uint8 votes;
+    }
+
+    IDeviceQuarantine private immutable _registry;
+    uint8 private _quorum;
+    uint32 private _membership;
+
+    mapping(uint256 deviceId => mapping(bool isFlag => Tally)) private _tallies;
+    mapping(bytes32 ballot => mapping(address guardian => bool)) private _voted;
+
+    event GuardianVoted(uint256 indexed deviceId, address indexed guardian, bool flag, uint32 round, bytes32 reason);
+    event QuorumChanged(uint8 quorum);
+    /// @notice A guardian left: every open vote is void from now on.
+    event MembershipChanged(uint32 membership);
+
+    error GuardianQuorumAlreadyVoted(uint256 deviceId, address guardian);
+    error GuardianQuorumInvalidQuorum(uint8 quorum);
+
+    /**
+     * @param registry_ the device registry whose `GUARDIAN_ROLE` this contract will hold.
+     * @param admin holder of `DEFAULT_ADMIN_ROLE` (adds and removes guardians, sets the quorum); a
+     * TimelockController in a real deployment.
+     * @param quorum M of the M-of-N quorum (at least 1).
+     * @param guardians initial holders of `GUARDIAN_ROLE`.
+     */
+    constructor(IDeviceQuarantine registry_, address admin, uint8 quorum, address[] memory guardians) {
+        _registry = registry_;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        for (uint256 i = 0; i < guardians.length; ++i) _grantRole(GUARDIAN_ROLE, guardians[i]);
+        _setQuorum(quorum);
+    }
+
+    /**
+     * @notice The caller's vote to quarantine device `deviceId` for misbehaviour; at the quorum the
+     * registry flags it (and reverts if it is flagged already or revoked).
+     * @param reason what the guardian saw: a hash committing to its evidence.
+     */
+    function flag(uint256 deviceId, bytes32 reason) external onlyRole(GUARDIAN_ROLE) {
+        if (_vote(deviceId, true, reason)) _registry.flag(deviceId, reason);
+    }
+
+    /// @notice The caller's vote to lift the guardians' quarantine of device `deviceId`; at the quorum it is lifted.
+    function clearFlag(uint256 deviceId) external onlyRole(GUARDIAN_ROLE) {
+        if (_vote(deviceId, false, bytes32(0))) _registry.clearFlag(deviceId);
+    }
+
+    /// @notice Sets M of the M-of-N quorum (at least 1). Admin only.
+    function setQuorum(uint8 quorum) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setQuorum(quorum);
+    }
+
+    /// @notice M of the M-of-N quorum.
+    function quorum() external view returns (uint8) {
+        return _quorum;
+    }
+
+    /// @notice The membership epoch: it moves whenever a guardian leaves.
+    function membership() external view returns (uint32) {
+        return _membership;
+    }
+
+    /// @notice The device registry this quorum flags devices in.
+    function registry() external view returns (IDeviceQuarantine) {
+        return _registry;
+    }
+
+    /**
+     * @notice The open votes on flagging (`isFlag`) or clearing device `deviceId`: their round, how
+     * many count now, and whether `guardian` cast one of them.
+     */
+    function votes(
+        uint256 deviceId,
+        bool isFlag,
+        address guardian
+    ) external view returns (uint32 round, uint8 count, bool voted) {
+        Tally memory t = _current(_tallies[deviceId][isFlag]);
+        return (t.round, t.votes, _voted[_ballot(deviceId, isFlag, t)][guardian]);
+    }
+
+    /// @dev A guardian's removal voids every open vote (see the contract's notes).
+    function _revokeRole(bytes32 role, address account) internal virtual override returns (bool revoked) {
+        revoked = super._revokeRole(role, account);
+        if (revoked && role == GUARDIAN_ROLE) emit MembershipChanged(++_membership);
+    }
+
+    /// @dev Records the caller's vote; true when it reaches the quorum, which closes the round.
+    function _vote(uint256 deviceId, bool isFlag, bytes32 reason) private returns (bool) {
+        address guardian = _msgSender();
+        Tally storage stored = _tallies[deviceId][isFlag];
+        Tally memory t = _current(stored);
+        mapping(address => bool) storage voted = _voted[_ballot(deviceId, isFlag, t)];
+        if (voted[guardian]) revert GuardianQuorumAlreadyVoted(deviceId, guardian);
+        emit GuardianVoted(deviceId, guardian, isFlag, t.round, reason);
+        uint8 count = t.votes + 1;
+        if (count < _quorum) {
+            voted[guardian] = true;
+            _tallies[deviceId][isFlag] = Tally(t.membership, t.round, count);
+            return false;
+        }
+        // The vote that reaches the quorum closes the round: its marker would never be read again.
+        _tallies[deviceId][isFlag] = Tally(t.membership, t.round + 1, 0);
+        return true;
+    }
+
+    /// @dev The tally as it counts now: votes of an earlier membership epoch count for nothing.
+    function _current(Tally storage stored) private view returns (Tally memory t) {
+        t = stored;
+        uint32 epoch = _membership;
+        if (t.membership != epoch) t = Tally(epoch, t.round + 1, 0);
+    }
+
+    function _ballot(uint256 deviceId, bool isFlag, Tally memory t) private pure returns (bytes32) {
+        return keccak256(abi.encode(deviceId, isFlag, t.membership, t.round));
+    }
+
+    function _setQuorum(uint8 quorum_) private {
+        if (quorum_ == 0) revert GuardianQuorumInvalidQuorum(quorum_);
+        _quorum = quorum_;
+        emit QuorumChanged(quorum_);
+    }
+}
