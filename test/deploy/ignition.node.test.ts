@@ -5,7 +5,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { JsonRpcProvider } from "ethers";
 import { startHardhatNode, type HardhatNode } from "../helpers/node";
-import { DeviceRegistry__factory } from "../../typechain-types";
+import { DeviceRegistry__factory, GuardianQuorum__factory } from "../../typechain-types";
 import parameters from "../../ignition/parameters.example.json";
 
 const run = promisify(execFile);
@@ -40,8 +40,13 @@ describe("Ignition: deploy to `hardhat node` over loopback", function () {
     const env = { ...process.env, CUSTOS_LOCALHOST_URL: node.url, HARDHAT_DISABLE_TELEMETRY_PROMPT: "true" };
     await run(process.execPath, args, { cwd: root, env, timeout: 120_000 });
     const addresses = JSON.parse(readFileSync(path.join(deploymentDir, "deployed_addresses.json"), "utf8"));
-    const registry = DeviceRegistry__factory.connect(addresses["Custos#DeviceRegistry"], new JsonRpcProvider(node.url));
-    expect(await registry.guardianQuorum()).to.equal(BigInt(parameters.Custos.guardianQuorum));
+    const provider = new JsonRpcProvider(node.url);
+    const registry = DeviceRegistry__factory.connect(addresses["Custos#DeviceRegistry"], provider);
+    const quorum = GuardianQuorum__factory.connect(await registry.guardianQuorum(), provider);
+    expect(await quorum.quorum()).to.equal(BigInt(parameters.Custos.guardianQuorum));
+    expect(
+      await registry.hasRole(await registry.DEFAULT_ADMIN_ROLE(), addresses["Custos#TimelockController"]),
+    ).to.equal(true);
     for (const m of parameters.Custos.manufacturers) {
       expect(await registry.hasRole(await registry.MANUFACTURER_ROLE(), m)).to.equal(true);
     }
