@@ -141,7 +141,10 @@ task("registry:claim", "Submits a device's signed claim (the JSON that `custos-a
     return result;
   });
 
-task("registry:status", "Prints a device's owner, status, batch, nonce, key generation and firmware")
+task(
+  "registry:status",
+  "Prints a device's owner, status, batch, nonce, key generation and provenance, trust period and firmware",
+)
   .addOptionalParam("device", "device id")
   .addOptionalParam("key", "device key (ERC-7913 signer bytes)")
   .addOptionalParam("registry", "DeviceRegistry address")
@@ -157,8 +160,12 @@ task("registry:status", "Prints a device's owner, status, batch, nonce, key gene
       batchId: info.batchId.toString(),
       nonce: Number(info.nonce),
       keyGeneration: Number(info.keyGeneration),
+      keyAttested: info.keyAttested,
       reportedStolen: info.reportedStolen,
       guardianFlagged: info.guardianFlagged,
+      ownerEpoch: Number(info.ownerEpoch),
+      trustPeriod: Number(info.period),
+      untrustedSince: info.untrustedSince === 0n ? null : new Date(Number(info.untrustedSince) * 1000).toISOString(),
       firmware: info.firmware,
       firmwareRevoked: info.firmwareRevoked,
     };
