@@ -17,7 +17,11 @@ import { deviceByKey } from "../../src/registry/lookup";
 /** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
 async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {
   const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
-  const batch = new DeviceBatch(keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })));
+  const [manufacturer] = await ethers.getSigners(); // commits the batch: its id is the manufacturer's
+  const batch = new DeviceBatch(
+    keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })),
+    manufacturer.address,
+  );
   await (await registry.commitBatch(batch.root)).wait();
   const { chainId } = await ethers.provider.getNetwork();
   const ids: bigint[] = [];
