@@ -128,8 +128,8 @@ function lockDecisions(
   const role = new LockRole({ lock: 7n, deployment, hasher, verifier, maxStalenessS: 3600, clock: () => now });
   role.update({
     owner: owner.signer,
-    ownerSince: 0n,
     lockStatus: 1,
+    keyAttested: true,
     epoch: 0,
     isRevoked: () => false,
     managerExpiry: () => 0n,

@@ -66,7 +66,8 @@ task("lock:grant", "Issues a key certificate for a lock (signed off chain: no ga
         throw new Error("--schedule must be a 168-bit hour mask (decimal)");
       const locks = await locksAt(hre, args.locks, args.signer);
       const { chainId } = await hre.ethers.provider.getNetwork();
-      const state = await locks.lockState(lock);
+      // The key epoch names the lock's ownership period too: a certificate of another one is dead.
+      const epoch = Number(await locks.keyEpoch(lock));
       const now = (await hre.ethers.provider.getBlock("latest"))!.timestamp;
       const cert = await issueCertificate(
         await signerOf(hre, args.signer),
@@ -79,15 +80,13 @@ task("lock:grant", "Issues a key certificate for a lock (signed off chain: no ga
           validFrom: now,
           validUntil: now + args.validFor,
           schedule: BigInt(args.schedule),
-          epoch: Number(state.epoch),
+          epoch,
           ...(args.owner ? { owner: args.owner } : {}),
           ...(args.lockUrl ? { lockUrl: args.lockUrl } : {}),
         },
       );
       writeFileSync(args.out, JSON.stringify(cert, null, 2) + "\n");
-      console.log(
-        JSON.stringify({ out: args.out, lock: lock.toString(), keyId: args.keyId, epoch: Number(state.epoch) }),
-      );
+      console.log(JSON.stringify({ out: args.out, lock: lock.toString(), keyId: args.keyId, epoch }));
       return cert;
     },
   );
@@ -113,12 +112,15 @@ task("lock:revoke-all", "Revokes every key of a lock at once (its key epoch move
     const locks = await locksAt(hre, args.locks, args.signer);
     const lock = deviceIdArg(args.lock, "--lock");
     const receipt = await (await locks.revokeAll(lock)).wait();
-    const result = { tx: receipt!.hash, epoch: Number((await locks.lockState(lock)).epoch) };
+    const result = { tx: receipt!.hash, epoch: Number(await locks.keyEpoch(lock)) };
     console.log(JSON.stringify(result));
     return result;
   });
 
-task("lock:appoint-manager", "Lets a manager sign keys for a lock until an expiry; the owner only")
+task(
+  "lock:appoint-manager",
+  "Lets a manager sign keys for a lock until an expiry, in the current ownership period; the owner only",
+)
   .addParam("lock", "the lock's device id")
   .addParam("manager", "the manager's address")
   .addParam("validFor", "seconds from now the appointment lasts", undefined, types.int)

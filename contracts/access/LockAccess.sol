@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {ERC2771Context} from "@openzeppelin/contracts/metatx/ERC2771Context.sol";
 import {Context} from "@openzeppelin/contracts/utils/Context.sol";
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
@@ -16,14 +15,24 @@ import {DeviceSignature} from "../registry/DeviceSignature.sol";
  * its owner is the registry owner of that device. Keys are EIP-712 `AccessKey` certificates signed
  * off chain by the owner or a manager the owner appointed: granting costs no gas, and a lock checks
  * a certificate without the chain. On chain lives only what every lock must share: revoked keys
- * (a bitmap per lock and owner), the lock's key epoch (revoke every key at once), managers with
- * their expiry, and the lock's unlock log, anchored batch by batch.
+ * (a bitmap per lock and ownership period), the lock's key epoch (revoke every key at once),
+ * managers with their expiry, and the lock's unlock log, anchored batch by batch.
  *
- * @dev A certificate names the owner it was issued under, so every key of a previous owner (and
- * of their managers) stops working when the lock changes hands. The log is a hash chain of batch
- * roots packed with the epoch and the log sequence in one slot, so an anchor and a revoke-all each
- * rewrite one warm slot; each batch root is in its `LogAnchored` event, and the chain head proves
- * that no batch was dropped or altered.
+ * Everything an owner grants belongs to its ownership period: the registry's ownership epoch
+ * ({IDeviceRegistry-ownership}), which moves at every transfer. Managers and revocations are kept
+ * per ownership epoch, and the key epoch a certificate must carry ({keyEpoch}) is the ownership
+ * epoch in its high 16 bits and the number of revoke-alls in that period in its low 16 bits. So a
+ * sale ends every appointment and every key, and a buy-back (A to B to A) revives none of them:
+ * A's old certificates carry an earlier ownership epoch, A's old managers are not managers of the
+ * new period.
+ *
+ * The unlock log is evidence that may go against the owner, so only a lock key whose provenance
+ * reaches the manufacturer may anchor it: a key the owner installed alone is refused until the
+ * manufacturer re-attests it ({IDeviceRegistry-deviceTrust}).
+ *
+ * @dev The log is a hash chain of batch roots packed with the key epoch and the log sequence in
+ * one slot, so an anchor and a revoke-all each rewrite one warm slot; each batch root is in its
+ * `LogAnchored` event, and the chain head proves that no batch was dropped or altered.
  */
 contract LockAccess is EIP712, ERC2771Context, Multicall {
     /// @notice EIP-712 type of an access key certificate (verified by locks, off chain).
@@ -37,6 +46,8 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
     );
 
     /// @dev One slot per lock: the key epoch, the last anchored log batch, the log's chain head.
+    /// Stored, `epoch` is the key epoch as of the last revoke-all; it is current only while its high
+    /// 16 bits are the lock's ownership epoch ({keyEpoch}). The {lockState} view returns it current.
     struct LockState {
         uint32 epoch;
         uint32 logSeq;
@@ -56,13 +67,23 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
     IDeviceRegistry private immutable _registry;
 
     mapping(uint256 lock => LockState) private _locks;
-    mapping(uint256 lock => mapping(address owner => mapping(uint256 word => uint256 bits))) private _revoked;
-    mapping(uint256 lock => mapping(address owner => mapping(address manager => uint64 expiry))) private _managers;
+    mapping(uint256 lock => mapping(uint16 ownerEpoch => mapping(uint256 word => uint256 bits))) private _revoked;
+    mapping(uint256 lock => mapping(uint16 ownerEpoch => mapping(address manager => uint64 expiry))) private _managers;
 
-    event KeyRevoked(uint256 indexed lock, address indexed owner, uint64 indexed keyId, address by);
+    /// @notice Key `keyId` of `lock`, issued in ownership period `ownerEpoch` (of `owner`), was revoked by `by`.
+    event KeyRevoked(uint256 indexed lock, address indexed owner, uint64 indexed keyId, uint16 ownerEpoch, address by);
+    /// @notice Every key of `lock` was revoked: certificates must now carry key epoch `epoch`.
     event AllKeysRevoked(uint256 indexed lock, address indexed owner, uint32 epoch);
-    event ManagerAppointed(uint256 indexed lock, address indexed owner, address indexed manager, uint64 expiry);
-    event ManagerRemoved(uint256 indexed lock, address indexed owner, address indexed manager);
+    /// @notice `manager` may sign and revoke keys of `lock` until `expiry`, in ownership period `ownerEpoch`.
+    event ManagerAppointed(
+        uint256 indexed lock,
+        address indexed owner,
+        address indexed manager,
+        uint16 ownerEpoch,
+        uint64 expiry
+    );
+    /// @notice `manager`'s appointment for `lock` in ownership period `ownerEpoch` ended.
+    event ManagerRemoved(uint256 indexed lock, address indexed owner, address indexed manager, uint16 ownerEpoch);
     event LogAnchored(
         uint256 indexed lock,
         uint32 indexed seq,
@@ -82,6 +103,12 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
     error LockAccessWrongSequence(uint32 expected, uint32 seq);
     error LockAccessExpired(uint256 deadline);
     error LockAccessInvalidSignature();
+    /// @dev The lock's current key (generation `keyGeneration`) was installed by its owner alone:
+    /// its log counts only once the manufacturer re-attests the key (`DeviceRegistry.attestKey`).
+    error LockAccessKeyNotAttested(uint256 lock, uint16 keyGeneration);
+    /// @dev 65,535 revoke-alls in one ownership period: transferring the lock (even to oneself)
+    /// opens a new period, which revokes every key.
+    error LockAccessEpochExhausted(uint256 lock);
 
     /**
      * @param registry_ the DeviceRegistry (an ERC-721 whose tokens are the devices).
@@ -97,55 +124,66 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
     // ---------------------------------------------------------------- owners and managers
 
     /**
-     * @notice Revokes one key of `lock` issued under its current owner. The owner or one of its
-     * managers (while appointed) may revoke.
+     * @notice Revokes one key of `lock` issued in its current ownership period. The owner or one of
+     * its managers (while appointed in this period) may revoke.
      */
     function revokeKey(uint256 lock, uint64 keyId) external {
-        address owner = _ownerOf(lock);
+        (address owner, uint16 ownerEpoch) = _registry.ownership(lock);
         address caller = _msgSender();
-        if (caller != owner && _managers[lock][owner][caller] < block.timestamp) {
+        if (caller != owner && _managers[lock][ownerEpoch][caller] < block.timestamp) {
             revert LockAccessNotOwnerOrManager(lock, caller);
         }
-        mapping(uint256 => uint256) storage words = _revoked[lock][owner];
+        mapping(uint256 => uint256) storage words = _revoked[lock][ownerEpoch];
         uint256 bit = 1 << (keyId & 0xff);
         uint256 bits = words[keyId >> 8];
         if (bits & bit != 0) revert LockAccessAlreadyRevoked(lock, keyId);
         words[keyId >> 8] = bits | bit;
-        emit KeyRevoked(lock, owner, keyId, caller);
+        emit KeyRevoked(lock, owner, keyId, ownerEpoch, caller);
     }
 
-    /// @notice Revokes every key of `lock` at once: certificates of older epochs stop working. Owner only.
+    /**
+     * @notice Revokes every key of `lock` at once: the key epoch moves on and certificates of older
+     * epochs stop working. Owner only.
+     */
     function revokeAll(uint256 lock) external {
-        address owner = _onlyOwner(lock);
+        (address owner, uint16 ownerEpoch) = _onlyOwner(lock);
         LockState storage state = _locks[lock];
-        uint32 epoch = state.epoch + 1;
+        uint32 epoch = _keyEpoch(state.epoch, ownerEpoch);
+        // The low 16 bits count this period's revoke-alls; a carry would reach the next period's epochs.
+        if (uint16(epoch) == type(uint16).max) revert LockAccessEpochExhausted(lock);
+        unchecked {
+            ++epoch;
+        }
         state.epoch = epoch;
         emit AllKeysRevoked(lock, owner, epoch);
     }
 
     /**
-     * @notice Appoints `manager` to sign and revoke keys of `lock` until `expiry`, under the current
-     * owner (a sale ends every appointment). Appointing again changes the expiry. Owner only.
+     * @notice Appoints `manager` to sign and revoke keys of `lock` until `expiry`, in the current
+     * ownership period (a sale ends every appointment, a buy-back revives none). Appointing again
+     * changes the expiry. Owner only.
      */
     function appointManager(uint256 lock, address manager, uint64 expiry) external {
-        address owner = _onlyOwner(lock);
+        (address owner, uint16 ownerEpoch) = _onlyOwner(lock);
         if (expiry <= block.timestamp) revert LockAccessInvalidExpiry(expiry);
-        _managers[lock][owner][manager] = expiry;
-        emit ManagerAppointed(lock, owner, manager, expiry);
+        _managers[lock][ownerEpoch][manager] = expiry;
+        emit ManagerAppointed(lock, owner, manager, ownerEpoch, expiry);
     }
 
-    /// @notice Ends `manager`'s appointment at once. Owner only.
+    /// @notice Ends `manager`'s appointment for `lock` at once. Owner only.
     function removeManager(uint256 lock, address manager) external {
-        address owner = _onlyOwner(lock);
-        delete _managers[lock][owner][manager];
-        emit ManagerRemoved(lock, owner, manager);
+        (address owner, uint16 ownerEpoch) = _onlyOwner(lock);
+        delete _managers[lock][ownerEpoch][manager];
+        emit ManagerRemoved(lock, owner, manager, ownerEpoch);
     }
 
     // ---------------------------------------------------------------- the lock device
 
     /**
      * @notice Anchors the next batch of the lock's unlock log: the Merkle root of its signed
-     * open/deny records. Signed by the lock device (an active device of the registry); relayed by anyone.
+     * open/deny records. Signed by the lock device (an active device of the registry) with a key
+     * whose provenance reaches its manufacturer: a key its owner installed alone could sign any log
+     * the owner likes, so it is refused until the manufacturer re-attests it. Relayed by anyone.
      * @param lockKey the lock device's current key.
      * @param batch sequence number (the last one + 1), root, record count and time span.
      * @param signature the lock key's signature over `UnlockLog(lock, seq, root, count, fromTime, toTime, deadline)`.
@@ -154,6 +192,9 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
         (uint256 lock, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(lockKey);
         if (lock == 0) revert LockAccessUnknownLock(keccak256(lockKey));
         if (status != IDeviceRegistry.DeviceStatus.Active) revert LockAccessLockNotActive(lock, status);
+        // `lockKey` resolved, so it is the current key: the trust record's provenance is its own.
+        IDeviceRegistry.DeviceTrust memory trust = _registry.deviceTrust(lock);
+        if (!trust.keyAttested) revert LockAccessKeyNotAttested(lock, trust.keyGeneration);
         if (block.timestamp > batch.deadline) revert LockAccessExpired(batch.deadline);
         LockState storage state = _locks[lock];
         (uint32 seq, bytes24 head) = (state.logSeq, state.logHead);
@@ -173,24 +214,35 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
         return _registry;
     }
 
-    /// @notice Whether key `keyId` of `lock`, issued under `owner`, was revoked.
-    function isRevoked(uint256 lock, address owner, uint64 keyId) external view returns (bool) {
-        return _revoked[lock][owner][keyId >> 8] & (1 << (keyId & 0xff)) != 0;
+    /// @notice Whether key `keyId` of `lock`, issued in ownership period `ownerEpoch`, was revoked.
+    function isRevoked(uint256 lock, uint16 ownerEpoch, uint64 keyId) external view returns (bool) {
+        return _revoked[lock][ownerEpoch][keyId >> 8] & (1 << (keyId & 0xff)) != 0;
     }
 
-    /// @notice 256 revocation bits of `lock` under `owner`: keys `word * 256` to `word * 256 + 255`.
-    function revokedWord(uint256 lock, address owner, uint256 word) external view returns (uint256) {
-        return _revoked[lock][owner][word];
+    /// @notice 256 revocation bits of `lock` in ownership period `ownerEpoch`: keys `word * 256` to `word * 256 + 255`.
+    function revokedWord(uint256 lock, uint16 ownerEpoch, uint256 word) external view returns (uint256) {
+        return _revoked[lock][ownerEpoch][word];
     }
 
-    /// @notice When `manager`'s appointment for `lock` under `owner` ends (0: not appointed).
-    function managerExpiry(uint256 lock, address owner, address manager) external view returns (uint64) {
-        return _managers[lock][owner][manager];
+    /// @notice When `manager`'s appointment for `lock` in ownership period `ownerEpoch` ends (0: not appointed).
+    function managerExpiry(uint256 lock, uint16 ownerEpoch, address manager) external view returns (uint64) {
+        return _managers[lock][ownerEpoch][manager];
     }
 
-    /// @notice The lock's key epoch, last anchored log batch and log chain head.
-    function lockState(uint256 lock) external view returns (LockState memory) {
-        return _locks[lock];
+    /**
+     * @notice The key epoch every certificate of `lock` must carry now: the registry's ownership
+     * epoch in the high 16 bits, the number of revoke-alls in this ownership period in the low 16.
+     */
+    function keyEpoch(uint256 lock) external view returns (uint32) {
+        (, uint16 ownerEpoch) = _registry.ownership(lock);
+        return _keyEpoch(_locks[lock].epoch, ownerEpoch);
+    }
+
+    /// @notice The lock's current key epoch ({keyEpoch}), last anchored log batch and log chain head.
+    function lockState(uint256 lock) external view returns (LockState memory state) {
+        state = _locks[lock];
+        (, uint16 ownerEpoch) = _registry.ownership(lock);
+        state.epoch = _keyEpoch(state.epoch, ownerEpoch);
     }
 
     /// @notice The log chain head after a batch: what `anchorLog` stores, for checking a history off chain.
@@ -211,14 +263,17 @@ contract LockAccess is EIP712, ERC2771Context, Multicall {
 
     // ---------------------------------------------------------------- internals
 
-    function _ownerOf(uint256 lock) private view returns (address) {
-        return IERC721(address(_registry)).ownerOf(lock);
-    }
-
-    function _onlyOwner(uint256 lock) private view returns (address owner) {
-        owner = _ownerOf(lock);
+    /// @dev The owner and ownership epoch of `lock`, which the caller must own.
+    function _onlyOwner(uint256 lock) private view returns (address owner, uint16 ownerEpoch) {
+        (owner, ownerEpoch) = _registry.ownership(lock);
         address caller = _msgSender();
         if (caller != owner) revert LockAccessNotOwner(lock, caller);
+    }
+
+    /// @dev The current key epoch from the stored one: a revoke-all of an earlier ownership period
+    /// counts for nothing, the new period starts at `ownerEpoch << 16`.
+    function _keyEpoch(uint32 stored, uint16 ownerEpoch) private pure returns (uint32) {
+        return uint16(stored >> 16) == ownerEpoch ? stored : uint32(ownerEpoch) << 16;
     }
 
     function _msgSender() internal view virtual override(Context, ERC2771Context) returns (address) {

@@ -73,8 +73,10 @@ export const TYPES = {
   },
   /**
    * A smart-lock key certificate, signed by the lock's owner or an appointed manager (`issuer`). It
-   * names the owner it was issued under: a sale of the lock voids it. `schedule` is a weekly hour
-   * mask (bit h = hour h of the week from Monday 00:00 UTC; 0 = any time).
+   * names the owner it was issued under, and `epoch` is the lock's key epoch (`LockAccess.keyEpoch`):
+   * the registry's ownership epoch in its high 16 bits, the revoke-alls of that ownership in its low
+   * 16. So a sale voids it, and a buy-back does not revive it. `schedule` is a weekly hour mask (bit
+   * h = hour h of the week from Monday 00:00 UTC; 0 = any time).
    */
   AccessKey: {
     domain: "lock",
@@ -119,9 +121,10 @@ export const TYPES = {
   },
   /**
    * An owner's word to a lock that cannot reach the chain: as of `issuedAt`, the lock's key epoch is
-   * `epoch` and the keys revoked under `owner` are the `revokedCount` key ids whose sorted list
-   * hashes to `revokedRoot` (keccak256 of the ids as packed uint64, ascending). Carried to the lock
-   * by a guest's phone with the list itself; it lets the lock keep deciding past its staleness limit.
+   * `epoch` and the keys revoked in `owner`'s ownership period (`epoch >> 16`) are the `revokedCount`
+   * key ids whose sorted list hashes to `revokedRoot` (keccak256 of the ids as packed uint64,
+   * ascending). Carried to the lock by a guest's phone with the list itself; it lets the lock keep
+   * deciding past its staleness limit.
    */
   RevocationCheckpoint: {
     domain: "lock",

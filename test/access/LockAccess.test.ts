@@ -5,7 +5,7 @@ import { TypedDataEncoder } from "ethers";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { digest, typedData, typeHash, typesOf } from "../../src/eip712";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { deadlineIn, Status } from "../helpers/registry";
+import { deadlineIn, rotation, Status } from "../helpers/registry";
 import { deployLocks, logBatch } from "../helpers/lock";
 
 const ROOT = ethers.id("log batch");
@@ -47,10 +47,10 @@ describe("LockAccess", function () {
       const f = await loadFixture(deployLocks);
       await expect(f.locks.connect(f.owner).revokeKey(f.lock, 300n))
         .to.emit(f.locks, "KeyRevoked")
-        .withArgs(f.lock, f.owner.address, 300n, f.owner.address);
-      expect(await f.locks.isRevoked(f.lock, f.owner.address, 300n)).to.equal(true);
-      expect(await f.locks.isRevoked(f.lock, f.owner.address, 301n)).to.equal(false);
-      expect(await f.locks.revokedWord(f.lock, f.owner.address, 1n)).to.equal(1n << 44n);
+        .withArgs(f.lock, f.owner.address, 300n, 0, f.owner.address);
+      expect(await f.locks.isRevoked(f.lock, 0, 300n)).to.equal(true);
+      expect(await f.locks.isRevoked(f.lock, 0, 301n)).to.equal(false);
+      expect(await f.locks.revokedWord(f.lock, 0, 1n)).to.equal(1n << 44n);
       await expect(f.locks.connect(f.owner).revokeKey(f.lock, 300n))
         .to.be.revertedWithCustomError(f.locks, "LockAccessAlreadyRevoked")
         .withArgs(f.lock, 300n);
@@ -63,7 +63,9 @@ describe("LockAccess", function () {
         .withArgs(f.lock, f.stranger.address);
       const expiry = BigInt((await time.latest()) + 3600);
       await f.locks.connect(f.owner).appointManager(f.lock, f.other.address, expiry);
-      await f.locks.connect(f.other).revokeKey(f.lock, 1n);
+      await expect(f.locks.connect(f.other).revokeKey(f.lock, 1n))
+        .to.emit(f.locks, "KeyRevoked")
+        .withArgs(f.lock, f.owner.address, 1n, 0, f.other.address);
       await time.increaseTo(expiry + 1n);
       await expect(f.locks.connect(f.other).revokeKey(f.lock, 2n)).to.be.revertedWithCustomError(
         f.locks,
@@ -77,6 +79,7 @@ describe("LockAccess", function () {
         .to.emit(f.locks, "AllKeysRevoked")
         .withArgs(f.lock, f.owner.address, 1);
       expect((await f.locks.lockState(f.lock)).epoch).to.equal(1n);
+      expect(await f.locks.keyEpoch(f.lock)).to.equal(1n);
       const expiry = BigInt((await time.latest()) + 3600);
       await f.locks.connect(f.owner).appointManager(f.lock, f.other.address, expiry);
       for (const signer of [f.other, f.stranger]) {
@@ -86,7 +89,7 @@ describe("LockAccess", function () {
       }
     });
 
-    it("attack: after a sale, the previous owner and its managers lose the lock; revocations are per owner", async function () {
+    it("attack: after a sale, the previous owner and its managers lose the lock; revocations are per ownership period", async function () {
       const f = await loadFixture(deployLocks);
       const expiry = BigInt((await time.latest()) + 3600);
       await f.locks.connect(f.owner).appointManager(f.lock, f.other.address, expiry);
@@ -102,10 +105,12 @@ describe("LockAccess", function () {
         f.locks,
         "LockAccessNotOwner",
       );
-      expect(await f.locks.managerExpiry(f.lock, f.stranger.address, f.other.address)).to.equal(0n);
+      expect(await f.locks.managerExpiry(f.lock, 1, f.other.address)).to.equal(0n);
       // The new owner's key 7 is a different key from the old owner's key 7.
-      expect(await f.locks.isRevoked(f.lock, f.stranger.address, 7n)).to.equal(false);
-      await f.locks.connect(f.stranger).revokeKey(f.lock, 7n);
+      expect(await f.locks.isRevoked(f.lock, 1, 7n)).to.equal(false);
+      await expect(f.locks.connect(f.stranger).revokeKey(f.lock, 7n))
+        .to.emit(f.locks, "KeyRevoked")
+        .withArgs(f.lock, f.stranger.address, 7n, 1, f.stranger.address);
     });
 
     it("revokes gaslessly through the ERC-2771 forwarder", async function () {
@@ -126,7 +131,57 @@ describe("LockAccess", function () {
       );
       await expect(f.forwarder.connect(f.stranger).execute({ ...request, signature }))
         .to.emit(f.locks, "KeyRevoked")
-        .withArgs(f.lock, f.owner.address, 9n, f.owner.address);
+        .withArgs(f.lock, f.owner.address, 9n, 0, f.owner.address);
+    });
+  });
+
+  describe("ownership periods", function () {
+    it("the key epoch names the ownership period: a sale starts the next period at epoch << 16, a revoke-all counts within it", async function () {
+      const f = await loadFixture(deployLocks);
+      await f.locks.connect(f.owner).revokeAll(f.lock);
+      await f.locks.connect(f.owner).revokeAll(f.lock);
+      expect(await f.locks.keyEpoch(f.lock)).to.equal(2n);
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.stranger.address, f.lock);
+      expect(await f.locks.keyEpoch(f.lock)).to.equal(1n << 16n);
+      expect((await f.locks.lockState(f.lock)).epoch).to.equal(1n << 16n);
+      await expect(f.locks.connect(f.stranger).revokeAll(f.lock))
+        .to.emit(f.locks, "AllKeysRevoked")
+        .withArgs(f.lock, f.stranger.address, (1 << 16) + 1);
+      await f.registry.connect(f.stranger).transferFrom(f.stranger.address, f.owner.address, f.lock);
+      // Bought back: neither period's revoke-alls carry over, and no earlier epoch comes back.
+      expect(await f.locks.keyEpoch(f.lock)).to.equal(2n << 16n);
+      expect(await f.locks.keyEpoch(f.lockIds[1])).to.equal(0n); // the other lock never changed hands
+    });
+
+    it("after a buy-back, the owner's revocations of the earlier period are not this period's", async function () {
+      const f = await loadFixture(deployLocks);
+      await f.locks.connect(f.owner).revokeKey(f.lock, 7n);
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.stranger.address, f.lock);
+      await f.registry.connect(f.stranger).transferFrom(f.stranger.address, f.owner.address, f.lock);
+      expect(await f.locks.isRevoked(f.lock, 0, 7n)).to.equal(true);
+      expect(await f.locks.isRevoked(f.lock, 2, 7n)).to.equal(false);
+      await expect(f.locks.connect(f.owner).revokeKey(f.lock, 7n))
+        .to.emit(f.locks, "KeyRevoked")
+        .withArgs(f.lock, f.owner.address, 7n, 2, f.owner.address);
+    });
+
+    it("refuses a 65,536th revoke-all in one ownership period (its count would reach the next period's epochs)", async function () {
+      const f = await loadFixture(deployLocks);
+      // LockState of the lock (mapping at slot 2, after EIP712's two fallback strings): epoch = 0xffff.
+      const slot = ethers.solidityPackedKeccak256(["uint256", "uint256"], [f.lock, 2]);
+      await ethers.provider.send("hardhat_setStorageAt", [
+        await f.locks.getAddress(),
+        slot,
+        ethers.toBeHex(0xffff, 32),
+      ]);
+      expect(await f.locks.keyEpoch(f.lock)).to.equal(0xffffn);
+      await expect(f.locks.connect(f.owner).revokeAll(f.lock))
+        .to.be.revertedWithCustomError(f.locks, "LockAccessEpochExhausted")
+        .withArgs(f.lock);
+      // The way out: a transfer (to oneself, too) opens a new period, which revokes every key.
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.owner.address, f.lock);
+      expect(await f.locks.keyEpoch(f.lock)).to.equal(1n << 16n);
+      await f.locks.connect(f.owner).revokeAll(f.lock);
     });
   });
 
@@ -136,8 +191,8 @@ describe("LockAccess", function () {
       const expiry = BigInt((await time.latest()) + 3600);
       await expect(f.locks.connect(f.owner).appointManager(f.lock, f.other.address, expiry))
         .to.emit(f.locks, "ManagerAppointed")
-        .withArgs(f.lock, f.owner.address, f.other.address, expiry);
-      expect(await f.locks.managerExpiry(f.lock, f.owner.address, f.other.address)).to.equal(expiry);
+        .withArgs(f.lock, f.owner.address, f.other.address, 0, expiry);
+      expect(await f.locks.managerExpiry(f.lock, 0, f.other.address)).to.equal(expiry);
       await expect(f.locks.connect(f.owner).appointManager(f.lock, f.other.address, 1n))
         .to.be.revertedWithCustomError(f.locks, "LockAccessInvalidExpiry")
         .withArgs(1n);
@@ -146,7 +201,7 @@ describe("LockAccess", function () {
       ).to.be.revertedWithCustomError(f.locks, "LockAccessNotOwner");
       await expect(f.locks.connect(f.owner).removeManager(f.lock, f.other.address))
         .to.emit(f.locks, "ManagerRemoved")
-        .withArgs(f.lock, f.owner.address, f.other.address);
+        .withArgs(f.lock, f.owner.address, f.other.address, 0);
       await expect(f.locks.connect(f.other).revokeKey(f.lock, 1n)).to.be.revertedWithCustomError(
         f.locks,
         "LockAccessNotOwnerOrManager",
@@ -157,12 +212,14 @@ describe("LockAccess", function () {
       );
     });
 
-    it("refuses an owner action on a lock that does not exist", async function () {
+    it("refuses an owner or manager action on a lock that does not exist", async function () {
       const f = await loadFixture(deployLocks);
-      await expect(f.locks.connect(f.owner).revokeAll(42n)).to.be.revertedWithCustomError(
-        f.registry,
-        "ERC721NonexistentToken",
-      );
+      await expect(f.locks.connect(f.owner).revokeAll(42n))
+        .to.be.revertedWithCustomError(f.locks, "LockAccessNotOwner")
+        .withArgs(42n, f.owner.address);
+      await expect(f.locks.connect(f.owner).revokeKey(42n, 1n))
+        .to.be.revertedWithCustomError(f.locks, "LockAccessNotOwnerOrManager")
+        .withArgs(42n, f.owner.address);
     });
   });
 
@@ -263,6 +320,35 @@ describe("LockAccess", function () {
         f.locks,
         "LockAccessUnknownLock",
       );
+    });
+  });
+
+  describe("unlock log: key provenance", function () {
+    it("takes the log from a key rotated in with the old key's signature", async function () {
+      const f = await loadFixture(deployLocks);
+      const next = randomDeviceKey("secp256k1");
+      await f.registry.connect(f.owner).rotateKey(f.lock, await rotation(f, f.lock, next, f.lockKeys[0]));
+      expect((await f.registry.deviceTrust(f.lock)).keyAttested).to.equal(true);
+      const { batch, signature } = await logBatch(f, next, f.lock, 1, ROOT);
+      await expect(f.locks.anchorLog(next.signer, batch, signature)).to.emit(f.locks, "LogAnchored");
+      // The rotated-away key no longer resolves.
+      const old = await logBatch(f, f.lockKeys[0], f.lock, 2, ROOT);
+      await expect(f.locks.anchorLog(f.lockKeys[0].signer, old.batch, old.signature)).to.be.revertedWithCustomError(
+        f.locks,
+        "LockAccessUnknownLock",
+      );
+    });
+
+    it("refuses the log from a key the owner installed alone until the manufacturer re-attests it", async function () {
+      const f = await loadFixture(deployLocks);
+      const installed = randomDeviceKey("p256", f.verifierAddress);
+      await f.registry.connect(f.owner).rotateKey(f.lock, await rotation(f, f.lock, installed, null));
+      const { batch, signature } = await logBatch(f, installed, f.lock, 1, ROOT);
+      await expect(f.locks.anchorLog(installed.signer, batch, signature))
+        .to.be.revertedWithCustomError(f.locks, "LockAccessKeyNotAttested")
+        .withArgs(f.lock, 1);
+      await f.registry.connect(f.manufacturer).attestKey(f.lock);
+      await expect(f.locks.anchorLog(installed.signer, batch, signature)).to.emit(f.locks, "LogAnchored");
     });
   });
 

@@ -37,11 +37,11 @@ describe("lock role: unlock decisions from cached chain state", function () {
     const quarantinedHolders = new Set<string>();
     const state: LockChainState = {
       owner: owner.signer,
-      ownerSince: BigInt(T0 - 86400),
       lockStatus: 1,
+      keyAttested: true,
       epoch: 0,
-      isRevoked: (o, id) => o.toLowerCase() === owner.signer && revoked.has(id),
-      managerExpiry: (o, m) => (o.toLowerCase() === owner.signer ? (managers.get(m.toLowerCase()) ?? 0n) : 0n),
+      isRevoked: (id) => revoked.has(id),
+      managerExpiry: (m) => managers.get(m.toLowerCase()) ?? 0n,
       holderStatus: (h) => (quarantinedHolders.has(h.toLowerCase()) ? 2 : 0),
       readAt: T0,
     };
@@ -120,15 +120,21 @@ describe("lock role: unlock decisions from cached chain state", function () {
     expect(denied(f, guest, certificate(guest, { keyId: 2n, epoch: 1 }))).to.include({ open: true });
   });
 
-  it("attack: a key from the previous owner after a sale (or issued before the current ownership) is refused", function () {
+  it("attack: a key from the previous owner after a sale, or from the same owner's earlier ownership period after a buy-back, is refused", function () {
     const f = setup();
     const guest = randomDeviceKey("secp256k1");
     const cert = certificate(guest);
     f.state.owner = stranger.signer;
+    f.state.epoch = 1 << 16; // sold: ownership epoch 1
     expect(denied(f, guest, cert)).to.include({ reason: "previous-owner" });
     f.state.owner = owner.signer;
-    f.state.ownerSince = BigInt(T0);
-    expect(denied(f, guest, cert)).to.include({ reason: "previous-owner" });
+    f.state.epoch = 2 << 16; // bought back: ownership epoch 2, however recent the certificate's dates
+    const fresh = certificate(guest, { issuedAt: BigInt(T0), validFrom: BigInt(T0) });
+    expect(denied(f, guest, fresh)).to.include({ reason: "previous-owner" });
+    expect(denied(f, guest, certificate(guest, { epoch: 2 << 16 }))).to.include({ open: true });
+    // The same ownership period, an older revoke-all count: a plain epoch refusal.
+    f.state.epoch = (2 << 16) + 1;
+    expect(denied(f, guest, certificate(guest, { epoch: 2 << 16 }))).to.include({ reason: "epoch" });
   });
 
   it("attack: a certificate that opened before is refused once revoked (its checked signature is remembered, not its validity)", function () {
@@ -294,6 +300,9 @@ describe("lock role: unlock decisions from cached chain state", function () {
     expect(f.role.applyCheckpoint(checkpoint({ owner: stranger.signer }, stranger))).to.include({
       reason: "not-owner",
     });
+    // The same owner, but another ownership period: after a buy-back its old word does not count.
+    f.role.update({ ...f.state, epoch: 2 << 16 });
+    expect(f.role.applyCheckpoint(checkpoint({ epoch: 1 }))).to.include({ reason: "not-owner" });
     expect(f.role.freshAt()).to.equal(T0);
   });
 

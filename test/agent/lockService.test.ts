@@ -12,6 +12,7 @@ import { unlockAt, showCertificate, describeSchedule } from "../../src/agent/rol
 import { issueCertificate, signCheckpoint } from "../../src/agent/roles/lockOwner";
 import { RECORD_ENCODING, recordLeaf } from "../../src/agent/roles/lockLog";
 import { deployLocks } from "../helpers/lock";
+import { rotation } from "../helpers/registry";
 import { fundedWallet, tempDir } from "./helpers";
 
 const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
@@ -184,15 +185,96 @@ describe("lock service: HTTP unlocks from cached chain state, the log anchored t
     await s.service.sync();
     expect(await guestOpens(s, byOwner, guest, hasher)).to.include({ reason: "previous-owner" });
     expect(await guestOpens(s, byManager, guest, hasher)).to.include({ reason: "previous-owner" });
-    const byBuyer = await issueCertificate(f.stranger, s.lockDeployment, {
+    const buyersKey = {
       lock: f.lock,
       holder: guest.signer,
       keyId: 1n,
       issuedAt: BigInt(soldAt),
       validFrom: BigInt(soldAt - 60),
       validUntil: BigInt(soldAt + 86400),
-    });
+    };
+    // The buyer's certificates carry the new ownership period's key epoch (1 << 16).
+    const epoch = Number(await f.locks.keyEpoch(f.lock));
+    expect(epoch).to.equal(1 << 16);
+    const byBuyer = await issueCertificate(f.stranger, s.lockDeployment, { ...buyersKey, epoch });
     expect(await guestOpens(s, byBuyer, guest, hasher)).to.include({ open: true });
+    const withTheOldEpoch = await issueCertificate(f.stranger, s.lockDeployment, { ...buyersKey, keyId: 2n });
+    expect(await guestOpens(s, withTheOldEpoch, guest, hasher)).to.include({ reason: "previous-owner" });
+  });
+
+  it("attack: after a buy-back, the owner's keys and its manager's of the earlier ownership stay dead; the old manager signs nothing", async function () {
+    const f = await loadFixture(lockFixture);
+    const s = await start(f);
+    const guest = randomDeviceKey("secp256k1");
+    await f.locks.connect(f.owner).appointManager(f.lock, f.other.address, BigInt(Math.floor(s.clock()) + 86400));
+    await s.service.sync();
+    const byOwner = await s.grant(guest.signer);
+    expect(await guestOpens(s, byOwner, guest, hasher)).to.include({ open: true });
+    await f.registry.connect(f.owner).transferFrom(f.owner.address, f.stranger.address, f.lock);
+    await f.registry.connect(f.stranger).transferFrom(f.stranger.address, f.owner.address, f.lock);
+    await s.service.sync();
+    expect(await guestOpens(s, byOwner, guest, hasher)).to.include({ reason: "previous-owner" });
+    const epoch = Number(await f.locks.keyEpoch(f.lock));
+    const fields = {
+      lock: f.lock,
+      holder: guest.signer,
+      owner: f.owner.address,
+      issuedAt: BigInt(Math.floor(s.clock())),
+      validUntil: BigInt(Math.floor(s.clock()) + 86400),
+      epoch,
+    };
+    const byOldManager = await issueCertificate(f.other, s.lockDeployment, { ...fields, keyId: 2n });
+    expect(await guestOpens(s, byOldManager, guest, hasher)).to.include({ reason: "issuer" });
+    const again = await issueCertificate(f.owner, s.lockDeployment, { ...fields, keyId: 3n });
+    expect(await guestOpens(s, again, guest, hasher)).to.include({ open: true });
+  });
+
+  it("a lock whose key its owner installed alone holds its sealed log until the manufacturer re-attests the key", async function () {
+    const f = await loadFixture(lockFixture);
+    const installed = randomDeviceKey("secp256k1");
+    const registryDomain = { chainId: f.chainId, verifyingContract: f.deployment.registry };
+    const rotate = await rotation({ ...f, deployment: registryDomain }, f.lock, installed, null);
+    await f.registry.connect(f.owner).rotateKey(f.lock, rotate);
+    // What the service hands its agent's outbox (an agent of a rotated-in key is not this test's subject).
+    const handed: { seq: unknown }[] = [];
+    const agent = {
+      sign: async (_type: string, fields: { seq: unknown }) => void handed.push(fields),
+    } as unknown as Agent;
+    const chainNow = (await ethers.provider.getBlock("latest"))!.timestamp;
+    const clock = () => chainNow + 5;
+    const service = new LockService({
+      agent,
+      lock: f.lock,
+      deployment: f.deployment,
+      provider: ethers.provider,
+      hasher,
+      verifier: new DeviceSignatureVerifier([f.verifierAddress]),
+      dataDir: tempDir(),
+      maxStalenessS: 3600,
+      clock,
+    });
+    await service.start();
+    open.push(service);
+    expect(await (await fetch(`${service.url}/v1/state`)).json()).to.include({ keyAttested: false });
+    const guest = randomDeviceKey("secp256k1");
+    const cert = await issueCertificate(
+      f.owner,
+      { chainId: f.chainId, verifyingContract: f.deployment.lockAccess },
+      {
+        lock: f.lock,
+        holder: guest.signer,
+        keyId: 1n,
+        issuedAt: BigInt(chainNow),
+        validUntil: BigInt(chainNow + 86400),
+      },
+    );
+    expect(await unlockAt(service.url, cert, guest, hasher, { now: clock() })).to.include({ open: true });
+    expect(await service.anchor()).to.include({ seq: 1 }); // sealed on disk...
+    expect(handed).to.deep.equal([]); // ...but not handed over: LockAccess would refuse it
+    await f.registry.connect(f.manufacturer).attestKey(f.lock);
+    await service.sync();
+    expect(await service.anchor()).to.equal(undefined); // nothing new to seal; the held batch goes
+    expect(handed.map((b) => b.seq)).to.deep.equal([1]);
   });
 
   it("attack: a holder that is a quarantined device is refused (looked up when first met); a stolen lock opens nothing", async function () {

@@ -7,7 +7,7 @@ import { TypedDataHasher, bytesToHex } from "../../eip712/fast";
 import type { DeviceSigner } from "../../crypto/deviceKey";
 import { DeviceSignatureVerifier } from "../../crypto/verify";
 import { hexToBytes } from "../../eip712/fast";
-import { hourOfWeek } from "./lock";
+import { hourOfWeek, ownerEpochOf } from "./lock";
 
 /** A key certificate as the owner hands it to a guest. */
 export interface CertificateFile {
@@ -100,6 +100,8 @@ export function showCertificate(cert: CertificateFile, hasher: TypedDataHasher, 
     validUntil: iso(validUntil),
     schedule: describeSchedule(schedule),
     epoch: Number(k.epoch),
+    /** The lock's ownership period the certificate belongs to: it dies when the lock changes hands. */
+    ownerEpoch: ownerEpochOf(k.epoch),
     chainId: cert.chainId,
     lockAccess: cert.verifyingContract,
     signatureValid,

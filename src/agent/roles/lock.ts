@@ -14,23 +14,36 @@ import type { DeviceSignatureVerifier } from "../../crypto/verify";
 
 /** What the lock knows of the chain, as of `readAt` (its own clock, seconds). */
 export interface LockChainState {
-  /** The lock's registry owner, and since when (seconds) it owns the lock. */
+  /** The lock's registry owner. */
   owner: string;
-  ownerSince: bigint;
   /** The lock device's own status in the registry: 1 = Active. */
   lockStatus: number;
-  /** LockAccess: the lock's key epoch. */
+  /**
+   * Whether the lock's current key's provenance reaches its manufacturer (the registry's
+   * `deviceTrust(lock).keyAttested`): LockAccess takes the lock's log only from such a key.
+   */
+  keyAttested: boolean;
+  /**
+   * LockAccess: the key epoch a certificate must carry now (`lockState(lock).epoch`): the registry's
+   * ownership epoch in the high 16 bits (it moves at every transfer), the number of revoke-alls in
+   * this ownership period in the low 16 bits.
+   */
   epoch: number;
-  /** LockAccess: whether key `keyId` issued under `owner` is revoked. */
-  isRevoked(owner: string, keyId: bigint): boolean;
-  /** LockAccess: until when `manager` may sign keys for `owner` (0: not appointed). */
-  managerExpiry(owner: string, manager: string): bigint;
+  /** LockAccess: whether key `keyId` issued in the current ownership period is revoked. */
+  isRevoked(keyId: bigint): boolean;
+  /** LockAccess: until when `manager` may sign keys in the current ownership period (0: not appointed). */
+  managerExpiry(manager: string): bigint;
   /**
    * Registry status of a holder that is itself a device (0 = not a device, 1 = Active), or
    * `undefined` when the lock has never learnt it (a holder first seen while offline).
    */
   holderStatus(holder: string): number | undefined;
   readAt: number;
+}
+
+/** The ownership period (the registry's ownership epoch) a key epoch belongs to: its high 16 bits. */
+export function ownerEpochOf(keyEpoch: unknown): number {
+  return Math.floor(Number(keyEpoch) / 65_536);
 }
 
 export interface SignedCertificate {
@@ -43,7 +56,7 @@ export interface SignedCertificate {
 export interface SignedCheckpoint {
   checkpoint: Message;
   signature: string;
-  /** The revoked key ids, ascending: keccak256 of them as packed uint64 is `revokedRoot`. */
+  /** The key ids revoked in the ownership period, ascending: keccak256 of them as packed uint64 is `revokedRoot`. */
   revoked: (string | bigint)[];
 }
 
@@ -135,7 +148,13 @@ export class LockRole {
   update(state: LockChainState): void {
     this.state = state;
     const o = this.overlay;
-    if (o && (state.readAt >= o.freshAt || state.owner.toLowerCase() !== o.owner)) this.overlay = undefined;
+    if (
+      o &&
+      (state.readAt >= o.freshAt ||
+        state.owner.toLowerCase() !== o.owner ||
+        ownerEpochOf(state.epoch) !== ownerEpochOf(o.epoch))
+    )
+      this.overlay = undefined;
   }
 
   /** As of when (lock's clock, s) the lock knows its revocation state: the chain read or a newer checkpoint. */
@@ -146,8 +165,10 @@ export class LockRole {
   /**
    * Takes an owner-signed revocation checkpoint that reached the lock without the chain (a guest's
    * phone carried it): the lock's state is then as fresh as the checkpoint's `issuedAt`, its epoch
-   * the checkpoint's, and the listed keys revoked. Only the owner the lock last read may sign one;
-   * an older checkpoint, or one that moves the epoch back, adds nothing and is refused.
+   * the checkpoint's, and the listed keys revoked. Only the owner the lock last read may sign one,
+   * for the ownership period the lock last read (its epoch's high 16 bits: after a buy-back, the
+   * same owner's checkpoints of an earlier period are not its word on this one); an older
+   * checkpoint, or one that moves the epoch back, adds nothing and is refused.
    */
   applyCheckpoint(cp: SignedCheckpoint): { accepted: true } | { accepted: false; reason: CheckpointRefusal } {
     const refuse = (reason: CheckpointRefusal) => ({ accepted: false as const, reason });
@@ -156,7 +177,8 @@ export class LockRole {
     const c = cp.checkpoint;
     if (BigInt(c.lock as string) !== this.opts.lock) return refuse("foreign-lock");
     const owner = s.owner.toLowerCase();
-    if (String(c.owner).toLowerCase() !== owner) return refuse("not-owner");
+    if (String(c.owner).toLowerCase() !== owner || ownerEpochOf(c.epoch) !== ownerEpochOf(s.epoch))
+      return refuse("not-owner");
     const digest = this.opts.hasher.digest("RevocationCheckpoint", this.opts.deployment, c);
     if (!this.opts.verifier.verify(owner, digest, hexToBytes(cp.signature, "checkpoint signature"))) {
       return refuse("signature");
@@ -227,17 +249,21 @@ export class LockRole {
     const s = this.state;
     const o = this.overlay;
     if (!s || now - (o?.freshAt ?? s.readAt) > this.opts.maxStalenessS) return deny("stale-state");
+    // A certificate belongs to the ownership period its epoch names: another owner's, or the same
+    // owner's before a sale and buy-back, is dead whatever its dates say.
     const owner = String(k.owner).toLowerCase();
-    if (owner !== s.owner.toLowerCase() || BigInt(k.issuedAt as string) < s.ownerSince) return deny("previous-owner");
+    const keyEpoch = o?.epoch ?? s.epoch;
+    if (owner !== s.owner.toLowerCase() || ownerEpochOf(k.epoch) !== ownerEpochOf(keyEpoch))
+      return deny("previous-owner");
     const issuer = String(k.issuer).toLowerCase();
-    if (issuer !== owner && s.managerExpiry(s.owner, issuer) < BigInt(now)) return deny("issuer");
+    if (issuer !== owner && s.managerExpiry(issuer) < BigInt(now)) return deny("issuer");
     if (s.lockStatus !== 1) return deny("lock-not-active");
     const holderStatus = s.holderStatus(String(k.holder));
     if (holderStatus === undefined) return deny("holder-unknown");
     if (holderStatus !== 0 && holderStatus !== 1) return deny("holder-not-active");
-    if (Number(k.epoch) !== (o?.epoch ?? s.epoch)) return deny("epoch");
+    if (Number(k.epoch) !== keyEpoch) return deny("epoch");
     const keyId = BigInt(k.keyId as string);
-    if (s.isRevoked(s.owner, keyId) || o?.revoked.has(keyId)) return deny("revoked");
+    if (s.isRevoked(keyId) || o?.revoked.has(keyId)) return deny("revoked");
     if (BigInt(now) < BigInt(k.validFrom as string)) return deny("not-yet-valid");
     if (BigInt(now) > BigInt(k.validUntil as string)) return deny("expired");
     const schedule = BigInt(k.schedule as string);

@@ -26,10 +26,15 @@ export interface KeyGrant {
   validFrom?: bigint | number;
   /** Weekly hour mask (bit h = hour h from Monday 00:00 UTC); 0 or absent = any time. */
   schedule?: bigint;
+  /**
+   * The lock's current key epoch, `LockAccess.keyEpoch(lock)`: the ownership epoch in the high 16
+   * bits, the revoke-alls of this ownership in the low 16. Default 0: a lock never sold and never
+   * revoked-all; after a sale it is at least 65,536, and a certificate with another epoch is dead.
+   */
   epoch?: number;
   /** The owner the key is issued under (defaults to the signer: the owner itself issues). */
   owner?: string;
-  /** Default: now (s). Must not be before the owner acquired the lock. */
+  /** Default: now (s). */
   issuedAt?: bigint | number;
   lockUrl?: string;
 }
@@ -66,7 +71,10 @@ export async function issueCertificate(
   };
 }
 
-/** Signs a `RevocationCheckpoint`: as of `issuedAt`, the lock's epoch and every key revoked under this owner. */
+/**
+ * Signs a `RevocationCheckpoint`: as of `issuedAt`, the lock's key epoch and every key revoked in the
+ * current ownership period (`LockAccess.isRevoked(lock, epoch >> 16, keyId)`).
+ */
 export async function signCheckpoint(
   owner: TypedDataSigner,
   deployment: Deployment,

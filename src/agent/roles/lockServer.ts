@@ -8,10 +8,14 @@
  *                            → {open, reason?, at, record}
  *   POST /v1/checkpoint      {checkpoint, signature, revoked}: an owner's revocation checkpoint
  *   GET  /v1/log/:index      → the record, and once anchored its batch and Merkle proof
- *   GET  /v1/state           → owner, epoch, freshness, log size
+ *   GET  /v1/state           → owner, key epoch, key provenance, freshness, log size
  *
  * The lock opens from cached state only; the chain is read by the sync loop (and once for a holder
  * it has never met, within `holderLookupTimeoutMs`), so a chain that is down slows nothing.
+ *
+ * Sealed batches go to the outbox only while LockAccess would take them: the lock Active and its
+ * key's provenance reaching its manufacturer. A key its owner installed alone signs nothing the
+ * chain counts, so batches wait, sealed on disk, until the manufacturer re-attests the key.
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import path from "node:path";
@@ -70,6 +74,8 @@ export class LockService {
   private anchoring: Promise<SealedBatch | undefined> | null = null;
   /** The last batch handed to the outbox (or anchored before this process started). */
   private handedOver: number | undefined;
+  /** Why sealed batches are being held back from the outbox (logged once per reason). */
+  private holding: string | undefined;
   private readonly log: Logger;
   private readonly clock: () => number;
   url = "";
@@ -158,6 +164,13 @@ export class LockService {
       const seq = sealed.length > 0 ? sealed[sealed.length - 1].seq + 1 : (await this.reader.logSeq()) + 1;
       batch = await this.book.seal(seq);
     }
+    const held = this.refusedByChain();
+    if (held !== this.holding) {
+      this.holding = held;
+      if (held) this.log.warn("holding sealed log batches: LockAccess would refuse them", { reason: held });
+      else this.log.info("handing sealed log batches to the outbox again");
+    }
+    if (held) return batch;
     // After a start, batches sealed before it may not have reached the outbox: hand over every one
     // the chain has not anchored (the outbox ignores one it holds already: same ref).
     this.handedOver ??= await this.reader.logSeq().catch(() => 0);
@@ -167,6 +180,18 @@ export class LockService {
       this.handedOver = b.seq;
     }
     return batch;
+  }
+
+  /**
+   * Why LockAccess.anchorLog would refuse the lock's log as of the last sync (undefined: it would
+   * take it, or the lock has not read the chain yet and lets the outbox find out).
+   */
+  private refusedByChain(): string | undefined {
+    const s = this.state;
+    if (!s) return undefined;
+    if (s.lockStatus !== 1) return "the lock is not active in the registry";
+    if (!s.keyAttested) return "the lock's key was installed by its owner; its manufacturer must re-attest it";
+    return undefined;
   }
 
   private async submit(b: SealedBatch): Promise<void> {
@@ -228,6 +253,7 @@ export class LockService {
       lock: this.opts.lock.toString(),
       owner: this.state?.owner,
       epoch: this.state?.epoch,
+      keyAttested: this.state?.keyAttested,
       freshAt: this.role.freshAt(),
       now: this.role.now(),
       records: this.book.size,

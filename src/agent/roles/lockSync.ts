@@ -1,13 +1,15 @@
 /**
- * Reads what a lock needs to decide from the chain: its owner and since when, its own status, its
- * key epoch, the keys revoked and the managers appointed under the current owner, and the status of
- * every holder it has met. Events are read incrementally (from `fromBlock`, then only new blocks),
- * so a sync costs a handful of calls however long the lock has lived.
+ * Reads what a lock needs to decide from the chain: its owner and ownership period, its own status
+ * and key provenance, its key epoch, the keys revoked and the managers appointed in the current
+ * ownership period, and the status of every holder it has met. Events are read incrementally (from
+ * `fromBlock`, then only new blocks), so a sync costs a handful of calls however long the lock has
+ * lived. Everything is read at one block, from the same views the contracts use (`ownership`,
+ * `deviceTrust`, `resolveKey`, `lockState`, `managerExpiry`), so the lock accepts what the chain does.
  */
 import type { Provider } from "ethers";
 import { DeviceRegistry__factory, LockAccess__factory } from "../../../typechain-types";
 import type { LockChainState } from "./lock";
-import { deviceById, deviceByKey } from "../../registry/lookup";
+import { deviceByKey } from "../../registry/lookup";
 
 export interface LockChainReaderOptions {
   provider: Provider;
@@ -20,7 +22,8 @@ export interface LockChainReaderOptions {
   clock: () => number;
 }
 
-interface OwnerView {
+/** What LockAccess holds for one ownership period of the lock (the registry's ownership epoch). */
+interface PeriodView {
   revoked: Set<bigint>;
   managers: Set<string>;
 }
@@ -29,9 +32,7 @@ export class LockChainReader {
   private readonly registry;
   private readonly locks;
   private scannedTo: number;
-  private readonly byOwner = new Map<string, OwnerView>();
-  /** When the lock last changed hands (block timestamp), from Transfer events. */
-  private ownerSince = 0n;
+  private readonly byPeriod = new Map<number, PeriodView>();
   private readonly holders = new Map<string, number>();
 
   constructor(private readonly opts: LockChainReaderOptions) {
@@ -40,10 +41,9 @@ export class LockChainReader {
     this.scannedTo = (opts.fromBlock ?? 0) - 1;
   }
 
-  private view(owner: string): OwnerView {
-    const key = owner.toLowerCase();
-    let v = this.byOwner.get(key);
-    if (!v) this.byOwner.set(key, (v = { revoked: new Set(), managers: new Set() }));
+  private view(ownerEpoch: number): PeriodView {
+    let v = this.byPeriod.get(ownerEpoch);
+    if (!v) this.byPeriod.set(ownerEpoch, (v = { revoked: new Set(), managers: new Set() }));
     return v;
   }
 
@@ -61,48 +61,46 @@ export class LockChainReader {
     const latest = await this.opts.provider.getBlockNumber();
     if (latest > this.scannedTo) {
       const from = this.scannedTo + 1;
-      const [transfers, revoked, appointed] = await Promise.all([
-        this.registry.queryFilter(this.registry.filters.Transfer(undefined, undefined, lock), from, latest),
+      const [revoked, appointed] = await Promise.all([
         this.locks.queryFilter(this.locks.filters.KeyRevoked(lock), from, latest),
         this.locks.queryFilter(this.locks.filters.ManagerAppointed(lock), from, latest),
       ]);
-      for (const e of revoked) this.view(e.args.owner).revoked.add(BigInt(e.args.keyId));
-      for (const e of appointed) this.view(e.args.owner).managers.add(e.args.manager.toLowerCase());
-      const last = transfers.at(-1);
-      if (last) this.ownerSince = BigInt((await last.getBlock()).timestamp);
+      for (const e of revoked) this.view(Number(e.args.ownerEpoch)).revoked.add(BigInt(e.args.keyId));
+      for (const e of appointed) this.view(Number(e.args.ownerEpoch)).managers.add(e.args.manager.toLowerCase());
       this.scannedTo = latest;
     }
     const blockTag = this.scannedTo;
-    const [ref, state] = await Promise.all([
-      deviceById(this.registry, lock, blockTag),
+    const [[owner, ownerEpochRaw], trust, state] = await Promise.all([
+      this.registry.ownership(lock, { blockTag }),
+      this.registry.deviceTrust(lock, { blockTag }),
       this.locks.lockState(lock, { blockTag }),
     ]);
-    const owner = ref.owner.toLowerCase();
-    const mine = this.view(owner);
+    const ownerEpoch = Number(ownerEpochRaw);
+    const mine = this.view(ownerEpoch);
     const managers = new Map<string, bigint>();
     await Promise.all(
       [...mine.managers].map(async (m) =>
-        managers.set(m, BigInt(await this.locks.managerExpiry(lock, owner, m, { blockTag }))),
+        managers.set(m, BigInt(await this.locks.managerExpiry(lock, ownerEpoch, m, { blockTag }))),
       ),
     );
     await Promise.all([...this.holders.keys()].map((h) => this.lookupHolder(h)));
     const holders = new Map(this.holders);
     const revoked = new Set(mine.revoked);
     return {
-      owner,
-      ownerSince: this.ownerSince,
-      lockStatus: Number(ref.status),
+      owner: owner.toLowerCase(),
+      lockStatus: Number(trust.status),
+      keyAttested: trust.keyAttested,
       epoch: Number(state.epoch),
-      isRevoked: (o, keyId) => o.toLowerCase() === owner && revoked.has(keyId),
-      managerExpiry: (o, m) => (o.toLowerCase() === owner ? (managers.get(m.toLowerCase()) ?? 0n) : 0n),
+      isRevoked: (keyId) => revoked.has(keyId),
+      managerExpiry: (m) => managers.get(m.toLowerCase()) ?? 0n,
       holderStatus: (h) => this.holders.get(h.toLowerCase()) ?? holders.get(h.toLowerCase()),
       readAt: this.opts.clock(),
     };
   }
 
-  /** The key ids revoked under the lock's current owner (as of the last read), ascending. */
-  revokedIds(owner: string): bigint[] {
-    return [...this.view(owner).revoked].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  /** The key ids revoked in ownership period `ownerEpoch` (as of the last read), ascending. */
+  revokedIds(ownerEpoch: number): bigint[] {
+    return [...this.view(ownerEpoch).revoked].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   /** The sequence number of the lock's last anchored log batch (0: none); the next one carries it + 1. */
