@@ -143,7 +143,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     error PaymentChannelsWrongValue(uint256 expected, uint256 received);
     error PaymentChannelsTokenShortfall(uint256 expected, uint256 received);
     error PaymentChannelsPayerNotActive(uint256 payer, IDeviceRegistry.DeviceStatus status);
-    error PaymentChannelsPayerPeriodEnded(bytes32 channel, uint32 payerPeriod);
+    error PaymentChannelsPayerNotTrusted(bytes32 channel, uint32 payerPeriod);
     error PaymentChannelsNotPayerKey(uint256 payer);
     error PaymentChannelsInvalidSignature();
     error PaymentChannelsNothingToClaim(bytes32 channel, uint256 paid);
@@ -226,8 +226,9 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
 
     /**
      * @notice Adds `amount` to an open channel's deposit (ETH sent along, or the token pulled). Anyone
-     * may, while the payer is still trusted in the period the channel pinned: after that the key could
-     * pay no more than the bound anyway (`PaymentChannelsPayerPeriodEnded`).
+     * may, while the payer is still trusted in the period the channel pinned (`PaymentChannelsPayerNotTrusted`
+     * once that period ended, or while the payer's batch is quarantined): after trust ended the key
+     * could pay no more than the bound anyway.
      */
     function topUp(Terms calldata terms, uint256 amount) external payable {
         // An ETH top-up calls nothing but the registry's views: only a token's transfer could re-enter.
@@ -248,7 +249,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         // Trusted in the pinned period now: what keyTrustedUntil calls never-ending (type(uint40).max).
         IDeviceRegistry.DeviceTrust memory trust = _registry.deviceTrust(terms.payer);
         if (trust.status != IDeviceRegistry.DeviceStatus.Active || trust.period != terms.payerPeriod) {
-            revert PaymentChannelsPayerPeriodEnded(channel, terms.payerPeriod);
+            revert PaymentChannelsPayerNotTrusted(channel, terms.payerPeriod);
         }
         uint256 deposit = current + _receive(terms.token, amount);
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);

@@ -233,7 +233,7 @@ class TopUp extends OnChannel {
       : c.closesAt !== 0n
         ? "PaymentChannelsClosing"
         : c.end !== null
-          ? "PaymentChannelsPayerPeriodEnded"
+          ? "PaymentChannelsPayerNotTrusted"
           : null;
     const eth = c.terms.token === ETH;
     await tick(m);

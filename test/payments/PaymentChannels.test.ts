@@ -158,12 +158,12 @@ describe("PaymentChannels", function () {
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotActive")
         .withArgs(f.payers[0], 2);
       await expect(f.channels.topUp(terms, 1n, { value: 1n }))
-        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerPeriodEnded")
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
         .withArgs(channel, terms.payerPeriod);
       // Released, the device is trusted again, in a period the channel does not name.
       await f.registry.connect(f.owner).release(f.payers[0]);
       await expect(f.channels.topUp(terms, 1n, { value: 1n }))
-        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerPeriodEnded")
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
         .withArgs(channel, terms.payerPeriod);
       const reopened = await openChannel(f, { salt: 9 });
       expect(reopened.terms.payerPeriod).to.not.equal(terms.payerPeriod);
@@ -348,6 +348,27 @@ describe("PaymentChannels", function () {
       expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(300n);
     });
 
+    it("a quarantine of the payer's batch bounds its vouchers by the cap when it began, only while it lasts; top-ups wait for its end", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f, { amount: 100_000n, rate: 10n, allowance: 100n });
+      const key = f.payerKeys[0];
+      await time.setNextBlockTimestamp(Number(terms.openedAt) + 100);
+      await f.registry.connect(f.manufacturer).quarantineBatch(f.payerBatch, ethers.id("recall check"));
+      await time.increase(1_000);
+      await f.channels.claim(terms, 50_000n, key.signer, voucher(f, key, id, 50_000n));
+      expect((await f.channels.channelState(id)).paid).to.equal(1_100n);
+      await expect(f.channels.topUp(terms, 1n, { value: 1n }))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
+        .withArgs(id, terms.payerPeriod);
+      // About the manufacturer, not the device leaving its owner's hands: the same period goes on.
+      await f.registry.connect(f.manufacturer).releaseBatch(f.payerBatch);
+      expect((await f.registry.deviceTrust(f.payers[0])).period).to.equal(terms.payerPeriod);
+      await f.channels.topUp(terms, 1n, { value: 1n });
+      await time.setNextBlockTimestamp(Number(terms.openedAt) + 2_000);
+      await f.channels.claim(terms, 50_000n, key.signer, voucher(f, key, id, 50_000n));
+      expect((await f.channels.channelState(id)).paid).to.equal(20_100n);
+    });
+
     it("the spending-rate cap: at most allowance + rate × time since open is ever paid, whatever the vouchers say", async function () {
       const f = await loadFixture(deployChannels);
       const { terms, id } = await openChannel(f, { rate: 10n, allowance: 1000n, amount: ONE });
@@ -389,6 +410,24 @@ describe("PaymentChannels", function () {
       // The tombstone: the id stays spent.
       const state = await f.channels.channelState(id);
       expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, await f.channels.CLOSED()]);
+    });
+
+    it("refunds follow the payer device: sold with a channel open, the refund at close goes to its buyer (and only the buyer may start a unilateral close)", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f, { amount: 1000n });
+      const key = f.payerKeys[0];
+      await f.channels.claim(terms, 200n, key.signer, voucher(f, key, id, 200n));
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.stranger.address, f.payers[0]);
+      await expect(f.channels.connect(f.owner).startClose(terms))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotOwner")
+        .withArgs(f.payers[0], f.owner.address);
+      await f.channels.connect(f.stranger).startClose(terms);
+      await time.increase(CHALLENGE_PERIOD);
+      await expect(f.channels.settle(terms))
+        .to.emit(f.channels, "ChannelClosed")
+        .withArgs(id, 200n, 800n, f.stranger.address);
+      expect(await f.channels.accountBalance(f.stranger.address, ETH)).to.equal(800n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(0n);
     });
 
     it("a channel paid in full closes with no refund: nothing is credited to the payer's owner", async function () {

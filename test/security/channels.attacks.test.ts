@@ -78,7 +78,7 @@ describe("security: payment channels (issue 12, attacks 1, 3, 6 and the meter's 
     expect((await f.channels.channelState(id)).paid).to.equal(100n + 10n * 50n);
     expect(await f.channels.claimLimit(terms, oldKey.signer)).to.equal(600n);
     await expect(f.channels.topUp(terms, 1n, { value: 1n }))
-      .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerPeriodEnded")
+      .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
       .withArgs(id, terms.payerPeriod);
   });
 
