@@ -89,6 +89,7 @@ async function meterVouchers(
     openedAt: 1_700_000_000n,
     salt: 0n,
     payerKeyHash: payerKeyHash(key.signer),
+    payerPeriod: 0n,
   };
   let units = 0n;
   const payer = new MeterPayer({ key, hasher, deployment, terms, pricePerUnit: 1000n, meter: { read: () => ++units } });

@@ -96,6 +96,21 @@ export async function benchChannels(gas: GasRecorder): Promise<void> {
     "channel.claim",
     channels.connect(other).claim(terms, 200n, payerKeys[0].signer, sign(payerKeys[0], id, 200n)),
   );
+  // A capped channel: a total beyond the allowance asks the registry until when the payer was trusted.
+  const capped = await openedTerms(
+    c,
+    await channels
+      .connect(stranger)
+      .open({ ...opening(6, ethers.ZeroAddress, 3), rate: 1_000n, allowance: 100n }, payerKeys[6].signer, one, {
+        value: one,
+      }),
+  );
+  await time.increase(60);
+  await channels.connect(other).claim(capped.terms, 100n, payerKeys[6].signer, sign(payerKeys[6], capped.id, 100n));
+  await gas.record(
+    "channel.claim.capped",
+    channels.connect(other).claim(capped.terms, 20_000n, payerKeys[6].signer, sign(payerKeys[6], capped.id, 20_000n)),
+  );
   // The payer's owner's first refund writes a fresh slot; a fleet owner's later ones add to it.
   await gas.record(
     "channel.cooperativeClose.first",

@@ -1,7 +1,10 @@
 /**
  * Operator tasks for payment channels: open (ETH or an ERC-20), top up, close (as the payee's
  * owner, with the last voucher), start a unilateral close (as the payer's owner), settle, withdraw.
- * Channel terms are read from the `ChannelOpened` event of `--channel`.
+ * Channel terms are read from the `ChannelOpened` event of `--channel`. A channel pins the payer key
+ * it was opened with and the payer's trust period: only that key's vouchers pay it, at most the
+ * spending cap at the moment the registry stopped trusting the payer. Refunds are credited to whoever
+ * owns the payer device when the channel closes: a seller closes its channels before the sale.
  *
  *   npx hardhat channel:open --payer 123… --payee 456… --payer-key 0x… --amount 1000000000000000000 --network localhost
  */
@@ -35,7 +38,10 @@ const print = (value: Record<string, unknown>) => {
   return value;
 };
 
-task("channel:open", "Opens a payment channel from a payer device to a payee device, funded by the signer")
+task(
+  "channel:open",
+  "Opens a payment channel from a payer device to a payee device, funded by the signer (refunds go to the payer device's owner at close)",
+)
   .addParam("payer", "the payer device id")
   .addParam("payee", "the payee device id")
   .addParam("payerKey", "the payer device's current key (ERC-7913 signer bytes)")
@@ -106,7 +112,10 @@ task("channel:top-up", "Adds to a channel's deposit (anyone may)")
 
 task("channel:close", "Closes a channel at once as the payee's owner, with the payer's last voucher if given")
   .addParam("channel", "the channel id")
-  .addOptionalParam("voucher", "JSON file {cumulativeAmount, key, signature} (the payee's highest voucher)")
+  .addOptionalParam(
+    "voucher",
+    "JSON file {cumulativeAmount, key, signature} (the payee's highest voucher, by the key the channel was opened with)",
+  )
   .addOptionalParam("channels", "PaymentChannels address")
   .addOptionalParam("signer", "index of the payee owner's account", 0, types.int)
   .setAction(async (args: { channel: string; voucher?: string; channels?: string; signer: number }, hre) => {

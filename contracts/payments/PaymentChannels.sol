@@ -19,7 +19,9 @@ import {DeviceSignature} from "../registry/DeviceSignature.sol";
  * `Voucher(channel, cumulativeAmount)` signatures off chain; anyone may present the latest voucher,
  * which credits the payee device. The payee's owner closes at once; the payer's owner may start a
  * unilateral close, after which the payee has `challengePeriod` seconds to present its voucher;
- * then anyone settles and the rest is credited to the payer device's owner.
+ * then anyone settles and the rest is credited to whoever owns the payer device at that moment:
+ * refunds follow the device, so a payer device sold with open channels takes their refunds to its
+ * buyer (a seller closes its channels first).
  *
  * @dev A channel's terms never change, so they are not stored: the channel id is the hash of its
  * `Terms`, which every call passes back, and one slot holds what moves (deposit, paid, close time).
@@ -28,10 +30,20 @@ import {DeviceSignature} from "../registry/DeviceSignature.sol";
  * device's owner when the channel closes (`accountBalance`, `withdraw`), so a fleet's refunds add
  * up in one slot. A push to a reverting owner can never block a channel.
  *
- * Vouchers verify against the payer key the channel was opened with, or against the payer
- * device's current key, so a rotation voids no voucher already given; a payer that is not `Active`
- * (quarantined, revoked) has every voucher refused. The spending-rate cap bounds what a stolen
- * payer key can pay out: at most `allowance + rate × (now − openedAt)` in total.
+ * Trust in the payer is pinned at open: the channel names the payer key it was opened with and the
+ * payer's trust period in the registry then (`payerPeriod`). Only that key's vouchers pay, and what
+ * they pay is bounded by the moment trust in that period ended (a theft report, a guardian flag, a
+ * decommission or recall, or a rotation of the key): at most the spending-rate cap
+ * `allowance + rate × (t − openedAt)` at t = min(now, end of trust). A signature cannot be dated,
+ * so this is a bound, not a detection: whatever the key signs after trust ended (a thief, a key
+ * rotated away) counts for no more than what was payable when it ended. It also means a payee can
+ * always collect what the payer could legitimately have paid until then, whatever the payer's owner
+ * does next (report, decommission, rotate, sell, start a unilateral close): claims and closes never
+ * require the payer to be trusted still. An UNCAPPED channel bounds nothing but the deposit: that is
+ * the opener's stated choice. A payer that rotates its key opens new channels with the new key.
+ *
+ * A channel id is never reused: a closed channel leaves a tombstone in its slot that `open` refuses,
+ * so a final voucher of a closed channel can never pay a channel opened later with the same terms.
  */
 contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
@@ -41,6 +53,9 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
 
     /// @notice A `rate` that caps nothing.
     uint96 public constant UNCAPPED = type(uint96).max;
+
+    /// @notice `closesAt` of a closed channel (its deposit is 0): the id is spent for good.
+    uint40 public constant CLOSED = type(uint40).max;
 
     /// @notice What a channel was opened with; its keccak256 is the channel id.
     struct Terms {
@@ -55,9 +70,11 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         uint32 salt;
         /// @dev keccak256 of the payer device key (ERC-7913 signer bytes) when the channel opened.
         bytes32 payerKeyHash;
+        /// @dev The payer's trust period in the registry when the channel opened (`deviceTrust`).
+        uint32 payerPeriod;
     }
 
-    /// @notice What an opener chooses; the contract adds the time and the payer key's hash.
+    /// @notice What an opener chooses; the contract adds the time, the payer key's hash and trust period.
     struct Opening {
         uint256 payer;
         uint256 payee;
@@ -75,7 +92,8 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         bytes32 s;
     }
 
-    /// @dev One slot per channel. `deposit` is never 0 while the channel exists.
+    /// @dev One slot per channel. `deposit` is never 0 while the channel is open; a closed channel's
+    /// slot is the tombstone (deposit 0, closesAt CLOSED), which keeps its id from being opened again.
     struct Channel {
         uint96 deposit;
         uint96 paid;
@@ -107,6 +125,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         uint64 openedAt,
         uint32 salt,
         bytes32 payerKeyHash,
+        uint32 payerPeriod,
         uint256 deposit
     );
     /// @notice `funder` added `amount` to the deposit (the new total is `ChannelOpened`'s plus every top-up's).
@@ -124,6 +143,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     error PaymentChannelsWrongValue(uint256 expected, uint256 received);
     error PaymentChannelsTokenShortfall(uint256 expected, uint256 received);
     error PaymentChannelsPayerNotActive(uint256 payer, IDeviceRegistry.DeviceStatus status);
+    error PaymentChannelsPayerNotTrusted(bytes32 channel, uint32 payerPeriod);
     error PaymentChannelsNotPayerKey(uint256 payer);
     error PaymentChannelsInvalidSignature();
     error PaymentChannelsNothingToClaim(bytes32 channel, uint256 paid);
@@ -153,10 +173,12 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- funding
 
     /**
-     * @notice Opens a channel from device `o.payer` (whose current key is `payerKey`) to device
-     * `o.payee` with a deposit of `amount` (ETH sent along, or `o.token` pulled from the caller).
-     * Anyone may fund a device's channel; refunds go to the payer device's owner.
-     * @return channel the channel id, keccak256 of its terms (in `ChannelOpened`).
+     * @notice Opens a channel from device `o.payer` (whose current key is `payerKey`; the device must
+     * be `Active`) to device `o.payee` with a deposit of `amount` (ETH sent along, or `o.token` pulled
+     * from the caller). The channel pins `payerKey` and the payer's current trust period. Anyone may
+     * fund a device's channel; refunds go to whoever owns the payer device when the channel closes.
+     * @return channel the channel id, keccak256 of its terms (in `ChannelOpened`); an id that was
+     * ever opened cannot be opened again (`PaymentChannelsChannelExists`), even after it closed.
      */
     function open(
         Opening calldata o,
@@ -202,7 +224,12 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         channel = _open(o, payerKey, _receive(o.token, amount));
     }
 
-    /// @notice Adds `amount` to an open channel's deposit (ETH sent along, or the token pulled). Anyone may.
+    /**
+     * @notice Adds `amount` to an open channel's deposit (ETH sent along, or the token pulled). Anyone
+     * may, while the payer is still trusted in the period the channel pinned (`PaymentChannelsPayerNotTrusted`
+     * once that period ended, or while the payer's batch is quarantined): after trust ended the key
+     * could pay no more than the bound anyway.
+     */
     function topUp(Terms calldata terms, uint256 amount) external payable {
         // An ETH top-up calls nothing but the registry's views: only a token's transfer could re-enter.
         if (terms.token == address(0)) _topUp(terms, amount);
@@ -219,7 +246,11 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         (uint96 current, uint40 closesAt) = (c.deposit, c.closesAt);
         if (current == 0) revert PaymentChannelsUnknownChannel(channel);
         if (closesAt != 0) revert PaymentChannelsClosing(channel, closesAt);
-        _checkPayerActive(terms.payer);
+        // Trusted in the pinned period now: what keyTrustedUntil calls never-ending (type(uint40).max).
+        IDeviceRegistry.DeviceTrust memory trust = _registry.deviceTrust(terms.payer);
+        if (trust.status != IDeviceRegistry.DeviceStatus.Active || trust.period != terms.payerPeriod) {
+            revert PaymentChannelsPayerNotTrusted(channel, terms.payerPeriod);
+        }
         uint256 deposit = current + _receive(terms.token, amount);
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
         c.deposit = uint96(deposit);
@@ -229,8 +260,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- paying out
 
     /**
-     * @notice Presents a voucher: the payee device is credited what it adds to the channel's paid
-     * total, within the deposit and the spending-rate cap. Anyone may present it.
+     * @notice Presents a voucher signed by the key the channel was opened with: the payee device is
+     * credited what it adds to the channel's paid total, within the deposit and {claimLimit} (the
+     * spending-rate cap at now or, if earlier, when trust in the payer's pinned period ended).
+     * Anyone may present it, whatever the payer's status now.
      */
     function claim(Terms calldata terms, uint256 amount, bytes calldata key, bytes calldata signature) external {
         bytes32 channel = _channelId(terms);
@@ -271,7 +304,7 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
 
     /**
      * @notice The payee's owner closes the channel at once: the voucher (if any: an empty signature
-     * presents none) is paid, the rest is credited back to the payer device.
+     * presents none) is paid as by {claim}, the rest is credited to the payer device's owner now.
      */
     function cooperativeClose(
         Terms calldata terms,
@@ -297,7 +330,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         }
     }
 
-    /// @notice The payer device's owner starts a unilateral close: the payee has `challengePeriod` to claim.
+    /**
+     * @notice The payer device's owner starts a unilateral close: the payee has `challengePeriod` to
+     * claim (bounded as ever, however the payer's status changes meanwhile).
+     */
     function startClose(Terms calldata terms) external {
         bytes32 channel = _channelId(terms);
         Channel storage c = _channels[channel];
@@ -310,7 +346,10 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         emit ChannelCloseStarted(channel, closesAt);
     }
 
-    /// @notice Ends a channel whose challenge period is over: what was not paid goes to the payer's owner. Anyone may.
+    /**
+     * @notice Ends a channel whose challenge period is over: what was not paid is credited to whoever
+     * owns the payer device now. Anyone may.
+     */
     function settle(Terms calldata terms) external {
         _settle(terms);
     }
@@ -357,9 +396,21 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         return _channelId(terms);
     }
 
-    /// @notice What moves in channel `channel` (all zero once it is closed, or if it never existed).
+    /**
+     * @notice What moves in channel `channel`: all zero if it never existed; deposit 0 and
+     * `closesAt == CLOSED` once it closed.
+     */
     function channelState(bytes32 channel) external view returns (Channel memory) {
         return _channels[channel];
+    }
+
+    /**
+     * @notice The most a voucher of the channel can have it pay in total now: the spending-rate cap at
+     * now or, if earlier, when trust in the payer's pinned period ended (0 for a key not the channel's).
+     * @param payerKey the key the channel was opened with (its keccak256 is `terms.payerKeyHash`).
+     */
+    function claimLimit(Terms calldata terms, bytes calldata payerKey) external view returns (uint256) {
+        return keccak256(payerKey) == terms.payerKeyHash ? _claimLimit(terms, payerKey) : 0;
     }
 
     /// @notice The most the channel may have paid in total at `timestamp`, by its spending-rate cap.
@@ -390,13 +441,14 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
     function _open(Opening calldata o, bytes calldata payerKey, uint256 deposit) private returns (bytes32 channel) {
         if (deposit == 0) revert PaymentChannelsZeroDeposit();
         if (deposit > type(uint96).max) revert PaymentChannelsDepositOverflow(deposit);
-        _checkPayerKey(o.payer, payerKey);
+        uint32 payerPeriod = _checkPayerKey(o.payer, payerKey);
         // Credits to a device that does not exist could never be withdrawn.
         if (!_exists(o.payee)) revert PaymentChannelsUnknownDevice(o.payee);
         bytes32 payerKeyHash = keccak256(payerKey);
         uint64 openedAt = uint64(block.timestamp);
-        channel = _channelIdAtOpen(o, openedAt, payerKeyHash);
-        if (_channels[channel].deposit != 0) revert PaymentChannelsChannelExists(channel);
+        channel = _channelIdAtOpen(o, openedAt, payerKeyHash, payerPeriod);
+        // Open, or closed (the tombstone): an id is never reused, or a closed channel's vouchers would pay again.
+        if (_used(channel)) revert PaymentChannelsChannelExists(channel);
         _channels[channel] = Channel(uint96(deposit), 0, 0);
         emit ChannelOpened(
             channel,
@@ -408,12 +460,20 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
             openedAt,
             o.salt,
             payerKeyHash,
+            payerPeriod,
             deposit
         );
     }
 
+    /// @dev Whether channel id `channel` was ever opened (it is open, or its slot holds the tombstone).
+    function _used(bytes32 channel) private view returns (bool) {
+        Channel storage c = _channels[channel];
+        (uint96 deposit, uint40 closesAt) = (c.deposit, c.closesAt);
+        return deposit != 0 || closesAt != 0;
+    }
+
     /**
-     * @dev keccak256(abi.encode(terms)), hashed straight from calldata: the terms are eight static
+     * @dev keccak256(abi.encode(terms)), hashed straight from calldata: the terms are nine static
      * words, so their calldata is their ABI encoding, and copying them field by field through
      * memory cost every channel operation about 400 gas. Terms with dirty high bits hash to an id
      * no channel has (and Solidity refuses them where a field is read).
@@ -422,18 +482,20 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
             let ptr := mload(0x40)
-            calldatacopy(ptr, terms, 0x100)
-            id := keccak256(ptr, 0x100)
+            calldatacopy(ptr, terms, 0x120)
+            id := keccak256(ptr, 0x120)
         }
     }
 
-    /// @dev {_channelId} of the terms `o` opens, at `openedAt` with the key hashing to `payerKeyHash`.
+    /// @dev {_channelId} of the terms `o` opens, at `openedAt` with the key hashing to `payerKeyHash`
+    /// in trust period `payerPeriod`.
     function _channelIdAtOpen(
         Opening calldata o,
         uint64 openedAt,
-        bytes32 payerKeyHash
+        bytes32 payerKeyHash,
+        uint32 payerPeriod
     ) private pure returns (bytes32 id) {
-        // Terms are Opening's first five words, then openedAt, salt and the key hash.
+        // Terms are Opening's first five words, then openedAt, salt, the key hash and the period.
         uint32 salt = o.salt;
         // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
@@ -442,7 +504,8 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
             mstore(add(ptr, 0xa0), openedAt)
             mstore(add(ptr, 0xc0), salt)
             mstore(add(ptr, 0xe0), payerKeyHash)
-            id := keccak256(ptr, 0x100)
+            mstore(add(ptr, 0x100), payerPeriod)
+            id := keccak256(ptr, 0x120)
         }
     }
 
@@ -481,21 +544,31 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         if (m.closesAt != 0 && block.timestamp >= m.closesAt) revert PaymentChannelsChallengeEnded(channel, m.closesAt);
     }
 
-    function _checkPayerActive(uint256 payer) private view {
-        IDeviceRegistry.DeviceStatus status = _registry.deviceStatus(payer);
-        if (status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(payer, status);
-    }
-
-    /// @dev Reverts unless `key` is the current key of `payer`, an active device.
-    function _checkPayerKey(uint256 payer, bytes calldata key) private view {
+    /// @dev Reverts unless `key` is the current key of `payer`, an active device; returns its trust period.
+    function _checkPayerKey(uint256 payer, bytes calldata key) private view returns (uint32) {
         (uint256 device, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(key);
         if (device != payer) revert PaymentChannelsNotPayerKey(payer);
         if (status != IDeviceRegistry.DeviceStatus.Active) revert PaymentChannelsPayerNotActive(payer, status);
+        return _registry.deviceTrust(payer).period;
+    }
+
+    /**
+     * @dev The spending-rate cap at now or, if earlier, when trust in the channel's pinned payer period
+     * ended. `key` is the channel's (checked by the caller), so it resolves to the payer for good: a
+     * registered key is never registered again.
+     */
+    function _claimLimit(Terms calldata terms, bytes calldata key) private view returns (uint256) {
+        (, , uint40 until) = _registry.keyTrustedUntil(key, terms.payerPeriod);
+        // A period the device never had: nothing counts. A pinned period was had, and its end is
+        // never 0, so a voucher's bound is at least the allowance.
+        if (until == 0) return 0;
+        return spendingLimit(terms, until < block.timestamp ? until : block.timestamp);
     }
 
     /**
      * @dev Checks a voucher and returns the channel's new paid total: the voucher's amount, capped by
-     * the deposit and the spending limit. Reverts if that adds nothing.
+     * the deposit and {_claimLimit}. Reverts if that adds nothing. No status check: the bound is what
+     * protects the payer's owner from a key it no longer trusts, and the payee from the owner.
      */
     function _voucher(
         bytes32 channel,
@@ -505,18 +578,18 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         bytes calldata key,
         bytes calldata signature
     ) private view returns (uint256 paid) {
-        if (keccak256(key) == terms.payerKeyHash) {
-            _checkPayerActive(terms.payer);
-        } else {
-            // A key the payer rotated to since the channel opened.
-            _checkPayerKey(terms.payer, key);
-        }
+        // Only the key the channel pinned: a key rotated in later starts a period of its own, with channels of its own.
+        if (keccak256(key) != terms.payerKeyHash) revert PaymentChannelsNotPayerKey(terms.payer);
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channel, amount)));
         if (!DeviceSignature.isValidCalldata(key, digest, signature)) revert PaymentChannelsInvalidSignature();
         paid = amount;
         if (paid > m.deposit) paid = m.deposit;
-        uint256 limit = spendingLimit(terms, block.timestamp);
-        if (paid > limit) paid = limit;
+        // Whenever trust ended, the bound is at least the allowance (and everything when UNCAPPED): only a
+        // total beyond that needs the registry's answer.
+        if (paid > terms.allowance && terms.rate != UNCAPPED) {
+            uint256 limit = _claimLimit(terms, key);
+            if (paid > limit) paid = limit;
+        }
         if (paid <= m.paid) revert PaymentChannelsNothingToClaim(channel, m.paid);
     }
 
@@ -539,9 +612,13 @@ contract PaymentChannels is EIP712, ERC2771Context, ReentrancyGuardTransient {
         _finish(channel, terms, m.deposit, m.paid);
     }
 
-    /// @dev Deletes the channel and credits what was not paid to the payer device's owner.
+    /**
+     * @dev Leaves the tombstone in the channel's slot and credits what was not paid to the payer
+     * device's owner now (refunds follow the device: a buyer gets the refunds of channels open at the sale).
+     */
     function _finish(bytes32 channel, Terms calldata terms, uint256 deposit, uint256 paid) private {
-        delete _channels[channel];
+        // Not a delete: the id stays spent (about 4,800 gas of refund forgone per close).
+        _channels[channel] = Channel(0, 0, CLOSED);
         uint256 refund = deposit - paid;
         address payerOwner = IERC721(address(_registry)).ownerOf(terms.payer);
         if (refund != 0) _accountBalances[payerOwner][terms.token] += refund;

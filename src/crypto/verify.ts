@@ -12,6 +12,11 @@ import { P256_N } from "./p256";
 
 const secp256k1: typeof import("secp256k1") = createRequire(__filename)("secp256k1/bindings");
 const SECP256K1_HALF_N = Buffer.from("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0", "hex");
+/**
+ * p − n of secp256k1. An `r` below it may stand for a nonce point whose x is r or r + n: ECDSA
+ * verification takes both, ecrecover (v 27 or 28) only x = r.
+ */
+const SECP256K1_P_MINUS_N = Buffer.from("000000000000000000000000000000014551231950b75fc4402da1722fc9baee", "hex");
 const P256_N_BYTES = Buffer.from(P256_N.toString(16), "hex");
 const P256_HALF_N = Buffer.from((P256_N / 2n).toString(16).padStart(64, "0"), "hex");
 
@@ -49,9 +54,11 @@ export class DeviceSignatureVerifier {
   /**
    * Checks a signature from a signer that signs many (a payer streaming vouchers): once the
    * signer's public key is known (recovered from its first valid signature), a secp256k1 signature
-   * is checked with `ecdsaVerify` against it, which is faster than recovering. That check ignores
-   * the recovery byte `v`: a signature it passes may carry the wrong `v`, which
-   * `chainValidSignature` repairs before the signature goes on chain. P-256 signatures take the
+   * is checked with `ecdsaVerify` against it, which is faster than recovering. It accepts what the
+   * chain accepts with one of the two recovery bytes (27 or 28): a signature it passes may carry the
+   * wrong one, which `chainValidSignature` repairs before the signature goes on chain. Verification
+   * also takes a nonce point whose x is r + n, which ecrecover cannot recover: an r that allows it
+   * (below p − n; never met by chance) is judged by recovery instead. P-256 signatures take the
    * usual path.
    */
   verifyStream(signer: string, digest: Uint8Array, signature: Uint8Array): boolean {
@@ -63,14 +70,18 @@ export class DeviceSignatureVerifier {
       this.secpKeys.set(key, secp256k1.ecdsaRecover(signature.subarray(0, 64), signature[64] - 27, digest, false));
       return true;
     }
-    if (signature.length !== 65) return false;
-    const s = word(signature, 32);
-    if (isZero(s) || s.compare(SECP256K1_HALF_N) > 0 || isZero(word(signature, 0))) return false;
+    if (signature.length !== 65 || (signature[64] !== 27 && signature[64] !== 28)) return false;
+    const [r, s] = [word(signature, 0), word(signature, 32)];
+    if (isZero(s) || s.compare(SECP256K1_HALF_N) > 0 || isZero(r)) return false;
+    let valid: boolean;
     try {
-      return secp256k1.ecdsaVerify(signature.subarray(0, 64), digest, pub);
+      valid = secp256k1.ecdsaVerify(signature.subarray(0, 64), digest, pub);
     } catch {
       return false;
     }
+    if (valid && r.compare(SECP256K1_P_MINUS_N) < 0)
+      return this.chainValidSignature(key, digest, signature) !== undefined;
+    return valid;
   }
 
   /**

@@ -84,6 +84,7 @@ export interface ChannelTermsJson {
   openedAt: string;
   salt: string;
   payerKeyHash: string;
+  payerPeriod: string;
 }
 
 /** The fields of `PaymentChannels.Terms`, in order. */
@@ -96,6 +97,7 @@ export const TERMS_FIELDS = [
   "openedAt",
   "salt",
   "payerKeyHash",
+  "payerPeriod",
 ] as const satisfies readonly (keyof ChannelTermsJson)[];
 
 const INTERFACES: Record<ContractName, [string, Interface]> = {
@@ -137,7 +139,7 @@ const SELECTORS = {
   Voucher: selectorOf(
     "paymentChannels",
     "claim",
-    "claim((uint256,uint256,address,uint96,uint96,uint64,uint32,bytes32),uint256,bytes,bytes)",
+    "claim((uint256,uint256,address,uint96,uint96,uint64,uint32,bytes32,uint32),uint256,bytes,bytes)",
   ),
   Checkpoint: selectorOf(
     "custodyLedger",
@@ -393,8 +395,8 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
     }
     case "Voucher": {
       // claim((uint256 payer, uint256 payee, address token, uint96 rate, uint96 allowance, uint64
-      //       openedAt, uint32 salt, bytes32 payerKeyHash) terms, uint256 amount, bytes key, bytes
-      //       signature); the terms are static: in the head
+      //       openedAt, uint32 salt, bytes32 payerKeyHash, uint32 payerPeriod) terms, uint256 amount,
+      //       bytes key, bytes signature); the terms are static: in the head
       const t = m.terms;
       if (!t || typeof t !== "object") throw new Error("terms must carry the channel's terms");
       const terms =
@@ -405,11 +407,12 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
         uint(t.allowance, 96, "terms.allowance") +
         uint(t.openedAt, 64, "terms.openedAt") +
         uint(t.salt, 32, "terms.salt") +
-        bytes32(t.payerKeyHash, "terms.payerKeyHash");
+        bytes32(t.payerKeyHash, "terms.payerKeyHash") +
+        uint(t.payerPeriod, 32, "terms.payerPeriod");
       const amount = uint(f.cumulativeAmount, 256, "message.cumulativeAmount");
       const key = bytes(m.key, "key");
       const signature = bytes(m.signature, "signature");
-      const head = 11 * WORD;
+      const head = 12 * WORD;
       return {
         contract: "paymentChannels",
         data:

@@ -12,11 +12,13 @@ import {
   MeterPayee,
   MeterPayer,
   SimulatedMeter,
+  TRUSTED,
   VoucherDigester,
   channelIdOf,
   type ChannelTerms,
 } from "../../src/agent/roles/meter";
 import { CHALLENGE_PERIOD, deployChannels, openChannel } from "../helpers/channels";
+import { rotation } from "../helpers/registry";
 import { fundedWallet, tempDir } from "./helpers";
 
 const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
@@ -49,8 +51,15 @@ describe("meter role: devices paying per unit over a payment channel", function 
     for (const o of open.splice(0).reverse()) await o.close();
   });
 
-  async function setup(f: Fixture, opts: { deposit?: bigint; dataDir?: string; minClaimValue?: bigint } = {}) {
-    const { terms, id } = await openChannel(f, { amount: opts.deposit ?? ethers.parseEther("1") });
+  async function setup(
+    f: Fixture,
+    opts: { deposit?: bigint; dataDir?: string; minClaimValue?: bigint; rate?: bigint; allowance?: bigint } = {},
+  ) {
+    const { terms, id } = await openChannel(f, {
+      amount: opts.deposit ?? ethers.parseEther("1"),
+      rate: opts.rate,
+      allowance: opts.allowance,
+    });
     const agent = await Agent.create({
       signer: f.payeeKeys[0],
       deployment: f.stackDeployment,
@@ -149,6 +158,7 @@ describe("meter role: devices paying per unit over a payment channel", function 
         openedAt: 0n,
         salt: 0n,
         payerKeyHash: ethers.ZeroHash,
+        payerPeriod: 0n,
       },
       pricePerUnit: PRICE,
       aheadUnits: 1n,
@@ -194,11 +204,26 @@ describe("meter role: devices paying per unit over a payment channel", function 
     expect(s.payee.accept(good)).to.deep.equal({ accepted: false, reason: "not-higher" });
   });
 
-  it("after the payer device rotates its key, the payee takes vouchers by the new key once it learns it", async function () {
+  it("attack: after the payer device rotates its key, the payee applies the chain's rule: the new key's vouchers pay nothing, the old key's at most the cap at the rotation (learnt by watch, kept across a restart)", async function () {
     const f = await loadFixture(meterFixture);
-    const s = await setup(f);
+    const dataDir = tempDir();
+    // 1 Wh a second on top of 20 Wh at once.
+    const s = await setup(f, { dataDir, rate: PRICE, allowance: 20n * PRICE });
+    s.meter.add(5n);
+    const first = s.payee.accept(s.payer.pay()!);
+    if (first.accepted) await first.persisted;
+    expect(s.payee.state(s.id).until).to.equal(TRUSTED);
+
+    await time.setNextBlockTimestamp(Number(s.terms.openedAt) + 100);
     const next = randomDeviceKey("secp256k1");
-    const payer = new MeterPayer({
+    await f.registry.connect(f.owner).rotateKey(f.payers[0], await rotation(f, f.payers[0], next, f.payerKeys[0]));
+    const rotatedAt = s.terms.openedAt + 100n;
+    const cap = 20n * PRICE + 100n * PRICE;
+    expect(await s.payee.watch()).to.deep.equal([]);
+    expect(s.payee.state(s.id).until).to.equal(rotatedAt);
+
+    // The rotated-to key pays no old channel, on chain or here.
+    const byNewKey = new MeterPayer({
       key: next,
       hasher,
       deployment: f.channelDeployment,
@@ -206,10 +231,32 @@ describe("meter role: devices paying per unit over a payment channel", function 
       pricePerUnit: PRICE,
       meter: Object.assign(new SimulatedMeter(), { read: () => 50n }),
     });
-    const v = payer.pay()!;
+    const v = byNewKey.pay()!;
     expect(s.payee.accept(v)).to.deep.equal({ accepted: false, reason: "not-payer-key" });
-    await s.payee.addPayerKey(s.id, next.signer);
-    expect(s.payee.accept(v)).to.include({ accepted: true });
+    await expect(f.channels.claim(s.terms, v.cumulativeAmount, v.key, v.signature)).to.be.revertedWithCustomError(
+      f.channels,
+      "PaymentChannelsNotPayerKey",
+    );
+
+    // The old key signs for far more, long after: it is held, but backs only the cap at the rotation.
+    await time.increase(10_000);
+    const now = BigInt(await time.latest());
+    s.meter.add(5_000n);
+    const late = s.payee.accept(s.payer.pay()!);
+    expect(late.accepted).to.equal(true);
+    if (late.accepted) await late.persisted;
+    expect(s.payee.backed(s.id, now)).to.equal(cap);
+    expect(s.payee.mayDeliver(s.id, 120n, now)).to.equal(true);
+    expect(s.payee.mayDeliver(s.id, 121n, now)).to.equal(false);
+
+    // The bound survives a restart, and the claim gets exactly it.
+    await s.payee.close();
+    const restarted = await openPayee(f, s.agent, dataDir);
+    expect(restarted.state(s.id).until).to.equal(rotatedAt);
+    expect(restarted.backed(s.id, now)).to.equal(cap);
+    expect(await restarted.claimDue(now)).to.deep.equal([s.id]);
+    await s.agent.drain();
+    expect((await f.channels.channelState(s.id)).paid).to.equal(cap);
   });
 
   it("claims only once the unclaimed value exceeds what a claim is worth", async function () {

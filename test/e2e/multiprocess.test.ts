@@ -295,6 +295,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
         openedAt: t.openedAt.toString(),
         salt: t.salt.toString(),
         payerKeyHash: t.payerKeyHash,
+        payerPeriod: t.payerPeriod.toString(),
       };
       const amount = 123_456n;
       const hasher = await TypedDataHasher.create();

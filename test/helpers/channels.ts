@@ -11,7 +11,7 @@ export const UNCAPPED = (1n << 96n) - 1n;
 
 /**
  * The registry fixture plus PaymentChannels, a permit token and a fee-on-transfer token. Payer
- * devices (secp256k1, P-256) belong to `owner`; payee devices (P-256, secp256k1) to `other`. The
+ * devices (secp256k1, P-256; one batch, `payerBatch`) belong to `owner`; payee devices (P-256, secp256k1) to `other`. The
  * `stranger` holds and has approved tokens (a funder).
  */
 export async function deployChannels() {
@@ -25,7 +25,7 @@ export async function deployChannels() {
   const feeToken = await ethers.deployContract("FeeOnTransferToken");
   const payerKeys = makeKeys(ctx, 2, ["secp256k1", "p256"]);
   const payeeKeys = makeKeys(ctx, 2, ["p256", "secp256k1"]);
-  const payers = (await provision(ctx, payerKeys, ctx.owner)).ids;
+  const { ids: payers, batchId: payerBatch } = await provision(ctx, payerKeys, ctx.owner);
   const payees = (await provision(ctx, payeeKeys, ctx.other)).ids;
   const channelsAddress = await channels.getAddress();
   for (const t of [token, feeToken]) {
@@ -33,7 +33,7 @@ export async function deployChannels() {
     await t.connect(ctx.stranger).approve(channelsAddress, ethers.MaxUint256);
   }
   const channelDeployment: Deployment = { chainId: ctx.deployment.chainId, verifyingContract: channelsAddress };
-  return { ...ctx, channels, token, feeToken, payerKeys, payeeKeys, payers, payees, channelDeployment };
+  return { ...ctx, channels, token, feeToken, payerKeys, payeeKeys, payers, payerBatch, payees, channelDeployment };
 }
 
 export type ChannelContext = Awaited<ReturnType<typeof deployChannels>>;

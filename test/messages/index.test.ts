@@ -189,6 +189,7 @@ function messageOf(type: DeviceMessageType): fc.Arbitrary<SignedDeviceMessage> {
           openedAt: uint(64),
           salt: uint(32),
           payerKeyHash: anyCaseHex(32),
+          payerPeriod: uint(32),
         })
         .map((r) => ({
           type,
@@ -204,6 +205,7 @@ function messageOf(type: DeviceMessageType): fc.Arbitrary<SignedDeviceMessage> {
             openedAt: r.openedAt,
             salt: r.salt,
             payerKeyHash: r.payerKeyHash,
+            payerPeriod: r.payerPeriod,
           } as unknown as SignedDeviceMessage["terms"],
         }));
     case "Checkpoint":

@@ -149,16 +149,24 @@ describe("PaymentChannels", function () {
         .withArgs(max + 1n);
     });
 
-    it("attack: a quarantined payer cannot open or top up; a key that is not the payer's cannot open; a zero deposit is refused", async function () {
+    it("attack: a quarantined payer cannot open or top up (nor after its release: a new trust period); a key that is not the payer's cannot open; a zero deposit is refused", async function () {
       const f = await loadFixture(deployChannels);
-      const { terms } = await openChannel(f);
+      const { terms, id: channel } = await openChannel(f);
+      expect(terms.payerPeriod).to.equal((await f.registry.deviceTrust(f.payers[0])).period);
       await f.registry.connect(f.owner).reportStolen(f.payers[0]);
       await expect(openChannel(f, { salt: 9 }))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotActive")
         .withArgs(f.payers[0], 2);
       await expect(f.channels.topUp(terms, 1n, { value: 1n }))
-        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotActive")
-        .withArgs(f.payers[0], 2);
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
+        .withArgs(channel, terms.payerPeriod);
+      // Released, the device is trusted again, in a period the channel does not name.
+      await f.registry.connect(f.owner).release(f.payers[0]);
+      await expect(f.channels.topUp(terms, 1n, { value: 1n }))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
+        .withArgs(channel, terms.payerPeriod);
+      const reopened = await openChannel(f, { salt: 9 });
+      expect(reopened.terms.payerPeriod).to.not.equal(terms.payerPeriod);
       await expect(openChannel(f, { payer: 1, payerKey: f.payerKeys[0].signer }))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotPayerKey")
         .withArgs(f.payers[1]);
@@ -280,20 +288,30 @@ describe("PaymentChannels", function () {
       expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(5000n);
     });
 
-    it("attack: a payer voiding vouchers by rotating its key fails; vouchers by the new key count too; a stranger's key does not", async function () {
+    it("attack: a payer voiding vouchers by rotating its key fails (they pay up to the cap at the rotation); the new key pays no old channel; a stranger's key does not", async function () {
       const f = await loadFixture(deployChannels);
-      const { terms, id } = await openChannel(f);
+      const { terms, id } = await openChannel(f, { rate: 10n, allowance: 100n, amount: 5000n });
       const oldKey = f.payerKeys[0];
+      await time.setNextBlockTimestamp(Number(terms.openedAt) + 30);
       const given = voucher(f, oldKey, id, 300n);
       const newKey = randomDeviceKey("secp256k1");
       await f.registry.connect(f.owner).rotateKey(f.payers[0], await rotation(f, f.payers[0], newKey, oldKey));
+      await time.increase(1000);
+      // Signed before the rotation, claimed long after: paid, within the cap at the rotation (100 + 10 × 30).
       await f.channels.claim(terms, 300n, oldKey.signer, given);
-      await f.channels.claim(terms, 400n, newKey.signer, voucher(f, newKey, id, 400n));
-      expect((await f.channels.channelState(id)).paid).to.equal(400n);
+      expect((await f.channels.channelState(id)).paid).to.equal(300n);
+      expect(await f.channels.claimLimit(terms, oldKey.signer)).to.equal(400n);
+      // The key rotated in pays channels opened with it, not this one.
+      await expect(f.channels.claim(terms, 400n, newKey.signer, voucher(f, newKey, id, 400n)))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotPayerKey")
+        .withArgs(f.payers[0]);
       const stranger = f.payeeKeys[1];
       await expect(f.channels.claim(terms, 500n, stranger.signer, voucher(f, stranger, id, 500n)))
         .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotPayerKey")
         .withArgs(f.payers[0]);
+      const fresh = await openChannel(f, { payerKey: newKey.signer, salt: 1 });
+      await f.channels.claim(fresh.terms, 400n, newKey.signer, voucher(f, newKey, fresh.id, 400n));
+      expect((await f.channels.channelState(fresh.id)).paid).to.equal(400n);
     });
 
     it("attack: a malleable (high-s) voucher and a voucher signed by another key are refused", async function () {
@@ -309,20 +327,46 @@ describe("PaymentChannels", function () {
       ).to.be.revertedWithCustomError(f.channels, "PaymentChannelsInvalidSignature");
     });
 
-    it("attack: a quarantined payer's vouchers are refused; its owner still recovers the funds by a unilateral close", async function () {
+    it("a quarantined payer's vouchers pay up to the cap when it was reported, no more; its owner recovers the rest by a unilateral close", async function () {
       const f = await loadFixture(deployChannels);
-      const { terms, id } = await openChannel(f, { amount: 1000n });
+      const { terms, id } = await openChannel(f, { amount: 1000n, rate: 10n, allowance: 100n });
       const key = f.payerKeys[0];
       await f.channels.claim(terms, 100n, key.signer, voucher(f, key, id, 100n));
+      await time.setNextBlockTimestamp(Number(terms.openedAt) + 20);
       await f.registry.connect(f.owner).reportStolen(f.payers[0]);
-      await expect(f.channels.claim(terms, 900n, key.signer, voucher(f, key, id, 900n)))
-        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotActive")
-        .withArgs(f.payers[0], 2);
+      await time.increase(500);
+      expect(await f.channels.claimLimit(terms, key.signer)).to.equal(300n);
+      await f.channels.claim(terms, 900n, key.signer, voucher(f, key, id, 900n));
+      expect((await f.channels.channelState(id)).paid).to.equal(300n);
+      await expect(f.channels.claim(terms, 950n, key.signer, voucher(f, key, id, 950n)))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNothingToClaim")
+        .withArgs(id, 300n);
       await f.channels.connect(f.owner).startClose(terms);
       await time.increase(CHALLENGE_PERIOD);
       await f.channels.settle(terms);
-      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(900n);
-      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(100n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(700n);
+      expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(300n);
+    });
+
+    it("a quarantine of the payer's batch bounds its vouchers by the cap when it began, only while it lasts; top-ups wait for its end", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f, { amount: 100_000n, rate: 10n, allowance: 100n });
+      const key = f.payerKeys[0];
+      await time.setNextBlockTimestamp(Number(terms.openedAt) + 100);
+      await f.registry.connect(f.manufacturer).quarantineBatch(f.payerBatch, ethers.id("recall check"));
+      await time.increase(1_000);
+      await f.channels.claim(terms, 50_000n, key.signer, voucher(f, key, id, 50_000n));
+      expect((await f.channels.channelState(id)).paid).to.equal(1_100n);
+      await expect(f.channels.topUp(terms, 1n, { value: 1n }))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotTrusted")
+        .withArgs(id, terms.payerPeriod);
+      // About the manufacturer, not the device leaving its owner's hands: the same period goes on.
+      await f.registry.connect(f.manufacturer).releaseBatch(f.payerBatch);
+      expect((await f.registry.deviceTrust(f.payers[0])).period).to.equal(terms.payerPeriod);
+      await f.channels.topUp(terms, 1n, { value: 1n });
+      await time.setNextBlockTimestamp(Number(terms.openedAt) + 2_000);
+      await f.channels.claim(terms, 50_000n, key.signer, voucher(f, key, id, 50_000n));
+      expect((await f.channels.channelState(id)).paid).to.equal(20_100n);
     });
 
     it("the spending-rate cap: at most allowance + rate × time since open is ever paid, whatever the vouchers say", async function () {
@@ -363,8 +407,27 @@ describe("PaymentChannels", function () {
       expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(700n);
       expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(300n);
       await expect(f.channels.connect(f.owner).withdraw(ETH, f.owner.address)).to.changeEtherBalance(f.owner, 300n);
+      // The tombstone: the id stays spent.
       const state = await f.channels.channelState(id);
-      expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, 0n]);
+      expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, await f.channels.CLOSED()]);
+    });
+
+    it("refunds follow the payer device: sold with a channel open, the refund at close goes to its buyer (and only the buyer may start a unilateral close)", async function () {
+      const f = await loadFixture(deployChannels);
+      const { terms, id } = await openChannel(f, { amount: 1000n });
+      const key = f.payerKeys[0];
+      await f.channels.claim(terms, 200n, key.signer, voucher(f, key, id, 200n));
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.stranger.address, f.payers[0]);
+      await expect(f.channels.connect(f.owner).startClose(terms))
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotOwner")
+        .withArgs(f.payers[0], f.owner.address);
+      await f.channels.connect(f.stranger).startClose(terms);
+      await time.increase(CHALLENGE_PERIOD);
+      await expect(f.channels.settle(terms))
+        .to.emit(f.channels, "ChannelClosed")
+        .withArgs(id, 200n, 800n, f.stranger.address);
+      expect(await f.channels.accountBalance(f.stranger.address, ETH)).to.equal(800n);
+      expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(0n);
     });
 
     it("a channel paid in full closes with no refund: nothing is credited to the payer's owner", async function () {
@@ -518,7 +581,7 @@ describe("PaymentChannels", function () {
       await f.channels.claimMany([]);
     });
 
-    it("the spending limit before a channel opened is its allowance; a rotated-to key of a quarantined payer is refused", async function () {
+    it("the spending limit before a channel opened is its allowance; a rotated-to key of a quarantined payer is refused; claimLimit is 0 for a key that is not the channel's", async function () {
       const f = await loadFixture(deployChannels);
       const { terms, id } = await openChannel(f, { rate: 5n, allowance: 7n });
       expect(await f.channels.spendingLimit(terms, terms.openedAt - 10n)).to.equal(7n);
@@ -526,8 +589,12 @@ describe("PaymentChannels", function () {
       await f.registry.connect(f.owner).rotateKey(f.payers[0], await rotation(f, f.payers[0], next, f.payerKeys[0]));
       await f.registry.connect(f.owner).reportStolen(f.payers[0]);
       await expect(f.channels.claim(terms, 5n, next.signer, voucher(f, next, id, 5n)))
-        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsPayerNotActive")
-        .withArgs(f.payers[0], 2);
+        .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNotPayerKey")
+        .withArgs(f.payers[0]);
+      // Only the channel's own key has a bound on it (another device's key may well have a period with the same tag).
+      expect(await f.channels.claimLimit(terms, f.payerKeys[1].signer)).to.equal(0n);
+      expect(await f.channels.claimLimit(terms, next.signer)).to.equal(0n);
+      expect(await f.channels.claimLimit(terms, f.payerKeys[0].signer)).to.be.greaterThanOrEqual(7n);
     });
   });
 

@@ -5,11 +5,17 @@
  *   what its own meter measured, plus an agreed number of units ahead, at the agreed price: never
  *   more, whatever the payee asks.
  * - `MeterPayee` (the supplying device, e.g. a charger) checks each voucher in memory (signature by
- *   the channel's payer key, channel, amount, deposit; no RPC on the hot path), delivers only
- *   while paid ahead, keeps the highest voucher of each channel on disk before it delivers against
- *   it, presents it through the agent's outbox when its value exceeds what the claim costs, and
- *   watches its channels so that a unilateral close is answered before the challenge period ends,
- *   also after a restart.
+ *   the key the channel was opened with, channel, amount, deposit; no RPC on the hot path), delivers
+ *   only while paid ahead within what the chain would pay, keeps the highest voucher of each channel
+ *   on disk before it delivers against it, presents it through the agent's outbox when its value
+ *   exceeds what the claim costs, and watches its channels so that a unilateral close is answered
+ *   before the challenge period ends, also after a restart.
+ *
+ * The payee applies the chain's rule (PaymentChannels): only the channel's own key pays it (a key
+ * the payer rotated to does not), and a voucher pays at most the spending-rate cap at the earlier of
+ * now and the moment the registry stopped trusting the payer in the period the channel pinned
+ * (`keyTrustedUntil`), which `watch` reads. Between a theft report and the payee's next `watch`,
+ * what it delivers beyond the cap at the report is at its own risk: watch often.
  */
 import path from "node:path";
 import { AbiCoder, keccak256, type Provider } from "ethers";
@@ -22,6 +28,8 @@ import { TERMS_FIELDS, type ChannelTermsJson, type SignedDeviceMessage } from ".
 import type { Outbox } from "../outbox";
 import { silentLogger, type Logger } from "../log";
 import { PaymentChannels__factory } from "../../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
+import { IDeviceRegistry__factory } from "../../../typechain-types/factories/contracts/interfaces/IDeviceRegistry__factory";
+import type { IDeviceRegistry } from "../../../typechain-types/contracts/interfaces/IDeviceRegistry";
 
 /** A channel's terms (`PaymentChannels.Terms`); keccak256 of their ABI encoding is the channel id. */
 export interface ChannelTerms {
@@ -33,12 +41,17 @@ export interface ChannelTerms {
   openedAt: bigint;
   salt: bigint;
   payerKeyHash: string;
+  /** The payer's trust period in the registry when the channel opened. */
+  payerPeriod: bigint;
 }
 
 /** `PaymentChannels.UNCAPPED`: a rate that caps nothing. */
 export const UNCAPPED = (1n << 96n) - 1n;
 
-const TERMS_TYPES = ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32"];
+/** `keyTrustedUntil` of a period still trusted (type(uint40).max): never-ending. */
+export const TRUSTED = (1n << 40n) - 1n;
+
+const TERMS_TYPES = ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32", "uint32"];
 
 export function channelIdOf(t: ChannelTerms): string {
   return keccak256(
@@ -61,6 +74,7 @@ export function termsFromOpened(args: unknown): ChannelTerms {
     openedAt: BigInt(a.openedAt),
     salt: BigInt(a.salt),
     payerKeyHash: String(a.payerKeyHash),
+    payerPeriod: BigInt(a.payerPeriod),
   };
 }
 
@@ -78,6 +92,7 @@ export function termsFromJson(j: ChannelTermsJson): ChannelTerms {
     openedAt: BigInt(j.openedAt),
     salt: BigInt(j.salt),
     payerKeyHash: j.payerKeyHash,
+    payerPeriod: BigInt(j.payerPeriod),
   };
 }
 
@@ -86,6 +101,15 @@ export function spendingLimit(t: ChannelTerms, at: bigint): bigint {
   if (t.rate === UNCAPPED) return (1n << 256n) - 1n;
   const elapsed = at > t.openedAt ? at - t.openedAt : 0n;
   return t.allowance + t.rate * elapsed;
+}
+
+/**
+ * The most a voucher can have the channel pay in total at `at`, when trust in the payer's pinned
+ * period lasts until `until` (`keyTrustedUntil`; TRUSTED while it does): `PaymentChannels.claimLimit`.
+ */
+export function claimLimit(t: ChannelTerms, at: bigint, until: bigint): bigint {
+  if (until === 0n) return 0n;
+  return spendingLimit(t, until < at ? until : at);
 }
 
 /**
@@ -230,8 +254,10 @@ interface ChannelBook {
   terms: ChannelTerms;
   deposit: bigint;
   pricePerUnit: bigint;
-  /** Keys that sign for the payer: the one the channel pins, and its current one once learnt. */
-  keys: Set<string>;
+  /** The key the channel pins (lower case): the only one whose vouchers pay it. */
+  key: string;
+  /** When the registry stopped trusting the payer in the pinned period (TRUSTED: it has not; as last read). */
+  until: bigint;
   best?: SignedVoucher;
   /** What the chain has paid (as last read or claimed). */
   paid: bigint;
@@ -242,7 +268,8 @@ interface ChannelBook {
 }
 
 type PayeeRecord =
-  | { op: "channel"; terms: ChannelTermsJson; deposit: string; pricePerUnit: string; keys: string[] }
+  | { op: "channel"; terms: ChannelTermsJson; deposit: string; pricePerUnit: string; key: string }
+  | { op: "trust"; channel: string; until: string }
   | { op: "voucher"; channel: string; amount: string; key: string; signature: string }
   | { op: "delivered"; channel: string; units: string }
   | { op: "closed"; channel: string };
@@ -267,6 +294,7 @@ export class MeterPayee {
   private readonly log: DurableLog<PayeeRecord>;
   private readonly logger: Logger;
   private readonly digester: VoucherDigester;
+  private registry: IDeviceRegistry | undefined;
 
   private constructor(private readonly opts: MeterPayeeOptions) {
     this.digester = new VoucherDigester(opts.hasher, opts.deployment);
@@ -288,7 +316,6 @@ export class MeterPayee {
         const known = this.channels.get(id);
         if (known) {
           known.deposit = BigInt(r.deposit);
-          for (const k of r.keys) known.keys.add(k);
           return;
         }
         this.channels.set(id, {
@@ -297,7 +324,8 @@ export class MeterPayee {
           terms,
           deposit: BigInt(r.deposit),
           pricePerUnit: BigInt(r.pricePerUnit),
-          keys: new Set(r.keys),
+          key: r.key,
+          until: TRUSTED,
           paid: 0n,
           delivered: 0n,
           closesAt: 0n,
@@ -310,6 +338,11 @@ export class MeterPayee {
         const amount = BigInt(r.amount);
         if (c && (!c.best || amount > c.best.cumulativeAmount))
           c.best = { channel: r.channel, cumulativeAmount: amount, key: r.key, signature: r.signature };
+        return;
+      }
+      case "trust": {
+        const c = this.channels.get(r.channel);
+        if (c) c.until = BigInt(r.until);
         return;
       }
       case "delivered": {
@@ -336,25 +369,11 @@ export class MeterPayee {
       terms: termsToJson(c.terms),
       deposit: c.deposit.toString(),
       pricePerUnit: c.pricePerUnit.toString(),
-      keys: [c.payerKey.toLowerCase()],
+      key: c.payerKey.toLowerCase(),
     };
     await this.log.append(record);
     this.apply(record);
     return channelIdOf(c.terms);
-  }
-
-  /** A key the payer device rotated to (learnt from the registry): its vouchers count too. */
-  async addPayerKey(channel: string, key: string): Promise<void> {
-    const c = this.book(channel);
-    const record: PayeeRecord = {
-      op: "channel",
-      terms: termsToJson(c.terms),
-      deposit: c.deposit.toString(),
-      pricePerUnit: c.pricePerUnit.toString(),
-      keys: [key.toLowerCase()],
-    };
-    await this.log.append(record);
-    this.apply(record);
   }
 
   private book(channel: string): ChannelBook {
@@ -372,7 +391,8 @@ export class MeterPayee {
     if (!c) return { accepted: false, reason: "unknown-channel" };
     if (c.closed) return { accepted: false, reason: "closed" };
     const key = v.key.toLowerCase();
-    if (!c.keys.has(key)) return { accepted: false, reason: "not-payer-key" };
+    // The chain pays a channel only from the key it was opened with: not from one rotated to since.
+    if (key !== c.key) return { accepted: false, reason: "not-payer-key" };
     if (c.best && v.cumulativeAmount <= c.best.cumulativeAmount) return { accepted: false, reason: "not-higher" };
     const digest = this.digester.digest(c.idBytes, v.cumulativeAmount);
     let valid: boolean;
@@ -393,20 +413,24 @@ export class MeterPayee {
     return { accepted: true, persisted };
   }
 
-  /** What the highest voucher can still get paid: within the deposit and the spending cap. */
+  /**
+   * What the highest voucher can get the channel to have paid in total at `at` (s): within the
+   * deposit and the chain's bound (the spending cap at `at`, or when trust in the payer ended).
+   */
   backed(channel: string, at: bigint): bigint {
     const c = this.book(channel);
     const best = c.best?.cumulativeAmount ?? 0n;
-    const cap = spendingLimit(c.terms, at);
-    return [best, c.deposit, cap].reduce((a, b) => (a < b ? a : b));
+    return [best, c.deposit, claimLimit(c.terms, at, c.until)].reduce((a, b) => (a < b ? a : b));
   }
 
-  /** Whether `units` more may be delivered: the voucher held (backed by the deposit) pays for them already. */
-  mayDeliver(channel: string, units: bigint): boolean {
+  /**
+   * Whether `units` more may be delivered at `at` (s; default now): the voucher held pays for them
+   * already, within the deposit and the chain's bound at `at`, which trust ending later cannot lower.
+   */
+  mayDeliver(channel: string, units: bigint, at: bigint = BigInt(Math.floor(Date.now() / 1000))): boolean {
     const c = this.book(channel);
-    const best = c.best?.cumulativeAmount ?? 0n;
     const due = (c.delivered + units) * c.pricePerUnit;
-    return !c.closed && best >= due && c.deposit >= due;
+    return !c.closed && this.backed(channel, at) >= due;
   }
 
   /** Records `units` delivered (after `mayDeliver` said yes). */
@@ -423,7 +447,14 @@ export class MeterPayee {
 
   state(channel: string) {
     const c = this.book(channel);
-    return { deposit: c.deposit, paid: c.paid, delivered: c.delivered, closesAt: c.closesAt, closed: c.closed };
+    return {
+      deposit: c.deposit,
+      paid: c.paid,
+      delivered: c.delivered,
+      closesAt: c.closesAt,
+      closed: c.closed,
+      until: c.until,
+    };
   }
 
   /**
@@ -461,13 +492,15 @@ export class MeterPayee {
   }
 
   /**
-   * Reads every open channel's state from the chain (deposit, paid, a unilateral close) and, when
-   * one is closing, claims its highest voucher at once. Returns the channels found closing.
+   * Reads every open channel's state from the chain (deposit, paid, a unilateral close, whether the
+   * registry still trusts the payer in the pinned period) and, when one is closing, claims its
+   * highest voucher at once. Returns the channels found closing.
    */
   async watch(): Promise<string[]> {
     const { provider, deployment } = this.opts;
     if (!provider) throw new MeterError("watching needs a provider");
     const channels = PaymentChannels__factory.connect(deployment.verifyingContract, provider);
+    this.registry ??= IDeviceRegistry__factory.connect(await channels.registry(), provider);
     const closing: string[] = [];
     for (const c of this.channels.values()) {
       if (c.closed) continue;
@@ -480,6 +513,16 @@ export class MeterPayee {
       c.deposit = s.deposit;
       c.paid = s.paid;
       c.closesAt = s.closesAt;
+      const [, , until] = await this.registry.keyTrustedUntil(c.key, c.terms.payerPeriod);
+      if (until !== c.until) {
+        c.until = until;
+        await this.log.append({ op: "trust", channel: c.id, until: until.toString() });
+        if (until !== TRUSTED)
+          this.logger.warn("payer no longer trusted: its vouchers pay at most the cap when trust ended", {
+            channel: c.id,
+            until: until.toString(),
+          });
+      }
       if (s.closesAt !== 0n) {
         closing.push(c.id);
         this.logger.warn("channel closing: answering with the highest voucher", {
