@@ -1,7 +1,8 @@
 /**
  * Deploys the Custos suite: OpenZeppelin's ERC2771Forwarder (unchanged), the P-256 ERC-7913
  * verifier, the DeviceRegistry with its admin, guardians and quorum, and manufacturers, then
- * LockAccess, PaymentChannels (with its challenge period, seconds) and CustodyLedger on that registry.
+ * LockAccess, PaymentChannels (with its challenge period, seconds), CustodyLedger and LocationBeacons
+ * on that registry.
  *
  *   npx hardhat ignition deploy ignition/modules/Custos.ts --network localhost \
  *     --parameters ignition/parameters.example.json
@@ -28,5 +29,6 @@ export default buildModule("Custos", (m) => {
   const lockAccess = m.contract("LockAccess", [registry, forwarder]);
   const paymentChannels = m.contract("PaymentChannels", [registry, forwarder, challengePeriod]);
   const custodyLedger = m.contract("CustodyLedger", [registry, forwarder]);
-  return { forwarder, p256Verifier, registry, lockAccess, paymentChannels, custodyLedger };
+  const locationBeacons = m.contract("LocationBeacons", [registry]);
+  return { forwarder, p256Verifier, registry, lockAccess, paymentChannels, custodyLedger, locationBeacons };
 });

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { ethers, ignition } from "hardhat";
 import CustosModule from "../../ignition/modules/Custos";
 import parameters from "../../ignition/parameters.example.json";
+import { DOMAINS } from "../../src/eip712";
 
 describe("Ignition: Custos module", function () {
   it("deploys the suite with its parameters: roles, quorum, forwarder and P-256 verifier wired", async function () {
@@ -27,5 +28,12 @@ describe("Ignition: Custos module", function () {
     expect(await paymentChannels.isTrustedForwarder(await forwarder.getAddress())).to.equal(true);
     expect(await custodyLedger.registry()).to.equal(await registry.getAddress());
     expect(await custodyLedger.isTrustedForwarder(await forwarder.getAddress())).to.equal(true);
+  });
+
+  it("deploys LocationBeacons on the registry, under its own EIP-712 domain", async function () {
+    const { registry, locationBeacons } = await ignition.deploy(CustosModule, { parameters });
+    expect(await locationBeacons.registry()).to.equal(await registry.getAddress());
+    const [, name, version] = await locationBeacons.eip712Domain();
+    expect({ name, version }).to.deep.equal(DOMAINS.beacons);
   });
 });
