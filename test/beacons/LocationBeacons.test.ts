@@ -250,17 +250,22 @@ describe("LocationBeacons", function () {
       expect(await beacons.beaconNonce(ids[1])).to.equal(1n);
     });
 
-    it("gas: a first beacon of a secp256k1 and of a P-256 device, and the two in one multicall", async function () {
+    it("gas: a first beacon of a secp256k1 and of a P-256 device, a second one, and two in one multicall", async function () {
       const { keys, ids, beacons } = await loadFixture(stolenFixture);
       const args = await Promise.all([0, 1].map((i) => beaconArgs(beacons, keys[i], ids[i])));
       const alone = [];
       for (const a of args) alone.push((await (await beacons.postLocationBeacon(...a)).wait())!.gasUsed);
+      const again = await beaconArgs(beacons, keys[1], ids[1]); // its nonce slot no longer zero
+      const second = (await (await beacons.postLocationBeacon(...again)).wait())!.gasUsed;
       const { keys: k, ids: d, beacons: b } = await loadFixture(stolenFixture);
       const calls = await Promise.all(
         [0, 1].map(async (i) => b.interface.encodeFunctionData("postLocationBeacon", await beaconArgs(b, k[i], d[i]))),
       );
       const both = (await (await b.multicall(calls)).wait())!.gasUsed;
-      console.log(`      gas: secp256k1 ${alone[0]}, P-256 ${alone[1]}, both in one multicall ${both}`);
+      console.log(
+        `      gas: first beacon secp256k1 ${alone[0]}, P-256 ${alone[1]} (a second P-256 ${second}); ` +
+          `both first beacons in one multicall ${both}`,
+      );
     });
   });
 
