@@ -5,6 +5,7 @@ import { DeviceBatch, deviceIdOf } from "../src/registry/batch";
 import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
 import { p256KeyFromScalar } from "../src/crypto/p256";
 import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry";
+import { deployBeacons } from "../test/helpers/beacons";
 import type { GasRecorder } from "./lib";
 import { deviceById } from "../src/registry/lookup";
 
@@ -84,15 +85,17 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
   const p256Owner = await ethers.getImpersonatedSigner((await deviceById(registry, p256Id)).owner);
   await admin.sendTransaction({ to: p256Owner.address, value: ethers.parseEther("1") });
   await registry.connect(p256Owner).reportStolen(p256Id);
-  nonce = await registry.deviceNonce(p256Id);
+  // Beacons go to LocationBeacons, with its own domain and the device's beacon nonce (its first: 0).
+  const { beacons, deployment: beaconsDeployment } = await deployBeacons(ctx);
+  nonce = await beacons.beaconNonce(p256Id);
   deadline = await deadlineIn();
   const beacon = { latitudeE7: 525200660, longitudeE7: 134049540, at: 1_700_000_000n, deadline };
   await gas.record(
-    "registry.postLocationBeacon.p256",
-    registry.postLocationBeacon(
+    "beacons.postLocationBeacon.p256",
+    beacons.postLocationBeacon(
       p256.signer,
       beacon,
-      signAs(p256, "LocationBeacon", ctx.deployment, { device: p256Id, nonce, ...beacon }),
+      signAs(p256, "LocationBeacon", beaconsDeployment, { device: p256Id, nonce, ...beacon }),
     ),
   );
   await gas.record("registry.decommission", registry.connect(p256Owner).decommission(p256Id));

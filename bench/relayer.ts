@@ -154,6 +154,7 @@ async function withRelayer<T>(
     rpc,
     privateKey: fleet.relayerWallet.privateKey,
     registry: fleet.addresses.registry,
+    locationBeacons: fleet.addresses.locationBeacons,
     dataDir,
     logLevel: "silent",
     rateLimit: 100_000,

@@ -3,7 +3,8 @@
  * the outbox before anything is sent, and delivers the outbox through a courier (direct JSON-RPC
  * or the relayer), retrying with backoff while the endpoint is down.
  *
- * - `Agent` is one device: its signer, its nonces, `sign`, `drain`, `stop`.
+ * - `Agent` is one device: its signer, its nonces (the registry's device nonce, and LocationBeacons'
+ *   beacon nonce for its beacons: two independent sequences), `sign`, `drain`, `stop`.
  * - `Dispatcher` delivers an outbox: per device strictly in nonce order, devices side by side.
  *   Several agents (a gateway next to several devices) can share one outbox and one dispatcher:
  *   see {@link openAgentStack}.
@@ -21,6 +22,7 @@ import {
   DEVICE_MESSAGE_TYPES,
   addressOf,
   messageId,
+  type ContractName,
   type DeviceMessageType,
   type SignedDeviceMessage,
 } from "../messages";
@@ -49,7 +51,10 @@ export interface DispatcherOptions {
   idlePollMs?: number;
 }
 
-/** Delivers the outbox: per device one message at a time in nonce order, devices side by side. */
+/**
+ * Delivers the outbox: per device one message at a time in nonce order (its location beacons in a
+ * lane of their own), devices side by side.
+ */
 export class Dispatcher {
   private loop: Promise<void> | null = null;
   private watching = false;
@@ -218,6 +223,15 @@ export class AgentError extends Error {
   }
 }
 
+/** Where the agent is in one of the device's nonce sequences (the registry's, or LocationBeacons'). */
+interface NonceSequence {
+  next: bigint | undefined;
+  stale: boolean;
+  /** Nonces of messages signed but not on disk yet. */
+  inflight: Set<bigint>;
+  changes: number;
+}
+
 /** One device: signs its messages, persists them, delivers them. */
 export class Agent {
   readonly deviceId: bigint;
@@ -226,18 +240,16 @@ export class Agent {
   readonly dispatcher: Dispatcher;
   private readonly log: Logger;
   private readonly verifier: DeviceSignatureVerifier;
-  private next: bigint | undefined;
-  private stale = true;
+  /** The device's nonce sequences, by the contract that keeps each. */
+  private readonly sequences = new Map<ContractName, NonceSequence>();
   private clockOffset: number | undefined;
-  /** Nonces of messages signed but not on disk yet. */
-  private readonly inflight = new Set<bigint>();
   private readonly refsInFlight = new Map<string, Promise<Signed>>();
   private readonly serial = new Serial();
-  private changes = 0;
   private readonly onDone = (e: OutboxEntry) => {
     if (e?.device === this.deviceId && e.outcome !== "confirmed") {
-      this.stale = true;
-      this.changes++;
+      const seq = this.sequence(CONTRACT_OF[e.type]);
+      seq.stale = true;
+      seq.changes++;
     }
   };
 
@@ -277,6 +289,7 @@ export class Agent {
       throw new AgentError("claim", "a DeviceClaim needs its leaf and proof (model, firmwareHash, proof) to be sent");
     }
     if ("nonce" in fields && usesNonce) throw new AgentError("nonce", "the nonce is assigned by the agent");
+    const deployment = this.deployment(type);
     const ref = opts.ref;
     if (ref !== undefined) {
       const known = this.known(ref);
@@ -288,11 +301,12 @@ export class Agent {
       if (existing) {
         return { signed: undefined, done: { id: existing.id, message: existing.message!, fresh: false } as Signed };
       }
-      const nonce = usesNonce ? await this.nextNonce() : undefined;
+      const seq = this.sequence(CONTRACT_OF[type]);
+      const nonce = usesNonce ? await this.nextNonce(type, seq) : undefined;
       if (fields.deadline === undefined && this.clockOffset === undefined) await this.syncClock();
       const message = this.normalise(type, fields);
       if (nonce !== undefined) message.nonce = nonce.toString();
-      const digest = this.opts.hasher.digest(type, this.deployment(type), message);
+      const digest = this.opts.hasher.digest(type, deployment, message);
       const signature = await this.signer.sign(digest);
       if (!this.verifier.verify(this.signer.signer, digest, signature)) {
         throw new AgentError(undefined, "the device key produced a signature the chain would refuse");
@@ -308,14 +322,14 @@ export class Agent {
       // The write starts here, in call order; the next signature need not wait for its sync.
       const adding = this.outbox.add(signed, ref === undefined ? {} : { ref });
       if (nonce !== undefined) {
-        this.next = nonce + 1n;
-        this.inflight.add(nonce);
+        seq.next = nonce + 1n;
+        seq.inflight.add(nonce);
         adding.then(
-          () => this.inflight.delete(nonce),
+          () => seq.inflight.delete(nonce),
           () => {
-            this.inflight.delete(nonce);
-            this.stale = true; // never on disk: number from the chain and the outbox again
-            this.changes++;
+            seq.inflight.delete(nonce);
+            seq.stale = true; // never on disk: number from the chain and the outbox again
+            seq.changes++;
           },
         );
       }
@@ -360,7 +374,17 @@ export class Agent {
   /** The EIP-712 deployment a message of `type` is signed for: its contract's domain. */
   private deployment(type: DeviceMessageType) {
     const d = this.opts.deployment;
-    return { chainId: d.chainId, verifyingContract: addressOf(d, CONTRACT_OF[type]) };
+    const contract = CONTRACT_OF[type];
+    if (!d[contract])
+      throw new AgentError(contract, `a ${type} goes to the ${contract} contract: its address is not configured`);
+    return { chainId: d.chainId, verifyingContract: addressOf(d, contract) };
+  }
+
+  /** The device's nonce sequence kept by `contract`. */
+  private sequence(contract: ContractName): NonceSequence {
+    let seq = this.sequences.get(contract);
+    if (!seq) this.sequences.set(contract, (seq = { next: undefined, stale: true, inflight: new Set(), changes: 0 }));
+    return seq;
   }
 
   /** The message's fields in their JSON form (integers as decimal strings), checked against the catalogue. */
@@ -415,42 +439,48 @@ export class Agent {
   }
 
   /**
-   * The device's next nonce: where the chain is, moved past every message of this device that is
-   * queued or landed. Re-read from the chain after a message failed to land (its nonce is free
-   * again) and whenever it was never read; while the chain cannot be reached, the outbox and the
-   * local count carry on.
+   * The device's next nonce in the sequence `seq` that a message of `type` draws from (the
+   * registry's device nonce, or LocationBeacons' beacon nonce): where the chain is, moved past every
+   * message of this device in that sequence that is queued or landed. Re-read from the chain after
+   * a message failed to land (its nonce is free again) and whenever it was never read; while the
+   * chain cannot be reached, the outbox and the local count carry on.
    */
-  private async nextNonce(): Promise<bigint> {
-    if (this.next !== undefined && !this.stale) return this.next;
-    const changes = this.changes;
-    let fromOutbox = this.outbox.nextNonce(this.deviceId);
+  private async nextNonce(type: DeviceMessageType, seq: NonceSequence): Promise<bigint> {
+    if (seq.next !== undefined && !seq.stale) return seq.next;
+    const contract = CONTRACT_OF[type];
+    const changes = seq.changes;
+    let fromOutbox = this.outbox.nextNonce(this.deviceId, contract);
     let chainNonce: bigint | undefined;
     const deadline = Date.now() + (this.opts.nonceTimeoutMs ?? 30_000);
     const backoff = new Backoff({ baseMs: 200, capMs: 5_000 });
     for (;;) {
       try {
-        chainNonce = await this.opts.chain.deviceNonce(this.deviceId);
+        chainNonce = await this.opts.chain.nonceFor(type, this.deviceId);
         break;
       } catch (err) {
         if (!(err instanceof Down)) throw err;
-        if (fromOutbox !== undefined || this.next !== undefined) {
+        if (fromOutbox !== undefined || seq.next !== undefined) {
           this.log.warn("chain unreachable; numbering from the outbox", { error: err.message });
           break;
         }
-        if (Date.now() > deadline) throw new AgentError(undefined, `cannot read the device nonce: ${err.message}`);
+        if (Date.now() > deadline)
+          throw new AgentError(
+            undefined,
+            `cannot read the ${contract === "registry" ? "device" : "beacon"} nonce: ${err.message}`,
+          );
         await new Promise((r) => setTimeout(r, backoff.next()));
       }
     }
     if (chainNonce !== undefined) await this.syncClock();
     // Read the outbox and the messages still being written after the awaits, not before: one may
     // have moved from the second to the first meanwhile.
-    fromOutbox = this.outbox.nextNonce(this.deviceId);
-    let next = chainNonce ?? this.next ?? 0n;
+    fromOutbox = this.outbox.nextNonce(this.deviceId, contract);
+    let next = chainNonce ?? seq.next ?? 0n;
     if (fromOutbox !== undefined && fromOutbox > next) next = fromOutbox;
-    for (const n of this.inflight) if (n + 1n > next) next = n + 1n;
-    this.next = next;
+    for (const n of seq.inflight) if (n + 1n > next) next = n + 1n;
+    seq.next = next;
     // Still stale if the chain could not be read, or if another message failed meanwhile.
-    this.stale = chainNonce === undefined || this.changes !== changes;
+    seq.stale = chainNonce === undefined || seq.changes !== changes;
     return next;
   }
 
@@ -519,6 +549,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
   const deployment: ChainDeployment = {
     chainId: BigInt(opts.deployment.chainId),
     registry: getAddress(opts.deployment.registry),
+    ...(opts.deployment.locationBeacons ? { locationBeacons: getAddress(opts.deployment.locationBeacons) } : {}),
     ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
     ...(opts.deployment.paymentChannels ? { paymentChannels: getAddress(opts.deployment.paymentChannels) } : {}),
     ...(opts.deployment.custodyLedger ? { custodyLedger: getAddress(opts.deployment.custodyLedger) } : {}),

@@ -40,6 +40,7 @@ export interface AgentConfig {
   rpc?: string;
   relayer?: string;
   registry?: string;
+  locationBeacons?: string;
   lockAccess?: string;
   paymentChannels?: string;
   custodyLedger?: string;
@@ -97,6 +98,7 @@ const SETTINGS: Record<keyof AgentConfig, { flag: string; env: string; parse: Pa
   rpc: { flag: "--rpc", env: "CUSTOS_RPC_URL", parse: url },
   relayer: { flag: "--relayer", env: "CUSTOS_RELAYER_URL", parse: url },
   registry: { flag: "--registry", env: "CUSTOS_REGISTRY", parse: address },
+  locationBeacons: { flag: "--location-beacons", env: "CUSTOS_LOCATION_BEACONS", parse: address },
   lockAccess: { flag: "--lock-access", env: "CUSTOS_LOCK_ACCESS", parse: address },
   paymentChannels: { flag: "--payment-channels", env: "CUSTOS_PAYMENT_CHANNELS", parse: address },
   custodyLedger: { flag: "--custody-ledger", env: "CUSTOS_CUSTODY_LEDGER", parse: address },
@@ -333,6 +335,7 @@ async function openStack(cfg: AgentConfig, io: Io, logger: Logger): Promise<Agen
     deployment: {
       chainId: await chainIdOf(cfg),
       registry,
+      ...(cfg.locationBeacons ? { locationBeacons: cfg.locationBeacons } : {}),
       ...(cfg.lockAccess ? { lockAccess: cfg.lockAccess } : {}),
       ...(cfg.paymentChannels ? { paymentChannels: cfg.paymentChannels } : {}),
       ...(cfg.custodyLedger ? { custodyLedger: cfg.custodyLedger } : {}),
@@ -383,7 +386,7 @@ export const EXAMPLES: Record<string, string> = {
     "custos-agent sign claim --owner 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --batch 184467440737 --deadline +1h --leaf leaf.json",
   "attest-firmware":
     "custos-agent attest-firmware --firmware-hash 0x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-  send: "custos-agent send LocationBeacon --field latitudeE7=473700000 --field longitudeE7=85400000 --field at=1767225600",
+  send: "custos-agent send LocationBeacon --location-beacons 0xCf7E…0Fc9 --field latitudeE7=473700000 --field longitudeE7=85400000 --field at=1767225600",
   outbox: "custos-agent outbox --all",
   run: "custos-agent run --watch",
   "guest show": "custos-agent guest show --cert key.json",
@@ -420,6 +423,10 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
     .option("--rpc <url>", "JSON-RPC URL of the node (CUSTOS_RPC_URL)")
     .option("--relayer <url>", "relayer gateway base URL; messages go through it (CUSTOS_RELAYER_URL)")
     .option("--registry <address>", "DeviceRegistry address (CUSTOS_REGISTRY)")
+    .option(
+      "--location-beacons <address>",
+      "LocationBeacons address, for a device that posts location beacons while quarantined (CUSTOS_LOCATION_BEACONS)",
+    )
     .option("--lock-access <address>", "LockAccess address, for a lock that anchors its log (CUSTOS_LOCK_ACCESS)")
     .option("--payment-channels <address>", "PaymentChannels address, for a meter (CUSTOS_PAYMENT_CHANNELS)")
     .option("--custody-ledger <address>", "CustodyLedger address, for a tracker (CUSTOS_CUSTODY_LEDGER)")

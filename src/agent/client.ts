@@ -34,18 +34,23 @@ import {
   isSpent,
   toJson,
   type ContractAddresses,
+  type DeviceMessageType,
   type SignedDeviceMessage,
 } from "../messages";
 import {
   CustodyLedger__factory,
   DeviceRegistry__factory,
+  LocationBeacons__factory,
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types";
 import { silentLogger, type Logger } from "./log";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox";
 
-/** Where the contracts are deployed (LockAccess only for a lock that anchors its log). */
+/**
+ * Where the contracts are deployed (LockAccess only for a lock that anchors its log, LocationBeacons
+ * only for a device that posts beacons).
+ */
 export interface ChainDeployment extends ContractAddresses {
   chainId: bigint;
 }
@@ -150,11 +155,12 @@ export class Backoff {
 // ---------------------------------------------------------------- chain reads
 
 const registryInterface: Interface = DeviceRegistry__factory.createInterface();
+const beaconsInterface: Interface = LocationBeacons__factory.createInterface();
 const lockInterface: Interface = LockAccess__factory.createInterface();
 const channelsInterface: Interface = PaymentChannels__factory.createInterface();
 const custodyInterface: Interface = CustodyLedger__factory.createInterface();
 
-/** Registry and LockAccess errors after which a message can never land: they retire it as rejected. */
+/** Errors of the device messages' contracts after which a message can never land: they retire it as rejected. */
 const FINAL_ERRORS = new Set([
   "LockAccessExpired",
   "LockAccessInvalidSignature",
@@ -176,6 +182,8 @@ const FINAL_ERRORS = new Set([
   "DeviceRegistryUnsupportedKey",
   "DeviceRegistryKeyTaken",
   "DeviceRegistryBatchRevoked",
+  "LocationBeaconsExpired",
+  "LocationBeaconsInvalidSignature",
 ]);
 
 /** The revert data carried somewhere in a provider error, if any. */
@@ -208,7 +216,7 @@ const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
 
 export function decodeRevert(data: string | undefined): Revert {
   if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
-  for (const iface of [registryInterface, lockInterface, channelsInterface, custodyInterface]) {
+  for (const iface of [registryInterface, beaconsInterface, lockInterface, channelsInterface, custodyInterface]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
@@ -216,7 +224,9 @@ export function decodeRevert(data: string | undefined): Revert {
       const text = `${parsed.name}(${args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
       const final =
         FINAL_ERRORS.has(parsed.name) ||
-        (/^(DeviceRegistryWrongStatus|LockAccessLockNotActive|PaymentChannelsPayerNotActive)$/.test(parsed.name) &&
+        (/^(DeviceRegistryWrongStatus|LocationBeaconsNotQuarantined|LockAccessLockNotActive|PaymentChannelsPayerNotActive)$/.test(
+          parsed.name,
+        ) &&
           BigInt(args[1]) === REVOKED) ||
         // A log batch behind the chain's sequence never lands; one ahead waits for those before it.
         (/^(LockAccessWrongSequence|CustodyLedgerWrongSequence)$/.test(parsed.name) &&
@@ -229,11 +239,13 @@ export function decodeRevert(data: string | undefined): Revert {
   return { name: "unknown", args: [], text: `reverted with ${data.slice(0, 74)}`, final: true };
 }
 
-/** Reads of the registry that the agent needs, with endpoint failures turned into {@link Down}. */
+/** Reads of the registry (and beacons) that the agent needs, with endpoint failures turned into {@link Down}. */
 export class Chain {
   private checked = false;
+  private beaconsChecked = false;
   private clock: { at: number; timestamp: bigint } | undefined;
   private readonly registry;
+  private readonly beacons;
 
   constructor(
     readonly provider: Provider,
@@ -241,6 +253,9 @@ export class Chain {
     private readonly hasher: TypedDataHasher,
   ) {
     this.registry = DeviceRegistry__factory.connect(deployment.registry, provider);
+    this.beacons = deployment.locationBeacons
+      ? LocationBeacons__factory.connect(deployment.locationBeacons, provider)
+      : undefined;
   }
 
   /**
@@ -259,7 +274,7 @@ export class Chain {
       return await fn();
     } catch (err) {
       if (err instanceof Down) throw err;
-      this.checked = false;
+      this.checked = this.beaconsChecked = false;
       throw new Down(`${what}: ${describe(err)}`);
     }
   }
@@ -289,6 +304,37 @@ export class Chain {
   async deviceNonce(device: bigint): Promise<bigint> {
     await this.ensure();
     return BigInt(await this.call("deviceNonce", () => this.registry.deviceNonce(device)));
+  }
+
+  /** The nonce device `device`'s next location beacon must carry (LocationBeacons' own sequence). */
+  async beaconNonce(device: bigint): Promise<bigint> {
+    const beacons = this.beacons;
+    if (!beacons) throw new Error("no locationBeacons address is configured");
+    await this.ensure();
+    if (!this.beaconsChecked) {
+      // As for the registry: the domain separator binds the chain id and the address.
+      const expected = bytesToHex(
+        this.hasher.domainSeparator("beacons", {
+          chainId: this.deployment.chainId,
+          verifyingContract: this.deployment.locationBeacons!,
+        }),
+      );
+      const actual = await this.call("DOMAIN_SEPARATOR", () => beacons.DOMAIN_SEPARATOR());
+      if (actual.toLowerCase() !== expected)
+        throw new Down(
+          `the node at hand does not serve LocationBeacons ${this.deployment.locationBeacons} on chain ${this.deployment.chainId}`,
+        );
+      this.beaconsChecked = true;
+    }
+    return BigInt(await this.call("beaconNonce", () => beacons.beaconNonce(device)));
+  }
+
+  /**
+   * The next nonce of `device` that a message of `type` must carry: LocationBeacons' beacon nonce
+   * for a beacon, the registry's device nonce for the rest.
+   */
+  nonceFor(type: DeviceMessageType, device: bigint): Promise<bigint> {
+    return CONTRACT_OF[type] === "locationBeacons" ? this.beaconNonce(device) : this.deviceNonce(device);
   }
 
   async isSpent(m: SignedDeviceMessage): Promise<boolean> {
@@ -329,21 +375,37 @@ async function preflight(
   | { kind: "go" }
 > {
   const m = e.message!;
+  const contract = CONTRACT_OF[e.type];
+  if (!chain.deployment[contract])
+    return {
+      kind: "rejected",
+      reason: `a ${e.type} goes to the ${contract} contract, and no address is configured for it`,
+    };
   if (e.nonce === undefined) {
     if (await chain.isSpent(m)) return { kind: "spent", reason: "the key is already registered" };
   } else {
     // One read answers both questions: spent (isSpent's rule: the nonce moved past it) and ready.
-    const chainNonce = await chain.deviceNonce(e.device);
-    onDeviceNonce?.(e.device, chainNonce);
-    if (chainNonce > e.nonce) return { kind: "spent", reason: `the device nonce is already past it (${chainNonce})` };
+    // A beacon's nonce is LocationBeacons' beacon nonce, a sequence apart from the device nonce.
+    const beacon = CONTRACT_OF[e.type] === "locationBeacons";
+    const what = beacon ? "beacon nonce" : "device nonce";
+    const chainNonce = await chain.nonceFor(e.type, e.device);
+    if (!beacon) onDeviceNonce?.(e.device, chainNonce);
+    if (chainNonce > e.nonce) return { kind: "spent", reason: `the ${what} is already past it (${chainNonce})` };
     if (e.nonce > chainNonce) {
-      // Everything before this message in the outbox is finished; something below it never landed.
+      // Everything before this message in its lane is finished; something below it never landed.
       const blocker = outbox
         .ofDevice(e.device)
-        .find((o) => o.outcome === "rejected" && o.nonce !== undefined && o.nonce >= chainNonce && o.nonce < e.nonce!);
+        .find(
+          (o) =>
+            o.outcome === "rejected" &&
+            o.nonce !== undefined &&
+            CONTRACT_OF[o.type] === CONTRACT_OF[e.type] &&
+            o.nonce >= chainNonce &&
+            o.nonce < e.nonce!,
+        );
       if (blocker)
         return { kind: "rejected", reason: `blocked: nonce ${blocker.nonce} was rejected (${blocker.reason})` };
-      return { kind: "wait", reason: `the device nonce is ${chainNonce}; nonce ${e.nonce} has to wait for it` };
+      return { kind: "wait", reason: `the ${what} is ${chainNonce}; nonce ${e.nonce} has to wait for it` };
     }
   }
   const deadline = deadlineOf(m);
@@ -704,13 +766,13 @@ const RELAYER_SPENT = new Set(["nonce_used", "key_taken"]);
 /**
  * What a relayer refusal means for the message (codes of `src/relayer/errors.ts`): `spent`,
  * `hold` (the deadline retires it if it never passes), or `final`. A simulated revert is final
- * only when it names a registry error that is.
+ * only when it names a registry (or beacons) error that is.
  */
 export function relayerRefusal(code: string | undefined, error: string | undefined): "spent" | "hold" | "final" {
   if (code && RELAYER_SPENT.has(code)) return "spent";
   if (code && RELAYER_HOLD.has(code)) return "hold";
   if (code === "would_revert") {
-    const name = /DeviceRegistry\w+/.exec(error ?? "")?.[0];
+    const name = /(DeviceRegistry|LocationBeacons)\w+/.exec(error ?? "")?.[0];
     return name && (FINAL_ERRORS.has(name) || /Revoked|, 3\)/.test(error ?? "")) ? "final" : "hold";
   }
   if (!code && /status|active|quarantin|rate/i.test(error ?? "")) return "hold";

@@ -21,10 +21,12 @@ import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } f
 import path from "node:path";
 import { DurableLog } from "../store/durableLog";
 import {
+  CONTRACT_OF,
   checkShape,
   deviceOf,
   messageId,
   nonceOf,
+  type ContractName,
   type DeviceMessageType,
   type SignedDeviceMessage,
 } from "../messages";
@@ -113,7 +115,17 @@ export interface OutboxStats {
   records: number;
 }
 
-/** Order of the messages of one device: its claim first, then by nonce, then by arrival. */
+/**
+ * The delivery lane of an entry: a device's location beacons go in a lane of their own (they carry
+ * LocationBeacons' beacon nonce, independent of the registry's device nonce, and they are what a
+ * quarantined device sends while its registry messages are held); everything else of the device
+ * goes in its main lane.
+ */
+function laneOf(e: Pick<OutboxEntry, "device" | "type">): string {
+  return CONTRACT_OF[e.type] === "locationBeacons" ? `${e.device}:beacons` : `${e.device}`;
+}
+
+/** Order of the messages of one lane: a device's claim first, then by nonce, then by arrival. */
 function order(a: OutboxEntry, b: OutboxEntry): number {
   const na = a.nonce ?? -1n;
   const nb = b.nonce ?? -1n;
@@ -201,39 +213,48 @@ export class Outbox extends EventEmitter {
     return [...this.entries.values()].sort((a, b) => a.seq - b.seq);
   }
 
-  /** Entries not finished yet: per device in delivery order, devices by first arrival. */
+  /** Entries not finished yet: per lane (see {@link laneOf}) in delivery order, lanes by first arrival. */
   live(): OutboxEntry[] {
-    const byDevice = new Map<bigint, OutboxEntry[]>();
+    const byLane = new Map<string, OutboxEntry[]>();
     for (const e of [...this.entries.values()].sort((a, b) => a.seq - b.seq)) {
       if (e.state === "done") continue;
-      const list = byDevice.get(e.device) ?? [];
+      const lane = laneOf(e);
+      const list = byLane.get(lane) ?? [];
       list.push(e);
-      byDevice.set(e.device, list);
+      byLane.set(lane, list);
     }
-    return [...byDevice.values()].flatMap((list) => list.sort(order));
+    return [...byLane.values()].flatMap((list) => list.sort(order));
   }
 
-  /** The next message to deliver for each device that has one. Messages of a device go one by one. */
+  /**
+   * The next message to deliver in each lane that has one: messages of a device go one by one, its
+   * location beacons one by one beside them.
+   */
   heads(): OutboxEntry[] {
-    const heads = new Map<bigint, OutboxEntry>();
-    for (const e of this.live()) if (!heads.has(e.device)) heads.set(e.device, e);
+    const heads = new Map<string, OutboxEntry>();
+    for (const e of this.live()) {
+      const lane = laneOf(e);
+      if (!heads.has(lane)) heads.set(lane, e);
+    }
     return [...heads.values()];
   }
 
-  /** Entries of `device`, finished or not, in delivery order. */
+  /** Entries of `device`, finished or not, in delivery order (all its lanes). */
   ofDevice(device: bigint): OutboxEntry[] {
     return [...this.entries.values()].filter((e) => e.device === device).sort(order);
   }
 
   /**
-   * The lowest device nonce above every message of `device` that is live or landed: where the
-   * next message must start, as far as the outbox knows. Rejected messages do not count (they never
-   * land, so their nonces are free again).
+   * The lowest nonce of `contract` (the registry's device nonce, or LocationBeacons' beacon nonce)
+   * above every message of `device` that uses it and is live or landed: where the next such message
+   * must start, as far as the outbox knows. Rejected messages do not count (they never land, so
+   * their nonces are free again).
    */
-  nextNonce(device: bigint): bigint | undefined {
+  nextNonce(device: bigint, contract: ContractName = "registry"): bigint | undefined {
     let next: bigint | undefined;
     for (const e of this.entries.values()) {
       if (e.device !== device || e.nonce === undefined || e.outcome === "rejected") continue;
+      if (CONTRACT_OF[e.type] !== contract) continue;
       if (next === undefined || e.nonce + 1n > next) next = e.nonce + 1n;
     }
     return next;

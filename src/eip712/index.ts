@@ -11,6 +11,7 @@ export const DOMAINS = {
   lock: { name: "Custos LockAccess", version: "1" },
   channels: { name: "Custos PaymentChannels", version: "1" },
   custody: { name: "Custos CustodyLedger", version: "1" },
+  beacons: { name: "Custos LocationBeacons", version: "1" },
   /** OpenZeppelin's ERC2771Forwarder, deployed unchanged under this name. */
   forwarder: { name: "Custos Forwarder", version: "1" },
 } as const;
@@ -50,9 +51,12 @@ export const TYPES = {
       { name: "deadline", type: "uint256" },
     ],
   },
-  /** A quarantined device reports where it is, for its owner. */
+  /**
+   * A quarantined device reports where it is, for its owner. Posted to LocationBeacons, whose
+   * per-device `beaconNonce` it carries (not the registry's device nonce).
+   */
   LocationBeacon: {
-    domain: "registry",
+    domain: "beacons",
     fields: [
       { name: "device", type: "uint256" },
       { name: "nonce", type: "uint256" },

@@ -1,7 +1,9 @@
 /**
  * Device messages on their way to the chain: which contract call carries each signed catalogue
  * type, the id that makes a message idempotent, and how to tell that one already landed (its nonce
- * is used, or its key is claimed). Shared by the agent core and the relayer.
+ * is used, or its key is claimed). Shared by the agent core and the relayer. A message with a nonce
+ * uses its own contract's nonce of its device: the registry's `deviceNonce`, or LocationBeacons'
+ * `beaconNonce` for a beacon (two independent sequences).
  *
  * `encodeCall` and `messageId` are on the relayer's per-message path, so they avoid ethers' generic
  * ABI coder and keccak: the device calls are laid out by hand (head and tail, as the ABI spec
@@ -18,6 +20,7 @@ import { DeviceRegistry__factory } from "../../typechain-types/factories/contrac
 import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
 import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
+import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [
@@ -32,13 +35,13 @@ export const DEVICE_MESSAGE_TYPES = [
 export type DeviceMessageType = (typeof DEVICE_MESSAGE_TYPES)[number];
 
 /** The contracts a device message can be addressed to. */
-export type ContractName = "registry" | "lockAccess" | "paymentChannels" | "custodyLedger";
+export type ContractName = "registry" | "locationBeacons" | "lockAccess" | "paymentChannels" | "custodyLedger";
 
 /** The contract each device message type is delivered to (a type's route depends on the type alone). */
 export const CONTRACT_OF = {
   DeviceClaim: "registry",
   FirmwareAttestation: "registry",
-  LocationBeacon: "registry",
+  LocationBeacon: "locationBeacons",
   NonceCancellation: "registry",
   UnlockLog: "lockAccess",
   Voucher: "paymentChannels",
@@ -48,6 +51,7 @@ export const CONTRACT_OF = {
 /** Where the contracts are deployed (a contract the deployment lacks cannot be addressed). */
 export interface ContractAddresses {
   registry: string;
+  locationBeacons?: string;
   lockAccess?: string;
   paymentChannels?: string;
   custodyLedger?: string;
@@ -102,6 +106,7 @@ export const TERMS_FIELDS = [
 
 const INTERFACES: Record<ContractName, [string, Interface]> = {
   registry: ["DeviceRegistry", DeviceRegistry__factory.createInterface()],
+  locationBeacons: ["LocationBeacons", LocationBeacons__factory.createInterface()],
   lockAccess: ["LockAccess", LockAccess__factory.createInterface()],
   paymentChannels: ["PaymentChannels", PaymentChannels__factory.createInterface()],
   custodyLedger: ["CustodyLedger", CustodyLedger__factory.createInterface()],
@@ -126,7 +131,7 @@ const SELECTORS = {
   DeviceClaim: selectorOf("registry", "claim", "claim((address,uint48,bytes,bytes32,bytes32,uint256),bytes32[],bytes)"),
   FirmwareAttestation: selectorOf("registry", "attestFirmware", "attestFirmware(bytes,bytes32,uint256,bytes)"),
   LocationBeacon: selectorOf(
-    "registry",
+    "locationBeacons",
     "postLocationBeacon",
     "postLocationBeacon(bytes,(int32,int32,uint64,uint256),bytes)",
   ),
@@ -349,7 +354,7 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
       const signature = bytes(m.signature, "signature");
       const sig = 6 * WORD + tailSize(key);
       return {
-        contract: "registry",
+        contract: "locationBeacons",
         data:
           SELECTORS.LocationBeacon +
           size(6 * WORD) +
@@ -458,7 +463,7 @@ export function deviceOf(m: SignedDeviceMessage): bigint {
   return BigInt((m.type === "UnlockLog" ? m.message.lock : m.message.device) as string);
 }
 
-/** The device nonce the message uses, if its type has one. */
+/** The nonce the message uses, if its type has one (of its contract: see the top of this file). */
 export function nonceOf(m: SignedDeviceMessage): bigint | undefined {
   return "nonce" in m.message ? BigInt(m.message.nonce as string) : undefined;
 }
@@ -481,8 +486,8 @@ export function toJson(value: unknown): string {
 
 /**
  * Whether `m` can no longer land because it (or another message with its nonce) already did:
- * its device's nonce moved past it, its key is registered, or (an unlock log batch) the lock's last
- * anchored sequence number reached it.
+ * its device's nonce (a beacon: its beacon nonce) moved past it, its key is registered, or (an
+ * unlock log batch) the lock's last anchored sequence number reached it.
  */
 export async function isSpent(
   m: SignedDeviceMessage,
@@ -503,6 +508,10 @@ export async function isSpent(
   if (m.type === "UnlockLog") {
     const locks = LockAccess__factory.connect(addressOf(contracts, "lockAccess"), provider);
     return BigInt((await locks.lockState(deviceOf(m))).logSeq) >= BigInt(m.message.seq as string);
+  }
+  if (m.type === "LocationBeacon") {
+    const beacons = LocationBeacons__factory.connect(addressOf(contracts, "locationBeacons"), provider);
+    return BigInt(await beacons.beaconNonce(deviceOf(m))) > nonceOf(m)!;
   }
   const registry = DeviceRegistry__factory.connect(contracts.registry, provider);
   if (m.type === "DeviceClaim") return !(await registry.isKeyAvailable(m.key));

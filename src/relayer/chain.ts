@@ -1,9 +1,10 @@
 /**
  * What the relayer reads from the chain, cached so that intake rarely waits for the node: per key
- * (device, status, availability), per device (nonce), per batch, per forward-request signer (nonce),
- * per verifier. The head is polled; each new block's registry and forwarder logs invalidate exactly
- * the devices, keys and signers they touch (a batch or verifier change, an unknown event, a reorg
- * or a long gap invalidates everything). Reads are deduplicated while in flight.
+ * (device, status, availability), per device (nonce, and beacon nonce), per batch, per
+ * forward-request signer (nonce), per verifier. The head is polled; each new block's registry,
+ * LocationBeacons and forwarder logs invalidate exactly the devices, keys and signers they touch (a
+ * batch or verifier change, an unknown event, a reorg or a long gap invalidates everything). Reads
+ * are deduplicated while in flight.
  */
 import { JsonRpcProvider } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
@@ -12,8 +13,10 @@ import { deviceByKey } from "../registry/lookup";
 import {
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
+  LocationBeacons__factory,
   type DeviceRegistry,
   type ERC2771Forwarder,
+  type LocationBeacons,
 } from "../../typechain-types";
 
 export enum DeviceStatus {
@@ -43,22 +46,27 @@ export interface BatchInfo {
   status: number; // 0 none, 1 active, 2 quarantined, 3 revoked
 }
 
-/** Registry events whose first indexed topic is the device id they change. */
+/**
+ * Registry events whose first indexed topic is the device id they change: its status, key, key
+ * provenance, or nonce (which also moves when a new trust period starts: TrustPeriodEnded, at a
+ * release, a guardian clear or a rotation). Guardians' votes are the GuardianQuorum contract's; only
+ * a vote that reaches the quorum changes the device (GuardianFlagged, GuardianCleared).
+ */
 const DEVICE_EVENTS = [
   "DeviceClaimed",
   "ReportedStolen",
   "Released",
-  "GuardianVoted",
   "GuardianFlagged",
   "GuardianCleared",
   "DeviceRevoked",
   "KeyRotated",
+  "KeyAttested",
+  "TrustPeriodEnded",
   "FirmwareAttested",
-  "LocationBeaconPosted",
   "NonceCancelled",
 ] as const;
 /** Registry events of device messages that change only the device's nonce. */
-const NONCE_EVENTS = ["FirmwareAttested", "LocationBeaconPosted", "NonceCancelled"] as const;
+const NONCE_EVENTS = ["FirmwareAttested", "NonceCancelled"] as const;
 /** Registry events that change nothing the relayer reads. */
 const HARMLESS_EVENTS = [
   "Transfer",
@@ -68,7 +76,6 @@ const HARMLESS_EVENTS = [
   "RoleRevoked",
   "RoleAdminChanged",
   "FirmwareRevoked",
-  "GuardianQuorumChanged",
 ] as const;
 
 const MAX_LOG_RANGE = 500;
@@ -76,6 +83,8 @@ const MAX_LOG_RANGE = 500;
 export class ChainView {
   readonly registryContract: DeviceRegistry;
   readonly forwarderContract: ERC2771Forwarder;
+  /** LocationBeacons, when the relayer delivers beacons. */
+  readonly beaconsContract: LocationBeacons | undefined;
   latestBlock = 0;
   private latestTimestamp = 0;
   private readonly cache = new Map<string, Promise<unknown>>();
@@ -89,6 +98,8 @@ export class ChainView {
   private readonly harmlessTopics = new Set<string>();
   private readonly keyRotatedTopic: string;
   private readonly executedTopic: string;
+  /** LocationBeaconPosted: moves the device's beacon nonce (the beacons' only event). */
+  private readonly beaconPostedTopic: string;
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
   private readonly blockListeners = new Set<(block: number) => void>();
@@ -101,9 +112,12 @@ export class ChainView {
     readonly forwarder: string,
     private readonly pollIntervalMs: number,
     private readonly log: FastifyBaseLogger,
+    readonly beacons?: string,
   ) {
     this.registryContract = DeviceRegistry__factory.connect(registry, provider);
     this.forwarderContract = ERC2771Forwarder__factory.connect(forwarder, provider);
+    this.beaconsContract = beacons ? LocationBeacons__factory.connect(beacons, provider) : undefined;
+    this.beaconPostedTopic = LocationBeacons__factory.createInterface().getEvent("LocationBeaconPosted").topicHash;
     const ri = this.registryContract.interface;
     for (const e of DEVICE_EVENTS) this.deviceTopics.add(ri.getEvent(e).topicHash);
     for (const e of HARMLESS_EVENTS) this.harmlessTopics.add(ri.getEvent(e).topicHash);
@@ -163,6 +177,17 @@ export class ChainView {
     );
   }
 
+  /** The nonce device `device`'s next location beacon must carry (LocationBeacons' own sequence). */
+  beaconNonce(device: bigint): Promise<bigint> {
+    const beacons = this.beaconsContract;
+    if (!beacons) return Promise.reject(new Error("relayer: no LocationBeacons address is configured"));
+    return this.cached(
+      `bnonce:${device}`,
+      () => [`b:${device}`],
+      async () => BigInt(await beacons.beaconNonce(device)),
+    );
+  }
+
   keyAvailable(key: string): Promise<boolean> {
     const k = key.toLowerCase();
     return this.cached(
@@ -207,6 +232,11 @@ export class ChainView {
     this.drop(`d:${device}`);
   }
 
+  /** Drops the cached beacon nonce of `device`. */
+  invalidateBeaconNonce(device: bigint): void {
+    this.drop(`b:${device}`);
+  }
+
   invalidateSigner(from: string): void {
     this.drop(`f:${from.toLowerCase()}`);
   }
@@ -224,21 +254,24 @@ export class ChainView {
   }
 
   /**
-   * Applies the receipt of one of the relayer's own device batches: the devices' nonces are known
-   * exactly (`next`), so cached nonces are moved on instead of dropped — no refetch storm after
-   * every batch. A cached value is never lowered (nonces only grow), and a device that another
-   * transaction touched meanwhile was dropped by its own log and is simply read again.
+   * Applies the receipt of one of the relayer's own device batches: the nonces of its lanes are
+   * known exactly (`next`, by lane: `d:<device>` a device nonce, `b:<device>` a beacon nonce), so
+   * cached nonces are moved on instead of dropped — no refetch storm after every batch. A cached
+   * value is never lowered (nonces only grow), and a device that another transaction touched
+   * meanwhile was dropped by its own log and is simply read again.
    */
-  applyOwnReceipt(logs: readonly RawLog[], next: ReadonlyMap<bigint, bigint>): void {
-    const registry = this.registry.toLowerCase();
-    const mine = (l: RawLog) =>
-      l.address.toLowerCase() === registry && this.nonceTopics.has(l.topics[0]) && next.has(BigInt(l.topics[1]));
+  applyOwnReceipt(logs: readonly RawLog[], next: ReadonlyMap<string, bigint>): void {
+    const mine = (l: RawLog) => {
+      const lane = this.ownNonceLane(l);
+      return lane !== undefined && next.has(lane);
+    };
     this.applyLogs(
       logs.filter((l) => !mine(l)),
       true,
     );
-    for (const [device, nonce] of next) {
-      const key = `nonce:${device}`;
+    for (const [lane, nonce] of next) {
+      const device = lane.slice(2);
+      const key = lane.startsWith("b:") ? `bnonce:${device}` : `nonce:${device}`;
       const value = this.values.get(key) as bigint | undefined;
       if (value === undefined || !this.cache.has(key)) continue;
       const moved = value > nonce ? value : nonce;
@@ -247,22 +280,34 @@ export class ChainView {
     }
   }
 
-  /** Invalidates what `logs` (of the registry and the forwarder) changed. */
+  /**
+   * The lane whose nonce a log of a device message moves (`d:<device>` for the registry's nonce
+   * events, `b:<device>` for a posted beacon), or undefined for any other log.
+   */
+  private ownNonceLane(log: RawLog): string | undefined {
+    const address = log.address.toLowerCase();
+    const topic = log.topics[0];
+    if (address === this.registry.toLowerCase() && this.nonceTopics.has(topic)) return `d:${BigInt(log.topics[1])}`;
+    if (this.beacons && address === this.beacons.toLowerCase() && topic === this.beaconPostedTopic)
+      return `b:${BigInt(log.topics[1])}`;
+    return undefined;
+  }
+
+  /** Invalidates what `logs` (of the registry, LocationBeacons and the forwarder) changed. */
   applyLogs(logs: readonly RawLog[], own = false): void {
     const registry = this.registry.toLowerCase();
     const forwarder = this.forwarder.toLowerCase();
+    const beacons = this.beacons?.toLowerCase();
     for (const log of logs) {
       const address = log.address.toLowerCase();
       const topic = log.topics[0];
       // The nonce events of the relayer's own batches are applied from their receipts.
-      if (
-        !own &&
-        address === registry &&
-        this.nonceTopics.has(topic) &&
-        this.ownTxs.has(String(log.transactionHash).toLowerCase())
-      )
+      if (!own && this.ownNonceLane(log) !== undefined && this.ownTxs.has(String(log.transactionHash).toLowerCase()))
         continue;
-      if (address === forwarder) {
+      if (address === beacons) {
+        // A beacon moves its device's beacon nonce; anything else of the beacons changes nothing read here.
+        if (topic === this.beaconPostedTopic) this.invalidateBeaconNonce(BigInt(log.topics[1]));
+      } else if (address === forwarder) {
         if (topic === this.executedTopic) this.invalidateSigner("0x" + log.topics[1].slice(26));
       } else if (address === registry) {
         if (this.deviceTopics.has(topic)) {
@@ -298,7 +343,7 @@ export class ChainView {
           this.invalidateAll();
         } else {
           const logs = await this.provider.getLogs({
-            address: [this.registry, this.forwarder],
+            address: [this.registry, this.forwarder, ...(this.beacons ? [this.beacons] : [])],
             fromBlock: this.latestBlock + 1,
             toBlock: head,
           });

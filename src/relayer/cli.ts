@@ -1,5 +1,5 @@
 /**
- * `npm run relayer -- --rpc URL --port N --keystore FILE --registry ADDRESS [options]`
+ * `npm run relayer -- --rpc URL --port N --keystore FILE --registry ADDRESS [--location-beacons ADDRESS] [options]`
  *
  * Every flag can also come from the environment (CUSTOS_RELAYER_<FLAG>, e.g. CUSTOS_RELAYER_RPC);
  * the keystore's password from --password-file or CUSTOS_RELAYER_PASSWORD. Logs are JSON lines on
@@ -64,6 +64,11 @@ export const program = new Command()
       .makeOptionMandatory(),
   )
   .addOption(
+    new Option("--location-beacons <address>", "LocationBeacons address (without it, location beacons are refused)")
+      .env(env("LOCATION_BEACONS"))
+      .argParser(address),
+  )
+  .addOption(
     new Option("--forwarder <address>", "ERC2771Forwarder address (default: the registry's trusted forwarder)")
       .env(env("FORWARDER"))
       .argParser(address),
@@ -119,7 +124,8 @@ export const program = new Command()
     `
 Example:
   npm run relayer -- --rpc http://127.0.0.1:8545 --port 8787 --keystore relayer.json \\
-    --password-file relayer.pw --registry 0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0`,
+    --password-file relayer.pw --registry 0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0 \\
+    --location-beacons 0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9`,
   );
 
 interface Options {
@@ -127,6 +133,7 @@ interface Options {
   keystore: string;
   passwordFile?: string;
   registry: string;
+  locationBeacons?: string;
   forwarder?: string;
   host: string;
   port: number;
@@ -153,6 +160,7 @@ export async function main(argv = process.argv): Promise<void> {
     rpc: o.rpc,
     keystore: { json: readFileSync(o.keystore, "utf8"), password },
     registry: o.registry,
+    locationBeacons: o.locationBeacons,
     forwarder: o.forwarder,
     dataDir: path.resolve(o.data),
     host: o.host,

@@ -18,6 +18,11 @@ export interface RelayerConfig {
   keystore?: { json: string; password: string };
   /** DeviceRegistry address. */
   registry: string;
+  /**
+   * LocationBeacons address: quarantined devices' location beacons are delivered to it (without
+   * it, a beacon is refused as `target_not_allowed`).
+   */
+  locationBeacons?: string;
   /** ERC2771Forwarder address (default: the registry's trusted forwarder). */
   forwarder?: string;
   /** Directory of the durable intake log. */
@@ -54,9 +59,20 @@ export interface RelayerConfig {
 }
 
 export type ResolvedConfig = Required<
-  Omit<RelayerConfig, "privateKey" | "keystore" | "forwarder" | "hooks" | "gasCap" | "p256Verifiers" | "forwardTargets">
+  Omit<
+    RelayerConfig,
+    | "privateKey"
+    | "keystore"
+    | "forwarder"
+    | "locationBeacons"
+    | "hooks"
+    | "gasCap"
+    | "p256Verifiers"
+    | "forwardTargets"
+  >
 > & {
   privateKey?: string;
+  locationBeacons?: string;
   keystore?: { json: string; password: string };
   forwarder?: string;
   hooks: RelayerHooks;

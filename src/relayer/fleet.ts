@@ -24,7 +24,10 @@ export interface SimFleet {
   provider: JsonRpcProvider;
   addresses: SuiteAddresses;
   registry: DeviceRegistry;
+  /** The registry's EIP-712 deployment (device messages but beacons). */
   deployment: Deployment;
+  /** LocationBeacons' EIP-712 deployment (location beacons). */
+  beaconsDeployment: Deployment;
   forwarderDeployment: Deployment;
   owner: Signer;
   ownerAddress: string;
@@ -61,6 +64,7 @@ export async function simulateFleet(opts: {
   const registry = DeviceRegistry__factory.connect(addresses.registry, admin);
   const { chainId } = await provider.getNetwork();
   const deployment = { chainId, verifyingContract: addresses.registry };
+  const beaconsDeployment = { chainId, verifyingContract: addresses.locationBeacons };
   const forwarderDeployment = { chainId, verifyingContract: addresses.forwarder };
   const kinds = opts.kinds ?? ["secp256k1"];
   const total = opts.devices + (opts.unclaimed ?? 0);
@@ -102,6 +106,7 @@ export async function simulateFleet(opts: {
     addresses,
     registry,
     deployment,
+    beaconsDeployment,
     forwarderDeployment,
     owner,
     ownerAddress,

@@ -8,7 +8,7 @@
  */
 import { concat, type JsonRpcProvider } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
-import { DOMAINS, type Deployment } from "../eip712";
+import { DOMAINS, TYPES, type Deployment } from "../eip712";
 import { TypedDataHasher, hexToBytes, keccak } from "../eip712/fast";
 import { DeviceSignatureVerifier } from "../crypto/verify";
 import { P256_N } from "../crypto/p256";
@@ -39,8 +39,9 @@ const ZERO_ADDRESS = /^0x0{40}$/i;
 /**
  * Gas a device message of a shape not yet estimated is assumed to cost alone (21,000 included),
  * until one of that shape is next in line and gets a real `eth_estimateGas`. Measured on the
- * registry (secp256k1 / P-256 key): attestation 52k / 63k, cancellation 50k / 61k, beacon 53k /
- * 64k, claim with a 14-deep proof 127k / 139k; these bounds leave headroom.
+ * registry (secp256k1 / P-256 key): attestation 52k / 63k, cancellation 50k / 61k, claim with a
+ * 14-deep proof 127k / 139k; on LocationBeacons, a device's first beacon 67k / 79k (its nonce slot
+ * written from zero). These bounds leave headroom.
  */
 const GAS_BOUND: Record<SignedDeviceMessage["type"], bigint> = {
   DeviceClaim: 200_000n,
@@ -64,6 +65,8 @@ export interface IntakeContext {
   store: MessageStore;
   hasher: TypedDataHasher;
   registry: Deployment;
+  /** LocationBeacons, when the relayer delivers beacons. */
+  beacons?: Deployment;
   forwarder: Deployment;
   relayer: string;
   log: FastifyBaseLogger;
@@ -90,6 +93,7 @@ export class Intake {
     this.allowedVerifiers = new Set(ctx.config.p256Verifiers.map((v) => v.toLowerCase()));
     this.verifier = new DeviceSignatureVerifier(this.allowedVerifiers);
     this.callTargets = new Map([["registry", ctx.registry.verifyingContract.toLowerCase()]]);
+    if (ctx.beacons) this.callTargets.set("locationBeacons", ctx.beacons.verifyingContract.toLowerCase());
     this.forwardTargets = new Set(
       [ctx.registry.verifyingContract, ...ctx.config.forwardTargets].map((t) => t.toLowerCase()),
     );
@@ -137,13 +141,15 @@ export class Intake {
 
     // A type's contract depends on the type alone.
     const contract = CONTRACT_OF[m.type];
-    if (!this.callTargets.has(contract))
+    const target = this.callTargets.get(contract);
+    if (target === undefined)
       throw new Refusal("target_not_allowed", `contract ${contract} is not on the relayer's allowlist`, "type");
+    const deployment: Deployment = { chainId: this.ctx.registry.chainId, verifyingContract: target };
 
     const key = m.key.toLowerCase();
     let digest: Uint8Array;
     try {
-      digest = this.ctx.hasher.digest(m.type, this.ctx.registry, m.message);
+      digest = this.ctx.hasher.digest(m.type, deployment, m.message);
     } catch (err) {
       throw shapeRefusal(err, m.type);
     }
@@ -154,20 +160,20 @@ export class Intake {
     const device = deviceOf(m);
     const nonce = nonceOf(m) ?? null;
     const signature = hexToBytes(m.signature, "signature");
-    await this.checkDeviceSignature(m, key, digest, signature);
+    await this.checkDeviceSignature(m, key, digest, signature, deployment);
 
     charge(`d:${device}`, "device");
 
     let nextInLine: boolean;
     if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
     else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
-    await this.checkDeviceGas(m, key, nextInLine);
+    await this.checkDeviceGas(m, key, nextInLine, target);
 
     return this.reserve({
       id,
       kind: "device",
       body: m,
-      lane: m.type === "DeviceClaim" ? `c:${key}` : `d:${device}`,
+      lane: laneOf(m, key, device),
       nonce,
       deadline,
     });
@@ -178,6 +184,7 @@ export class Intake {
     key: string,
     digest: Uint8Array,
     signature: Uint8Array,
+    deployment: Deployment,
   ): Promise<void> {
     const bytes = (key.length - 2) / 2;
     if (bytes === 20) {
@@ -209,17 +216,20 @@ export class Intake {
       throw new Refusal("unsupported_key", "key must be a 20-byte address or an 84-byte P-256 verifier key", "key");
     }
     if (!this.verifier.verify(key, digest, signature)) {
-      const { chainId, verifyingContract } = this.ctx.registry;
+      const { chainId, verifyingContract } = deployment;
       throw new Refusal(
         "bad_signature",
-        `signature does not verify: key ${key} did not sign this ${m.type} for "${DOMAINS.registry.name}" ` +
+        `signature does not verify: key ${key} did not sign this ${m.type} for "${DOMAINS[TYPES[m.type].domain].name}" ` +
           `on chain ${chainId} at ${verifyingContract} (tampered fields, another key, chain or contract?)`,
         "signature",
       );
     }
   }
 
-  /** A message from a registered device: key current, status right for the type, nonce free. */
+  /**
+   * A message from a registered device: key current, status right for the type, nonce free (a
+   * beacon's nonce is LocationBeacons' beacon nonce, a sequence of its own).
+   */
   private async checkDevice(
     m: SignedDeviceMessage,
     id: string,
@@ -227,13 +237,15 @@ export class Intake {
     device: bigint,
     nonce: bigint,
   ): Promise<boolean> {
+    const beacon = m.type === "LocationBeacon";
     const ref = await this.read(() => this.ctx.chain.deviceByKey(key));
     let chainNonce: bigint;
     let onChain = true;
     if (ref.id === 0n) {
-      // A device whose claim is queued here will exist, with nonce 0, once the claim lands.
+      // A device whose claim is queued here will exist, with nonce 0, once the claim lands (and be
+      // active: no beacon of it can land).
       const claim = this.ctx.store.queued(`c:${key}`, null);
-      if (!claim || deviceIdOf(key) !== device)
+      if (!claim || deviceIdOf(key) !== device || beacon)
         throw new Refusal("unknown_key", `no device has key ${key} (never claimed, or rotated away)`, "key");
       chainNonce = 0n;
       onChain = false;
@@ -244,7 +256,7 @@ export class Intake {
           `key ${key} belongs to device ${ref.id}, not to message.device ${device}`,
           "message.device",
         );
-      if (m.type === "LocationBeacon") {
+      if (beacon) {
         if (ref.status !== DeviceStatus.Quarantined)
           throw new Refusal(
             "device_not_active",
@@ -254,9 +266,18 @@ export class Intake {
       } else if (ref.status !== DeviceStatus.Active) {
         throw new Refusal("device_not_active", `device ${device} is ${STATUS_NAMES[ref.status]}, not Active`, "key");
       }
-      chainNonce = await this.read(() => this.ctx.chain.deviceNonce(device));
+      chainNonce = await this.read(() =>
+        beacon ? this.ctx.chain.beaconNonce(device) : this.ctx.chain.deviceNonce(device),
+      );
     }
-    this.checkNonce(`d:${device}`, id, nonce, chainNonce, "message.nonce", `device ${device}`);
+    this.checkNonce(
+      laneOf(m, key, device),
+      id,
+      nonce,
+      chainNonce,
+      "message.nonce",
+      beacon ? `device ${device}'s beacons` : `device ${device}`,
+    );
     return onChain && nonce === chainNonce;
   }
 
@@ -294,15 +315,13 @@ export class Intake {
     return true;
   }
 
-  private async checkDeviceGas(m: SignedDeviceMessage, key: string, nextInLine: boolean): Promise<void> {
+  private async checkDeviceGas(m: SignedDeviceMessage, key: string, nextInLine: boolean, to: string): Promise<void> {
     const shape = `${m.type}:${key.length}:${m.signature.length}:${m.claim?.proof.length ?? 0}`;
     let gas = this.gasByShape.get(shape);
     if (gas === undefined && nextInLine) {
       const data = encodeCall(m).data;
       const r = await this.read(() =>
-        tryCall(() =>
-          this.ctx.provider.estimateGas({ from: this.ctx.relayer, to: this.ctx.registry.verifyingContract, data }),
-        ),
+        tryCall(() => this.ctx.provider.estimateGas({ from: this.ctx.relayer, to, data })),
       );
       if (!r.ok) throw new Refusal("would_revert", `simulated, the call reverts: ${r.reason}`);
       gas = r.value;
@@ -474,6 +493,15 @@ export class Intake {
       throw new Refusal("chain_unavailable", "the chain cannot be read right now; retry later", undefined, 2);
     }
   }
+}
+
+/**
+ * The store lane of a device message: a claim's key (a claim has no nonce), a device's location
+ * beacons (LocationBeacons' beacon nonces), or the device (the registry's device nonces).
+ */
+function laneOf(m: SignedDeviceMessage, key: string, device: bigint): string {
+  if (m.type === "DeviceClaim") return `c:${key}`;
+  return m.type === "LocationBeacon" ? `b:${device}` : `d:${device}`;
 }
 
 // `checkShape` has checked the leaf and every proof item; the relayer adds a limit of its own.

@@ -41,6 +41,8 @@ export interface RelayerHandle {
   /** The relayer's account. */
   address: string;
   registry: string;
+  /** LocationBeacons, when configured (location beacons are delivered to it). */
+  locationBeacons?: string;
   forwarder: string;
   chainId: bigint;
   stats(): RelayerStats;
@@ -111,13 +113,22 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
   const forwarder = getAddress(
     cfg.forwarder ?? (await DeviceRegistry__factory.connect(registry, provider).trustedForwarder()),
   ).toLowerCase();
-  const chain = new ChainView(provider, registry, forwarder, cfg.pollIntervalMs, log);
+  const beacons = cfg.locationBeacons ? getAddress(cfg.locationBeacons).toLowerCase() : undefined;
+  const chain = new ChainView(provider, registry, forwarder, cfg.pollIntervalMs, log, beacons);
   if (!(await chain.registryContract.isTrustedForwarder(forwarder)))
     throw new Error(`relayer: the registry at ${registry} does not trust the forwarder ${forwarder}`);
   const registryDeployment: Deployment = { chainId, verifyingContract: registry };
   const forwarderDeployment: Deployment = { chainId, verifyingContract: forwarder };
   await checkDomain(chain.registryContract, DOMAINS.registry, registryDeployment, "registry");
   await checkDomain(chain.forwarderContract, DOMAINS.forwarder, forwarderDeployment, "forwarder");
+  let beaconsDeployment: Deployment | undefined;
+  if (beacons) {
+    beaconsDeployment = { chainId, verifyingContract: beacons };
+    const beaconsRegistry = (await chain.beaconsContract!.registry()).toLowerCase();
+    if (beaconsRegistry !== registry)
+      throw new Error(`relayer: the LocationBeacons at ${beacons} read registry ${beaconsRegistry}, not ${registry}`);
+    await checkDomain(chain.beaconsContract!, DOMAINS.beacons, beaconsDeployment, "LocationBeacons");
+  }
 
   const store = await MessageStore.open(cfg.dataDir, cfg.retainMs);
   try {
@@ -142,6 +153,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       chain,
       store,
       registry,
+      beacons,
       forwarder,
       log,
     });
@@ -152,6 +164,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       store,
       hasher,
       registry: registryDeployment,
+      beacons: beaconsDeployment,
       forwarder: forwarderDeployment,
       relayer,
       log,
@@ -221,6 +234,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
           relayerBalance: balance.toString(),
           relayer,
           registry,
+          ...(beacons ? { locationBeacons: beacons } : {}),
           forwarder,
           stats: stats(),
         });
@@ -250,7 +264,15 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
     const address = await app.listen({ host: cfg.host, port: cfg.port });
     submitter.start();
     log.info(
-      { event: "listening", url: address, relayer, registry, forwarder, chainId: chainId.toString() },
+      {
+        event: "listening",
+        url: address,
+        relayer,
+        registry,
+        locationBeacons: beacons,
+        forwarder,
+        chainId: chainId.toString(),
+      },
       "relayer listening",
     );
 
@@ -259,6 +281,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       url: address,
       address: relayer,
       registry,
+      ...(beacons ? { locationBeacons: beacons } : {}),
       forwarder,
       chainId,
       stats,

@@ -5,8 +5,9 @@
  * and every batch transaction (signed, with its raw bytes) is appended before it matters, so a
  * crash at any point leaves enough on disk to resume: re-check what was sent, re-queue the rest.
  *
- * Lanes order what must be sent in order: one per device (its nonces), one per forward-request
- * signer (its forwarder nonces), and one per claimed key (a claim has no nonce).
+ * Lanes order what must be sent in order: one per device (its nonces), one per device's location
+ * beacons (LocationBeacons' beacon nonces), one per forward-request signer (its forwarder nonces),
+ * and one per claimed key (a claim has no nonce).
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
@@ -23,9 +24,9 @@ export interface Entry {
   id: string;
   kind: MessageKind;
   body: SignedDeviceMessage | ForwardRequestBody;
-  /** `d:<device id>`, `f:<signer>` or `c:<key>`. */
+  /** `d:<device id>`, `b:<device id>` (its beacons), `f:<signer>` or `c:<key>`. */
   lane: string;
-  /** Device or forwarder nonce; null for a claim. */
+  /** Device, beacon or forwarder nonce; null for a claim. */
   nonce: bigint | null;
   deadline: bigint;
   acceptedAt: number;

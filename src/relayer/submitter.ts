@@ -2,7 +2,8 @@
  * Submission: many accepted messages in one transaction, and nothing sent that would fail.
  *
  * - Device messages go in one `multicall` on the registry, each device's in nonce order (a gap
- *   waits); forward requests in one `executeBatch` on the forwarder with the relayer as refund
+ *   waits); location beacons in one `multicall` on LocationBeacons, each device's in beacon-nonce
+ *   order; forward requests in one `executeBatch` on the forwarder with the relayer as refund
  *   receiver (so a request that turns invalid is skipped, not fatal), one per signer per batch.
  * - Before sending, the batch is simulated (`eth_estimateGas`). When it reverts, the first failing
  *   message is found by bisecting prefixes (multicall is atomic, so failure is monotone in the
@@ -37,9 +38,17 @@ export interface SubmitterContext {
   chain: ChainView;
   store: MessageStore;
   registry: string;
+  /** LocationBeacons, when the relayer delivers beacons. */
+  beacons?: string;
   forwarder: string;
   log: FastifyBaseLogger;
 }
+
+/**
+ * Where a batch goes: device messages to the registry (claims, and lanes `c:`, `d:`) or to
+ * LocationBeacons (lanes `b:`), forward requests to the forwarder.
+ */
+type Target = "registry" | "beacons" | "forwarder";
 
 export interface SubmitterMetrics {
   batches: number;
@@ -58,6 +67,8 @@ interface Simulated {
   entries: Entry[];
   gas: bigint;
   data: string;
+  /** The contract the batch transaction calls. */
+  to: string;
 }
 
 const BROADCAST_RETRY_MS = [200, 500, 1000, 2000, 5000];
@@ -115,6 +126,7 @@ export class Submitter {
   private lastBuild = 0;
   private windowStart: number | undefined;
   private unsendable = 0;
+  /** `multicall(bytes[])` of OpenZeppelin's Multicall: the registry's and LocationBeacons' alike. */
   private readonly multicall;
   private readonly executeBatch;
   /** Calldata of each device message, encoded once. */
@@ -203,18 +215,27 @@ export class Submitter {
     }
     this.lastBuild = Date.now();
     this.windowStart = undefined;
-    const device = await this.submit("device");
-    const forward = this.running ? await this.submit("forward") : 0;
-    this.unsendable = Math.max(0, ready - device - forward);
-    return device + forward > 0;
+    const device = await this.submit("registry");
+    const beacons = this.running && this.ctx.beacons ? await this.submit("beacons") : 0;
+    const forward = this.running ? await this.submit("forwarder") : 0;
+    this.unsendable = Math.max(0, ready - device - beacons - forward);
+    return device + beacons + forward > 0;
   }
 
-  /** Builds, simulates and sends one batch of `kind`; returns how many messages it took up. */
-  private async submit(kind: MessageKind): Promise<number> {
-    const candidates = kind === "device" ? await this.buildDevice() : await this.buildForward();
+  /** Builds, simulates and sends one batch to `target`; returns how many messages it took up. */
+  private async submit(target: Target): Promise<number> {
+    if (target === "forwarder") {
+      const candidates = await this.buildForward();
+      if (candidates.length === 0) return 0;
+      const batch = await this.simulateForward(candidates);
+      if (batch && this.running) await this.send("forward", batch);
+      return candidates.length;
+    }
+    const candidates = await this.buildDevice(target);
     if (candidates.length === 0) return 0;
-    const batch = kind === "device" ? await this.simulateDevice(candidates) : await this.simulateForward(candidates);
-    if (batch && this.running) await this.send(kind, batch);
+    const to = target === "beacons" ? this.ctx.beacons! : this.ctx.registry;
+    const batch = await this.simulateDevice(candidates, to);
+    if (batch && this.running) await this.send("device", batch);
     return candidates.length;
   }
 
@@ -233,10 +254,15 @@ export class Submitter {
     return false;
   }
 
-  private async buildDevice(): Promise<Entry[]> {
+  /**
+   * The next registry batch (claims, then device lanes) or LocationBeacons batch (beacon lanes):
+   * each lane from its chain nonce on, in nonce order, up to the batch size.
+   */
+  private async buildDevice(target: "registry" | "beacons"): Promise<Entry[]> {
     const { batchSize } = this.ctx.config;
     const chain = this.ctx.chain;
-    const lanes = this.lanesOf(["c:", "d:"]);
+    const beacons = target === "beacons";
+    const lanes = this.lanesOf(beacons ? ["b:"] : ["c:", "d:"]);
     const out: Entry[] = [];
     const claimed = new Set<bigint>();
     // Claims first: the device messages that follow a claim in this batch can then land with it.
@@ -251,14 +277,20 @@ export class Submitter {
       out.push(e);
       claimed.add(deviceIdOf(name.slice(2)));
     }
-    const deviceLanes = lanes.filter(([name]) => name.startsWith("d:"));
-    const nonces = await Promise.all(deviceLanes.map(([name]) => chain.deviceNonce(BigInt(name.slice(2)))));
+    const deviceLanes = lanes.filter(([name]) => name.startsWith(beacons ? "b:" : "d:"));
+    const nonces = await Promise.all(
+      deviceLanes.map(([name]) => {
+        const device = BigInt(name.slice(2));
+        return beacons ? chain.beaconNonce(device) : chain.deviceNonce(device);
+      }),
+    );
     for (let i = 0; i < deviceLanes.length && out.length < batchSize; i++) {
       const [name, lane] = deviceLanes[i];
       const device = BigInt(name.slice(2));
       let next = nonces[i];
       const first = [...lane.values()][0];
-      if (next === 0n && first && !claimed.has(device)) {
+      // (A beacon's device is on chain: the intake took it from a quarantined device.)
+      if (!beacons && next === 0n && first && !claimed.has(device)) {
         const ref = await chain.deviceByKey((first.body as SignedDeviceMessage).key);
         if (ref.id === 0n) continue; // waits for its claim
       }
@@ -303,8 +335,8 @@ export class Submitter {
     );
   }
 
-  /** Simulates the multicall; drops failing messages (and what depends on them) until it passes. */
-  private async simulateDevice(candidates: Entry[]): Promise<Simulated | null> {
+  /** Simulates the multicall on `to`; drops failing messages (and what depends on them) until it passes. */
+  private async simulateDevice(candidates: Entry[], to: string): Promise<Simulated | null> {
     const calls = new Map<Entry, string>();
     let list: Entry[] = [];
     for (const [i, e] of candidates.entries()) {
@@ -325,13 +357,13 @@ export class Submitter {
     }
     while (list.length > 0) {
       const data = this.multicall(list.map((e) => calls.get(e)!));
-      const full = await this.estimate(this.ctx.registry, data);
-      if (full.ok) return { entries: list, gas: full.value, data };
+      const full = await this.estimate(to, data);
+      if (full.ok) return { entries: list, gas: full.value, data, to };
       // Bisect: the shortest failing prefix ends with the first failing message.
       let [lo, hi, reason] = [0, list.length, full.reason];
       while (hi - lo > 1) {
         const mid = (lo + hi) >> 1;
-        const r = await this.estimate(this.ctx.registry, this.multicall(list.slice(0, mid).map((e) => calls.get(e)!)));
+        const r = await this.estimate(to, this.multicall(list.slice(0, mid).map((e) => calls.get(e)!)));
         if (r.ok) lo = mid;
         else [hi, reason] = [mid, r.reason];
       }
@@ -375,7 +407,7 @@ export class Submitter {
           list.map((e) => tuples.get(e)!),
           this.ctx.relayer,
         );
-        return { entries: list, gas: atomic.value, data };
+        return { entries: list, gas: atomic.value, data, to: this.ctx.forwarder };
       }
       let [lo, hi, reason] = [0, list.length, atomic.reason];
       while (hi - lo > 1) {
@@ -404,7 +436,10 @@ export class Submitter {
 
   private async isSpent(e: Entry): Promise<boolean> {
     if (e.kind === "device")
-      return isSpent(e.body as SignedDeviceMessage, this.ctx.provider, { registry: this.ctx.registry });
+      return isSpent(e.body as SignedDeviceMessage, this.ctx.provider, {
+        registry: this.ctx.registry,
+        ...(this.ctx.beacons ? { locationBeacons: this.ctx.beacons } : {}),
+      });
     const from = (e.body as ForwardRequestBody).from;
     this.ctx.chain.invalidateSigner(from);
     return (await this.ctx.chain.forwardNonce(from)) > e.nonce!;
@@ -425,7 +460,7 @@ export class Submitter {
 
   private async send(kind: MessageKind, batch: Simulated): Promise<void> {
     const { provider, wallet, chainId } = this.ctx;
-    const to = kind === "device" ? this.ctx.registry : this.ctx.forwarder;
+    const to = batch.to;
     let gasLimit = (batch.gas * 6n) / 5n + 25_000n;
     if (kind === "forward") {
       // The forwarder must be able to hand each request its full gas (63/64 rule), or it burns all.
@@ -538,12 +573,10 @@ export class Submitter {
   private async settle(kind: MessageKind, entries: Entry[], receipt: Receipt): Promise<void> {
     this.metrics.gasUsed += receipt.gasUsed;
     if (receipt.status === 1 && kind === "device") {
-      const next = new Map<bigint, bigint>();
+      // The next nonce of each lane (`d:` device nonces, `b:` beacon nonces) the batch moved.
+      const next = new Map<string, bigint>();
       for (const e of entries)
-        if (e.nonce !== null) {
-          const device = BigInt(e.lane.slice(2));
-          if ((next.get(device) ?? -1n) < e.nonce + 1n) next.set(device, e.nonce + 1n);
-        }
+        if (e.nonce !== null && (next.get(e.lane) ?? -1n) < e.nonce + 1n) next.set(e.lane, e.nonce + 1n);
       this.ctx.chain.applyOwnReceipt(receipt.logs, next);
     } else {
       this.ctx.chain.noteReceipt(receipt.blockNumber, receipt.logs);
@@ -552,7 +585,9 @@ export class Submitter {
       this.metrics.revertedTxs++;
       this.ctx.log.warn({ event: "tx_reverted", tx: receipt.hash }, "batch reverted on chain; simulating again");
       for (const e of entries) {
-        if (e.kind === "device") this.ctx.chain.invalidateDevice(BigInt(e.lane.startsWith("d:") ? e.lane.slice(2) : 0));
+        if (e.lane.startsWith("b:")) this.ctx.chain.invalidateBeaconNonce(BigInt(e.lane.slice(2)));
+        else if (e.kind === "device")
+          this.ctx.chain.invalidateDevice(BigInt(e.lane.startsWith("d:") ? e.lane.slice(2) : 0));
         else this.ctx.chain.invalidateSigner((e.body as ForwardRequestBody).from);
       }
       await this.requeue(entries, receipt.hash, "reverted");
@@ -643,6 +678,12 @@ export class Submitter {
     }
     this.accountNonce = undefined;
     let spent = 0;
+    if (!this.ctx.beacons) {
+      // Beacons accepted by a run that had LocationBeacons configured: this one cannot deliver them.
+      for (const e of [...store.entries.values()])
+        if (e.status === "accepted" && e.lane.startsWith("b:"))
+          await this.finish(e, "failed", "LocationBeacons is not configured (--location-beacons)");
+    }
     const queued = [...store.entries.values()].filter((e) => e.status === "accepted");
     const checks = await Promise.all(queued.map((e) => this.isSpent(e)));
     for (let i = 0; i < queued.length; i++)

@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { Wallet, keccak256, id as textHash } from "ethers";
-import { Agent, AgentError, openAgentStack } from "../../src/agent/agent";
+import { Agent, AgentError, openAgentStack, type Signed } from "../../src/agent/agent";
 import { relayerRefusal } from "../../src/agent/client";
 import { createLogger } from "../../src/agent/log";
 import type { RpcSubmission } from "../../src/agent/outbox";
@@ -44,10 +44,14 @@ async function agentFor(
 const payerTxCount = (f: Fixture) => ethers.provider.getTransactionCount(f.payer.address, "latest");
 const fw = (label: string) => textHash(`firmware ${label}`);
 
-/** Delivers a signed message as a third party would (another relayer, the owner). */
+/** Delivers a signed message as a third party would (another relayer, the owner), to its contract. */
 async function relayElsewhere(f: Fixture, m: SignedDeviceMessage) {
-  await (await f.ctx.stranger.sendTransaction({ to: f.deployment.registry, data: encodeCall(m).data })).wait();
+  const { contract, data } = encodeCall(m);
+  const to = contract === "locationBeacons" ? f.deployment.locationBeacons : f.deployment.registry;
+  await (await f.ctx.stranger.sendTransaction({ to, data })).wait();
 }
+
+const position = (n: number) => ({ latitudeE7: 473_700_000 + n, longitudeE7: 85_400_000, at: 1_767_225_600 + n });
 
 /** Records a direct submission as the courier does just before it broadcasts: the crash window. */
 async function persistUnbroadcastTx(f: Fixture, agent: Agent, id: string, nonce?: number): Promise<RpcSubmission> {
@@ -148,6 +152,42 @@ describe("agent (in-process network)", function () {
       await agent.stop();
     });
 
+    it("numbers location beacons from the device's beacon nonce, apart from its device nonce", async function () {
+      const f = await loadFixture(agentFixture);
+      const agent = await agentFor(f, 0);
+      // Device nonce 0 and 1 used; then the device is reported stolen.
+      for (let i = 0; i < 2; i++) await agent.sign("NonceCancellation");
+      await agent.drain();
+      await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[0]);
+      const signed = [];
+      for (let i = 0; i < 3; i++) signed.push(await agent.sign("LocationBeacon", position(i)));
+      expect(signed.map((s) => s.message.message.nonce)).to.deep.equal(["0", "1", "2"]);
+      // The registry sequence goes on where it was.
+      const held = await agent.sign("FirmwareAttestation", { firmwareHash: fw("while stolen") });
+      expect(held.message.message.nonce).to.equal("2");
+      await agent.stop();
+    });
+
+    it("attack: a LocationBeacon without a LocationBeacons address configured is refused before signing", async function () {
+      const f = await loadFixture(agentFixture);
+      const agent = await Agent.create({
+        signer: f.keys[0],
+        deployment: { chainId: f.deployment.chainId, registry: f.deployment.registry },
+        dataDir: tempDir(),
+        rpc: ethers.provider,
+        payer: f.payer,
+        ...FAST,
+      });
+      const err = await agent.sign("LocationBeacon", position(0)).then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(err).to.be.instanceOf(AgentError);
+      expect((err as AgentError).field).to.equal("locationBeacons");
+      expect(agent.outbox.stats().pending).to.equal(0);
+      await agent.stop();
+    });
+
     it("signs a DeviceClaim without persisting it; the claim lands when sent", async function () {
       const f = await loadFixture(agentFixture);
       const key = randomDeviceKey("p256", f.ctx.verifierAddress);
@@ -213,16 +253,73 @@ describe("agent (in-process network)", function () {
         `${f.ids[0]}:${fw("a1")}`,
       ]);
       expect(events.filter((e) => e.startsWith(`${f.ids[1]}:`))).to.deep.equal([`${f.ids[1]}:${fw("b0")}`]);
-      const beacons = await f.ctx.registry.queryFilter(f.ctx.registry.filters.LocationBeaconPosted());
-      expect(beacons.map((e) => [e.args.deviceId, e.args.latitudeE7, e.args.longitudeE7])).to.deep.equal([
-        [f.ids[1], 473_700_000n, -85_400_000n],
+      // The beacon went to LocationBeacons with the device's first beacon nonce, apart from its device nonce.
+      const beacons = await f.beacons.queryFilter(f.beacons.filters.LocationBeaconPosted());
+      expect(beacons.map((e) => [e.args.deviceId, e.args.owner, e.args.latitudeE7, e.args.longitudeE7])).to.deep.equal([
+        [f.ids[1], f.ctx.owner.address, 473_700_000n, -85_400_000n],
       ]);
       expect(await f.ctx.registry.deviceNonce(f.ids[0])).to.equal(3n);
-      expect(await f.ctx.registry.deviceNonce(f.ids[1])).to.equal(3n);
+      expect(await f.ctx.registry.deviceNonce(f.ids[1])).to.equal(2n);
+      expect(await f.beacons.beaconNonce(f.ids[1])).to.equal(1n);
       // Structured logs: one JSON object per line with level, time and msg.
       for (const line of lines) expect(JSON.parse(line)).to.include.keys("level", "time", "msg");
       expect(lines.filter((l) => JSON.parse(l).msg === "message landed")).to.have.length(6);
       await stack.close();
+    });
+
+    it("a stolen device's beacons land while its registry messages are held (a lane of their own)", async function () {
+      const f = await loadFixture(agentFixture);
+      const agent = await agentFor(f, 1);
+      await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[1]);
+      // Signed first: held while the device is quarantined (the chain refuses it for now).
+      const held = await agent.sign("FirmwareAttestation", { firmwareHash: fw("held") });
+      const beacons: Signed[] = [];
+      for (let i = 0; i < 2; i++) beacons.push(await agent.sign("LocationBeacon", position(i)));
+      const draining = agent.drain();
+      await eventually(
+        () => beacons.every((b) => agent.outbox.get(b.id)!.outcome === "confirmed"),
+        20_000,
+        "the beacons to land",
+      );
+      expect(agent.outbox.get(held.id)!.state).to.not.equal("done");
+      const posted = await f.beacons.queryFilter(f.beacons.filters.LocationBeaconPosted());
+      expect(posted.map((e) => e.args.latitudeE7)).to.deep.equal([0n, 1n].map((n) => BigInt(473_700_000) + n));
+      expect(await f.beacons.beaconNonce(f.ids[1])).to.equal(2n);
+      expect(await f.ctx.registry.deviceNonce(f.ids[1])).to.equal(0n);
+      await agent.stop();
+      await draining;
+    });
+
+    it("attack: a beacon that already landed through someone else is retired, never sent again", async function () {
+      const f = await loadFixture(agentFixture);
+      const agent = await agentFor(f, 0);
+      await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[0]);
+      const s = await agent.sign("LocationBeacon", position(0));
+      await relayElsewhere(f, s.message);
+      await agent.drain();
+      expect(agent.outbox.get(s.id)).to.deep.include({ state: "done", outcome: "spent" });
+      expect(await payerTxCount(f)).to.equal(0);
+      // The next beacon follows the beacons' nonce; the device nonce is untouched.
+      expect((await agent.sign("LocationBeacon", position(1))).message.message.nonce).to.equal("1");
+      await agent.drain();
+      expect(await f.beacons.beaconNonce(f.ids[0])).to.equal(2n);
+      expect(await f.ctx.registry.deviceNonce(f.ids[0])).to.equal(0n);
+      await agent.stop();
+    });
+
+    it("attack: an active device's beacon is held, and rejected once its deadline passes; never paid for", async function () {
+      const f = await loadFixture(agentFixture);
+      const agent = await agentFor(f, 0);
+      const deadline = BigInt(await time.latest()) + 60n;
+      const s = await agent.sign("LocationBeacon", { ...position(0), deadline });
+      const draining = agent.drain();
+      await new Promise((r) => setTimeout(r, 300)); // simulated, refused for now, held
+      expect(agent.outbox.get(s.id)!.state).to.equal("pending");
+      await time.increase(120);
+      await draining;
+      expect(agent.outbox.get(s.id)).to.deep.include({ state: "done", outcome: "rejected" });
+      expect(await payerTxCount(f)).to.equal(0);
+      await agent.stop();
     });
 
     it("attack: a message that already landed through someone else is retired, never sent again", async function () {
@@ -502,6 +599,10 @@ describe("agent (in-process network)", function () {
         ["would_revert", "reverts: DeviceRegistryWrongStatus(12, 2)", "hold"],
         ["would_revert", "reverts: DeviceRegistryWrongStatus(12, 3)", "final"],
         ["would_revert", "reverts: DeviceRegistryInvalidSignature()", "final"],
+        ["would_revert", "reverts: LocationBeaconsNotQuarantined(12, 1)", "hold"],
+        ["would_revert", "reverts: LocationBeaconsNotQuarantined(12, 3)", "final"],
+        ["would_revert", "reverts: LocationBeaconsExpired(5)", "final"],
+        ["would_revert", "reverts: LocationBeaconsUnknownKey(0x12)", "hold"],
         ["bad_signature", "", "final"],
         ["expired", "", "final"],
         ["invalid_field", "message.nonce is missing", "final"],

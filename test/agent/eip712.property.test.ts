@@ -2,18 +2,20 @@
  * The agent signs the fast digests (precomputed type hashes and domain separators, WebAssembly
  * keccak). Two properties hold them to account for random valid messages: they equal ethers'
  * generic `TypedDataEncoder` for every type of the catalogue, and a device key's signature over
- * them is accepted by the DeviceRegistry for every registry message a device signs, for both kinds
- * of device key.
+ * them is accepted by the DeviceRegistry for every registry message a device signs (and by
+ * LocationBeacons for a location beacon), for both kinds of device key.
  */
 import { expect } from "chai";
 import fc from "fast-check";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { TypedDataEncoder, getAddress, hexlify } from "ethers";
-import { TYPES, domainOf, typesOf, type Message, type TypeName } from "../../src/eip712";
+import { TYPES, domainOf, typesOf, type Deployment, type Message, type TypeName } from "../../src/eip712";
 import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast";
 import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
 import { deviceIdOf } from "../../src/registry/batch";
 import { commit, deadlineIn, deployRegistry, makeBatch, provision, type RegistryContext } from "../helpers/registry";
+import { deployBeacons } from "../helpers/beacons";
+import type { LocationBeacons } from "../../typechain-types";
 
 const bytes = (min: number, max = min) => fc.uint8Array({ minLength: min, maxLength: max }).map((b) => hexlify(b));
 
@@ -89,13 +91,14 @@ describe("agent EIP-712 digests (property-based)", function () {
     }
   });
 
-  // ------------------------------------------------------------ accepted by the registry
+  // ------------------------------------------------------------ accepted by the registry (and the beacons)
 
   async function deviceFixture(kind: DeviceKeyKind) {
     const ctx = await deployRegistry();
     const key = randomDeviceKey(kind, ctx.verifierAddress);
     const { ids } = await provision(ctx, [key]);
-    return { ctx, key, id: ids[0] };
+    const { beacons, deployment: beaconsDeployment } = await deployBeacons(ctx);
+    return { ctx, key, id: ids[0], beacons, beaconsDeployment };
   }
   const fixtures = {
     secp256k1: () => deviceFixture("secp256k1"),
@@ -105,13 +108,23 @@ describe("agent EIP-712 digests (property-based)", function () {
   interface Case {
     /** Random fields that the property chooses (the rest is set by the chain state). */
     fields: fc.Arbitrary<Message>;
-    /** Signs with the fast digest, submits through the registry, and checks the effect. */
-    run(f: { ctx: RegistryContext; key: DeviceKey; id: bigint }, fields: Message, kind: DeviceKeyKind): Promise<void>;
+    /** Signs with the fast digest, submits through the registry (or the beacons), and checks the effect. */
+    run(
+      f: {
+        ctx: RegistryContext;
+        key: DeviceKey;
+        id: bigint;
+        beacons: LocationBeacons;
+        beaconsDeployment: Deployment;
+      },
+      fields: Message,
+      kind: DeviceKeyKind,
+    ): Promise<void>;
   }
 
   const deadline = fc.integer({ min: 60, max: 10_000_000 });
-  const sign = (key: DeviceKey, type: TypeName, ctx: RegistryContext, message: Message) =>
-    hexlify(key.signBytes(hasher.digest(type, ctx.deployment, message)));
+  const sign = (key: DeviceKey, type: TypeName, ctx: RegistryContext, message: Message, deployment = ctx.deployment) =>
+    hexlify(key.signBytes(hasher.digest(type, deployment, message)));
   const relayer = (ctx: RegistryContext) => ctx.registry.connect(ctx.stranger);
 
   const cases: Record<
@@ -186,7 +199,7 @@ describe("agent EIP-712 digests (property-based)", function () {
         at: fc.bigInt(0n, (1n << 64n) - 1n),
         deadline,
       }),
-      async run({ ctx, key, id }, fields) {
+      async run({ ctx, key, id, beacons, beaconsDeployment }, fields) {
         await ctx.registry.connect(ctx.owner).reportStolen(id); // beacons come from quarantined devices
         const beacon = {
           latitudeE7: fields.latitudeE7 as number,
@@ -194,9 +207,10 @@ describe("agent EIP-712 digests (property-based)", function () {
           at: fields.at as bigint,
           deadline: await deadlineIn(fields.deadline as number),
         };
-        const message = { device: id, nonce: await ctx.registry.deviceNonce(id), ...beacon };
-        await expect(relayer(ctx).postLocationBeacon(key.signer, beacon, sign(key, "LocationBeacon", ctx, message)))
-          .to.emit(ctx.registry, "LocationBeaconPosted")
+        const message = { device: id, nonce: await beacons.beaconNonce(id), ...beacon };
+        const signature = sign(key, "LocationBeacon", ctx, message, beaconsDeployment);
+        await expect(beacons.connect(ctx.stranger).postLocationBeacon(key.signer, beacon, signature))
+          .to.emit(beacons, "LocationBeaconPosted")
           .withArgs(id, ctx.owner.address, beacon.latitudeE7, beacon.longitudeE7, beacon.at);
       },
     },
@@ -216,7 +230,7 @@ describe("agent EIP-712 digests (property-based)", function () {
 
   for (const kind of ["secp256k1", "p256"] as DeviceKeyKind[]) {
     for (const [type, c] of Object.entries(cases)) {
-      it(`${type}: a ${kind} device's signature over the fast digest is accepted by the registry`, async function () {
+      it(`${type}: a ${kind} device's signature over the fast digest is accepted by its contract`, async function () {
         let runs = 0;
         await fc.assert(
           fc.asyncProperty(c.fields, async (fields) => {
@@ -231,8 +245,8 @@ describe("agent EIP-712 digests (property-based)", function () {
     }
   }
 
-  it("covers every registry type of the catalogue that a device signs", function () {
-    const registryTypes = (Object.keys(TYPES) as TypeName[]).filter((t) => TYPES[t].domain === "registry");
-    expect(Object.keys(cases).sort()).to.deep.equal(registryTypes.sort());
+  it("covers every registry and beacons type of the catalogue that a device signs", function () {
+    const types = (Object.keys(TYPES) as TypeName[]).filter((t) => ["registry", "beacons"].includes(TYPES[t].domain));
+    expect(Object.keys(cases).sort()).to.deep.equal(types.sort());
   });
 });

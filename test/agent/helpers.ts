@@ -10,6 +10,7 @@ import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
 import { Wallet, type Provider } from "ethers";
 import type { DeviceKey } from "../../src/crypto/deviceKey";
 import { deployRegistry, makeKeys, provision } from "../helpers/registry";
+import { deployBeacons } from "../helpers/beacons";
 import { DeviceRegistry__factory } from "../../typechain-types";
 
 const dirs: string[] = [];
@@ -31,21 +32,27 @@ export async function fundedWallet(): Promise<Wallet> {
   return wallet;
 }
 
-/** The registry with a secp256k1 and a P-256 device claimed by `owner`, and a funded payer. */
+/** The registry (and LocationBeacons) with a secp256k1 and a P-256 device claimed by `owner`, and a funded payer. */
 export async function agentFixture() {
   const ctx = await deployRegistry();
+  const { beacons } = await deployBeacons(ctx);
   const keys = makeKeys(ctx, 2, ["secp256k1", "p256"]);
   const { ids, batch, batchId } = await provision(ctx, keys);
   const payer = await fundedWallet();
   const { chainId } = await ethers.provider.getNetwork();
   return {
     ctx,
+    beacons,
     keys: keys as [DeviceKey, DeviceKey],
     ids,
     batch,
     batchId,
     payer,
-    deployment: { chainId, registry: await ctx.registry.getAddress() },
+    deployment: {
+      chainId,
+      registry: await ctx.registry.getAddress(),
+      locationBeacons: await beacons.getAddress(),
+    },
   };
 }
 

@@ -24,7 +24,7 @@ import { openAgentStack } from "../../src/agent/agent";
 import { createLogger } from "../../src/agent/log";
 import { generateKey, saveKeystore } from "../../src/agent/keystore";
 import { Outbox } from "../../src/agent/outbox";
-import { DeviceRegistry__factory } from "../../typechain-types";
+import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
 import { eventually, tempDir } from "./helpers";
 import { reapAll, runCli, startCli } from "../helpers/cli";
@@ -43,6 +43,7 @@ interface Chain {
   owner: Signer;
   chainId: bigint;
   registry: string;
+  locationBeacons: string;
   verifier: string;
 }
 
@@ -61,13 +62,17 @@ async function deployOn(node: HardhatNode): Promise<Chain> {
     owner,
     chainId: 31337n,
     registry: suite.registry,
+    locationBeacons: suite.locationBeacons,
     verifier: suite.p256Verifier,
   };
 }
 
 /** Commits a batch of `keys` and, unless `claim` is false, claims each for the owner. */
 async function provision(chain: Chain, keys: { signer: string }[], claim = true): Promise<DeviceBatch> {
-  const batch = new DeviceBatch(keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })));
+  const batch = new DeviceBatch(
+    keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })),
+    await chain.manufacturer.getAddress(),
+  );
   const registry = DeviceRegistry__factory.connect(chain.registry, chain.provider);
   await (await registry.connect(chain.manufacturer).commitBatch(batch.root)).wait();
   if (claim) {
@@ -157,7 +162,7 @@ describe("agent against a hardhat node on loopback", function () {
       await node?.stop();
     });
 
-    it("CLI end to end: key create, key show, sign claim, send --signed, attest-firmware, outbox", async function () {
+    it("CLI end to end: key create, key show, sign claim, send --signed, attest-firmware, send LocationBeacon, outbox", async function () {
       const dir = tempDir();
       const keystore = path.join(dir, "device.json");
       const payer = await fundedPayer(chain);
@@ -181,6 +186,7 @@ describe("agent against a hardhat node on loopback", function () {
         JSON.stringify({
           rpc: node.url,
           registry: chain.registry,
+          locationBeacons: chain.locationBeacons,
           keystore: "device.json",
           dataDir: "data",
           pollMs: 20,
@@ -211,8 +217,38 @@ describe("agent against a hardhat node on loopback", function () {
       });
       expect((await attested(chain)).get(BigInt(deviceId))).to.deep.equal([firmware]);
 
+      // Stolen: the device posts where it is to LocationBeacons, with its first beacon nonce.
+      await (await registry.connect(chain.owner).reportStolen(deviceId)).wait();
+      const beacon = await runCli(
+        [
+          "--config",
+          config,
+          "send",
+          "LocationBeacon",
+          "--field",
+          "latitudeE7=473700000",
+          "--field",
+          "longitudeE7=-85400000",
+          "--field",
+          "at=1767225600",
+        ],
+        env,
+      );
+      expect(beacon.code, beacon.stderr).to.equal(0);
+      expect(JSON.parse(beacon.stdout).messages[0]).to.include({
+        type: "LocationBeacon",
+        nonce: "0",
+        outcome: "confirmed",
+      });
+      const beacons = LocationBeacons__factory.connect(chain.locationBeacons, chain.provider);
+      const posted = await beacons.queryFilter(beacons.filters.LocationBeaconPosted(deviceId));
+      expect(posted.map((e) => [e.args.owner, e.args.latitudeE7, e.args.longitudeE7])).to.deep.equal([
+        [owner, 473_700_000n, -85_400_000n],
+      ]);
+      expect(await registry.deviceNonce(deviceId)).to.equal(1n);
+
       const outbox = await runCli(["--config", config, "outbox", "--all"], env);
-      expect(JSON.parse(outbox.stdout).stats).to.include({ confirmed: 2, pending: 0, submitted: 0 });
+      expect(JSON.parse(outbox.stdout).stats).to.include({ confirmed: 3, pending: 0, submitted: 0 });
     });
 
     it("CRASH: 200 messages from 4 devices, the agent SIGKILLed at 20 random moments and restarted; each lands exactly once", async function () {

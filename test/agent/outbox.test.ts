@@ -25,6 +25,23 @@ function attestation(key: string, device: bigint, nonce: number): SignedDeviceMe
   };
 }
 
+/** A location beacon with beacon nonce `nonce` (LocationBeacons' sequence, not the device nonce). */
+function beacon(key: string, device: bigint, nonce: number): SignedDeviceMessage {
+  return {
+    type: "LocationBeacon",
+    key,
+    message: {
+      device: device.toString(),
+      nonce: String(nonce),
+      latitudeE7: "1",
+      longitudeE7: "2",
+      at: String(nonce),
+      deadline: "99999999999",
+    },
+    signature: hexlify(randomBytes(65)),
+  };
+}
+
 function submission(n: number): RpcSubmission {
   return { via: "rpc", txHash: hexlify(randomBytes(32)), raw: hexlify(randomBytes(120)), from: KEY_A, accountNonce: n };
 }
@@ -138,6 +155,31 @@ describe("agent outbox", function () {
     expect(outbox.heads().map((e) => `${e.device}:${e.nonce}`)).to.deep.equal(["1:1", "2:4"]);
     expect(outbox.nextNonce(3n)).to.equal(undefined);
     await outbox.close();
+  });
+
+  it("hands out a device's location beacons in a lane of their own, numbered apart from its device nonces", async function () {
+    const file = path.join(tempDir(), "outbox.jsonl");
+    const outbox = Outbox.open(file);
+    await outbox.add(attestation(KEY_A, 1n, 7));
+    await outbox.add(attestation(KEY_A, 1n, 8));
+    await outbox.add(beacon(KEY_A, 1n, 1));
+    await outbox.add(beacon(KEY_A, 1n, 0));
+    const label = (e: { type: string; nonce?: bigint }) => `${e.type === "LocationBeacon" ? "b" : "d"}${e.nonce}`;
+    expect(outbox.live().map(label)).to.deep.equal(["d7", "d8", "b0", "b1"]);
+    // A held registry message does not hold the device's beacons back, nor the other way round.
+    expect(outbox.heads().map(label)).to.deep.equal(["d7", "b0"]);
+    expect(outbox.nextNonce(1n)).to.equal(9n);
+    expect(outbox.nextNonce(1n, "registry")).to.equal(9n);
+    expect(outbox.nextNonce(1n, "locationBeacons")).to.equal(2n);
+    await outbox.done(outbox.heads()[1].id, "confirmed");
+    expect(outbox.heads().map(label)).to.deep.equal(["d7", "b1"]);
+    // Summaries of finished beacons keep their lane after compaction and a reopen.
+    await outbox.compact();
+    await outbox.close();
+    const again = Outbox.open(file);
+    expect(again.nextNonce(1n, "locationBeacons")).to.equal(2n);
+    expect(again.nextNonce(1n, "registry")).to.equal(9n);
+    await again.close();
   });
 
   it("compacts when finished entries dominate, keeping live entries whole and the refs of finished ones", async function () {

@@ -3,6 +3,7 @@ import { ethers, ignition } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import CustosModule from "../../ignition/modules/Custos";
 import parameters from "../../ignition/parameters.example.json";
+import { DOMAINS } from "../../src/eip712";
 
 async function deployFixture() {
   return ignition.deploy(CustosModule, { parameters });
@@ -81,5 +82,12 @@ describe("Ignition: Custos module", function () {
     await time.increase(delay);
     await timelock.connect(stranger).execute(target, 0, data, ethers.ZeroHash, salt);
     expect(await registry.hasRole(role, newManufacturer.address)).to.equal(true);
+  });
+
+  it("deploys LocationBeacons on the registry, under its own EIP-712 domain", async function () {
+    const { registry, locationBeacons } = await ignition.deploy(CustosModule, { parameters });
+    expect(await locationBeacons.registry()).to.equal(await registry.getAddress());
+    const [, name, version] = await locationBeacons.eip712Domain();
+    expect({ name, version }).to.deep.equal(DOMAINS.beacons);
   });
 });

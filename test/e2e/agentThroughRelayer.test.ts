@@ -6,6 +6,7 @@ import { expect } from "chai";
 import { id as textHash } from "ethers";
 import { openAgentStack } from "../../src/agent/agent";
 import { makeFleet, relayerFor, tempDir } from "../relayer/fixtures";
+import { LocationBeacons__factory } from "../../typechain-types";
 
 describe("e2e: device agents deliver through the relayer", function () {
   it("firmware attestations from a secp256k1 and a P-256 device land once each, in nonce order, gas paid by the relayer", async function () {
@@ -42,6 +43,54 @@ describe("e2e: device agents deliver through the relayer", function () {
       expect(stack.outbox.live()).to.have.length(0);
       expect(stack.outbox.all().every((e) => e.state === "done" && e.outcome === "confirmed")).to.equal(true);
       expect(signed).to.have.length(2 * perDevice);
+    } finally {
+      await stack.close();
+      await relayer.close();
+    }
+  });
+
+  it("a stolen device's location beacons reach LocationBeacons through the relayer, beside its held registry message", async function () {
+    const fleet = await makeFleet({ devices: 1, kinds: ["p256"] });
+    const [device] = fleet.devices;
+    await (await fleet.registry.connect(fleet.owner).reportStolen(device.id)).wait();
+    const relayer = await relayerFor(fleet);
+    const stack = await openAgentStack({
+      deployment: {
+        chainId: BigInt(fleet.deployment.chainId),
+        registry: fleet.addresses.registry,
+        locationBeacons: fleet.addresses.locationBeacons,
+      },
+      dataDir: tempDir("custos-e2e-"),
+      rpc: fleet.node.url,
+      relayerUrl: relayer.url,
+      pollMs: 20,
+      holdMs: 50,
+      backoff: { baseMs: 20, capMs: 200 },
+    });
+    try {
+      const agent = stack.agentFor(device.key);
+      // Refused by the relayer while the device is quarantined (held), ahead of the beacons in time.
+      const held = await agent.sign("FirmwareAttestation", { firmwareHash: textHash("while stolen") });
+      const beacons = [];
+      for (let i = 0; i < 3; i++)
+        beacons.push(
+          await agent.sign("LocationBeacon", { latitudeE7: 100 + i, longitudeE7: -200, at: 1_700_000_000 + i }),
+        );
+      expect(beacons.map((b) => b.message.message.nonce)).to.deep.equal(["0", "1", "2"]);
+      void stack.dispatcher.drain({ watch: true });
+      const contract = LocationBeacons__factory.connect(fleet.addresses.locationBeacons, fleet.provider);
+      const deadline = Date.now() + 30_000;
+      while (!beacons.every((b) => stack.outbox.get(b.id)!.outcome === "confirmed")) {
+        if (Date.now() > deadline) throw new Error("the beacons did not land");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const posted = await contract.queryFilter(contract.filters.LocationBeaconPosted(device.id));
+      expect(posted.map((e) => [e.args.owner, e.args.latitudeE7])).to.deep.equal(
+        [100n, 101n, 102n].map((lat) => [fleet.ownerAddress, lat]),
+      );
+      expect(await contract.beaconNonce(device.id)).to.equal(3n);
+      expect(stack.outbox.get(held.id)!.state).to.not.equal("done");
+      expect(await fleet.registry.deviceNonce(device.id)).to.equal(0n);
     } finally {
       await stack.close();
       await relayer.close();

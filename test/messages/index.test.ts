@@ -23,8 +23,10 @@ import { DeviceRegistry__factory } from "../../typechain-types/factories/contrac
 import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
 import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
+import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory";
 
 const registry: Interface = DeviceRegistry__factory.createInterface();
+const beacons: Interface = LocationBeacons__factory.createInterface();
 const locks: Interface = LockAccess__factory.createInterface();
 const channels: Interface = PaymentChannels__factory.createInterface();
 const custody: Interface = CustodyLedger__factory.createInterface();
@@ -49,7 +51,7 @@ function ethersCall(m: SignedDeviceMessage): string {
     case "FirmwareAttestation":
       return registry.encodeFunctionData("attestFirmware", [m.key, f.firmwareHash, f.deadline, m.signature]);
     case "LocationBeacon":
-      return registry.encodeFunctionData("postLocationBeacon", [
+      return beacons.encodeFunctionData("postLocationBeacon", [
         m.key,
         { latitudeE7: f.latitudeE7, longitudeE7: f.longitudeE7, at: f.at, deadline: f.deadline },
         m.signature,

@@ -90,6 +90,7 @@ export async function relayerFor(fleet: Fleet, config: Partial<RelayerConfig> = 
     rpc: fleet.node.url,
     privateKey: fleet.relayerWallet.privateKey,
     registry: fleet.addresses.registry,
+    locationBeacons: fleet.addresses.locationBeacons,
     dataDir: config.dataDir ?? tempDir(),
     batchIntervalMs: 50,
     pollIntervalMs: 50,

@@ -31,6 +31,7 @@ import { keystoreFiles, spawnRelayer, type RelayerProcess } from "./process";
 import { startHardhatNode } from "../helpers/node";
 import { rpcProvider, simulateFleet } from "../../src/relayer/fleet";
 import { deviceById } from "../../src/registry/lookup";
+import { LocationBeacons__factory } from "../../typechain-types";
 
 type Status = { id: string; status: string; txHash?: string; error?: string };
 
@@ -114,20 +115,22 @@ describe("relayer integration (hardhat node on loopback)", function () {
         }),
       ),
     );
-    ids.push(
-      await accept(
-        relayer.url,
-        "/v1/messages",
-        signDeviceMessage(h, fleet.devices[3].key, "LocationBeacon", fleet.deployment, {
-          device: fleet.devices[3].id,
-          nonce: 0n,
-          latitudeE7: 485_000_000,
-          longitudeE7: 23_000_000,
-          at: 1_700_000_000n,
-          deadline,
-        }),
-      ),
-    );
+    // The stolen device's beacons: LocationBeacons' domain and beacon nonces, a multicall of their own.
+    for (const nonce of [1n, 0n])
+      ids.push(
+        await accept(
+          relayer.url,
+          "/v1/messages",
+          signDeviceMessage(h, fleet.devices[3].key, "LocationBeacon", fleet.beaconsDeployment, {
+            device: fleet.devices[3].id,
+            nonce,
+            latitudeE7: 485_000_000 + Number(nonce),
+            longitudeE7: 23_000_000,
+            at: 1_700_000_000n,
+            deadline,
+          }),
+        ),
+      );
 
     const final = await allFinal(relayer.url, ids);
     expect(final.map((s) => s.status)).to.deep.equal(ids.map(() => "confirmed"));
@@ -137,10 +140,19 @@ describe("relayer integration (hardhat node on loopback)", function () {
     expect(await fleet.registry.deviceNonce(fleet.devices[0].id)).to.equal(3n);
     expect(await fleet.registry.deviceNonce(fleet.devices[1].id)).to.equal(3n);
     expect(await fleet.registry.deviceNonce(fleet.devices[2].id)).to.equal(4n);
-    expect(await fleet.registry.deviceNonce(fleet.devices[3].id)).to.equal(1n);
-    expect(await fleet.registry.queryFilter(fleet.registry.filters.LocationBeaconPosted(), start)).to.have.length(1);
+    expect(await fleet.registry.deviceNonce(fleet.devices[3].id)).to.equal(0n);
+    const beacons = LocationBeacons__factory.connect(fleet.addresses.locationBeacons, fleet.provider);
+    expect(await beacons.beaconNonce(fleet.devices[3].id)).to.equal(2n);
+    const posted = await beacons.queryFilter(beacons.filters.LocationBeaconPosted(), start);
+    expect(posted.map((e) => [e.args.deviceId, e.args.owner, e.args.latitudeE7])).to.deep.equal([
+      [fleet.devices[3].id, fleet.ownerAddress, 485_000_000n],
+      [fleet.devices[3].id, fleet.ownerAddress, 485_000_001n],
+    ]);
     const txs = await noFailingTransaction(fleet, relayer.address, start + 1);
     expect(txs.length).to.be.lessThan(ids.length);
+    expect(new Set(txs.map((t) => t.to!.toLowerCase()))).to.deep.equal(
+      new Set([fleet.addresses.registry.toLowerCase(), fleet.addresses.locationBeacons.toLowerCase()]),
+    );
     await relayer.close();
   });
 
@@ -321,6 +333,8 @@ describe("relayer integration (hardhat node on loopback)", function () {
         passwordFile,
         "--registry",
         fleet.addresses.registry,
+        "--location-beacons",
+        fleet.addresses.locationBeacons,
         "--data",
         tempDir(),
         "--batch-interval-ms",

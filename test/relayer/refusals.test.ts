@@ -8,6 +8,7 @@ import { ethers } from "ethers";
 import { highS } from "../helpers/registry";
 import type { SignedDeviceMessage } from "../../src/messages";
 import type { RelayerHandle } from "../../src/relayer";
+import { LocationBeacons__factory } from "../../typechain-types";
 import {
   attestation,
   deadlineIn,
@@ -221,28 +222,64 @@ describe("relayer refusals: each attack is refused before any gas is spent", fun
       await expectRefused("/v1/messages", msg(4), 409, "device_not_active", "key");
     });
 
-    it("attack: an active device's location beacon (only quarantined devices post one) is refused", async function () {
-      const beacon = signDeviceMessage(h, fleet.devices[0].key, "LocationBeacon", fleet.deployment, {
-        device: fleet.devices[0].id,
-        nonce: 0n,
-        latitudeE7: 485_000_000,
-        longitudeE7: 23_000_000,
-        at: 1_700_000_000n,
-        deadline,
-      });
-      await expectRefused("/v1/messages", beacon, 409, "device_not_active", "key");
-    });
-
-    it("a quarantined device's location beacon is accepted", async function () {
-      const beacon = signDeviceMessage(h, fleet.devices[5].key, "LocationBeacon", fleet.deployment, {
-        device: fleet.devices[5].id,
-        nonce: 0n,
-        latitudeE7: -339_000_000,
+    /** Device `i`'s location beacon, signed for LocationBeacons (or `deployment`) with beacon nonce `nonce`. */
+    const beacon = (i: number, nonce = 0n, deployment = fleet.beaconsDeployment, latitudeE7 = -339_000_000) =>
+      signDeviceMessage(h, fleet.devices[i].key, "LocationBeacon", deployment, {
+        device: fleet.devices[i].id,
+        nonce,
+        latitudeE7,
         longitudeE7: 1_512_000_000,
         at: 1_700_000_000n,
         deadline,
       });
-      expect((await post(relayer.url, "/v1/messages", beacon)).status).to.equal(202);
+
+    it("attack: an active device's location beacon (only quarantined devices post one) is refused", async function () {
+      await expectRefused("/v1/messages", beacon(0), 409, "device_not_active", "key");
+    });
+
+    it("attack: a revoked device's location beacon is refused", async function () {
+      await expectRefused("/v1/messages", beacon(4), 409, "device_not_active", "key");
+    });
+
+    it("attack: a location beacon signed for the registry's domain (not LocationBeacons') is refused", async function () {
+      const r = await expectRefused("/v1/messages", beacon(5, 0n, fleet.deployment), 400, "bad_signature", "signature");
+      expect(r.body.error)
+        .to.include("Custos LocationBeacons")
+        .and.include(fleet.addresses.locationBeacons.toLowerCase());
+    });
+
+    it("a quarantined device's location beacon is accepted", async function () {
+      expect((await post(relayer.url, "/v1/messages", beacon(5))).status).to.equal(202);
+    });
+
+    it("attack: another beacon with a beacon nonce already queued is refused", async function () {
+      await expectRefused("/v1/messages", beacon(5, 0n, undefined, 1), 409, "nonce_queued", "message.nonce");
+    });
+
+    it("attack: a beacon nonce far past the device's next one is refused", async function () {
+      await expectRefused("/v1/messages", beacon(5, 65n), 409, "nonce_too_far", "message.nonce");
+    });
+
+    it("attack: a beacon to a relayer without LocationBeacons configured is refused (target_not_allowed)", async function () {
+      const bare = await relayerFor(fleet, { locationBeacons: undefined, batchIntervalMs: 600_000 });
+      try {
+        const r = await post(bare.url, "/v1/messages", beacon(5, 1n));
+        expect(r.status).to.equal(400);
+        expect(r.body).to.include({ code: "target_not_allowed", field: "type" });
+        expect(bare.locationBeacons).to.equal(undefined);
+      } finally {
+        await bare.close();
+      }
+    });
+
+    it("attack: a relayer given a LocationBeacons of another registry refuses to start", async function () {
+      const foreign = await new LocationBeacons__factory(fleet.admin).deploy(ethers.Wallet.createRandom().address);
+      await foreign.waitForDeployment();
+      const started = relayerFor(fleet, { locationBeacons: await foreign.getAddress(), batchIntervalMs: 600_000 });
+      await started.then(
+        () => expect.fail("the relayer started"),
+        (err: Error) => expect(err.message).to.match(/LocationBeacons at .* read registry/),
+      );
     });
 
     it("attack: a message signed by an unknown key is refused", async function () {

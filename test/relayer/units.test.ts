@@ -1,13 +1,25 @@
 /**
  * The relayer's pure parts: its hand-rolled encodings (cross-checked against ethers with
- * fast-check), the token bucket, forward-request shapes, refusal fields, and the durable store's
- * replay after a crash (including a torn last line).
+ * fast-check), the token bucket, forward-request shapes, refusal fields, the durable store's
+ * replay after a crash (including a torn last line), and which chain logs drop which cached reads.
  */
 import { expect } from "chai";
 import fc from "fast-check";
 import { appendFileSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { Transaction, Wallet, hexlify } from "ethers";
+import {
+  JsonRpcProvider,
+  Network,
+  Transaction,
+  Wallet,
+  ZeroHash,
+  hexlify,
+  toBeHex,
+  type JsonRpcPayload,
+  type JsonRpcResult,
+} from "ethers";
+import type { FastifyBaseLogger } from "fastify";
+import { ChainView, type RawLog } from "../../src/relayer/chain";
 import { encodeMulticall } from "../../src/relayer/submitter";
 import { signEip1559 } from "../../src/relayer/tx";
 import { RateLimiter } from "../../src/relayer/rateLimit";
@@ -15,7 +27,7 @@ import { checkForwardShape } from "../../src/relayer/forward";
 import { shapeRefusal, Refusal, REFUSALS } from "../../src/relayer/errors";
 import { MessageStore } from "../../src/relayer/store";
 import type { SignedDeviceMessage } from "../../src/messages";
-import { DeviceRegistry__factory } from "../../typechain-types";
+import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types";
 import { tempDir } from "./fixtures";
 
 const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((b) => hexlify(b));
@@ -207,6 +219,101 @@ describe("relayer units", function () {
       await store.close();
       expect((await MessageStore.open(dir, 60_000)).size).to.equal(1);
       expect((await MessageStore.open(dir, -1)).size).to.equal(0);
+    });
+  });
+
+  describe("chain view: which logs drop which cached reads", function () {
+    /** Answers every eth_call with the number of eth_calls so far (as a uint): each read is counted. */
+    class CountingProvider extends JsonRpcProvider {
+      calls = 0;
+      constructor() {
+        const network = Network.from(31337);
+        super("http://127.0.0.1:1", network, { staticNetwork: network, batchMaxCount: 1, cacheTimeout: -1 });
+      }
+      override async _send(payload: JsonRpcPayload | JsonRpcPayload[]): Promise<JsonRpcResult[]> {
+        return (Array.isArray(payload) ? payload : [payload]).map((p) => {
+          if (p.method !== "eth_call") throw new Error(`unexpected ${p.method}`);
+          return { id: p.id, result: toBeHex(++this.calls, 32) };
+        });
+      }
+    }
+    const REGISTRY = "0x" + "11".repeat(20);
+    const FORWARDER = "0x" + "22".repeat(20);
+    const BEACONS = "0x" + "33".repeat(20);
+    const silent = { warn() {}, info() {}, debug() {} } as unknown as FastifyBaseLogger;
+    const registry = DeviceRegistry__factory.createInterface();
+    const beacons = LocationBeacons__factory.createInterface();
+    const log = (address: string, e: { topics: string[]; data: string }, tx = "0x01"): RawLog => ({
+      address,
+      topics: e.topics,
+      data: e.data,
+      transactionHash: tx,
+    });
+
+    function view() {
+      const provider = new CountingProvider();
+      return { provider, chain: new ChainView(provider, REGISTRY, FORWARDER, 1000, silent, BEACONS) };
+    }
+
+    it("a new trust period, a key attestation or a rotation (attested or not) drops that device's reads only", async function () {
+      const events = [
+        registry.encodeEventLog("TrustPeriodEnded", [7n, 0, 1_700_000_000, 12345]),
+        registry.encodeEventLog("KeyAttested", [7n, 1, Wallet.createRandom().address]),
+        registry.encodeEventLog("KeyRotated", [7n, "0x" + "44".repeat(20), 1, true]),
+        registry.encodeEventLog("KeyRotated", [7n, "0x" + "55".repeat(20), 2, false]),
+        registry.encodeEventLog("Released", [7n, Wallet.createRandom().address]),
+        registry.encodeEventLog("GuardianCleared", [7n]),
+      ];
+      for (const e of events) {
+        const { provider, chain } = view();
+        expect(await chain.deviceNonce(7n)).to.equal(1n);
+        expect(await chain.deviceNonce(8n)).to.equal(2n);
+        expect(await chain.beaconNonce(7n)).to.equal(3n);
+        expect(await chain.deviceNonce(7n)).to.equal(1n); // cached
+        chain.applyLogs([log(REGISTRY, e)]);
+        expect(await chain.deviceNonce(7n)).to.equal(4n); // read again
+        expect(await chain.deviceNonce(8n)).to.equal(2n); // another device: kept
+        expect(await chain.beaconNonce(7n)).to.equal(3n); // the beacon nonce does not move with the registry's
+        expect(provider.calls).to.equal(4);
+      }
+    });
+
+    it("a posted beacon drops the device's beacon nonce, not its device nonce; a batch change drops everything", async function () {
+      const { provider, chain } = view();
+      await chain.deviceNonce(7n);
+      await chain.beaconNonce(7n);
+      chain.applyLogs([log(BEACONS, beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 1, 2, 3]))]);
+      expect(await chain.deviceNonce(7n)).to.equal(1n);
+      expect(await chain.beaconNonce(7n)).to.equal(3n);
+      expect(provider.calls).to.equal(3);
+      // A batch change (like any registry event the view has no rule for) starts over.
+      chain.applyLogs([log(REGISTRY, registry.encodeEventLog("BatchStatusChanged", [5n, 2, ZeroHash]))]);
+      expect(await chain.deviceNonce(7n)).to.equal(4n);
+      expect(await chain.beaconNonce(7n)).to.equal(5n);
+    });
+
+    it("the relayer's own batches move the cached nonces of their lanes from the receipt, without a read", async function () {
+      const { provider, chain } = view();
+      await chain.deviceNonce(7n); // 1
+      await chain.beaconNonce(7n); // 2
+      chain.markOwnTx("0xaa");
+      const own = [
+        log(REGISTRY, registry.encodeEventLog("NonceCancelled", [7n, 1]), "0xaa"),
+        log(BEACONS, beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 1, 2, 3]), "0xaa"),
+        log(BEACONS, beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 1, 2, 3]), "0xaa"),
+      ];
+      // The poll sees the same logs: they are the receipt's to apply.
+      chain.applyLogs(own);
+      chain.applyOwnReceipt(
+        own,
+        new Map([
+          ["d:7", 2n],
+          ["b:7", 4n],
+        ]),
+      );
+      expect(await chain.deviceNonce(7n)).to.equal(2n);
+      expect(await chain.beaconNonce(7n)).to.equal(4n);
+      expect(provider.calls).to.equal(2);
     });
   });
 });
