@@ -3,6 +3,7 @@ import { ethers, ignition } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import CustosModule from "../../ignition/modules/Custos";
 import parameters from "../../ignition/parameters.example.json";
+import { DeviceRegistry__factory, TimelockController__factory } from "../../typechain-types";
 import { DOMAINS } from "../../src/eip712";
 
 async function deployFixture() {
@@ -55,15 +56,16 @@ describe("Ignition: Custos module", function () {
     expect(await timelock.getMinDelay()).to.equal(BigInt(parameters.Custos.adminDelay));
     // The timelock administers itself: no key can shorten the delay without waiting it out.
     expect(await timelock.hasRole(await timelock.DEFAULT_ADMIN_ROLE(), deployer.address)).to.equal(false);
-    await expect(registry.connect(deployer).setKeyVerifier(deployer.address, true)).to.be.revertedWithCustomError(
-      registry,
-      "AccessControlUnauthorizedAccount",
-    );
+    await expect(
+      DeviceRegistry__factory.connect(await registry.getAddress(), deployer).setKeyVerifier(deployer.address, true),
+    ).to.be.revertedWithCustomError(registry, "AccessControlUnauthorizedAccount");
   });
 
   it("a role change is proposed, visible for the whole delay, and only then executed (by anyone)", async function () {
-    const { timelock, registry } = await deployFixture();
+    const deployed = await deployFixture();
+    const registry = deployed.registry;
     const [proposer, , , , , , , newManufacturer, stranger] = await ethers.getSigners();
+    const timelock = TimelockController__factory.connect(await deployed.timelock.getAddress(), proposer);
     expect(proposer.address).to.equal(parameters.Custos.adminProposer);
     const role = await registry.MANUFACTURER_ROLE();
     const data = registry.interface.encodeFunctionData("grantRole", [role, newManufacturer.address]);
