@@ -13,25 +13,28 @@ import {IDeviceQuarantine} from "../interfaces/IDeviceQuarantine.sol";
  * @dev Only current guardians' votes count. Every removal of a guardian (revoked or renounced)
  * starts a new membership epoch, and votes are kept per epoch, so a vote cast by a guardian who has
  * since left counts for nothing, and neither do the open votes of those who stayed (they vote again:
- * a guardian service re-evaluates its policy anyway). Flag and clear votes are tallied apart, each
- * in rounds: the vote that reaches the quorum closes its round.
+ * a guardian service re-evaluates its policy anyway). Flag and clear votes are tallied apart, in one
+ * round per device: the vote that reaches the quorum decides and closes the round for both, so that
+ * a vote counts only toward the decision that follows it. A clear vote cast before the device was
+ * flagged, or a flag vote cast while it still was, is about a state that no longer holds.
  */
 contract GuardianQuorum is AccessControl {
     /// @notice Role of guardians: one vote each.
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
 
-    /// @dev One slot per device and action: the membership epoch and round of the open votes, and their count.
+    /// @dev One slot per device: the membership epoch and round of the open votes, and their counts.
     struct Tally {
         uint32 membership;
         uint32 round;
-        uint8 votes;
+        uint8 flagVotes;
+        uint8 clearVotes;
     }
 
     IDeviceQuarantine private immutable _registry;
     uint8 private _quorum;
     uint32 private _membership;
 
-    mapping(uint256 deviceId => mapping(bool isFlag => Tally)) private _tallies;
+    mapping(uint256 deviceId => Tally) private _tallies;
     mapping(bytes32 ballot => mapping(address guardian => bool)) private _voted;
 
     event GuardianVoted(uint256 indexed deviceId, address indexed guardian, bool flag, uint32 round, bytes32 reason);
@@ -99,8 +102,8 @@ contract GuardianQuorum is AccessControl {
         bool isFlag,
         address guardian
     ) external view returns (uint32 round, uint8 count, bool voted) {
-        Tally memory t = _current(_tallies[deviceId][isFlag]);
-        return (t.round, t.votes, _voted[_ballot(deviceId, isFlag, t)][guardian]);
+        Tally memory t = _current(_tallies[deviceId]);
+        return (t.round, isFlag ? t.flagVotes : t.clearVotes, _voted[_ballot(deviceId, isFlag, t)][guardian]);
     }
 
     /// @dev A guardian's removal voids every open vote (see the contract's notes).
@@ -112,19 +115,21 @@ contract GuardianQuorum is AccessControl {
     /// @dev Records the caller's vote; true when it reaches the quorum, which closes the round.
     function _vote(uint256 deviceId, bool isFlag, bytes32 reason) private returns (bool) {
         address guardian = _msgSender();
-        Tally storage stored = _tallies[deviceId][isFlag];
-        Tally memory t = _current(stored);
+        Tally memory t = _current(_tallies[deviceId]);
         mapping(address => bool) storage voted = _voted[_ballot(deviceId, isFlag, t)];
         if (voted[guardian]) revert GuardianQuorumAlreadyVoted(deviceId, guardian);
         emit GuardianVoted(deviceId, guardian, isFlag, t.round, reason);
-        uint8 count = t.votes + 1;
+        uint8 count = (isFlag ? t.flagVotes : t.clearVotes) + 1;
         if (count < _quorum) {
             voted[guardian] = true;
-            _tallies[deviceId][isFlag] = Tally(t.membership, t.round, count);
+            if (isFlag) t.flagVotes = count;
+            else t.clearVotes = count;
+            _tallies[deviceId] = t;
             return false;
         }
-        // The vote that reaches the quorum closes the round: its marker would never be read again.
-        _tallies[deviceId][isFlag] = Tally(t.membership, t.round + 1, 0);
+        // The vote that reaches the quorum decides and closes the round for both sides: the open
+        // votes of either were cast before this decision. Its own marker would never be read again.
+        _tallies[deviceId] = Tally(t.membership, t.round + 1, 0, 0);
         return true;
     }
 
@@ -132,7 +137,7 @@ contract GuardianQuorum is AccessControl {
     function _current(Tally storage stored) private view returns (Tally memory t) {
         t = stored;
         uint32 epoch = _membership;
-        if (t.membership != epoch) t = Tally(epoch, t.round + 1, 0);
+        if (t.membership != epoch) t = Tally(epoch, t.round + 1, 0, 0);
     }
 
     function _ballot(uint256 deviceId, bool isFlag, Tally memory t) private pure returns (bytes32) {

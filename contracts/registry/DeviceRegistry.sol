@@ -106,7 +106,8 @@ contract DeviceRegistry is
         address manufacturer;
         uint40 committedAt;
         BatchStatus status;
-        /// @dev When the batch took its current status.
+        /// @dev When the batch took its current status (a recall of a quarantined batch keeps the
+        /// quarantine's start: trust in its devices ended then, and a recall must not move it later).
         uint40 statusSince;
     }
 
@@ -258,7 +259,8 @@ contract DeviceRegistry is
         _setBatchStatus(batchId, BatchStatus.Active, bytes32(0));
     }
 
-    /// @notice Recalls a whole batch: every device of it is revoked, for good.
+    /// @notice Recalls a whole batch: every device of it is revoked, for good. Trust in its devices
+    /// ends at the recall, or at the start of the quarantine it ends ({keyTrustedUntil}).
     function revokeBatch(uint48 batchId, bytes32 reason) external {
         _setBatchStatus(batchId, BatchStatus.Revoked, reason);
     }
@@ -705,8 +707,10 @@ contract DeviceRegistry is
      * @dev Until when what the device signed in trust period `period` counts: never-ending
      * (type(uint40).max) while that period is current and the device and its batch are trusted;
      * otherwise the moment that trust ended. A batch quarantine bounds the current period only while
-     * it lasts: it is about the manufacturer, not about the device leaving its owner's hands. A
-     * period the device never had gives 0: nothing counts.
+     * it lasts: it is about the manufacturer, not about the device leaving its owner's hands. A batch
+     * recall bounds every period for good, so that owner calls on a recalled device (a rotation, a
+     * release), which end periods later, cannot move their ends past the recall. A period the device
+     * never had gives 0: nothing counts.
      */
     function _trustedUntil(
         uint256 deviceId,
@@ -715,11 +719,15 @@ contract DeviceRegistry is
         uint40 untrustedSince,
         uint32 period
     ) private view returns (uint40 until) {
-        if (period != current) return _periodEnds[deviceId][period];
-        until = untrustedSince == 0 ? type(uint40).max : untrustedSince;
+        bool isCurrent = period == current;
+        if (!isCurrent) until = _periodEnds[deviceId][period];
+        else until = untrustedSince == 0 ? type(uint40).max : untrustedSince;
         Batch storage b = _batches[batchId];
         (BatchStatus batchStatus, uint40 statusSince) = (b.status, b.statusSince);
-        if (batchStatus != BatchStatus.Active && statusSince < until) until = statusSince;
+        if (
+            statusSince < until &&
+            (batchStatus == BatchStatus.Revoked || (isCurrent && batchStatus == BatchStatus.Quarantined))
+        ) until = statusSince;
     }
 
     /// @dev Writes `flags`, which hold the device out of trust; trust ended now unless it had already.
@@ -824,7 +832,12 @@ contract DeviceRegistry is
         BatchStatus current = b.status;
         if (current == BatchStatus.Revoked) revert DeviceRegistryBatchRevoked(batchId);
         if (current == status) revert DeviceRegistryBatchNotActive(batchId, current);
-        (b.status, b.statusSince) = (status, uint40(block.timestamp));
+        // A recall of a quarantined batch keeps the quarantine's start (see `Batch.statusSince`).
+        uint40 since =
+            current == BatchStatus.Quarantined && status == BatchStatus.Revoked
+                ? b.statusSince
+                : uint40(block.timestamp);
+        (b.status, b.statusSince) = (status, since);
         emit BatchStatusChanged(batchId, status, reason);
     }
 

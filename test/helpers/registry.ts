@@ -5,12 +5,14 @@ import { digest, type Deployment, type Message, type TypeName } from "../../src/
 import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
 import { DeviceBatch, deviceIdOf } from "../../src/registry/batch";
 import { P256_N } from "../../src/crypto/p256";
-import type { DeviceRegistry } from "../../typechain-types";
+import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types";
 
 export const MODEL = encodeBytes32String("custos-lock-v1");
 export const FIRMWARE = textHash("firmware 1.0.0");
 export const QUORUM = 2;
 export const HOUR = 3600;
+/** `type(uint40).max`: what `keyTrustedUntil` answers for the current period of a trusted device. */
+export const TRUSTED_FOREVER = (1n << 40n) - 1n;
 
 export enum Status {
   Unknown = 0,
@@ -26,7 +28,10 @@ export enum BatchStatus {
   Revoked = 3,
 }
 
-/** Deploys the forwarder, the P-256 verifier and the registry, with two manufacturers and three guardians. */
+/**
+ * Deploys the forwarder, the P-256 verifier and the registry, with two manufacturers and three
+ * guardians (the `GUARDIAN_ROLE` holders of the registry's GuardianQuorum, quorum {@link QUORUM}).
+ */
 export async function deployRegistry() {
   const [admin, manufacturer, owner, other, stranger, guardian1, guardian2, guardian3, manufacturer2] =
     await ethers.getSigners();
@@ -40,11 +45,14 @@ export async function deployRegistry() {
     [manufacturer.address, manufacturer2.address],
     [guardian1.address, guardian2.address, guardian3.address],
   ]);
+  const guardianQuorum = await ethers.getContractAt("GuardianQuorum", await registry.guardianQuorum());
   const { chainId } = await ethers.provider.getNetwork();
   const deployment: Deployment = { chainId, verifyingContract: await registry.getAddress() };
   const forwarderDeployment: Deployment = { chainId, verifyingContract: await forwarder.getAddress() };
   return {
     registry,
+    /** The guardians' quorum contract the registry deployed; guardians vote there. */
+    guardianQuorum,
     forwarder,
     verifier,
     verifierAddress: await verifier.getAddress(),
@@ -67,8 +75,12 @@ export function makeKeys(ctx: RegistryContext, n: number, kinds: DeviceKeyKind[]
   return Array.from({ length: n }, (_, i) => randomDeviceKey(kinds[i % kinds.length], ctx.verifierAddress));
 }
 
-export function makeBatch(keys: DeviceKey[], firmwareHash = FIRMWARE): DeviceBatch {
-  return new DeviceBatch(keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash })));
+/** The batch of `keys`; give `manufacturer` (the committer) to read its id as `.id`. */
+export function makeBatch(keys: DeviceKey[], firmwareHash = FIRMWARE, manufacturer?: string): DeviceBatch {
+  return new DeviceBatch(
+    keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash })),
+    manufacturer,
+  );
 }
 
 /** Commits `batch` as `manufacturer`; returns the batch id. */
@@ -118,7 +130,7 @@ export async function claimArgs(
 
 /** Commits a batch of `keys` and claims every one of them for `owner`; returns the device ids. */
 export async function provision(ctx: RegistryContext, keys: DeviceKey[], owner = ctx.owner) {
-  const batch = makeBatch(keys);
+  const batch = makeBatch(keys, FIRMWARE, ctx.manufacturer.address);
   const batchId = await commit(ctx.registry, ctx.manufacturer, batch);
   for (const key of keys) {
     const a = await claimArgs(ctx, key, batch, batchId, owner.address);
@@ -145,6 +157,27 @@ export async function rotation(
     oldKey: oldKey ? oldKey.signer : "0x",
     oldKeySignature: oldKey ? signAs(oldKey, "KeyRotation", ctx.deployment, msg) : "0x",
   };
+}
+
+/**
+ * The guardians' quorum decides on `deviceId`: the first M guardians (M = the quorum contract's
+ * current quorum) vote to flag it, or to clear its flag. The last vote is the one that acts.
+ */
+export async function guardianDecide(
+  ctx: { guardianQuorum: GuardianQuorum; guardians: HardhatEthersSigner[] },
+  action: "flag" | "clearFlag",
+  deviceId: bigint,
+  reason = textHash("misbehaving"),
+) {
+  const quorum = Number(await ctx.guardianQuorum.quorum());
+  if (quorum > ctx.guardians.length)
+    throw new Error(`guardianDecide: quorum ${quorum} > ${ctx.guardians.length} guardians`);
+  let last;
+  for (const g of ctx.guardians.slice(0, quorum)) {
+    const q = ctx.guardianQuorum.connect(g);
+    last = await (action === "flag" ? q.flag(deviceId, reason) : q.clearFlag(deviceId));
+  }
+  return last!;
 }
 
 /** secp256k1 curve order. */

@@ -1,9 +1,13 @@
 /**
  * Model-based (stateful) test of the DeviceRegistry: fast-check generates random sequences of
- * claims, owner actions, guardian votes, manufacturer recalls, batch status changes, key
- * rotations, ERC-721 transfers and device-signed messages; every step is predicted by a small
- * TypeScript model, sent to the chain, and followed by a full comparison of the chain with the
- * model plus the checks of DESIGN.md invariants 1 and 3.
+ * claims, owner actions (report, release, decommission, rotate with or without the old key, sell),
+ * guardian votes in the GuardianQuorum (quorum 1 or 2), manufacturer recalls and key attestations,
+ * batch status changes and device-signed messages; every step is predicted by a small TypeScript
+ * model, sent to the chain, and followed by a full comparison of the chain with the model plus the
+ * checks of DESIGN.md invariants 1 and 3. The model keeps every trust period of every device (its
+ * tag, predicted from the block hash, and when trust in it ended), key provenance and ownership
+ * epochs: after each step `deviceTrust`, and `keyTrustedUntil` of every key a device ever had for
+ * every period it had (and one it never had), must answer what the model says.
  *
  * Every sequence starts from the same snapshot (`loadFixture`): a registry with two committed
  * batches of six and four keys (secp256k1 and P-256; one per manufacturer; two keys in both), the
@@ -19,18 +23,20 @@ import hre, { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { AbiCoder, ZeroAddress, keccak256, id as textHash, type FunctionFragment, type Interface } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { DeviceRegistry } from "../../typechain-types";
+import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types";
 import { digest, type Message, type TypeName } from "../../src/eip712";
 import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
 import { deviceIdOf, type DeviceBatch } from "../../src/registry/batch";
+import { tick } from "../helpers/stateful";
 import {
   BatchStatus,
   FIRMWARE,
   QUORUM,
   Status,
+  TRUSTED_FOREVER,
   claimArgs,
-  commit,
   deployRegistry,
+  guardianDecide,
   makeBatch,
   type RegistryContext,
 } from "../helpers/registry";
@@ -47,7 +53,9 @@ const DEADLINE = 2n ** 40n;
 /** Skips eth_estimateGas: every transaction is sent and mined, reverting or not. */
 const GAS = { gasLimit: 10_000_000 };
 const FIRMWARES = [FIRMWARE, textHash("firmware 1.1.0"), textHash("firmware 2.0.0")];
-const bytes16 = (hash: string) => hash.slice(0, 34).toLowerCase();
+/** The registry keeps the first 64 bits of a firmware hash. */
+const bytes8 = (hash: string) => hash.slice(0, 18).toLowerCase();
+const GUARDIAN_ROLE = textHash("GUARDIAN_ROLE");
 
 // ------------------------------------------------------------------------------------- world
 
@@ -61,12 +69,14 @@ interface BatchInfo {
   id: bigint;
   /** Index into `manufacturers` of the account that committed it. */
   maker: number;
+  committedAt: bigint;
 }
 
 /** What the fixture sets up; the same object (and keys) for every run, the chain is restored. */
 interface World {
   ctx: RegistryContext;
   registry: DeviceRegistry;
+  quorum: GuardianQuorum;
   iface: Interface;
   /** The accounts that own devices: owner, other, stranger. */
   owners: HardhatEthersSigner[];
@@ -81,6 +91,14 @@ interface World {
   leafDeviceIds: bigint[];
   /** Claimed in the fixture: leaf index and owner index. */
   preclaimed: { leaf: number; owner: number }[];
+  /** When the fixture reported device 3 stolen, and quarantined batch 2 (its last block). */
+  stolenAt: bigint;
+  quarantinedAt: bigint;
+}
+
+async function minedAt(tx: Promise<{ wait(): Promise<{ blockNumber: number } | null> }>): Promise<bigint> {
+  const receipt = await (await tx).wait();
+  return BigInt((await ethers.provider.getBlock(receipt!.blockNumber))!.timestamp);
 }
 
 async function registryWithBatches(): Promise<World> {
@@ -106,7 +124,8 @@ async function registryWithBatches(): Promise<World> {
   const batches: BatchInfo[] = [];
   for (const [i, idx] of members.entries()) {
     const tree = makeBatch(idx.map((k) => batchKeys[k]));
-    batches.push({ tree, id: await commit(ctx.registry, manufacturers[i], tree), maker: i });
+    const committedAt = await minedAt(ctx.registry.connect(manufacturers[i]).commitBatch(tree.root));
+    batches.push({ tree, id: tree.idFor(manufacturers[i].address), maker: i, committedAt });
   }
   const leaves = members.flatMap((idx, batch) => idx.map((k) => ({ batch, key: batchKeys[k] })));
   const owners = [ctx.owner, ctx.other, ctx.stranger];
@@ -124,12 +143,15 @@ async function registryWithBatches(): Promise<World> {
   // Start some runs' paths half-way (release, guardian clear, batch release), so that short
   // sequences reach them: device 3 is reported stolen and flagged, batch 2 is quarantined.
   const stolen = deviceIdOf(leaves[5].key.signer);
-  await ctx.registry.connect(owners[2]).reportStolen(stolen);
-  for (const g of ctx.guardians.slice(0, QUORUM)) await ctx.registry.connect(g).flag(stolen, textHash("misbehaving"));
-  await ctx.registry.connect(manufacturers[1]).quarantineBatch(batches[1].id, textHash("suspect run"));
+  const stolenAt = await minedAt(ctx.registry.connect(owners[2]).reportStolen(stolen));
+  await guardianDecide(ctx, "flag", stolen);
+  const quarantinedAt = await minedAt(
+    ctx.registry.connect(manufacturers[1]).quarantineBatch(batches[1].id, textHash("suspect run")),
+  );
   return {
     ctx,
     registry: ctx.registry,
+    quorum: ctx.guardianQuorum,
     iface: ctx.registry.interface,
     owners,
     guardians: ctx.guardians,
@@ -139,10 +161,18 @@ async function registryWithBatches(): Promise<World> {
     keys: [...batchKeys, ...fresh],
     leafDeviceIds: batchKeys.map((k) => deviceIdOf(k.signer)),
     preclaimed,
+    stolenAt,
+    quarantinedAt,
   };
 }
 
 // ------------------------------------------------------------------------------------- model
+
+/** A trust period: its tag, and when trust in what the device signed in it ended (null: it has not). */
+interface PeriodModel {
+  tag: bigint;
+  end: bigint | null;
+}
 
 interface DeviceModel {
   id: bigint;
@@ -150,28 +180,48 @@ interface DeviceModel {
   batch: number;
   /** Index into `World.owners`. */
   owner: number;
+  /** Moves at every transfer. */
+  epoch: number;
   key: DeviceKey;
-  /** Keys rotated away, oldest first. */
+  /** Keys rotated away, oldest first: `retired[g]` is the key of generation g. */
   retired: DeviceKey[];
+  /** Whether the current key's provenance reaches the manufacturer. */
+  attested: boolean;
   reported: boolean;
   flagged: boolean;
   revoked: boolean;
   nonce: number;
   generation: number;
-  /** bytes16 of the last attested firmware hash. */
+  /** bytes8 of the last attested firmware hash. */
   firmware: string;
+  /** Every period the device had, oldest first; the last one is current. */
+  periods: PeriodModel[];
+}
+
+/** The guardians' open votes on one device id (claimed or not): the round, and who voted which way. */
+interface VotesModel {
   round: number;
-  votes: number;
-  /** Guardian indexes that voted in the current round. */
-  voted: Set<number>;
+  flag: Set<number>;
+  clear: Set<number>;
+}
+
+interface BatchModel {
+  status: BatchStatus;
+  /** When it took that status (a recall of a quarantined batch: when the quarantine began). */
+  since: bigint;
 }
 
 interface Model {
   /** Claimed devices, in claim order. */
   devices: Map<bigint, DeviceModel>;
-  batches: BatchStatus[];
+  batches: BatchModel[];
   /** Every key (signer bytes) ever claimed or rotated to. */
   used: Set<string>;
+  votes: Map<bigint, VotesModel>;
+  /** M of the guardians' quorum. */
+  quorum: number;
+  /** The time of the last block (each step's transaction is mined one second later). */
+  now: bigint;
 }
 
 function newDevice(id: bigint, batch: number, owner: number, key: DeviceKey): DeviceModel {
@@ -179,22 +229,30 @@ function newDevice(id: bigint, batch: number, owner: number, key: DeviceKey): De
     id,
     batch,
     owner,
+    epoch: 0,
     key,
     retired: [],
+    attested: true,
     reported: false,
     flagged: false,
     revoked: false,
     nonce: 0,
     generation: 0,
-    firmware: bytes16(FIRMWARE),
-    round: 0,
-    votes: 0,
-    voted: new Set(),
+    firmware: bytes8(FIRMWARE),
+    periods: [{ tag: 0n, end: null }],
   };
 }
 
 function initialModel(w: World): Model {
-  const m: Model = { devices: new Map(), batches: w.batches.map(() => BatchStatus.Active), used: new Set() };
+  const m: Model = {
+    devices: new Map(),
+    batches: w.batches.map((b) => ({ status: BatchStatus.Active, since: b.committedAt })),
+    used: new Set(),
+    votes: new Map(),
+    quorum: QUORUM,
+    // The fixture's last block: every run starts from it (loadFixture restores the chain).
+    now: w.quarantinedAt,
+  };
   for (const p of w.preclaimed) {
     const leaf = w.leaves[p.leaf];
     const id = deviceIdOf(leaf.key.signer);
@@ -203,17 +261,68 @@ function initialModel(w: World): Model {
   }
   // See the end of the fixture.
   const stolen = m.devices.get(deviceIdOf(w.leaves[5].key.signer))!;
-  Object.assign(stolen, { reported: true, flagged: true, round: 1 });
-  m.batches[1] = BatchStatus.Quarantined;
+  Object.assign(stolen, { reported: true, flagged: true, periods: [{ tag: 0n, end: w.stolenAt }] });
+  m.votes.set(stolen.id, { round: 1, flag: new Set(), clear: new Set() });
+  m.batches[1] = { status: BatchStatus.Quarantined, since: w.quarantinedAt };
   return m;
 }
 
 /** The status the contract must report: revoked (device or batch) beats quarantined beats active. */
 function statusOf(m: Model, d: DeviceModel): Status {
-  const b = m.batches[d.batch];
+  const b = m.batches[d.batch].status;
   if (d.revoked || b === BatchStatus.Revoked) return Status.Revoked;
   if (d.reported || d.flagged || b === BatchStatus.Quarantined) return Status.Quarantined;
   return Status.Active;
+}
+
+/** The device's own holds (not its batch's): while one lasts, the device is out of its owner's trust. */
+const held = (d: DeviceModel) => d.reported || d.flagged || d.revoked;
+const current = (d: DeviceModel) => d.periods[d.periods.length - 1];
+
+/** Trust in the current period ends now, unless it already had. */
+function distrust(m: Model, d: DeviceModel): void {
+  current(d).end ??= m.now;
+}
+
+/**
+ * The current period ends (now, unless it had) and a new one starts, tagged with 32 bits of
+ * keccak256(previous block's hash, device, previous tag), never a tag the device had; it starts
+ * untrusted when a hold remains (a rotation while reported).
+ */
+function newPeriod(m: Model, d: DeviceModel, parentHash: string): void {
+  const last = current(d);
+  last.end ??= m.now;
+  const hash = keccak256(
+    AbiCoder.defaultAbiCoder().encode(["bytes32", "uint256", "uint32"], [parentHash, d.id, last.tag]),
+  );
+  let tag = BigInt(hash) & 0xffffffffn;
+  while (d.periods.some((p) => p.tag === tag)) tag++;
+  d.periods.push({ tag, end: held(d) ? m.now : null });
+}
+
+/**
+ * What `keyTrustedUntil` must answer for a period tag of device `d`: 0 for a period it never had;
+ * the end of trust in it, or never-ending (uint40 max) while it is current and trusted; bounded by
+ * a batch quarantine while it lasts (current period only) and by a recall (every period).
+ */
+function trustedUntil(m: Model, d: DeviceModel, tag: bigint): bigint {
+  const period = d.periods.find((p) => p.tag === tag);
+  if (!period) return 0n;
+  const isCurrent = period === current(d);
+  let until = period.end ?? TRUSTED_FOREVER;
+  const b = m.batches[d.batch];
+  const bounds = b.status === BatchStatus.Revoked || (isCurrent && b.status === BatchStatus.Quarantined);
+  if (bounds && b.since < until) until = b.since;
+  return until;
+}
+
+function votesOf(m: Model, id: bigint): VotesModel {
+  let v = m.votes.get(id);
+  if (!v) {
+    v = { round: 0, flag: new Set(), clear: new Set() };
+    m.votes.set(id, v);
+  }
+  return v;
 }
 
 /** The device whose current key is `signer`, if any (retired and never-used keys resolve to none). */
@@ -243,6 +352,15 @@ function pickCaller(m: Model, w: World, id: bigint, who: number): HardhatEthersS
   return w.owners[who <= 3 ? d.owner : (d.owner + who - 3) % w.owners.length];
 }
 
+/**
+ * Before a step's transaction: the next block is mined one second later, and the hash of the block
+ * before it is what a period tag that the transaction starts derives from.
+ */
+async function nextBlock(m: Model): Promise<string> {
+  await tick(m);
+  return (await ethers.provider.getBlock("latest"))!.hash!;
+}
+
 // --------------------------------------------------------------------------------- signatures
 
 const signatureCache = new Map<string, string>();
@@ -265,10 +383,14 @@ function attestation(w: World, key: DeviceKey, id: bigint, firmwareHash: string,
 
 // ------------------------------------------------------------------------------ expectations
 
-/** `null`: the transaction must succeed; otherwise the custom error (and its arguments) it must revert with. */
-type Outcome = null | { error: string; args?: unknown[] };
+/**
+ * `null`: the transaction must succeed; otherwise the custom error (and its arguments) it must
+ * revert with, of the registry or (`quorum`) of the guardians' quorum contract.
+ */
+type Outcome = null | { error: string; args?: unknown[]; quorum?: boolean };
 
 const fail = (error: string, ...args: unknown[]): Outcome => ({ error, args });
+const quorumFail = (error: string, ...args: unknown[]): Outcome => ({ error, args, quorum: true });
 
 async function expectOutcome(w: World, label: string, send: () => Promise<unknown>, outcome: Outcome): Promise<void> {
   if (outcome === null) {
@@ -281,7 +403,7 @@ async function expectOutcome(w: World, label: string, send: () => Promise<unknow
     return;
   }
   const assertion = expect(send(), `${label}: the model expects ${outcome.error}`).to.be.revertedWithCustomError(
-    w.registry,
+    outcome.quorum ? w.quorum : w.registry,
     outcome.error,
   );
   if (outcome.args) await assertion.withArgs(...outcome.args);
@@ -320,16 +442,24 @@ function decode(w: World, fn: string, data: string): any[] {
 
 const canonical = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x));
 
-/** A `DeviceRef` (id, owner, status). */
-const ref = (r: any[]) => ({ id: r[0][0] as bigint, owner: r[0][1] as string, status: Number(r[0][2]) });
 /** What `resolveKey` returns (id, status), and what it returns for a key that resolves to nothing. */
 const resolved = (r: any[]) => ({ id: r[0] as bigint, status: Number(r[1]) });
 const nothing = { id: 0n, status: Status.Unknown };
+/** What `keyTrustedUntil` returns. */
+const keyTrust = (r: any[]) => ({ id: r[0] as bigint, generation: Number(r[1]), until: r[2] as bigint });
+/** What `deviceTrust` returns. */
+const trust = (r: any[]) => {
+  const [status, keyGeneration, keyAttested, period] = r[0];
+  return { status: Number(status), keyGeneration: Number(keyGeneration), keyAttested, period };
+};
+/** A tag no device of a run has: its trust is 0 (nothing counts). */
+const NEVER_A_PERIOD = 0xdeadbeefn;
 
 /**
  * Compares the whole contract view with the model in one multicall (all views, then a correctly
- * signed attestation from every active device), then tries a correctly signed message from every
- * quarantined or revoked device and from every rotated-away key, which must all be refused.
+ * signed attestation from every active device), and the guardians' open votes; then tries a
+ * correctly signed message from every quarantined or revoked device and from every rotated-away
+ * key, which must all be refused.
  */
 async function checkInvariants(m: Model, w: World, after: string): Promise<void> {
   const { registry, iface } = w;
@@ -342,7 +472,12 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
     expected[label] = want;
   };
 
-  w.batches.forEach((b, i) => view(`batch ${i} status`, "batch", [b.id], m.batches[i], (r) => Number(r[0][3])));
+  w.batches.forEach((b, i) =>
+    view(`batch ${i} status`, "batch", [b.id], m.batches[i], (r) => ({
+      status: Number(r[0][3]),
+      since: r[0][4] as bigint,
+    })),
+  );
 
   const owned = w.owners.map(() => 0);
   const active: DeviceModel[] = [];
@@ -350,6 +485,7 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
     const status = statusOf(m, d);
     const owner = w.owners[d.owner].address;
     const dev = `device ${d.id}`;
+    const period = current(d);
     owned[d.owner]++;
     if (status === Status.Active) active.push(d);
     view(
@@ -363,12 +499,18 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
         batchId: w.batches[d.batch].id,
         nonce: d.nonce,
         keyGeneration: d.generation,
+        keyAttested: d.attested,
         reportedStolen: d.reported,
         guardianFlagged: d.flagged,
+        ownerEpoch: d.epoch,
+        period: period.tag,
+        untrustedSince: period.end ?? 0n,
         firmware: d.firmware,
+        firmwareRevoked: false,
       },
       (r) => {
-        const [id, owner, status, batchId, nonce, keyGeneration, reportedStolen, guardianFlagged, firmware] = r[0];
+        const [id, owner, status, batchId, nonce, keyGeneration, keyAttested, reportedStolen, guardianFlagged] = r[0];
+        const [ownerEpoch, period, untrustedSince, firmware, firmwareRevoked] = r[0].slice(9);
         return {
           id,
           owner,
@@ -376,54 +518,69 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
           batchId,
           nonce: Number(nonce),
           keyGeneration: Number(keyGeneration),
+          keyAttested,
           reportedStolen,
           guardianFlagged,
+          ownerEpoch: Number(ownerEpoch),
+          period,
+          untrustedSince,
           firmware: String(firmware).toLowerCase(),
+          firmwareRevoked,
         };
       },
     );
-    // Invariant 1: deviceById (what other contracts read) says quarantined / revoked as the model does.
-    view(`${dev} deviceById`, "deviceById", [d.id], { id: d.id, owner, status }, ref);
+    // Invariant 1: the status other contracts read says quarantined / revoked as the model does.
     view(`${dev} deviceStatus`, "deviceStatus", [d.id], status, (r) => Number(r[0]));
     view(`${dev} deviceNonce`, "deviceNonce", [d.id], d.nonce, (r) => Number(r[0]));
     view(`${dev} ownerOf`, "ownerOf", [d.id], owner, (r) => r[0]);
-    // Invariant 3: the current key resolves to this device (so to no other), with its status.
+    // The ownership epoch moves at every transfer, and only then.
+    view(`${dev} ownership`, "ownership", [d.id], { owner, epoch: d.epoch }, (r) => ({
+      owner: r[0],
+      epoch: Number(r[1]),
+    }));
+    // What a contract pins: status, key generation and provenance, the current period.
     view(
-      `${dev} deviceByKey(current ${d.key.signer})`,
-      "deviceByKey",
-      [d.key.signer],
-      { id: d.id, owner, status },
-      ref,
+      `${dev} deviceTrust`,
+      "deviceTrust",
+      [d.id],
+      { status, keyGeneration: d.generation, keyAttested: d.attested, period: period.tag },
+      trust,
     );
+    // Invariant 3: the current key resolves to this device (so to no other), with its status.
     view(`${dev} resolveKey(current ${d.key.signer})`, "resolveKey", [d.key.signer], { id: d.id, status }, resolved);
     // Invariant 3: a rotated-away key resolves to nothing, at once and forever.
     for (const old of d.retired) {
       view(`${dev} resolveKey(retired ${old.signer})`, "resolveKey", [old.signer], nothing, resolved);
-      view(
-        `${dev} deviceByKey(retired ${old.signer})`,
-        "deviceByKey",
-        [old.signer],
-        { id: 0n, owner: ZeroAddress, status: Status.Unknown },
-        ref,
-      );
     }
-    // Who voted only matters while a round has votes (one read is enough otherwise).
-    w.guardians
-      .slice(0, d.votes > 0 ? w.guardians.length : 1)
-      .forEach((g, gi) =>
+    // Trust periods: every key the device ever had, for every period it had (and one it never had),
+    // resolves to the device and the key's generation, with the model's end of trust in that period.
+    const tags = [...d.periods.map((p) => p.tag), NEVER_A_PERIOD];
+    [...d.retired, d.key].forEach((key, generation) => {
+      for (const tag of tags) {
         view(
-          `${dev} guardianVotes(guardian ${gi})`,
-          "guardianVotes",
-          [d.id, g.address],
-          { round: d.round, votes: d.votes, voted: d.voted.has(gi) },
-          (r) => ({ round: Number(r[0]), votes: Number(r[1]), voted: r[2] }),
-        ),
-      );
+          `${dev} keyTrustedUntil(generation ${generation}, period ${tag})`,
+          "keyTrustedUntil",
+          [key.signer, tag],
+          { id: d.id, generation, until: trustedUntil(m, d, tag) },
+          keyTrust,
+        );
+      }
+    });
   }
   for (const id of w.leafDeviceIds) {
     if (m.devices.has(id)) continue;
-    view(`unclaimed ${id} deviceById`, "deviceById", [id], { id: 0n, owner: ZeroAddress, status: Status.Unknown }, ref);
     view(`unclaimed ${id} deviceStatus`, "deviceStatus", [id], Status.Unknown, (r) => Number(r[0]));
+    view(
+      `unclaimed ${id} deviceTrust`,
+      "deviceTrust",
+      [id],
+      { status: Status.Unknown, keyGeneration: 0, keyAttested: false, period: 0n },
+      trust,
+    );
+    view(`unclaimed ${id} ownership`, "ownership", [id], { owner: ZeroAddress, epoch: 0 }, (r) => ({
+      owner: r[0],
+      epoch: Number(r[1]),
+    }));
   }
   for (const key of w.keys) {
     // Invariant 3: a key ever claimed or rotated to (and so also rotated away) can never be registered again.
@@ -432,11 +589,11 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
     if (!used) {
       view(`resolveKey(unused ${key.signer})`, "resolveKey", [key.signer], nothing, resolved);
       view(
-        `deviceByKey(unused ${key.signer})`,
-        "deviceByKey",
-        [key.signer],
-        { id: 0n, owner: ZeroAddress, status: Status.Unknown },
-        ref,
+        `keyTrustedUntil(unused ${key.signer})`,
+        "keyTrustedUntil",
+        [key.signer, 0n],
+        { id: 0n, generation: 0, until: 0n },
+        keyTrust,
       );
     }
   }
@@ -468,6 +625,31 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
   }
   const actual: Record<string, unknown> = {};
   calls.forEach((c, i) => (actual[c.label] = c.read(decode(w, c.fn, results[i]))));
+
+  // The guardians' open votes (the quorum contract has no multicall: who voted is read only where
+  // a side has votes, one read per side is enough otherwise).
+  const reads: Promise<[string, unknown]>[] = [];
+  for (const [id, v] of m.votes) {
+    for (const [isFlag, side] of [
+      [true, v.flag],
+      [false, v.clear],
+    ] as const) {
+      w.guardians.slice(0, side.size > 0 ? w.guardians.length : 1).forEach((g, gi) => {
+        const label = `${id} votes(${isFlag ? "flag" : "clear"}, guardian ${gi})`;
+        expected[label] = { round: v.round, count: side.size, voted: side.has(gi) };
+        reads.push(
+          w.quorum
+            .votes(id, isFlag, g.address)
+            .then((r) => [label, { round: Number(r[0]), count: Number(r[1]), voted: r[2] }]),
+        );
+      });
+    }
+  }
+  // In the order of `expected`: the comparison below is of canonical JSON.
+  for (const [label, value] of await Promise.all(reads)) actual[label] = value;
+  actual["quorum"] = Number(await w.quorum.quorum());
+  expected["quorum"] = m.quorum;
+
   // chai's deep equal is slow on this many values: compare canonical JSON, let chai print a diff.
   if (canonical(actual) !== canonical(expected)) {
     expect(actual, `${at}: the registry's state differs from the model`).to.deep.equal(expected);
@@ -556,7 +738,9 @@ class ClaimStep extends Step {
 
   protected async step(m: Model, w: World) {
     // 0..9: that leaf; 10+: a leaf that can still be claimed, when there is one.
-    const claimable = w.leaves.filter((l) => m.batches[l.batch] === BatchStatus.Active && !m.used.has(l.key.signer));
+    const claimable = w.leaves.filter(
+      (l) => m.batches[l.batch].status === BatchStatus.Active && !m.used.has(l.key.signer),
+    );
     const leaf =
       this.leaf < w.leaves.length || claimable.length === 0
         ? w.leaves[this.leaf % w.leaves.length]
@@ -574,12 +758,13 @@ class ClaimStep extends Step {
     }
 
     let outcome: Outcome = null;
-    if (m.batches[leaf.batch] !== BatchStatus.Active)
-      outcome = fail("DeviceRegistryBatchNotActive", b.id, m.batches[leaf.batch]);
+    const batchStatus = m.batches[leaf.batch].status;
+    if (batchStatus !== BatchStatus.Active) outcome = fail("DeviceRegistryBatchNotActive", b.id, batchStatus);
     // Invariant 3: a leaf is claimed once; a key claimed or rotated to by any device is taken.
     else if (m.used.has(leaf.key.signer)) outcome = fail("DeviceRegistryKeyTaken", keccak256(leaf.key.signer));
     else if (this.sig !== "ok") outcome = fail("DeviceRegistryInvalidSignature");
 
+    await nextBlock(m);
     await expectOutcome(
       w,
       this.toString(),
@@ -623,15 +808,26 @@ class OwnerStep extends Step {
     else if (this.action === "reportStolen" && d.reported) outcome = fail("DeviceRegistryAlreadyReported", id);
     else if (this.action === "release" && !d.reported) outcome = fail("DeviceRegistryNotReported", id);
 
+    const parent = await nextBlock(m);
     const r = w.registry.connect(caller);
     await expectOutcome(w, this.toString(), () => r[this.action](id, GAS), outcome);
     if (outcome !== null || !d) return;
-    if (this.action === "reportStolen") d.reported = true;
+    if (this.action === "reportStolen") {
+      d.reported = true;
+      distrust(m, d);
+    }
     if (this.action === "release") {
       d.reported = false;
-      d.nonce++;
+      // The last hold lifted: a fresh period, and every earlier signature of the device is void.
+      if (!held(d)) {
+        d.nonce++;
+        newPeriod(m, d, parent);
+      }
     }
-    if (this.action === "decommission") d.revoked = true;
+    if (this.action === "decommission") {
+      d.revoked = true;
+      distrust(m, d);
+    }
   }
 
   toString() {
@@ -640,10 +836,10 @@ class OwnerStep extends Step {
 }
 
 /**
- * Guardian votes to flag or to clear: `votes` successive votes on one device (each one predicted,
- * sent and followed by the invariant checks). The first voter is guardian `voter` (0..2), a
- * non-guardian (3), or the first guardian that has not voted in this round (4+); the next ones
- * are always guardians that have not voted yet.
+ * Guardian votes to flag or to clear, cast in the GuardianQuorum: `votes` successive votes on one
+ * device (each one predicted, sent and followed by the invariant checks). The first voter is
+ * guardian `voter` (0..2), a non-guardian (3), or the first guardian that has not voted on this
+ * side in this round (4+); the next ones are always guardians that have not voted yet.
  */
 class GuardianStep extends Step {
   constructor(
@@ -660,9 +856,9 @@ class GuardianStep extends Step {
       this.action === "flag" ? (d: DeviceModel) => !d.revoked && !d.flagged : (d: DeviceModel) => d.flagged;
     const id = pickDevice(m, w, this.pick, prefer);
     for (let i = 0; i < this.votes; i++) {
-      const d = m.devices.get(id);
+      const side = this.action === "flag" ? m.votes.get(id)?.flag : m.votes.get(id)?.clear;
       const fresh = (start: number) =>
-        [0, 1, 2].map((k) => (start + k) % w.guardians.length).find((g) => !d?.voted.has(g)) ?? start;
+        [0, 1, 2].map((k) => (start + k) % w.guardians.length).find((g) => !side?.has(g)) ?? start;
       const guardian = i === 0 && this.voter < 4 ? this.voter : fresh(i === 0 ? this.voter - 4 : 0);
       await this.vote(m, w, id, guardian);
       await checkInvariants(m, w, `${this.toString()}, vote ${i + 1} by guardian ${guardian}`);
@@ -674,43 +870,78 @@ class GuardianStep extends Step {
 
   private async vote(m: Model, w: World, id: bigint, guardian: number) {
     const d = m.devices.get(id);
+    const isFlag = this.action === "flag";
     const isGuardian = guardian < w.guardians.length;
     const voter = isGuardian ? w.guardians[guardian] : w.ctx.stranger;
+    const v = m.votes.get(id) ?? { round: 0, flag: new Set<number>(), clear: new Set<number>() };
+    const side = isFlag ? v.flag : v.clear;
+    const decides = side.size + 1 >= m.quorum;
     let outcome: Outcome = null;
-    if (!isGuardian) outcome = fail("AccessControlUnauthorizedAccount", voter.address, textHash("GUARDIAN_ROLE"));
+    if (!isGuardian) outcome = quorumFail("AccessControlUnauthorizedAccount", voter.address, GUARDIAN_ROLE);
+    else if (side.has(guardian)) outcome = quorumFail("GuardianQuorumAlreadyVoted", id, voter.address);
+    // Below the quorum a vote is only recorded; the one that reaches it asks the registry.
+    else if (!decides) outcome = null;
     else if (!d) outcome = fail("DeviceRegistryUnknownDevice", id);
     else if (d.revoked) outcome = fail("DeviceRegistryWrongStatus", id, Status.Revoked);
-    else if (this.action === "flag" && d.flagged) outcome = fail("DeviceRegistryAlreadyFlagged", id);
-    else if (this.action === "clearFlag" && !d.flagged) outcome = fail("DeviceRegistryNotFlagged", id);
-    else if (d.voted.has(guardian)) outcome = fail("DeviceRegistryAlreadyVoted", id, voter.address);
+    else if (isFlag && d.flagged) outcome = fail("DeviceRegistryAlreadyFlagged", id);
+    else if (!isFlag && !d.flagged) outcome = fail("DeviceRegistryNotFlagged", id);
 
-    const r = w.registry.connect(voter);
+    const parent = await nextBlock(m);
+    const q = w.quorum.connect(voter);
     await expectOutcome(
       w,
       `${this.toString()}: vote by guardian ${guardian}`,
-      () => (this.action === "flag" ? r.flag(id, textHash("misbehaving"), GAS) : r.clearFlag(id, GAS)),
+      () => (isFlag ? q.flag(id, textHash("misbehaving"), GAS) : q.clearFlag(id, GAS)),
       outcome,
     );
-    if (outcome !== null || !d) return;
-    if (d.votes + 1 < QUORUM) {
-      d.votes++;
-      d.voted.add(guardian);
+    if (outcome !== null) return;
+    if (!decides) {
+      votesOf(m, id);
+      (isFlag ? votesOf(m, id).flag : votesOf(m, id).clear).add(guardian);
       return;
     }
-    // The vote that reaches the quorum acts and opens a new round.
-    d.votes = 0;
-    d.round++;
-    d.voted = new Set();
-    if (this.action === "flag") d.flagged = true;
-    else {
-      d.flagged = false;
-      d.nonce++;
+    // The deciding vote closes the round for both sides: every open vote is void.
+    const decided = votesOf(m, id);
+    Object.assign(decided, { round: decided.round + 1, flag: new Set(), clear: new Set() });
+    if (isFlag) {
+      d!.flagged = true;
+      distrust(m, d!);
+    } else {
+      d!.flagged = false;
+      if (!held(d!)) {
+        d!.nonce++;
+        newPeriod(m, d!, parent);
+      }
     }
   }
 
   toString() {
     const voter = this.voter < 4 ? `voter ${this.voter}` : `fresh voters from ${this.voter - 4}`;
     return `${this.action}(device #${this.pick}, ${voter}, ${this.votes} vote${this.votes > 1 ? "s" : ""})`;
+  }
+}
+
+/** The admin (or a guardian, refused) sets the guardians' quorum to 1 or 2. */
+class QuorumStep extends Step {
+  constructor(
+    readonly quorum: number,
+    readonly byAdmin: boolean,
+  ) {
+    super();
+  }
+
+  protected async step(m: Model, w: World) {
+    const caller = this.byAdmin ? w.ctx.admin : w.guardians[0];
+    const outcome = this.byAdmin
+      ? null
+      : quorumFail("AccessControlUnauthorizedAccount", caller.address, ethers.ZeroHash);
+    await nextBlock(m);
+    await expectOutcome(w, this.toString(), () => w.quorum.connect(caller).setQuorum(this.quorum, GAS), outcome);
+    if (outcome === null) m.quorum = this.quorum;
+  }
+
+  toString() {
+    return `setQuorum(${this.quorum}, by ${this.byAdmin ? "the admin" : "a guardian"})`;
   }
 }
 
@@ -732,17 +963,53 @@ class RecallStep extends Step {
     else if (!authorized) outcome = fail("DeviceRegistryUnauthorized", account.address);
     else if (d.revoked) outcome = fail("DeviceRegistryWrongStatus", id, Status.Revoked);
 
+    await nextBlock(m);
     await expectOutcome(
       w,
       this.toString(),
       () => w.registry.connect(account).recall(id, textHash("recall"), GAS),
       outcome,
     );
-    if (outcome === null && d) d.revoked = true;
+    if (outcome === null && d) {
+      d.revoked = true;
+      distrust(m, d);
+    }
   }
 
   toString() {
     return `recall(device #${this.pick}, caller ${this.caller})`;
+  }
+}
+
+/**
+ * The manufacturer (or someone else) re-attests a device's owner-installed key: the device is one
+ * whose key is owner-installed when there is one (picks 0..7).
+ */
+class AttestKeyStep extends Step {
+  constructor(
+    readonly pick: number,
+    readonly caller: number,
+  ) {
+    super();
+  }
+
+  protected async step(m: Model, w: World) {
+    const id = pickDevice(m, w, this.pick, (d) => !d.attested);
+    const d = m.devices.get(id);
+    const { account, authorized } = batchCaller(w, d ? d.batch : 0, this.caller);
+    let outcome: Outcome = null;
+    if (!d) outcome = fail("DeviceRegistryUnknownDevice", id);
+    else if (!authorized) outcome = fail("DeviceRegistryUnauthorized", account.address);
+    else if (d.attested) outcome = fail("DeviceRegistryKeyAlreadyAttested", id);
+
+    await nextBlock(m);
+    await expectOutcome(w, this.toString(), () => w.registry.connect(account).attestKey(id, GAS), outcome);
+    // Provenance only: no new period, the nonce stays.
+    if (outcome === null && d) d.attested = true;
+  }
+
+  toString() {
+    return `attestKey(device #${this.pick}, caller ${this.caller})`;
   }
 }
 
@@ -777,17 +1044,20 @@ class BatchStep extends Step {
       revokeBatch: BatchStatus.Revoked,
     }[this.action];
     // 0, 1: that batch; 2, 3: a batch this action can change, when there is one.
-    const changeable = [0, 1].filter((i) => m.batches[i] !== BatchStatus.Revoked && m.batches[i] !== target);
+    const changeable = [0, 1].filter(
+      (i) => m.batches[i].status !== BatchStatus.Revoked && m.batches[i].status !== target,
+    );
     const batch =
       this.batch < 2 || changeable.length === 0 ? this.batch % 2 : changeable[this.batch % changeable.length];
     const b = w.batches[batch];
     const { account, authorized } = batchCaller(w, batch, this.caller);
-    const current = m.batches[batch];
+    const now = m.batches[batch].status;
     let outcome: Outcome = null;
     if (!authorized) outcome = fail("DeviceRegistryUnauthorized", account.address);
-    else if (current === BatchStatus.Revoked) outcome = fail("DeviceRegistryBatchRevoked", b.id);
-    else if (current === target) outcome = fail("DeviceRegistryBatchNotActive", b.id, current);
+    else if (now === BatchStatus.Revoked) outcome = fail("DeviceRegistryBatchRevoked", b.id);
+    else if (now === target) outcome = fail("DeviceRegistryBatchNotActive", b.id, now);
 
+    await nextBlock(m);
     const r = w.registry.connect(account);
     await expectOutcome(
       w,
@@ -798,7 +1068,10 @@ class BatchStep extends Step {
           : r[this.action](b.id, textHash("batch incident"), GAS),
       outcome,
     );
-    if (outcome === null) m.batches[batch] = target;
+    if (outcome !== null) return;
+    // A recall of a quarantined batch ends its devices' trust when the quarantine began.
+    const keep = now === BatchStatus.Quarantined && target === BatchStatus.Revoked;
+    m.batches[batch] = { status: target, since: keep ? m.batches[batch].since : m.now };
   }
 
   toString() {
@@ -826,20 +1099,25 @@ class RotateStep extends Step {
     const id = pickDevice(m, w, this.pick, (d) => !d.revoked);
     const d = m.devices.get(id);
     const caller = pickCaller(m, w, id, this.who);
-    const newKey = w.keys[this.target % w.keys.length];
-    const current = d ? d.key : w.keys[w.leafDeviceIds.indexOf(id)];
+    // Targets 0..11 are the world's keys; 12+ the first key nobody used yet, when there is one.
+    const unused = w.keys.filter((k) => !m.used.has(k.signer));
+    const newKey =
+      this.target < w.keys.length || unused.length === 0
+        ? w.keys[this.target % w.keys.length]
+        : unused[this.target % unused.length];
+    const currentKey = d ? d.key : w.keys[w.leafDeviceIds.indexOf(id)];
     const nonce = d ? d.nonce : 0;
     const signedNonce = this.staleNonce ? (nonce > 0 ? nonce - 1 : nonce + 1) : nonce;
     const message = { device: id, newKey: newKey.signer, nonce: signedNonce, deadline: DEADLINE };
     // 'foreign': a key that is not the device's current one (a retired one when there is one).
     const foreign =
       d?.retired[d.retired.length - 1] ??
-      w.keys.find((k) => k.signer !== current.signer && k.signer !== newKey.signer)!;
+      w.keys.find((k) => k.signer !== currentKey.signer && k.signer !== newKey.signer)!;
     let oldKey = "0x";
     let oldKeySignature = "0x";
     if (this.old === "current" || this.old === "badSig") {
-      oldKey = current.signer;
-      oldKeySignature = sign(w, this.old === "current" ? current : foreign, "KeyRotation", message);
+      oldKey = currentKey.signer;
+      oldKeySignature = sign(w, this.old === "current" ? currentKey : foreign, "KeyRotation", message);
     } else if (this.old === "foreign") {
       oldKey = foreign.signer;
       oldKeySignature = sign(w, foreign, "KeyRotation", message);
@@ -861,12 +1139,18 @@ class RotateStep extends Step {
     else if (this.old === "foreign") outcome = fail("DeviceRegistryUnknownKey", keccak256(foreign.signer));
     else if (this.old === "badSig") outcome = fail("DeviceRegistryInvalidSignature");
 
+    const parent = await nextBlock(m);
     await expectOutcome(w, this.toString(), () => w.registry.connect(caller).rotateKey(id, rotation, GAS), outcome);
     if (outcome !== null || !d) return;
     d.retired.push(d.key);
     d.key = newKey;
     d.nonce++;
     d.generation++;
+    // Without the old key's signature the owner installed the key alone; with it, the new key
+    // inherits the old one's provenance (an owner-installed key cannot launder another).
+    if (this.old === "none") d.attested = false;
+    // The old key's period ends at the rotation (or when trust in it had ended).
+    newPeriod(m, d, parent);
     m.used.add(newKey.signer);
   }
 
@@ -897,13 +1181,18 @@ class TransferStep extends Step {
     else if (statusOf(m, d) !== Status.Active) outcome = fail("DeviceRegistryWrongStatus", id, statusOf(m, d));
     else if (w.owners[d.owner] !== caller) outcome = fail("ERC721InsufficientApproval", caller.address, id);
 
+    await nextBlock(m);
     await expectOutcome(
       w,
       this.toString(),
       () => w.registry.connect(caller).transferFrom(from, to.address, id, GAS),
       outcome,
     );
-    if (outcome === null && d) d.owner = this.to;
+    if (outcome === null && d) {
+      d.owner = this.to;
+      // A new ownership period, even back to the same owner.
+      d.epoch = (d.epoch + 1) % 65_536;
+    }
   }
 
   toString() {
@@ -953,6 +1242,7 @@ class DeviceMessageStep extends Step {
       outcome = fail("DeviceRegistryWrongStatus", signer.id, statusOf(m, signer));
     else if (this.staleNonce || signer.id !== id) outcome = fail("DeviceRegistryInvalidSignature");
 
+    await nextBlock(m);
     const r = w.registry.connect(w.owners[this.relayer]);
     await expectOutcome(
       w,
@@ -965,7 +1255,7 @@ class DeviceMessageStep extends Step {
     );
     if (outcome !== null || !signer) return;
     signer.nonce++;
-    if (this.action === "attestFirmware") signer.firmware = bytes16(firmwareHash);
+    if (this.action === "attestFirmware") signer.firmware = bytes8(firmwareHash);
   }
 
   toString() {
@@ -989,7 +1279,11 @@ const guardianArb = (action: GuardianStep["action"]) =>
   fc
     .tuple(device, fc.nat({ max: 9 }), fc.constantFrom(1, 1, QUORUM))
     .map(([p, g, n]) => new GuardianStep(action, p, g, n));
+const quorumArb = fc
+  .tuple(fc.constantFrom(1, 2), mostly(85))
+  .map(([quorum, byAdmin]) => new QuorumStep(quorum, byAdmin));
 const recallArb = fc.tuple(device, fc.constantFrom(0, 0, 2, 1, 3)).map(([p, c]) => new RecallStep(p, c));
+const attestKeyArb = fc.tuple(device, fc.constantFrom(0, 0, 2, 1, 3)).map(([p, c]) => new AttestKeyStep(p, c));
 const batchArb = fc
   .tuple(
     fc.constantFrom("quarantineBatch", "releaseBatch", "quarantineBatch", "releaseBatch", "revokeBatch"),
@@ -1001,7 +1295,7 @@ const rotateArb = fc
   .tuple(
     device,
     who,
-    fc.nat({ max: 11 }),
+    fc.nat({ max: 15 }),
     fc.constantFrom("current", "none", "current", "none", "foreign", "badSig"),
     mostly(15),
   )
@@ -1027,17 +1321,23 @@ const allCommands: fc.Arbitrary<Cmd>[] = [
   claimArb,
   claimArb,
   ownerArb("reportStolen"),
+  ownerArb("reportStolen"),
+  ownerArb("release"),
   ownerArb("release"),
   ownerArb("decommission"),
   guardianArb("flag"),
   guardianArb("flag"),
   guardianArb("clearFlag"),
   guardianArb("clearFlag"),
+  quorumArb,
   recallArb,
+  attestKeyArb,
   batchArb,
   batchArb,
   rotateArb,
   rotateArb,
+  rotateArb,
+  transferArb,
   transferArb,
   messageArb("attestFirmware"),
   messageArb("cancelNonce"),

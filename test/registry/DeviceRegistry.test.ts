@@ -1,20 +1,25 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { TypedDataEncoder } from "ethers";
+import { TypedDataEncoder, type ContractTransactionResponse, type Result } from "ethers";
 import { TYPES, digest, typeHash, typeString, typedData, typesOf, type TypeName } from "../../src/eip712";
 import { randomDeviceKey, secp256k1Key } from "../../src/crypto/deviceKey";
 import { DeviceBatch, batchIdOf, deviceIdOf, leafHash } from "../../src/registry/batch";
+import { deviceById, deviceByKey } from "../../src/registry/lookup";
+import { IDeviceRegistry__factory, type DeviceRegistry } from "../../typechain-types";
 import {
   BatchStatus,
   FIRMWARE,
+  HOUR,
   MODEL,
   QUORUM,
   Status,
+  TRUSTED_FOREVER,
   claimArgs,
   commit,
   deadlineIn,
   deployRegistry,
+  guardianDecide,
   highS,
   makeBatch,
   makeKeys,
@@ -27,6 +32,9 @@ import { shouldBehaveLikeDeviceSignedMessage } from "./behaviours/deviceSignedMe
 
 const REASON = ethers.id("tamper detected");
 
+/** A struct the registry returned, as a plain object of its named fields. */
+const plain = (struct: unknown) => (struct as Result).toObject();
+
 async function claimed() {
   const ctx = await deployRegistry();
   const keys = makeKeys(ctx, 4, ["secp256k1", "p256"]);
@@ -38,31 +46,67 @@ async function claimed() {
 async function committed() {
   const ctx = await deployRegistry();
   const keys = makeKeys(ctx, 4, ["secp256k1", "p256"]);
-  const batch = makeBatch(keys);
+  const batch = makeBatch(keys, FIRMWARE, ctx.manufacturer.address);
   const batchId = await commit(ctx.registry, ctx.manufacturer, batch);
   return { ...ctx, keys, batch, batchId };
 }
 
 describe("DeviceRegistry", function () {
   describe("deployment and administration", function () {
-    it("sets the admin, quorum, P-256 verifier and interfaces", async function () {
-      const { registry, admin, verifierAddress } = await loadFixture(deployRegistry);
+    it("sets the admin, the guardians' quorum contract, the P-256 verifier and interfaces", async function () {
+      const { registry, guardianQuorum, admin, guardians, verifierAddress } = await loadFixture(deployRegistry);
       expect(await registry.hasRole(await registry.DEFAULT_ADMIN_ROLE(), admin.address)).to.equal(true);
-      expect(await registry.guardianQuorum()).to.equal(QUORUM);
+      // The registry deployed its quorum contract, which alone holds the registry's GUARDIAN_ROLE.
+      const quorumAddress = await guardianQuorum.getAddress();
+      expect(await registry.guardianQuorum()).to.equal(quorumAddress);
+      expect(await registry.hasRole(await registry.GUARDIAN_ROLE(), quorumAddress)).to.equal(true);
+      expect(await guardianQuorum.registry()).to.equal(await registry.getAddress());
+      expect(await guardianQuorum.quorum()).to.equal(QUORUM);
+      for (const g of guardians) {
+        expect(await registry.hasRole(await registry.GUARDIAN_ROLE(), g.address)).to.equal(false);
+        expect(await guardianQuorum.hasRole(await guardianQuorum.GUARDIAN_ROLE(), g.address)).to.equal(true);
+      }
       expect(await registry.isKeyVerifier(verifierAddress)).to.equal(true);
       expect(await registry.name()).to.equal("Custos Device");
       for (const iface of ["0x80ac58cd", "0x7965db0b", "0x01ffc9a7"]) {
         expect(await registry.supportsInterface(iface)).to.equal(true); // ERC-721, AccessControl, ERC-165
       }
       expect(await registry.supportsInterface("0xffffffff")).to.equal(false);
-      const iDeviceRegistry = (["deviceByKey", "deviceById", "resolveKey", "deviceStatus", "deviceNonce"] as const)
-        .map((fn) => BigInt(registry.interface.getFunction(fn)!.selector))
-        .reduce((x, y) => x ^ y);
-      expect(await registry.supportsInterface(ethers.toBeHex(iDeviceRegistry, 4))).to.equal(true);
     });
 
-    it("refuses a zero quorum, at deployment and later", async function () {
-      const { registry, admin, forwarder } = await loadFixture(deployRegistry);
+    it("answers ERC-165 for IDeviceRegistry: exactly the functions other contracts read", async function () {
+      const { registry } = await loadFixture(deployRegistry);
+      const functions = [
+        "resolveKey",
+        "deviceStatus",
+        "deviceNonce",
+        "deviceTrust",
+        "keyTrustedUntil",
+        "ownership",
+      ] as const;
+      // The list is the interface's, no more and no less.
+      const declared: string[] = [];
+      IDeviceRegistry__factory.createInterface().forEachFunction((fn) => declared.push(fn.name));
+      expect(declared.sort()).to.deep.equal([...functions].sort());
+      const interfaceId = functions
+        .map((fn) => BigInt(registry.interface.getFunction(fn)!.selector))
+        .reduce((x, y) => x ^ y);
+      expect(await registry.supportsInterface(ethers.toBeHex(interfaceId, 4))).to.equal(true);
+      // The id of the interface before the trust model (with deviceByKey and deviceById) is not answered.
+      const before = [
+        "deviceByKey(bytes)",
+        "deviceById(uint256)",
+        "resolveKey(bytes)",
+        "deviceStatus(uint256)",
+        "deviceNonce(uint256)",
+      ]
+        .map((signature) => BigInt(ethers.id(signature).slice(0, 10)))
+        .reduce((x, y) => x ^ y);
+      expect(await registry.supportsInterface(ethers.toBeHex(before, 4))).to.equal(false);
+    });
+
+    it("refuses a zero quorum at deployment (the quorum contract's check, bubbled up)", async function () {
+      const { guardianQuorum, admin, forwarder } = await loadFixture(deployRegistry);
       await expect(
         ethers.deployContract("DeviceRegistry", [
           admin.address,
@@ -72,12 +116,9 @@ describe("DeviceRegistry", function () {
           [],
           [],
         ]),
-      ).to.be.revertedWithCustomError(registry, "DeviceRegistryInvalidQuorum");
-      await expect(registry.setGuardianQuorum(0)).to.be.revertedWithCustomError(
-        registry,
-        "DeviceRegistryInvalidQuorum",
-      );
-      await expect(registry.setGuardianQuorum(3)).to.emit(registry, "GuardianQuorumChanged").withArgs(3);
+      )
+        .to.be.revertedWithCustomError(guardianQuorum, "GuardianQuorumInvalidQuorum")
+        .withArgs(0);
     });
 
     it("deploys without a P-256 verifier when given none", async function () {
@@ -93,12 +134,8 @@ describe("DeviceRegistry", function () {
       expect(await bare.isKeyVerifier(ethers.ZeroAddress)).to.equal(false);
     });
 
-    it("lets only the admin change the quorum and the key verifiers", async function () {
+    it("lets only the admin change the key verifiers", async function () {
       const { registry, stranger, verifierAddress } = await loadFixture(deployRegistry);
-      await expect(registry.connect(stranger).setGuardianQuorum(1)).to.be.revertedWithCustomError(
-        registry,
-        "AccessControlUnauthorizedAccount",
-      );
       await expect(registry.connect(stranger).setKeyVerifier(verifierAddress, false)).to.be.revertedWithCustomError(
         registry,
         "AccessControlUnauthorizedAccount",
@@ -115,10 +152,12 @@ describe("DeviceRegistry", function () {
         DeviceClaim: await registry.DEVICE_CLAIM_TYPEHASH(),
         KeyRotation: await registry.KEY_ROTATION_TYPEHASH(),
         FirmwareAttestation: await registry.FIRMWARE_ATTESTATION_TYPEHASH(),
-        LocationBeacon: await registry.LOCATION_BEACON_TYPEHASH(),
         NonceCancellation: await registry.NONCE_CANCELLATION_TYPEHASH(),
       };
-      const registryTypes = (Object.keys(TYPES) as TypeName[]).filter((t) => TYPES[t].domain === "registry");
+      // Location beacons moved to LocationBeacons, under a domain of their own (tested there).
+      const registryTypes = (Object.keys(TYPES) as TypeName[]).filter(
+        (t) => TYPES[t].domain === "registry" && t !== ("LocationBeacon" as TypeName),
+      );
       expect(registryTypes.sort()).to.deep.equal(Object.keys(constants).sort());
       for (const t of registryTypes) {
         expect(TypedDataEncoder.from(typesOf(t)).encodeType(t)).to.equal(typeString(t));
@@ -131,20 +170,46 @@ describe("DeviceRegistry", function () {
   });
 
   describe("batches", function () {
-    it("commits a root for a manufacturer; the id is the root's first 48 bits", async function () {
-      const { registry, manufacturer } = await loadFixture(deployRegistry);
-      const batch = makeBatch(makeKeys(await loadFixture(deployRegistry), 3));
-      await expect(registry.connect(manufacturer).commitBatch(batch.root))
-        .to.emit(registry, "BatchCommitted")
-        .withArgs(batch.id, manufacturer.address, batch.root);
-      const stored = await registry.batch(batch.id);
+    it("commits a root for a manufacturer; the id is 48 bits of keccak256(manufacturer, root)", async function () {
+      const ctx = await loadFixture(deployRegistry);
+      const { registry, manufacturer } = ctx;
+      const batch = makeBatch(makeKeys(ctx, 3), FIRMWARE, manufacturer.address);
+      const id = batchIdOf(manufacturer.address, batch.root);
+      expect(batch.id).to.equal(id);
+      expect(id).to.equal(
+        BigInt(
+          ethers.keccak256(
+            ethers.AbiCoder.defaultAbiCoder().encode(["address", "bytes32"], [manufacturer.address, batch.root]),
+          ),
+        ) &
+          ((1n << 48n) - 1n),
+      );
+      expect(await registry.batchIdOf(manufacturer.address, batch.root)).to.equal(id);
+      expect(await registry.connect(manufacturer).commitBatch.staticCall(batch.root)).to.equal(id);
+      const tx = registry.connect(manufacturer).commitBatch(batch.root);
+      await expect(tx).to.emit(registry, "BatchCommitted").withArgs(id, manufacturer.address, batch.root);
+      const stored = await registry.batch(id);
       expect(stored.root).to.equal(batch.root);
       expect(stored.manufacturer).to.equal(manufacturer.address);
       expect(stored.status).to.equal(BatchStatus.Active);
-      expect(await registry.batchIdOf(batch.root)).to.equal(batchIdOf(batch.root));
+      const at = BigInt((await (await tx).getBlock())!.timestamp);
+      expect([stored.committedAt, stored.statusSince]).to.deep.equal([at, at]);
     });
 
-    it("refuses an empty root, a root committed twice, and a non-manufacturer", async function () {
+    it("computes batch ids off chain exactly as on chain (batchIdOf, DeviceBatch.idFor)", async function () {
+      const { registry } = await loadFixture(deployRegistry);
+      for (let i = 0; i < 16; i++) {
+        const manufacturer = ethers.Wallet.createRandom().address;
+        // Roots of every shape, including ones whose first 48 bits are zero (which the old derivation turned into 0).
+        const root =
+          i % 4 === 0 ? ethers.zeroPadValue(ethers.randomBytes(26), 32) : ethers.hexlify(ethers.randomBytes(32));
+        const id = batchIdOf(manufacturer, root);
+        expect(await registry.batchIdOf(manufacturer, root), `${manufacturer} ${root}`).to.equal(id);
+        expect(id).to.not.equal(0n);
+      }
+    });
+
+    it("refuses an empty root, a root its manufacturer committed already, and a non-manufacturer", async function () {
       const { registry, manufacturer, manufacturer2, stranger } = await loadFixture(deployRegistry);
       await expect(registry.connect(manufacturer).commitBatch(ethers.ZeroHash)).to.be.revertedWithCustomError(
         registry,
@@ -152,9 +217,13 @@ describe("DeviceRegistry", function () {
       );
       const root = ethers.id("root");
       await registry.connect(manufacturer).commitBatch(root);
-      await expect(registry.connect(manufacturer2).commitBatch(root))
+      await expect(registry.connect(manufacturer).commitBatch(root))
         .to.be.revertedWithCustomError(registry, "DeviceRegistryBatchExists")
-        .withArgs(batchIdOf(root));
+        .withArgs(batchIdOf(manufacturer.address, root));
+      // Another manufacturer committing the same root gets a batch of its own.
+      await expect(registry.connect(manufacturer2).commitBatch(root))
+        .to.emit(registry, "BatchCommitted")
+        .withArgs(batchIdOf(manufacturer2.address, root), manufacturer2.address, root);
       await expect(registry.connect(stranger).commitBatch(ethers.id("other"))).to.be.revertedWithCustomError(
         registry,
         "AccessControlUnauthorizedAccount",
@@ -169,15 +238,15 @@ describe("DeviceRegistry", function () {
       await expect(f.registry.connect(f.manufacturer).quarantineBatch(f.batchId, REASON))
         .to.emit(f.registry, "BatchStatusChanged")
         .withArgs(f.batchId, BatchStatus.Quarantined, REASON);
-      expect((await f.registry.deviceById(id)).status).to.equal(Status.Quarantined);
-      expect((await f.registry.deviceByKey(f.keys[0].signer)).status).to.equal(Status.Quarantined);
+      expect(await f.registry.deviceStatus(id)).to.equal(Status.Quarantined);
+      expect((await f.registry.resolveKey(f.keys[0].signer))[1]).to.equal(Status.Quarantined);
       const b = await claimArgs(f, f.keys[1], f.batch, f.batchId, f.owner.address);
       await expect(f.registry.claim(b.claim, b.proof, b.signature))
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryBatchNotActive")
         .withArgs(f.batchId, BatchStatus.Quarantined);
 
       await f.registry.connect(f.manufacturer).releaseBatch(f.batchId);
-      expect((await f.registry.deviceById(id)).status).to.equal(Status.Active);
+      expect(await f.registry.deviceStatus(id)).to.equal(Status.Active);
       await expect(f.registry.claim(b.claim, b.proof, b.signature)).not.to.be.reverted;
     });
 
@@ -187,22 +256,22 @@ describe("DeviceRegistry", function () {
       await f.registry.claim(a.claim, a.proof, a.signature);
       const id = deviceIdOf(f.keys[0].signer);
       await f.registry.connect(f.admin).revokeBatch(f.batchId, REASON);
-      expect((await f.registry.deviceById(id)).status).to.equal(Status.Revoked);
+      expect(await f.registry.deviceStatus(id)).to.equal(Status.Revoked);
       const b = await claimArgs(f, f.keys[1], f.batch, f.batchId, f.owner.address);
       await expect(f.registry.claim(b.claim, b.proof, b.signature))
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryBatchNotActive")
         .withArgs(f.batchId, BatchStatus.Revoked);
       for (const call of [
-        f.registry.connect(f.manufacturer).releaseBatch(f.batchId),
-        f.registry.connect(f.manufacturer).quarantineBatch(f.batchId, REASON),
-        f.registry.connect(f.admin).revokeBatch(f.batchId, REASON),
+        () => f.registry.connect(f.manufacturer).releaseBatch(f.batchId),
+        () => f.registry.connect(f.manufacturer).quarantineBatch(f.batchId, REASON),
+        () => f.registry.connect(f.admin).revokeBatch(f.batchId, REASON),
       ]) {
-        await expect(call).to.be.revertedWithCustomError(f.registry, "DeviceRegistryBatchRevoked");
+        await expect(call()).to.be.revertedWithCustomError(f.registry, "DeviceRegistryBatchRevoked");
       }
       // Owner calls cannot revive it either: the batch keeps it revoked.
       await f.registry.connect(f.owner).reportStolen(id);
       await f.registry.connect(f.owner).release(id);
-      expect((await f.registry.deviceById(id)).status).to.equal(Status.Revoked);
+      expect(await f.registry.deviceStatus(id)).to.equal(Status.Revoked);
       await expect(f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, id))
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus")
         .withArgs(id, Status.Revoked);
@@ -250,12 +319,34 @@ describe("DeviceRegistry", function () {
           .and.to.emit(f.registry, "Transfer")
           .withArgs(ethers.ZeroAddress, f.owner.address, id);
         expect(await f.registry.ownerOf(id)).to.equal(f.owner.address);
-        const ref = await f.registry.deviceByKey(key.signer);
+        const ref = await deviceByKey(f.registry, key.signer);
         expect([ref.id, ref.owner, ref.status]).to.deep.equal([id, f.owner.address, BigInt(Status.Active)]);
         const info = await f.registry.deviceInfo(id);
-        expect(info.batchId).to.equal(f.batchId);
-        expect(info.firmware).to.equal(FIRMWARE.slice(0, 34));
-        expect(info.firmwareRevoked).to.equal(false);
+        expect(plain(info)).to.deep.equal({
+          id,
+          owner: f.owner.address,
+          status: BigInt(Status.Active),
+          batchId: f.batchId,
+          nonce: 0n,
+          keyGeneration: 0n,
+          keyAttested: true,
+          reportedStolen: false,
+          guardianFlagged: false,
+          ownerEpoch: 0n,
+          period: 0n,
+          untrustedSince: 0n,
+          firmware: FIRMWARE.slice(0, 18), // the first 64 bits of the hash
+          firmwareRevoked: false,
+        });
+        // What a contract pins when it starts relying on the device, and the key's trust in period 0.
+        expect(plain(await f.registry.deviceTrust(id))).to.deep.equal({
+          status: BigInt(Status.Active),
+          keyGeneration: 0n,
+          keyAttested: true,
+          period: 0n,
+        });
+        expect(await f.registry.keyTrustedUntil(key.signer, 0)).to.deep.equal([id, 0n, TRUSTED_FOREVER]);
+        expect(await f.registry.ownership(id)).to.deep.equal([f.owner.address, 0n]);
         expect(await f.registry.isKeyAvailable(key.signer)).to.equal(false);
       });
     }
@@ -275,10 +366,10 @@ describe("DeviceRegistry", function () {
       const f = await loadFixture(committed);
       const otherKeys = makeKeys(f, 2);
       const otherBatch = makeBatch(otherKeys);
-      await commit(f.registry, f.manufacturer, otherBatch);
+      const otherId = await commit(f.registry, f.manufacturer, otherBatch);
       const a = await claimArgs(f, f.keys[0], f.batch, f.batchId, f.owner.address);
       // The leaf of batch A with its (valid) proof, presented as a claim in batch B.
-      const forged = await claimArgs(f, f.keys[0], f.batch, otherBatch.id, f.owner.address);
+      const forged = await claimArgs(f, f.keys[0], f.batch, otherId, f.owner.address);
       await expect(f.registry.claim(forged.claim, a.proof, forged.signature)).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryInvalidProof",
@@ -319,10 +410,10 @@ describe("DeviceRegistry", function () {
         { deviceKey: f.keys[0].signer, model: MODEL, firmwareHash: ethers.id("firmware 2") },
         { deviceKey: randomDeviceKey("secp256k1").signer, model: MODEL, firmwareHash: FIRMWARE },
       ]);
-      await commit(f.registry, f.manufacturer2, again);
+      const againId = await commit(f.registry, f.manufacturer2, again);
       const a = await claimArgs(f, f.keys[0], f.batch, f.batchId, f.owner.address);
       await f.registry.claim(a.claim, a.proof, a.signature);
-      const b = await claimArgs(f, f.keys[0], again, again.id, f.other.address);
+      const b = await claimArgs(f, f.keys[0], again, againId, f.other.address);
       await expect(f.registry.claim(b.claim, b.proof, b.signature)).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryKeyTaken",
@@ -407,16 +498,16 @@ describe("DeviceRegistry", function () {
       const batch = new DeviceBatch(
         [walletKey, f.keys[0].signer].map((deviceKey) => ({ deviceKey, model: MODEL, firmwareHash: FIRMWARE })),
       );
-      await commit(f.registry, f.manufacturer, batch);
+      const batchId = await commit(f.registry, f.manufacturer, batch);
       const deadline = await deadlineIn();
-      const message = { owner: f.stranger.address, batch: batch.id, deadline };
+      const message = { owner: f.stranger.address, batch: batchId, deadline };
       const t = typedData("DeviceClaim", f.deployment, message);
       const signature = await f.stranger.signTypedData(t.domain, t.types, message);
       const magic = await wallet.isValidSignature(digest("DeviceClaim", f.deployment, message), signature);
       expect(magic).to.equal("0x1626ba7e"); // the wallet vouches for it
       const claim = {
         owner: f.stranger.address,
-        batchId: batch.id,
+        batchId,
         deviceKey: walletKey,
         model: MODEL,
         firmwareHash: FIRMWARE,
@@ -440,8 +531,8 @@ describe("DeviceRegistry", function () {
       const odd = new DeviceBatch(
         [rogue, f.keys[0].signer].map((deviceKey) => ({ deviceKey, model: MODEL, firmwareHash: FIRMWARE })),
       );
-      await commit(f.registry, f.manufacturer, odd);
-      const claim = { ...a.claim, owner: f.owner.address, batchId: odd.id, deviceKey: rogue };
+      const oddId = await commit(f.registry, f.manufacturer, odd);
+      const claim = { ...a.claim, owner: f.owner.address, batchId: oddId, deviceKey: rogue };
       await expect(f.registry.claim(claim, odd.proof(rogue), "0x")).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryUnsupportedKey",
@@ -463,7 +554,7 @@ describe("DeviceRegistry", function () {
       await f.registry.connect(f.manufacturer).commitBatch(tree.root);
       const claim = {
         owner: f.owner.address,
-        batchId: batchIdOf(tree.root),
+        batchId: batchIdOf(f.manufacturer.address, tree.root),
         deviceKey: short,
         model: MODEL,
         firmwareHash: FIRMWARE,
@@ -530,7 +621,7 @@ describe("DeviceRegistry", function () {
       await expect(f.registry.connect(f.owner).reportStolen(f.id))
         .to.emit(f.registry, "ReportedStolen")
         .withArgs(f.id, f.owner.address);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Quarantined);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Quarantined);
       expect((await f.registry.deviceInfo(f.id)).reportedStolen).to.equal(true);
       await expect(f.registry.connect(f.owner).reportStolen(f.id)).to.be.revertedWithCustomError(
         f.registry,
@@ -539,7 +630,7 @@ describe("DeviceRegistry", function () {
       await expect(f.registry.connect(f.owner).release(f.id))
         .to.emit(f.registry, "Released")
         .withArgs(f.id, f.owner.address);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Active);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Active);
       await expect(f.registry.connect(f.owner).release(f.id)).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryNotReported",
@@ -596,91 +687,73 @@ describe("DeviceRegistry", function () {
       await expect(f.forwarder.connect(f.stranger).execute({ ...request, signature }))
         .to.emit(f.registry, "ReportedStolen")
         .withArgs(f.id, f.owner.address);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Quarantined);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Quarantined);
     });
   });
 
-  describe("guardian quorum", function () {
-    it(`flags a device at ${QUORUM} votes and clears it at ${QUORUM} votes`, async function () {
-      const f = await loadFixture(claimed);
-      const [g1, g2, g3] = f.guardians;
-      await expect(f.registry.connect(g1).flag(f.id, REASON))
-        .to.emit(f.registry, "GuardianVoted")
-        .withArgs(f.id, g1.address, 0, true, REASON);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Active);
-      expect(await f.registry.guardianVotes(f.id, g1.address)).to.deep.equal([0n, 1n, true]);
-      await expect(f.registry.connect(g2).flag(f.id, REASON))
-        .to.emit(f.registry, "GuardianFlagged")
-        .withArgs(f.id, REASON);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Quarantined);
-      expect((await f.registry.deviceInfo(f.id)).guardianFlagged).to.equal(true);
-      expect(await f.registry.guardianVotes(f.id, g1.address)).to.deep.equal([1n, 0n, false]);
-
-      await expect(f.registry.connect(g3).flag(f.id, REASON)).to.be.revertedWithCustomError(
-        f.registry,
-        "DeviceRegistryAlreadyFlagged",
-      );
-      await f.registry.connect(g3).clearFlag(f.id);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Quarantined);
-      const nonce = await f.registry.deviceNonce(f.id);
-      await expect(f.registry.connect(g1).clearFlag(f.id)).to.emit(f.registry, "GuardianCleared").withArgs(f.id);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Active);
-      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce + 1n);
-      await expect(f.registry.connect(g1).clearFlag(f.id)).to.be.revertedWithCustomError(
-        f.registry,
-        "DeviceRegistryNotFlagged",
-      );
-    });
-
-    it("attack: a guardian voting twice is refused", async function () {
-      const f = await loadFixture(claimed);
-      const [g1] = f.guardians;
-      await f.registry.connect(g1).flag(f.id, REASON);
-      await expect(f.registry.connect(g1).flag(f.id, REASON))
-        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryAlreadyVoted")
-        .withArgs(f.id, g1.address);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Active);
-    });
-
-    it("attack: a guardian voting twice to clear is refused", async function () {
+  describe("guardian flags (decided in the GuardianQuorum)", function () {
+    it(`flags a device when ${QUORUM} guardians voted, and clears it at ${QUORUM} votes: a new nonce`, async function () {
       const f = await loadFixture(claimed);
       const [g1, g2] = f.guardians;
-      await f.registry.connect(g1).flag(f.id, REASON);
-      await f.registry.connect(g2).flag(f.id, REASON);
-      await f.registry.connect(g1).clearFlag(f.id);
-      await expect(f.registry.connect(g1).clearFlag(f.id)).to.be.revertedWithCustomError(
-        f.registry,
-        "DeviceRegistryAlreadyVoted",
-      );
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Quarantined);
+      const q = f.guardianQuorum;
+      await q.connect(g1).flag(f.id, REASON);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Active);
+      await expect(q.connect(g2).flag(f.id, REASON)).to.emit(f.registry, "GuardianFlagged").withArgs(f.id, REASON);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Quarantined);
+      expect((await f.registry.deviceInfo(f.id)).guardianFlagged).to.equal(true);
+      const nonce = await f.registry.deviceNonce(f.id);
+      await q.connect(g1).clearFlag(f.id);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Quarantined);
+      await expect(q.connect(g2).clearFlag(f.id)).to.emit(f.registry, "GuardianCleared").withArgs(f.id);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Active);
+      expect((await f.registry.deviceInfo(f.id)).guardianFlagged).to.equal(false);
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce + 1n);
     });
 
-    it("attack: a non-guardian cannot vote; unknown and revoked devices cannot be flagged", async function () {
+    it("attack: a guardian, the admin or an owner calling the registry's flag or clearFlag directly is refused", async function () {
       const f = await loadFixture(claimed);
-      await expect(f.registry.connect(f.owner).flag(f.id, REASON)).to.be.revertedWithCustomError(
-        f.registry,
-        "AccessControlUnauthorizedAccount",
-      );
-      await expect(f.registry.connect(f.owner).clearFlag(f.id)).to.be.revertedWithCustomError(
-        f.registry,
-        "AccessControlUnauthorizedAccount",
-      );
-      await expect(f.registry.connect(f.guardians[0]).flag(7n, REASON))
+      const role = await f.registry.GUARDIAN_ROLE();
+      for (const signer of [f.guardians[0], f.admin, f.owner, f.manufacturer]) {
+        await expect(f.registry.connect(signer).flag(f.id, REASON))
+          .to.be.revertedWithCustomError(f.registry, "AccessControlUnauthorizedAccount")
+          .withArgs(signer.address, role);
+      }
+      await guardianDecide(f, "flag", f.id);
+      for (const signer of [f.guardians[0], f.admin, f.owner]) {
+        await expect(f.registry.connect(signer).clearFlag(f.id))
+          .to.be.revertedWithCustomError(f.registry, "AccessControlUnauthorizedAccount")
+          .withArgs(signer.address, role);
+      }
+    });
+
+    it("refuses to flag a device twice, to clear an unflagged one, and unknown or revoked devices", async function () {
+      const f = await loadFixture(claimed);
+      const [g1, g2, g3] = f.guardians;
+      const q = f.guardianQuorum;
+      await expect(guardianDecide(f, "clearFlag", f.id))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryNotFlagged")
+        .withArgs(f.id);
+      await guardianDecide(f, "flag", f.id);
+      await q.connect(g3).flag(f.id, REASON);
+      await expect(q.connect(g1).flag(f.id, REASON))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryAlreadyFlagged")
+        .withArgs(f.id);
+      await expect(guardianDecide(f, "flag", 7n))
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryUnknownDevice")
         .withArgs(7n);
-      await f.registry.connect(f.owner).decommission(f.id);
-      await expect(f.registry.connect(f.guardians[0]).flag(f.id, REASON))
+      await f.registry.connect(f.owner).decommission(f.ids[1]);
+      await q.connect(g2).flag(f.ids[1], REASON);
+      await expect(q.connect(g3).flag(f.ids[1], REASON))
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus")
-        .withArgs(f.id, Status.Revoked);
+        .withArgs(f.ids[1], Status.Revoked);
     });
 
     it("a revoked device's guardian flag can be neither raised nor cleared (revoked is final)", async function () {
       const f = await loadFixture(claimed);
-      await f.registry.connect(f.guardians[0]).flag(f.id, REASON);
-      await f.registry.connect(f.guardians[1]).flag(f.id, REASON);
+      await guardianDecide(f, "flag", f.id);
       await f.registry.connect(f.manufacturer).recall(f.id, REASON);
       const nonce = await f.registry.deviceNonce(f.id);
-      await expect(f.registry.connect(f.guardians[0]).clearFlag(f.id))
+      await expect(guardianDecide(f, "clearFlag", f.id))
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus")
         .withArgs(f.id, Status.Revoked);
       expect(await f.registry.deviceNonce(f.id)).to.equal(nonce);
@@ -689,10 +762,14 @@ describe("DeviceRegistry", function () {
     it("attack: the owner's release does not lift a guardian flag", async function () {
       const f = await loadFixture(claimed);
       await f.registry.connect(f.owner).reportStolen(f.id);
-      await f.registry.connect(f.guardians[0]).flag(f.id, REASON);
-      await f.registry.connect(f.guardians[1]).flag(f.id, REASON);
+      await guardianDecide(f, "flag", f.id);
       await f.registry.connect(f.owner).release(f.id);
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Quarantined);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Quarantined);
+      // Nor does the guardians' clear lift the owner's report.
+      await f.registry.connect(f.owner).reportStolen(f.id);
+      await guardianDecide(f, "clearFlag", f.id);
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Quarantined);
+      expect((await f.registry.deviceInfo(f.id)).reportedStolen).to.equal(true);
     });
   });
 
@@ -702,17 +779,17 @@ describe("DeviceRegistry", function () {
       await expect(f.registry.connect(f.owner).decommission(f.id))
         .to.emit(f.registry, "DeviceRevoked")
         .withArgs(f.id, f.owner.address, ethers.encodeBytes32String("decommissioned"));
-      expect((await f.registry.deviceById(f.id)).status).to.equal(Status.Revoked);
-      expect((await f.registry.deviceByKey(f.key.signer)).status).to.equal(Status.Revoked);
-      const next = randomDeviceKey("secp256k1");
+      expect(await f.registry.deviceStatus(f.id)).to.equal(Status.Revoked);
+      expect((await f.registry.resolveKey(f.key.signer))[1]).to.equal(Status.Revoked);
+      const r = await rotation(f, f.id, randomDeviceKey("secp256k1"), f.key);
       for (const call of [
-        f.registry.connect(f.owner).reportStolen(f.id),
-        f.registry.connect(f.owner).release(f.id),
-        f.registry.connect(f.owner).decommission(f.id),
-        f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, next, f.key)),
-        f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id),
+        () => f.registry.connect(f.owner).reportStolen(f.id),
+        () => f.registry.connect(f.owner).release(f.id),
+        () => f.registry.connect(f.owner).decommission(f.id),
+        () => f.registry.connect(f.owner).rotateKey(f.id, r),
+        () => f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id),
       ]) {
-        await expect(call)
+        await expect(call())
           .to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus")
           .withArgs(f.id, Status.Revoked);
       }
@@ -736,7 +813,7 @@ describe("DeviceRegistry", function () {
         "DeviceRegistryWrongStatus",
       );
       await f.registry.connect(f.admin).recall(f.ids[1], REASON);
-      expect((await f.registry.deviceById(f.ids[1])).status).to.equal(Status.Revoked);
+      expect(await f.registry.deviceStatus(f.ids[1])).to.equal(Status.Revoked);
       await expect(f.registry.connect(f.admin).recall(99n, REASON)).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryUnknownDevice",
@@ -756,7 +833,7 @@ describe("DeviceRegistry", function () {
     it("transfers an active device; the new owner controls it", async function () {
       const f = await loadFixture(claimed);
       await f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id);
-      expect((await f.registry.deviceByKey(f.key.signer)).owner).to.equal(f.other.address);
+      expect((await deviceByKey(f.registry, f.key.signer)).owner).to.equal(f.other.address);
       await expect(f.registry.connect(f.owner).reportStolen(f.id)).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryNotOwner",
@@ -771,15 +848,13 @@ describe("DeviceRegistry", function () {
         .to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus")
         .withArgs(f.id, Status.Quarantined);
       await f.registry.connect(f.owner).release(f.id);
-      await f.registry.connect(f.guardians[0]).flag(f.id, REASON);
-      await f.registry.connect(f.guardians[1]).flag(f.id, REASON);
+      await guardianDecide(f, "flag", f.id);
       await expect(
         f.registry
           .connect(f.owner)
           ["safeTransferFrom(address,address,uint256)"](f.owner.address, f.other.address, f.id),
       ).to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus");
-      await f.registry.connect(f.guardians[0]).clearFlag(f.id);
-      await f.registry.connect(f.guardians[2]).clearFlag(f.id);
+      await guardianDecide(f, "clearFlag", f.id);
       await f.registry.connect(f.manufacturer).quarantineBatch(f.batchId, REASON);
       await expect(
         f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id),
@@ -801,10 +876,10 @@ describe("DeviceRegistry", function () {
         const next = randomDeviceKey(to, f.verifierAddress);
         await expect(f.registry.connect(f.owner).rotateKey(id, await rotation(f, id, next, old)))
           .to.emit(f.registry, "KeyRotated")
-          .withArgs(id, next.signer, 1);
-        const ref = await f.registry.deviceByKey(next.signer);
+          .withArgs(id, next.signer, 1, true);
+        const ref = await deviceByKey(f.registry, next.signer);
         expect([ref.id, ref.status]).to.deep.equal([id, BigInt(Status.Active)]);
-        const gone = await f.registry.deviceByKey(old.signer);
+        const gone = await deviceByKey(f.registry, old.signer);
         expect([gone.id, gone.owner, gone.status]).to.deep.equal([0n, ethers.ZeroAddress, BigInt(Status.Unknown)]);
         expect(await f.registry.ownerOf(id)).to.equal(f.owner.address);
         expect((await f.registry.deviceInfo(id)).keyGeneration).to.equal(1n);
@@ -817,8 +892,8 @@ describe("DeviceRegistry", function () {
       const k2 = randomDeviceKey("p256", f.verifierAddress);
       await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, k1, null));
       await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, k2, k1));
-      for (const old of [f.key, k1]) expect((await f.registry.deviceByKey(old.signer)).id).to.equal(0n);
-      expect((await f.registry.deviceByKey(k2.signer)).id).to.equal(f.id);
+      for (const old of [f.key, k1]) expect((await deviceByKey(f.registry, old.signer)).id).to.equal(0n);
+      expect((await deviceByKey(f.registry, k2.signer)).id).to.equal(f.id);
       // The second rotation proved k1 (generation 1) was current; a third needs k2, not k1.
       const k3 = randomDeviceKey("secp256k1");
       await expect(
@@ -861,8 +936,8 @@ describe("DeviceRegistry", function () {
       ).to.be.revertedWithCustomError(f.registry, "DeviceRegistryKeyTaken");
       // … or through a fresh batch that provisions it again ("factory reset and re-register").
       const again = makeBatch([f.key]);
-      await commit(f.registry, f.manufacturer, again);
-      const a = await claimArgs(f, f.key, again, again.id, f.other.address);
+      const againId = await commit(f.registry, f.manufacturer, again);
+      const a = await claimArgs(f, f.key, again, againId, f.other.address);
       await expect(f.registry.claim(a.claim, a.proof, a.signature)).to.be.revertedWithCustomError(
         f.registry,
         "DeviceRegistryKeyTaken",
@@ -949,7 +1024,7 @@ describe("DeviceRegistry", function () {
       await f.registry.connect(f.owner).reportStolen(f.id);
       const next = randomDeviceKey("secp256k1");
       await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, next, null));
-      expect((await f.registry.deviceByKey(next.signer)).status).to.equal(Status.Quarantined);
+      expect((await f.registry.resolveKey(next.signer))[1]).to.equal(Status.Quarantined);
     });
   });
 
@@ -967,7 +1042,7 @@ describe("DeviceRegistry", function () {
       await expect(f.registry.attestFirmware(f.key.signer, v2, deadline, sig))
         .to.emit(f.registry, "FirmwareAttested")
         .withArgs(f.id, v2);
-      expect((await f.registry.deviceInfo(f.id)).firmware).to.equal(v2.slice(0, 34));
+      expect((await f.registry.deviceInfo(f.id)).firmware).to.equal(v2.slice(0, 18));
 
       // Another manufacturer revoking the same hash does not touch this manufacturer's devices.
       await f.registry.connect(f.manufacturer2).revokeFirmware(v2);
@@ -977,29 +1052,19 @@ describe("DeviceRegistry", function () {
         .withArgs(f.manufacturer.address, v2);
       expect((await f.registry.deviceInfo(f.id)).firmwareRevoked).to.equal(true);
       expect(await f.registry.isFirmwareRevoked(f.manufacturer.address, v2)).to.equal(true);
+      // The registry keeps 64 bits of a firmware hash: a hash with the same first 8 bytes is the same image to it.
+      expect(
+        await f.registry.isFirmwareRevoked(
+          f.manufacturer.address,
+          ethers.concat([v2.slice(0, 18), ethers.ZeroHash.slice(0, 50)]),
+        ),
+      ).to.equal(true);
       // Devices still on the shipped firmware are not affected.
       expect((await f.registry.deviceInfo(f.ids[1])).firmwareRevoked).to.equal(false);
       await expect(f.registry.connect(f.stranger).revokeFirmware(v2)).to.be.revertedWithCustomError(
         f.registry,
         "AccessControlUnauthorizedAccount",
       );
-    });
-  });
-
-  describe("location beacons", function () {
-    it("emits a stolen device's signed location for its owner", async function () {
-      const f = await loadFixture(claimed);
-      await f.registry.connect(f.owner).reportStolen(f.id);
-      const beacon = {
-        latitudeE7: 525200660,
-        longitudeE7: -134049540,
-        at: 1_700_000_000n,
-        deadline: await deadlineIn(),
-      };
-      const sig = signAs(f.key, "LocationBeacon", f.deployment, { device: f.id, nonce: 0n, ...beacon });
-      await expect(f.registry.connect(f.stranger).postLocationBeacon(f.key.signer, beacon, sig))
-        .to.emit(f.registry, "LocationBeaconPosted")
-        .withArgs(f.id, f.owner.address, beacon.latitudeE7, beacon.longitudeE7, beacon.at);
     });
   });
 
@@ -1024,15 +1089,460 @@ describe("DeviceRegistry", function () {
     });
   });
 
+  describe("trust periods (deviceTrust, keyTrustedUntil)", function () {
+    /** When `tx` was mined, and the tag of the period it started from `previous` (see `_newPeriod`). */
+    async function mined(tx: Promise<ContractTransactionResponse>, id: bigint, previous: bigint) {
+      const block = (await (await tx).getBlock())!;
+      const hash = ethers.keccak256(
+        ethers.AbiCoder.defaultAbiCoder().encode(["bytes32", "uint256", "uint32"], [block.parentHash, id, previous]),
+      );
+      return { at: BigInt(block.timestamp), tag: BigInt(hash) & 0xffffffffn };
+    }
+
+    async function period(f: { registry: DeviceRegistry }, id: bigint): Promise<bigint> {
+      return (await f.registry.deviceTrust(id)).period;
+    }
+
+    it("a claimed device is trusted without end in period 0; a period it never had gives 0", async function () {
+      const f = await loadFixture(claimed);
+      await time.increase(HOUR);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+      for (const never of [1n, 0xffffffffn]) {
+        expect(await f.registry.keyTrustedUntil(f.key.signer, never)).to.deep.equal([f.id, 0n, 0n]);
+      }
+      // An unknown key: no device, nothing trusted.
+      expect(await f.registry.keyTrustedUntil(randomDeviceKey("secp256k1").signer, 0)).to.deep.equal([0n, 0n, 0n]);
+    });
+
+    it("reportStolen ends the period at the report; release starts a fresh one (new tag, the old end kept, nonce moved)", async function () {
+      const f = await loadFixture(claimed);
+      const reported = await mined(f.registry.connect(f.owner).reportStolen(f.id), f.id, 0n);
+      expect(plain(await f.registry.deviceTrust(f.id))).to.deep.equal({
+        status: BigInt(Status.Quarantined),
+        keyGeneration: 0n,
+        keyAttested: true,
+        period: 0n,
+      });
+      expect((await f.registry.deviceInfo(f.id)).untrustedSince).to.equal(reported.at);
+      await time.increase(HOUR);
+      // However long the device is away, period 0 counts up to the report only.
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, reported.at]);
+
+      const nonce = await f.registry.deviceNonce(f.id);
+      const tx = f.registry.connect(f.owner).release(f.id);
+      const released = await mined(tx, f.id, 0n);
+      await expect(tx).to.emit(f.registry, "TrustPeriodEnded").withArgs(f.id, 0, reported.at, released.tag);
+      expect(released.tag).to.not.equal(0n);
+      expect(await period(f, f.id)).to.equal(released.tag);
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce + 1n);
+      expect((await f.registry.deviceInfo(f.id)).untrustedSince).to.equal(0n);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, reported.at]);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, released.tag)).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+
+      // A second report and release: each period keeps its own end.
+      const again = await mined(f.registry.connect(f.owner).reportStolen(f.id), f.id, released.tag);
+      const third = await mined(f.registry.connect(f.owner).release(f.id), f.id, released.tag);
+      expect(third.tag).to.not.be.oneOf([0n, released.tag]);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, reported.at]);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, released.tag)).to.deep.equal([f.id, 0n, again.at]);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, third.tag)).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+    });
+
+    it("a guardian flag ends the period at the flag; the guardians' clear starts a fresh one", async function () {
+      const f = await loadFixture(claimed);
+      const flagged = await mined(guardianDecide(f, "flag", f.id), f.id, 0n);
+      await time.increase(HOUR);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, flagged.at]);
+      expect((await f.registry.deviceTrust(f.id)).status).to.equal(Status.Quarantined);
+      const nonce = await f.registry.deviceNonce(f.id);
+      const tx = guardianDecide(f, "clearFlag", f.id);
+      const cleared = await mined(tx, f.id, 0n);
+      await expect(tx).to.emit(f.registry, "TrustPeriodEnded").withArgs(f.id, 0, flagged.at, cleared.tag);
+      expect(await period(f, f.id)).to.equal(cleared.tag);
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce + 1n);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, flagged.at]);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, cleared.tag)).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+    });
+
+    it("with a report and a flag, the period ends at the first and the next starts when the last is lifted", async function () {
+      const f = await loadFixture(claimed);
+      const reported = await mined(f.registry.connect(f.owner).reportStolen(f.id), f.id, 0n);
+      await time.increase(60);
+      await guardianDecide(f, "flag", f.id);
+      await time.increase(60);
+      const nonce = await f.registry.deviceNonce(f.id);
+      // The owner's release lifts its own hold only: same period, same end, same nonce.
+      await expect(f.registry.connect(f.owner).release(f.id)).not.to.emit(f.registry, "TrustPeriodEnded");
+      expect(await period(f, f.id)).to.equal(0n);
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, reported.at]);
+      const cleared = await mined(guardianDecide(f, "clearFlag", f.id), f.id, 0n);
+      expect(await period(f, f.id)).to.equal(cleared.tag);
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonce + 1n);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, reported.at]);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, cleared.tag)).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+    });
+
+    it("decommission and recall end the period for good, at that moment (or at an earlier report)", async function () {
+      const f = await loadFixture(claimed);
+      const decommissioned = await mined(f.registry.connect(f.owner).decommission(f.id), f.id, 0n);
+      const recalled = await mined(f.registry.connect(f.manufacturer).recall(f.ids[1], REASON), f.ids[1], 0n);
+      const reported = await mined(f.registry.connect(f.owner).reportStolen(f.ids[2]), f.ids[2], 0n);
+      await time.increase(HOUR);
+      await f.registry.connect(f.admin).recall(f.ids[2], REASON);
+      await time.increase(HOUR);
+      for (const [i, until] of [
+        [0, decommissioned.at],
+        [1, recalled.at],
+        [2, reported.at],
+      ] as const) {
+        expect(await f.registry.keyTrustedUntil(f.keys[i].signer, 0)).to.deep.equal([f.ids[i], 0n, until]);
+        expect(plain(await f.registry.deviceTrust(f.ids[i]))).to.deep.equal({
+          status: BigInt(Status.Revoked),
+          keyGeneration: 0n,
+          keyAttested: true,
+          period: 0n,
+        });
+      }
+    });
+
+    for (const withOldKey of [true, false]) {
+      it(`a rotation ${withOldKey ? "with" : "without"} the old key ends the period at the rotation; the old key still resolves there, with its generation`, async function () {
+        const f = await loadFixture(claimed);
+        const next = randomDeviceKey("p256", f.verifierAddress);
+        const nonce = await f.registry.deviceNonce(f.id);
+        const tx = f.registry
+          .connect(f.owner)
+          .rotateKey(f.id, await rotation(f, f.id, next, withOldKey ? f.key : null));
+        const rotated = await mined(tx, f.id, 0n);
+        await expect(tx).to.emit(f.registry, "TrustPeriodEnded").withArgs(f.id, 0, rotated.at, rotated.tag);
+        await time.increase(HOUR);
+        expect(plain(await f.registry.deviceTrust(f.id))).to.deep.equal({
+          status: BigInt(Status.Active),
+          keyGeneration: 1n,
+          keyAttested: withOldKey,
+          period: rotated.tag,
+        });
+        expect(await f.registry.deviceNonce(f.id)).to.equal(nonce + 1n);
+        // The old key no longer resolves, but what it signed in period 0 counts up to the rotation.
+        expect(await f.registry.resolveKey(f.key.signer)).to.deep.equal([0n, BigInt(Status.Unknown)]);
+        expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, rotated.at]);
+        expect(await f.registry.keyTrustedUntil(next.signer, rotated.tag)).to.deep.equal([f.id, 1n, TRUSTED_FOREVER]);
+      });
+    }
+
+    it("rotated-away keys keep resolving in keyTrustedUntil with their generation and their period's end", async function () {
+      const f = await loadFixture(claimed);
+      const keys = [f.key, randomDeviceKey("secp256k1"), randomDeviceKey("p256", f.verifierAddress)];
+      const periods = [0n];
+      const ends: bigint[] = [];
+      for (let g = 1; g < keys.length; g++) {
+        await time.increase(60);
+        const r = await mined(
+          f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, keys[g], g === 1 ? null : keys[g - 1])),
+          f.id,
+          periods[g - 1],
+        );
+        ends.push(r.at);
+        periods.push(r.tag);
+      }
+      await time.increase(HOUR);
+      for (let g = 0; g < keys.length; g++) {
+        const until = g < ends.length ? ends[g] : TRUSTED_FOREVER;
+        expect(await f.registry.keyTrustedUntil(keys[g].signer, periods[g]), `key ${g}`).to.deep.equal([
+          f.id,
+          BigInt(g),
+          until,
+        ]);
+      }
+      // The answer is the device's, for the period asked: a caller tells a rotated-away key by its
+      // generation, which is not the device's current one (it pins both when it starts relying).
+      expect(await f.registry.keyTrustedUntil(keys[0].signer, periods[2])).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+      expect((await f.registry.deviceTrust(f.id)).keyGeneration).to.equal(2n);
+    });
+
+    it("a rotation while reported keeps the report as the old period's end; the new period starts untrusted", async function () {
+      const f = await loadFixture(claimed);
+      const reported = await mined(f.registry.connect(f.owner).reportStolen(f.id), f.id, 0n);
+      await time.increase(60);
+      const next = randomDeviceKey("secp256k1");
+      const rotated = await mined(
+        f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, next, null)),
+        f.id,
+        0n,
+      );
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, reported.at]);
+      // The device is still away: its new key counts for nothing after the rotation either.
+      expect(await f.registry.keyTrustedUntil(next.signer, rotated.tag)).to.deep.equal([f.id, 1n, rotated.at]);
+      await time.increase(60);
+      const released = await mined(f.registry.connect(f.owner).release(f.id), f.id, rotated.tag);
+      expect(await f.registry.keyTrustedUntil(next.signer, rotated.tag)).to.deep.equal([f.id, 1n, rotated.at]);
+      expect(await f.registry.keyTrustedUntil(next.signer, released.tag)).to.deep.equal([f.id, 1n, TRUSTED_FOREVER]);
+    });
+
+    it("a batch quarantine bounds the current period only while it lasts", async function () {
+      const f = await loadFixture(claimed);
+      // Device 1 rotated before the quarantine: its ended period is not the batch's business.
+      const next = randomDeviceKey("secp256k1");
+      const rotated = await mined(
+        f.registry.connect(f.owner).rotateKey(f.ids[1], await rotation(f, f.ids[1], next, f.keys[1])),
+        f.ids[1],
+        0n,
+      );
+      await time.increase(60);
+      const quarantined = await mined(f.registry.connect(f.manufacturer).quarantineBatch(f.batchId, REASON), f.id, 0n);
+      await time.increase(60);
+      // Device 2 is reported during the quarantine: the earlier of the two bounds it.
+      const reported = await mined(f.registry.connect(f.owner).reportStolen(f.ids[2]), f.ids[2], 0n);
+      await time.increase(HOUR);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, quarantined.at]);
+      expect(await f.registry.keyTrustedUntil(f.keys[2].signer, 0)).to.deep.equal([f.ids[2], 0n, quarantined.at]);
+      expect(await f.registry.keyTrustedUntil(f.keys[1].signer, 0)).to.deep.equal([f.ids[1], 0n, rotated.at]);
+      expect(await f.registry.keyTrustedUntil(next.signer, rotated.tag)).to.deep.equal([f.ids[1], 1n, quarantined.at]);
+      expect((await f.registry.deviceTrust(f.id)).status).to.equal(Status.Quarantined);
+
+      // Lifted: no new period (the device never left its owner's hands), the bound goes.
+      await expect(f.registry.connect(f.manufacturer).releaseBatch(f.batchId)).not.to.emit(
+        f.registry,
+        "TrustPeriodEnded",
+      );
+      expect(await period(f, f.id)).to.equal(0n);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, TRUSTED_FOREVER]);
+      expect(await f.registry.keyTrustedUntil(next.signer, rotated.tag)).to.deep.equal([f.ids[1], 1n, TRUSTED_FOREVER]);
+      expect(await f.registry.keyTrustedUntil(f.keys[2].signer, 0)).to.deep.equal([f.ids[2], 0n, reported.at]);
+    });
+
+    it("a batch recall bounds every period for good, at the recall (or at the quarantine it ends)", async function () {
+      const f = await loadFixture(claimed);
+      const next = randomDeviceKey("secp256k1");
+      const rotated = await mined(
+        f.registry.connect(f.owner).rotateKey(f.ids[1], await rotation(f, f.ids[1], next, f.keys[1])),
+        f.ids[1],
+        0n,
+      );
+      await time.increase(60);
+      const quarantined = await mined(f.registry.connect(f.manufacturer).quarantineBatch(f.batchId, REASON), f.id, 0n);
+      await time.increase(HOUR);
+      await f.registry.connect(f.manufacturer).revokeBatch(f.batchId, REASON);
+      // The recall of a quarantined batch keeps the quarantine's start.
+      expect((await f.registry.batch(f.batchId)).statusSince).to.equal(quarantined.at);
+      await time.increase(HOUR);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, quarantined.at]);
+      expect(await f.registry.keyTrustedUntil(f.keys[1].signer, 0)).to.deep.equal([f.ids[1], 0n, rotated.at]);
+      expect(await f.registry.keyTrustedUntil(next.signer, rotated.tag)).to.deep.equal([f.ids[1], 1n, quarantined.at]);
+      // Owner calls that end periods later (a rotation, a report and release) move no end past the recall.
+      const later = randomDeviceKey("secp256k1");
+      const r2 = await mined(
+        f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, later, f.key)),
+        f.id,
+        0n,
+      );
+      await f.registry.connect(f.owner).reportStolen(f.ids[2]);
+      const rel = await mined(f.registry.connect(f.owner).release(f.ids[2]), f.ids[2], 0n);
+      await time.increase(HOUR);
+      expect(await f.registry.keyTrustedUntil(f.key.signer, 0)).to.deep.equal([f.id, 0n, quarantined.at]);
+      expect(await f.registry.keyTrustedUntil(later.signer, r2.tag)).to.deep.equal([f.id, 1n, quarantined.at]);
+      expect(await f.registry.keyTrustedUntil(f.keys[2].signer, 0)).to.deep.equal([f.ids[2], 0n, quarantined.at]);
+      expect(await f.registry.keyTrustedUntil(f.keys[2].signer, rel.tag)).to.deep.equal([f.ids[2], 0n, quarantined.at]);
+      for (const id of f.ids.slice(0, 3)) expect(await f.registry.deviceStatus(id)).to.equal(Status.Revoked);
+    });
+
+    it("a period tag is never reused, nor is 0 after the claim", async function () {
+      const f = await loadFixture(claimed);
+      const seen = new Set<bigint>([0n]);
+      let current = 0n;
+      // Several period changes in one block: the tag derives from the previous tag too.
+      await ethers.provider.send("evm_setAutomine", [false]);
+      try {
+        await f.registry.connect(f.owner).reportStolen(f.id);
+        await f.registry.connect(f.owner).release(f.id);
+        await f.registry.connect(f.owner).reportStolen(f.id);
+        await f.registry.connect(f.owner).release(f.id);
+        await ethers.provider.send("evm_mine", []);
+      } finally {
+        await ethers.provider.send("evm_setAutomine", [true]);
+      }
+      const ended = await f.registry.queryFilter(f.registry.filters.TrustPeriodEnded(f.id));
+      expect(ended.map((e) => e.args.period)).to.deep.equal([0n, ended[0].args.next]);
+      expect(ended[0].blockNumber).to.equal(ended[1].blockNumber);
+      for (const e of ended) {
+        expect(e.args.period).to.equal(current);
+        expect(seen.has(e.args.next), `tag ${e.args.next} reused`).to.equal(false);
+        seen.add(e.args.next);
+        current = e.args.next;
+      }
+      expect(await period(f, f.id)).to.equal(current);
+    });
+  });
+
+  describe("key provenance (keyAttested, attestKey)", function () {
+    it("a rotation with the old key's signature keeps the key attested (KeyRotated attested = true)", async function () {
+      const f = await loadFixture(claimed);
+      const next = randomDeviceKey("secp256k1");
+      await expect(f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, next, f.key)))
+        .to.emit(f.registry, "KeyRotated")
+        .withArgs(f.id, next.signer, 1, true);
+      expect((await f.registry.deviceTrust(f.id)).keyAttested).to.equal(true);
+      expect((await f.registry.deviceInfo(f.id)).keyAttested).to.equal(true);
+    });
+
+    it("a rotation without the old key installs an owner-installed key (keyAttested false), and signing with it does not launder it", async function () {
+      const f = await loadFixture(claimed);
+      const installed = randomDeviceKey("secp256k1");
+      await expect(f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, installed, null)))
+        .to.emit(f.registry, "KeyRotated")
+        .withArgs(f.id, installed.signer, 1, false);
+      expect((await f.registry.deviceTrust(f.id)).keyAttested).to.equal(false);
+      expect((await f.registry.deviceInfo(f.id)).keyAttested).to.equal(false);
+      // The owner's key signs the next rotation as "the old key": the provenance stays the owner's.
+      const next = randomDeviceKey("p256", f.verifierAddress);
+      await expect(f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, next, installed)))
+        .to.emit(f.registry, "KeyRotated")
+        .withArgs(f.id, next.signer, 2, false);
+      expect((await f.registry.deviceTrust(f.id)).keyAttested).to.equal(false);
+      // The device's other keys are untouched.
+      expect((await f.registry.deviceTrust(f.ids[1])).keyAttested).to.equal(true);
+    });
+
+    it("the batch's manufacturer re-attests an owner-installed key; the admin may too", async function () {
+      const f = await loadFixture(claimed);
+      for (const id of [f.id, f.ids[1]]) {
+        await f.registry.connect(f.owner).rotateKey(id, await rotation(f, id, randomDeviceKey("secp256k1"), null));
+      }
+      const [periodBefore, nonceBefore] = [
+        (await f.registry.deviceTrust(f.id)).period,
+        await f.registry.deviceNonce(f.id),
+      ];
+      await expect(f.registry.connect(f.manufacturer).attestKey(f.id))
+        .to.emit(f.registry, "KeyAttested")
+        .withArgs(f.id, 1, f.manufacturer.address);
+      expect(plain(await f.registry.deviceTrust(f.id))).to.deep.equal({
+        status: BigInt(Status.Active),
+        keyGeneration: 1n,
+        keyAttested: true,
+        period: periodBefore, // an attestation is about provenance, not trust: no new period, same nonce
+      });
+      expect(await f.registry.deviceNonce(f.id)).to.equal(nonceBefore);
+      await expect(f.registry.connect(f.admin).attestKey(f.ids[1]))
+        .to.emit(f.registry, "KeyAttested")
+        .withArgs(f.ids[1], 1, f.admin.address);
+      expect((await f.registry.deviceTrust(f.ids[1])).keyAttested).to.equal(true);
+    });
+
+    it("attack: anyone else attesting a key (the owner, another manufacturer, a stranger, a former manufacturer) is refused", async function () {
+      const f = await loadFixture(claimed);
+      await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, randomDeviceKey("secp256k1"), null));
+      for (const signer of [f.owner, f.manufacturer2, f.stranger, f.guardians[0]]) {
+        await expect(f.registry.connect(signer).attestKey(f.id))
+          .to.be.revertedWithCustomError(f.registry, "DeviceRegistryUnauthorized")
+          .withArgs(signer.address);
+      }
+      await f.registry.revokeRole(await f.registry.MANUFACTURER_ROLE(), f.manufacturer.address);
+      await expect(f.registry.connect(f.manufacturer).attestKey(f.id))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryUnauthorized")
+        .withArgs(f.manufacturer.address);
+      expect((await f.registry.deviceTrust(f.id)).keyAttested).to.equal(false);
+      await expect(f.registry.connect(f.admin).attestKey(424242n))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryUnknownDevice")
+        .withArgs(424242n);
+    });
+
+    it("refuses to attest a key twice, or one that is attested already", async function () {
+      const f = await loadFixture(claimed);
+      await expect(f.registry.connect(f.manufacturer).attestKey(f.id))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryKeyAlreadyAttested")
+        .withArgs(f.id);
+      await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, randomDeviceKey("secp256k1"), null));
+      await f.registry.connect(f.manufacturer).attestKey(f.id);
+      await expect(f.registry.connect(f.manufacturer).attestKey(f.id))
+        .to.be.revertedWithCustomError(f.registry, "DeviceRegistryKeyAlreadyAttested")
+        .withArgs(f.id);
+    });
+
+    it("an attestation covers that key only: the next rotation without the old key is owner-installed again", async function () {
+      const f = await loadFixture(claimed);
+      const k1 = randomDeviceKey("secp256k1");
+      await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, k1, null));
+      await f.registry.connect(f.manufacturer).attestKey(f.id);
+      // With the attested key's signature the provenance carries over …
+      const k2 = randomDeviceKey("secp256k1");
+      await expect(f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, k2, k1)))
+        .to.emit(f.registry, "KeyRotated")
+        .withArgs(f.id, k2.signer, 2, true);
+      // … without it, it is lost again.
+      const k3 = randomDeviceKey("secp256k1");
+      await expect(f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, k3, null)))
+        .to.emit(f.registry, "KeyRotated")
+        .withArgs(f.id, k3.signer, 3, false);
+      expect((await f.registry.deviceTrust(f.id)).keyAttested).to.equal(false);
+    });
+  });
+
+  describe("ownership epochs", function () {
+    it("the epoch starts at 0 and moves at every transfer, a buy-back included", async function () {
+      const f = await loadFixture(claimed);
+      expect(await f.registry.ownership(f.id)).to.deep.equal([f.owner.address, 0n]);
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id);
+      expect(await f.registry.ownership(f.id)).to.deep.equal([f.other.address, 1n]);
+      await f.registry
+        .connect(f.other)
+        ["safeTransferFrom(address,address,uint256)"](f.other.address, f.owner.address, f.id);
+      // Back with its first owner, in a new ownership period: what it granted before stays dead.
+      expect(await f.registry.ownership(f.id)).to.deep.equal([f.owner.address, 2n]);
+      expect((await f.registry.deviceInfo(f.id)).ownerEpoch).to.equal(2n);
+      // An approved operator's transfer moves it as well; a transfer to oneself too.
+      await f.registry.connect(f.owner).approve(f.stranger.address, f.id);
+      await f.registry.connect(f.stranger).transferFrom(f.owner.address, f.owner.address, f.id);
+      expect(await f.registry.ownership(f.id)).to.deep.equal([f.owner.address, 3n]);
+      // The other devices' epochs are their own.
+      expect(await f.registry.ownership(f.ids[1])).to.deep.equal([f.owner.address, 0n]);
+    });
+
+    it("a refused transfer leaves the epoch; nothing else moves it (report, release, rotation, attestation)", async function () {
+      const f = await loadFixture(claimed);
+      await f.registry.connect(f.owner).reportStolen(f.id);
+      await expect(
+        f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id),
+      ).to.be.revertedWithCustomError(f.registry, "DeviceRegistryWrongStatus");
+      await f.registry.connect(f.owner).release(f.id);
+      await f.registry.connect(f.owner).rotateKey(f.id, await rotation(f, f.id, randomDeviceKey("secp256k1"), null));
+      await f.registry.connect(f.manufacturer).attestKey(f.id);
+      await guardianDecide(f, "flag", f.id);
+      await guardianDecide(f, "clearFlag", f.id);
+      expect(await f.registry.ownership(f.id)).to.deep.equal([f.owner.address, 0n]);
+    });
+  });
+
   describe("views", function () {
     it("answers zeros for unknown devices and keys", async function () {
       const f = await loadFixture(claimed);
-      const byKey = await f.registry.deviceByKey(randomDeviceKey("secp256k1").signer);
+      const byKey = await deviceByKey(f.registry, randomDeviceKey("secp256k1").signer);
       expect([byKey.id, byKey.owner, byKey.status]).to.deep.equal([0n, ethers.ZeroAddress, 0n]);
-      const byId = await f.registry.deviceById(1n);
+      const byId = await deviceById(f.registry, 1n);
       expect([byId.id, byId.status]).to.deep.equal([0n, 0n]);
       expect((await f.registry.deviceInfo(1n)).id).to.equal(0n);
       expect(await f.registry.deviceNonce(1n)).to.equal(0n);
+      expect(await f.registry.deviceStatus(1n)).to.equal(Status.Unknown);
+      expect(await f.registry.resolveKey(randomDeviceKey("p256", f.verifierAddress).signer)).to.deep.equal([
+        0n,
+        BigInt(Status.Unknown),
+      ]);
+      expect(await f.registry.deviceTrust(1n)).to.deep.equal([BigInt(Status.Unknown), 0n, false, 0n]);
+      expect(await f.registry.keyTrustedUntil(randomDeviceKey("secp256k1").signer, 0)).to.deep.equal([0n, 0n, 0n]);
+      expect(await f.registry.ownership(1n)).to.deep.equal([ethers.ZeroAddress, 0n]);
+    });
+
+    it("src/registry/lookup answers like resolveKey, deviceStatus and ownerOf, at a past block too", async function () {
+      const f = await loadFixture(claimed);
+      const before = await ethers.provider.getBlockNumber();
+      await f.registry.connect(f.owner).transferFrom(f.owner.address, f.other.address, f.id);
+      await f.registry.connect(f.other).reportStolen(f.id);
+      const now = { id: f.id, owner: f.other.address, status: BigInt(Status.Quarantined) };
+      expect(await deviceByKey(f.registry, f.key.signer)).to.deep.equal(now);
+      expect(await deviceById(f.registry, f.id)).to.deep.equal(now);
+      const then = { id: f.id, owner: f.owner.address, status: BigInt(Status.Active) };
+      expect(await deviceByKey(f.registry, f.key.signer, before)).to.deep.equal(then);
+      expect(await deviceById(f.registry, f.id, before)).to.deep.equal(then);
     });
   });
 
@@ -1050,30 +1560,6 @@ describe("DeviceRegistry", function () {
     message: (device, nonce, deadline) => ({ device, nonce, deadline }),
     send: (ctx: RegistryContext, key, m, sig) =>
       ctx.registry.connect(ctx.stranger).cancelNonce(key, m.deadline as bigint, sig),
-  });
-
-  shouldBehaveLikeDeviceSignedMessage("postLocationBeacon", {
-    type: "LocationBeacon",
-    acceptedIn: Status.Quarantined,
-    message: (device, nonce, deadline) => ({
-      device,
-      nonce,
-      latitudeE7: -337000000,
-      longitudeE7: 1512000000,
-      at: 1_700_000_000n,
-      deadline,
-    }),
-    send: (ctx: RegistryContext, key, m, sig) =>
-      ctx.registry.connect(ctx.stranger).postLocationBeacon(
-        key,
-        {
-          latitudeE7: m.latitudeE7 as number,
-          longitudeE7: m.longitudeE7 as number,
-          at: m.at as bigint,
-          deadline: m.deadline as bigint,
-        },
-        sig,
-      ),
   });
 
   it("uses the catalogue's digest for every device message (cross-check with ethers)", async function () {
