@@ -36,7 +36,7 @@ interface IDeviceRegistry {
         uint16 keyGeneration;
         /// @dev Whether the current key's provenance reaches the manufacturer (false: owner-installed).
         bool keyAttested;
-        /// @dev Tag of the current trust period (see {trustedUntil}).
+        /// @dev Tag of the current trust period (see {keyTrustedUntil}).
         uint32 period;
     }
 
@@ -81,7 +81,12 @@ interface IDeviceRegistry {
 
     /**
      * @notice Any key the registry ever registered (current or rotated away): its device and key
-     * generation, with {trustedUntil} of that device for `period`. `(0, 0, 0)` for an unknown key.
+     * generation, and until when what it signed in trust period `period` counts: type(uint40).max
+     * while the period is current and the device `Active`; otherwise the moment trust in that period
+     * ended (the device reported stolen, flagged, revoked, its batch held, or its key rotated); 0 for
+     * a period the device never had or that belonged to another of its keys. `(0, 0, 0)` for an
+     * unknown key. Signatures cannot be dated, so a contract bounds by `until` what a signature of
+     * that period may still do (a channel's spending-rate cap at that moment, a checkpoint's signed time).
      */
     function keyTrustedUntil(
         bytes calldata key,

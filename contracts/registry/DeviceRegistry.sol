@@ -23,7 +23,7 @@ import {DeviceSignature} from "./DeviceSignature.sol";
  *
  * Trust is recorded so that no owner can use it against its devices' counterparties: every device
  * lives through trust periods, each named by an unpredictable tag. A period ends when the device
- * stops being `Active` (reported stolen, flagged, revoked) or its key rotates; {trustedUntil} tells
+ * stops being `Active` (reported stolen, flagged, revoked) or its key rotates; {keyTrustedUntil} tells
  * other contracts when, so that what a key signed counts for no more than what was possible then.
  * A new period starts at a release, a guardian clear or a rotation, with a fresh tag that nobody
  * holding the device before could have known. And every key carries its provenance: attested (the
@@ -136,8 +136,13 @@ contract DeviceRegistry is
     mapping(uint48 batchId => Batch) private _batches;
     mapping(address manufacturer => mapping(bytes8 firmware => bool)) private _revokedFirmware;
     mapping(address verifier => bool) private _keyVerifiers;
-    /// @dev When each ended trust period of a device ended (trust in what it signed in that period).
-    mapping(uint256 deviceId => mapping(uint32 period => uint40 endedAt)) private _periodEnds;
+    /// @dev An ended trust period: when trust in what was signed in it ended, and by which key generation.
+    struct PeriodEnd {
+        uint40 endedAt;
+        uint16 generation;
+    }
+
+    mapping(uint256 deviceId => mapping(uint32 period => PeriodEnd)) private _periodEnds;
 
     event BatchCommitted(uint48 indexed batchId, address indexed manufacturer, bytes32 root);
     event BatchStatusChanged(uint48 indexed batchId, BatchStatus status, bytes32 reason);
@@ -342,7 +347,7 @@ contract DeviceRegistry is
     /**
      * @notice The owner lifts its own theft report. A new trust period starts, with a fresh tag that
      * nobody holding the device before could have known: what the device signed in the old period
-     * counts for no more than what was possible when it was reported ({trustedUntil}), and every
+     * counts for no more than what was possible when it was reported ({keyTrustedUntil}), and every
      * signature it gave before is void (its nonce moves on).
      * @dev A guardian flag or a batch quarantine still holds the device after this; the new period
      * then starts when the last of them is lifted.
@@ -382,9 +387,10 @@ contract DeviceRegistry is
             keccak256(abi.encode(KEY_ROTATION_TYPEHASH, deviceId, newKeyHash, nonce, deadline))
         );
         if (!_checkRotationSignatures(deviceId, generation, digest, r)) flags |= OWNER_INSTALLED_KEY;
+        // The ending period is recorded with the outgoing key's generation.
+        _newPeriod(deviceId, device, flags);
         ++generation;
         (device.nonce, device.keyGeneration) = (nonce + 1, generation);
-        _newPeriod(deviceId, device, flags);
         _aliases[newKeyHash] = KeyAlias(uint192(deviceId), generation);
         emit KeyRotated(deviceId, r.newKey, generation, flags & OWNER_INSTALLED_KEY == 0);
     }
@@ -505,10 +511,15 @@ contract DeviceRegistry is
         uint32 period
     ) external view returns (uint256 deviceId, uint16 generation, uint40 until) {
         uint48 batchId;
+        uint16 keyGeneration;
         uint32 current;
         uint40 untrustedSince;
-        (deviceId, generation, batchId, , , current, untrustedSince) = _lookup(keccak256(key));
-        if (deviceId != 0) until = _trustedUntil(deviceId, batchId, current, untrustedSince, period);
+        (deviceId, generation, batchId, keyGeneration, , current, untrustedSince) = _lookup(keccak256(key));
+        if (deviceId == 0) return (0, 0, 0);
+        // A key counts only in the periods of its own generation: nothing another key's period allowed.
+        if (period == current ? generation != keyGeneration : _periodEnds[deviceId][period].generation != generation)
+            return (deviceId, generation, 0);
+        until = _trustedUntil(deviceId, batchId, current, untrustedSince, period);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -538,11 +549,6 @@ contract DeviceRegistry is
         });
     }
 
-    /// @notice The device id a key was first registered under (valid before the device is claimed).
-    function deviceIdOf(bytes calldata key) external pure returns (uint256) {
-        return _idOf(keccak256(key));
-    }
-
     /// @notice A batch's root, manufacturer, commit time and status.
     function batch(uint48 batchId) external view returns (Batch memory) {
         return _batches[batchId];
@@ -551,11 +557,6 @@ contract DeviceRegistry is
     /// @notice The id of `manufacturer`'s batch with Merkle root `root`: 48 bits of keccak256(manufacturer, root).
     function batchIdOf(address manufacturer, bytes32 root) public pure returns (uint48) {
         return uint48(uint256(keccak256(abi.encode(manufacturer, root))));
-    }
-
-    /// @notice Whether `firmwareHash` was revoked by `manufacturer`.
-    function isFirmwareRevoked(address manufacturer, bytes32 firmwareHash) external view returns (bool) {
-        return _revokedFirmware[manufacturer][bytes8(firmwareHash)];
     }
 
     /// @notice Whether a key can still be registered (it was never claimed, rotated to, or away).
@@ -720,7 +721,7 @@ contract DeviceRegistry is
         uint32 period
     ) private view returns (uint40 until) {
         bool isCurrent = period == current;
-        if (!isCurrent) until = _periodEnds[deviceId][period];
+        if (!isCurrent) until = _periodEnds[deviceId][period].endedAt;
         else until = untrustedSince == 0 ? type(uint40).max : untrustedSince;
         Batch storage b = _batches[batchId];
         (BatchStatus batchStatus, uint40 statusSince) = (b.status, b.statusSince);
@@ -752,12 +753,16 @@ contract DeviceRegistry is
      * signed in an earlier period (by a thief, or a rotated-away key) can name it. A tag is never reused.
      */
     function _newPeriod(uint256 deviceId, Device storage device, uint8 flags) private {
-        (uint32 period, uint40 endedAt) = (device.period, device.untrustedSince);
+        (uint32 period, uint40 endedAt, uint16 generation) = (
+            device.period,
+            device.untrustedSince,
+            device.keyGeneration
+        );
         if (endedAt == 0) endedAt = uint40(block.timestamp);
-        mapping(uint32 => uint40) storage ends = _periodEnds[deviceId];
-        ends[period] = endedAt;
+        mapping(uint32 => PeriodEnd) storage ends = _periodEnds[deviceId];
+        ends[period] = PeriodEnd(endedAt, generation);
         uint32 next = uint32(uint256(keccak256(abi.encode(blockhash(block.number - 1), deviceId, period))));
-        while (next == period || ends[next] != 0) ++next;
+        while (next == period || ends[next].endedAt != 0) ++next;
         (device.flags, device.period, device.untrustedSince) = (
             flags,
             next,

@@ -172,6 +172,8 @@ async function registryWithBatches(): Promise<World> {
 interface PeriodModel {
   tag: bigint;
   end: bigint | null;
+  /** The generation of the key that signed in it: another key's signatures count for nothing in it. */
+  generation: number;
 }
 
 interface DeviceModel {
@@ -239,7 +241,7 @@ function newDevice(id: bigint, batch: number, owner: number, key: DeviceKey): De
     nonce: 0,
     generation: 0,
     firmware: bytes8(FIRMWARE),
-    periods: [{ tag: 0n, end: null }],
+    periods: [{ tag: 0n, end: null, generation: 0 }],
   };
 }
 
@@ -261,7 +263,7 @@ function initialModel(w: World): Model {
   }
   // See the end of the fixture.
   const stolen = m.devices.get(deviceIdOf(w.leaves[5].key.signer))!;
-  Object.assign(stolen, { reported: true, flagged: true, periods: [{ tag: 0n, end: w.stolenAt }] });
+  Object.assign(stolen, { reported: true, flagged: true, periods: [{ tag: 0n, end: w.stolenAt, generation: 0 }] });
   m.votes.set(stolen.id, { round: 1, flag: new Set(), clear: new Set() });
   m.batches[1] = { status: BatchStatus.Quarantined, since: w.quarantinedAt };
   return m;
@@ -297,17 +299,18 @@ function newPeriod(m: Model, d: DeviceModel, parentHash: string): void {
   );
   let tag = BigInt(hash) & 0xffffffffn;
   while (d.periods.some((p) => p.tag === tag)) tag++;
-  d.periods.push({ tag, end: held(d) ? m.now : null });
+  d.periods.push({ tag, end: held(d) ? m.now : null, generation: d.generation });
 }
 
 /**
- * What `keyTrustedUntil` must answer for a period tag of device `d`: 0 for a period it never had;
+ * What `keyTrustedUntil` must answer for a period tag of device `d` and a key of `generation`: 0 for
+ * a period it never had, or another key generation's;
  * the end of trust in it, or never-ending (uint40 max) while it is current and trusted; bounded by
  * a batch quarantine while it lasts (current period only) and by a recall (every period).
  */
-function trustedUntil(m: Model, d: DeviceModel, tag: bigint): bigint {
+function trustedUntil(m: Model, d: DeviceModel, tag: bigint, generation: number): bigint {
   const period = d.periods.find((p) => p.tag === tag);
-  if (!period) return 0n;
+  if (!period || period.generation !== generation) return 0n;
   const isCurrent = period === current(d);
   let until = period.end ?? TRUSTED_FOREVER;
   const b = m.batches[d.batch];
@@ -561,7 +564,7 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
           `${dev} keyTrustedUntil(generation ${generation}, period ${tag})`,
           "keyTrustedUntil",
           [key.signer, tag],
-          { id: d.id, generation, until: trustedUntil(m, d, tag) },
+          { id: d.id, generation, until: trustedUntil(m, d, tag, generation) },
           keyTrust,
         );
       }
