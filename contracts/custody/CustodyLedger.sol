@@ -268,7 +268,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
      * trust in that period ended: after the tracker is reported stolen, flagged, revoked or its key
      * rotates, what it signed before still counts, and nothing dated later ever does. A release or a
      * rotation starts a new period, so the shipment's later checkpoints are refused: it goes silent
-     * (and is flagged so), even when the owner got the tracker back.
+     * (anyone may {markSilent} it), even when the owner got the tracker back.
      */
     function createShipment(ShipmentParams calldata p) external returns (bytes32 shipment) {
         address creator = _msgSender();
