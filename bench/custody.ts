@@ -2,10 +2,9 @@
 import { ethers } from "hardhat";
 import { id as labelHash } from "ethers";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
-import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
 import { digest, typedData, type Deployment, type Message } from "../src/eip712";
-import { ReadingsBatch, cbv, locationId, shipmentIdOf, type Reading } from "../src/custody";
+import { PalletChildren, ReadingsBatch, cbv, childIdOf, locationId, shipmentIdOf, type Reading } from "../src/custody";
 import { loadKeccak } from "../src/eip712/fast";
 import { deployRegistry, provision } from "../test/helpers/registry";
 import type { GasRecorder } from "./lib";
@@ -36,6 +35,7 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
     maxTemp: 800,
     metadataHash: labelHash("bench shipment"),
     childrenRoot,
+    acceptOwnerKeys: false,
   });
   const sign = async (signer: typeof shipper, type: "Handoff", m: Message) => {
     const t = typedData(type, d, m);
@@ -57,22 +57,26 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
   };
 
   const epc = "urn:epc:id:sscc:0614141.1234567890";
-  const id = shipmentIdOf(epc);
+  const id = shipmentIdOf(shipper.address, epc);
   await gas.record("custody.createShipment", ledger.connect(shipper).createShipment(await params(epc)));
   await gas.record("custody.handoff", handoff(id, 1));
 
   // A pallet of 1,000 children: its handoff must cost what a single shipment's does.
-  const children = Array.from({ length: 1000 }, (_, i) => [shipmentIdOf(`urn:epc:id:sgtin:0614141.112345.${i}`)]);
-  const tree = StandardMerkleTree.of(children, ["bytes32"]);
+  const children = new PalletChildren(Array.from({ length: 1000 }, (_, i) => `urn:epc:id:sgtin:0614141.112345.${i}`));
   const palletEpc = "urn:epc:id:sscc:0614141.9999999999";
-  await gas.record("custody.createPallet", ledger.connect(shipper).createShipment(await params(palletEpc, tree.root)));
-  await gas.record("custody.palletHandoff", handoff(shipmentIdOf(palletEpc), 1));
+  const pallet = shipmentIdOf(shipper.address, palletEpc);
+  await gas.record(
+    "custody.createPallet",
+    ledger.connect(shipper).createShipment(await params(palletEpc, children.root)),
+  );
+  await gas.record("custody.palletHandoff", handoff(pallet, 1));
+  const childEpc = children.epcs[417];
   await gas.record(
     "custody.splitChild",
-    ledger
-      .connect(carrier)
-      .splitChild(shipmentIdOf(palletEpc), "urn:epc:id:sgtin:0614141.112345.417", tree.getProof(children[417])),
+    ledger.connect(carrier).splitChild(pallet, childEpc, children.proof(childEpc)),
   );
+  if ((await ledger.shipmentOf(childIdOf(pallet, childEpc))).custodian !== carrier.address)
+    throw new Error("bench: the child was not split off");
 
   // Checkpoints: the tracker's first ever (its latest-checkpoint slot is fresh), one in range (the
   // usual case), one out of range; then one with 2^14 readings whose signed max hides an excursion.
@@ -98,7 +102,6 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
   });
   const signed = (cp: ReturnType<typeof checkpoint>) => tracker.signDigest(digest("Checkpoint", d, cp));
   const post = (cp: ReturnType<typeof checkpoint>) => ledger.checkpoint(cp, tracker.signer, signed(cp));
-  const pallet = shipmentIdOf(palletEpc);
   await gas.record("custody.checkpoint.trackerFirst", post(checkpoint(pallet, 1, normal)));
   await gas.record("custody.checkpoint", post(checkpoint(id, 1, normal)));
   await gas.record("custody.checkpoint.breach", post(checkpoint(pallet, 2, batch)));
@@ -120,9 +123,10 @@ export async function benchCustody(gas: GasRecorder): Promise<void> {
   const thirdEpc = "urn:epc:id:sscc:0614141.5555555555";
   await ledger.connect(shipper).createShipment(await params(thirdEpc));
   const later = BigInt(await now());
-  const earlier = checkpoint(shipmentIdOf(thirdEpc), 1, batch, { maxTemp: 549, at: later });
+  const third = shipmentIdOf(shipper.address, thirdEpc);
+  const earlier = checkpoint(third, 1, batch, { maxTemp: 549, at: later });
   await post(earlier);
-  await post(checkpoint(shipmentIdOf(thirdEpc), 2, normal, { at: later }));
+  await post(checkpoint(third, 2, normal, { at: later }));
   await gas.record(
     "custody.excursionProof.signed",
     ledger.proveExcursion(earlier, tracker.signer, signed(earlier), readings[4242], batch.proof(4242)),

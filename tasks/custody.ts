@@ -3,13 +3,19 @@
  * naming the argument that is wrong.
  *
  *   npx hardhat custody:history --shipment 0x… --network localhost
+ *   npx hardhat custody:history --epc urn:epc:id:sscc:… --creator 0x…
  *   npx hardhat custody:prove-reading --shipment 0x… --seq 2 --index 17 --readings tracker.jsonl
  *   npx hardhat custody:epcis --shipment 0x… --out shipment.jsonld
+ *
+ * A shipment is named by its id, or by its EPC and its creator: ids belong to their creators
+ * (keccak256(abi.encode(creator, keccak256(epc)))), so the same EPC created by someone else is
+ * another shipment. `--creator` defaults to the network's first account, the one `custody:create`
+ * creates with unless told `--signer`.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { task, types } from "hardhat/config";
-import type { HardhatRuntimeEnvironment } from "hardhat/types";
+import type { ConfigurableTaskDefinition, HardhatRuntimeEnvironment } from "hardhat/types";
 import { contractAddress, deviceIdArg, readJsonArg } from "./addresses";
 
 /** The ledger address: the flag, else CUSTOS_CUSTODY_LEDGER, else this chain's Ignition deployment. */
@@ -29,12 +35,52 @@ function shipmentArg(value: string): string {
   return value.toLowerCase();
 }
 
-task("custody:history", "Rebuilds a shipment's custody chain and checkpoints from events, re-verifying every signature")
-  .addParam("shipment", "the shipment id (keccak256 of its EPC URI)")
+const EPC_URI = /^urn:epc:id:[a-z]+:[0-9.A-Za-z-]+$/;
+
+interface ShipmentArgs {
+  shipment?: string;
+  epc?: string;
+  creator?: string;
+}
+
+/** The shipment named by `--shipment`, or by `--epc` and `--creator` (default: the first account). */
+async function shipmentOfArgs(hre: HardhatRuntimeEnvironment, args: ShipmentArgs): Promise<string> {
+  if (args.shipment !== undefined) {
+    if (args.epc !== undefined || args.creator !== undefined)
+      throw new Error("--shipment names the shipment: give it, or --epc (with --creator), not both");
+    return shipmentArg(args.shipment);
+  }
+  if (args.epc === undefined) throw new Error("--shipment or --epc: name the shipment");
+  if (!EPC_URI.test(args.epc)) throw new Error(`--epc: ${args.epc} is not an EPC URI`);
+  let creator = args.creator;
+  if (creator === undefined) {
+    const [first] = await hre.ethers.getSigners();
+    if (!first) throw new Error("--creator: no account on this network to default to; name the shipment's creator");
+    creator = first.address;
+  }
+  if (!hre.ethers.isAddress(creator)) throw new Error(`--creator: ${creator} is not an address`);
+  const { shipmentIdOf } = await import("../src/custody");
+  return shipmentIdOf(creator, args.epc);
+}
+
+/** Adds `--shipment`, or `--epc` with `--creator`, to a task that reads one shipment. */
+function namesShipment(t: ConfigurableTaskDefinition): ConfigurableTaskDefinition {
+  return t
+    .addOptionalParam("shipment", "the shipment id (or give --epc, with --creator)")
+    .addOptionalParam("epc", "the shipment's GS1 EPC URI, instead of --shipment")
+    .addOptionalParam("creator", "with --epc: the shipment's creator (default: the first account)");
+}
+
+namesShipment(
+  task(
+    "custody:history",
+    "Rebuilds a shipment's custody chain and checkpoints from events, re-verifying every signature",
+  ),
+)
   .addOptionalParam("ledger", "CustodyLedger address (default: CUSTOS_CUSTODY_LEDGER or the Ignition deployment)")
   .addFlag("json", "print the history as JSON instead of a timeline")
-  .setAction(async (args: { shipment: string; ledger?: string; json: boolean }, hre) => {
-    const shipment = shipmentArg(args.shipment);
+  .setAction(async (args: ShipmentArgs & { ledger?: string; json: boolean }, hre) => {
+    const shipment = await shipmentOfArgs(hre, args);
     const { shipmentHistory, timeline } = await import("../src/custody/history");
     const h = await shipmentHistory(hre.ethers.provider, await ledgerAddress(hre, args.ledger), shipment);
     if (args.json) console.log(JSON.stringify(h, null, 2));
@@ -47,11 +93,12 @@ task("custody:history", "Rebuilds a shipment's custody chain and checkpoints fro
     return h;
   });
 
-task(
-  "custody:prove-reading",
-  "Proves one raw reading of a tracker against its checkpoint's root (and, with --submit, posts an excursion)",
+namesShipment(
+  task(
+    "custody:prove-reading",
+    "Proves one raw reading of a tracker against its checkpoint's root (and, with --submit, posts an excursion)",
+  ),
 )
-  .addParam("shipment", "the shipment id")
   .addParam("seq", "the checkpoint's sequence number", undefined, types.int)
   .addParam("index", "the reading's index within that checkpoint", undefined, types.int)
   .addParam("readings", "the tracker's data directory (or its tracker.jsonl)")
@@ -59,11 +106,11 @@ task(
   .addFlag("submit", "post the proof on chain as an excursion (the reading must be out of range)")
   .setAction(
     async (
-      args: { shipment: string; seq: number; index: number; readings: string; ledger?: string; submit: boolean },
+      args: ShipmentArgs & { seq: number; index: number; readings: string; ledger?: string; submit: boolean },
       hre,
     ) => {
       const { TrackerRole } = await import("../src/agent/roles/tracker");
-      const shipment = shipmentArg(args.shipment);
+      const shipment = await shipmentOfArgs(hre, args);
       const file = existsSync(path.join(args.readings, "tracker.jsonl")) ? args.readings : path.dirname(args.readings);
       if (!existsSync(path.join(file, "tracker.jsonl")))
         throw new Error(`--readings: no tracker.jsonl in ${args.readings}`);
@@ -111,12 +158,11 @@ task(
     },
   );
 
-task("custody:epcis", "Writes a shipment's history as a GS1 EPCIS 2.0 JSON-LD document")
-  .addParam("shipment", "the shipment id")
+namesShipment(task("custody:epcis", "Writes a shipment's history as a GS1 EPCIS 2.0 JSON-LD document"))
   .addOptionalParam("out", "where to write it (default: print)")
   .addOptionalParam("locations", "JSON file mapping location ids (keccak256 of a URI) to their URIs")
   .addOptionalParam("ledger", "CustodyLedger address")
-  .setAction(async (args: { shipment: string; out?: string; locations?: string; ledger?: string }, hre) => {
+  .setAction(async (args: ShipmentArgs & { out?: string; locations?: string; ledger?: string }, hre) => {
     const { shipmentHistory } = await import("../src/custody/history");
     const { toEpcisDocument } = await import("../src/custody/epcis");
     let locations: Record<string, string> | undefined;
@@ -128,7 +174,7 @@ task("custody:epcis", "Writes a shipment's history as a GS1 EPCIS 2.0 JSON-LD do
     const h = await shipmentHistory(
       hre.ethers.provider,
       await ledgerAddress(hre, args.ledger),
-      shipmentArg(args.shipment),
+      await shipmentOfArgs(hre, args),
     );
     const doc = toEpcisDocument(h, { locations });
     const text = JSON.stringify(doc, null, 2) + "\n";
@@ -148,7 +194,14 @@ task("custody:create", "Creates a shipment; the signer is its first custodian")
   .addOptionalParam("minTemp", "lowest allowed temperature (hundredths of °C)", 200, types.int)
   .addOptionalParam("maxTemp", "highest allowed temperature (hundredths of °C)", 800, types.int)
   .addOptionalParam("metadata", "text whose keccak256 is the metadata hash", "")
-  .addOptionalParam("childrenRoot", "for a pallet: the Merkle root of its children's ids")
+  .addOptionalParam(
+    "childrenRoot",
+    "for a pallet: the Merkle root of its children (StandardMerkleTree over [bytes32 keccak256(epc)])",
+  )
+  .addFlag(
+    "acceptOwnerKeys",
+    "accept a tracker key its owner installed alone (provenance not reaching the manufacturer)",
+  )
   .addOptionalParam("ledger", "CustodyLedger address")
   .addOptionalParam("signer", "index of the creating account", 0, types.int)
   .setAction(
@@ -163,12 +216,13 @@ task("custody:create", "Creates a shipment; the signer is its first custodian")
         maxTemp: number;
         metadata: string;
         childrenRoot?: string;
+        acceptOwnerKeys: boolean;
         ledger?: string;
         signer: number;
       },
       hre,
     ) => {
-      if (!/^urn:epc:id:[a-z]+:[0-9.A-Za-z-]+$/.test(args.epc)) throw new Error(`--epc: ${args.epc} is not an EPC URI`);
+      if (!EPC_URI.test(args.epc)) throw new Error(`--epc: ${args.epc} is not an EPC URI`);
       if (!hre.ethers.isAddress(args.receiver)) throw new Error(`--receiver: ${args.receiver} is not an address`);
       if (args.childrenRoot !== undefined && !hre.ethers.isHexString(args.childrenRoot, 32))
         throw new Error("--children-root must be 32 bytes of hex");
@@ -185,19 +239,30 @@ task("custody:create", "Creates a shipment; the signer is its first custodian")
           maxTemp: args.maxTemp,
           metadataHash: args.metadata ? hre.ethers.id(args.metadata) : hre.ethers.ZeroHash,
           childrenRoot: args.childrenRoot ?? hre.ethers.ZeroHash,
+          acceptOwnerKeys: args.acceptOwnerKeys,
         })
       ).wait();
-      const result = { shipment: hre.ethers.id(args.epc), tx: receipt!.hash, gas: Number(receipt!.gasUsed) };
+      // The id is the creator's: read it from the event rather than guess who the creator was.
+      const created = receipt!.logs
+        .map((log) => ledger.interface.parseLog(log))
+        .find((e) => e?.name === "ShipmentCreated");
+      const result = {
+        shipment: String(created!.args.shipment),
+        creator: String(created!.args.creator),
+        tx: receipt!.hash,
+        gas: Number(receipt!.gasUsed),
+      };
       console.log(JSON.stringify(result));
       return result;
     },
   );
 
-task(
-  "custody:sign-handoff",
-  "Signs a handoff as the signer (the next seq is read from the chain) and writes it to a file",
+namesShipment(
+  task(
+    "custody:sign-handoff",
+    "Signs a handoff as the signer (the next seq is read from the chain) and writes it to a file",
+  ),
 )
-  .addParam("shipment", "the shipment id")
   .addParam("from", "the current custodian")
   .addParam("to", "the next custodian")
   .addOptionalParam("bizStep", "GS1 CBV business step", "shipping")
@@ -210,8 +275,7 @@ task(
   .addOptionalParam("signer", "index of the signing account", 0, types.int)
   .setAction(
     async (
-      args: {
-        shipment: string;
+      args: ShipmentArgs & {
         from: string;
         to: string;
         bizStep: string;
@@ -227,7 +291,7 @@ task(
     ) => {
       const { cbv, locationId } = await import("../src/custody");
       const { typedData } = await import("../src/eip712");
-      const shipment = shipmentArg(args.shipment);
+      const shipment = await shipmentOfArgs(hre, args);
       const ledger = await ledgerAt(hre, args.ledger, args.signer);
       const signer = (await hre.ethers.getSigners())[args.signer];
       type HandoffFile = { message: Record<string, string>; signatures: Record<string, string> };

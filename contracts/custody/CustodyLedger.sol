@@ -10,20 +10,31 @@ import {DeviceSignature} from "../registry/DeviceSignature.sol";
 
 /**
  * @title CustodyLedger
- * @notice Supply-chain shipments with a gap-free custody chain. A shipment (its id is keccak256 of
- * its GS1 EPC URI, e.g. `urn:epc:id:sscc:…`) names its tracker device, its receiver, a deadline, the
- * longest silence allowed between checkpoints and the allowed temperature range; its creator is the
- * first custodian. A handoff carries `Handoff(…)` signed by both custodians (EOAs, or contract
- * wallets through ERC-1271) and is relayed by anyone; `seq` grows by exactly one. The tracker signs
- * `Checkpoint(…)`s: the Merkle root of its raw readings with their min and max; a min or max out of
- * range marks the shipment breached, and so does a proof of one out-of-range reading against a
- * posted root, which, when the device's own signed min and max hid it, is also evidence against the
- * device. Anyone marks a shipment overdue after its deadline, or silent when no checkpoint came in
- * time. The receiver's acceptance delivers it; a delivered shipment never changes.
+ * @notice Supply-chain shipments with a gap-free custody chain. A shipment (named by its GS1 EPC URI,
+ * e.g. `urn:epc:id:sscc:…`) names its tracker device, its receiver, a deadline, the longest silence
+ * allowed between checkpoints and the allowed temperature range; its creator is the first custodian.
+ * Its id belongs to its creator: keccak256(abi.encode(creator, keccak256(epc))) ({shipmentIdOf}), so
+ * nobody else can take or block it by creating the same EPC first. A handoff carries `Handoff(…)`
+ * signed by both custodians (EOAs, or contract wallets through ERC-1271) and is relayed by anyone;
+ * `seq` grows by exactly one. The tracker signs `Checkpoint(…)`s: the Merkle root of its raw
+ * readings with their min and max; a min or max out of range marks the shipment breached, and so
+ * does a proof of one out-of-range reading against a posted root, which, when the device's own
+ * signed min and max hid it, is also evidence against the device. Anyone marks a shipment overdue
+ * after its deadline, or silent when no checkpoint came in time. The receiver's acceptance delivers
+ * it; a delivered shipment never changes.
  *
- * A pallet commits the Merkle root of its children: handing off the pallet moves every child with
- * it, and a child split off later (with its proof) becomes a shipment of its own, its provenance
- * linked to the pallet.
+ * The tracker's word is evidence that may go against its owner (often the shipper), so a shipment
+ * PINS, at creation, the tracker's current key generation and trust period (registry
+ * `deviceTrust`): only that key counts for it, and only for checkpoints dated (`at`) no later than
+ * the moment trust in that period ended (registry `keyTrustedUntil`). A rotation during the shipment
+ * cannot swap the evidence key, and a theft report cannot void what the tracker signed before it.
+ * The key must also be one whose provenance reaches the manufacturer, unless the creator accepts
+ * owner-installed keys up front (`acceptOwnerKeys`).
+ *
+ * A pallet commits the Merkle root of its children's EPCs: handing off the pallet moves every child
+ * with it, and a child split off later (with its proof) becomes a shipment of its own, its provenance
+ * linked to the pallet; its id belongs to the pallet, keccak256(abi.encode(pallet, keccak256(epc)))
+ * ({childIdOf}).
  *
  * @dev Bizstep, disposition and read point are GS1 CBV / EPCIS values, as bytes32: the CBV short
  * name (e.g. "shipping", "in_transit") left-aligned, and keccak256 of the read point's URI.
@@ -60,16 +71,19 @@ contract CustodyLedger is EIP712, ERC2771Context {
         uint8 flags;
     }
 
-    /// @dev Slot 2: who accepts it and what it may endure.
+    /// @dev Slot 2: who accepts it, what it may endure, and the tracker key and trust period it pinned.
     struct Conditions {
         address receiver;
         int16 minTemp;
         int16 maxTemp;
+        uint16 trackerKeyGeneration;
+        uint32 trackerPeriod;
+        bool trackerKeyAttested;
     }
 
     /// @notice What a creator sets.
     struct ShipmentParams {
-        /// @dev The GS1 EPC URI of the shipment (an SSCC for a logistic unit): its id is keccak256 of it.
+        /// @dev The GS1 EPC URI of the shipment (an SSCC for a logistic unit); see {shipmentIdOf}.
         string epc;
         uint256 tracker;
         address receiver;
@@ -78,8 +92,11 @@ contract CustodyLedger is EIP712, ERC2771Context {
         int16 minTemp;
         int16 maxTemp;
         bytes32 metadataHash;
-        /// @dev For a pallet: the Merkle root of its children's ids (0 for none).
+        /// @dev For a pallet: the StandardMerkleTree root over its children's keccak256(epc) (0 for none).
         bytes32 childrenRoot;
+        /// @dev Whether the tracker's current key may be one its owner installed without the previous
+        /// key's signature (provenance not reaching the manufacturer): the creator's choice, up front.
+        bool acceptOwnerKeys;
     }
 
     /// @notice A handoff from one custodian to the next, signed by both.
@@ -144,6 +161,12 @@ contract CustodyLedger is EIP712, ERC2771Context {
         int16 minTemp;
         int16 maxTemp;
         bytes32 childrenRoot;
+        /// @dev The tracker key generation the shipment pinned: only that key's checkpoints count.
+        uint16 trackerKeyGeneration;
+        /// @dev The tracker trust period the shipment pinned: checkpoints count up to its end.
+        uint32 trackerPeriod;
+        /// @dev Whether the pinned key's provenance reached the manufacturer at creation.
+        bool trackerKeyAttested;
     }
 
     IDeviceRegistry private immutable _registry;
@@ -219,6 +242,10 @@ contract CustodyLedger is EIP712, ERC2771Context {
     error CustodyLedgerNotHeldByReceiver(address custodian);
     error CustodyLedgerNotAPallet(bytes32 pallet);
     error CustodyLedgerNotLatestCheckpoint(uint256 tracker);
+    /// @dev The tracker's current key was installed by its owner alone: set `acceptOwnerKeys` to accept it.
+    error CustodyLedgerOwnerInstalledKey(uint256 tracker, uint16 keyGeneration);
+    /// @dev A checkpoint dated after trust in the shipment's pinned tracker period ended (`until`).
+    error CustodyLedgerTrackerNotTrusted(uint64 at, uint40 until);
 
     /**
      * @param registry_ the device registry whose devices track shipments.
@@ -234,20 +261,40 @@ contract CustodyLedger is EIP712, ERC2771Context {
     // ---------------------------------------------------------------- shipments
 
     /**
-     * @notice Creates a shipment; the caller is its first custodian. The tracker is not checked here:
-     * only its checkpoints count, and only while it is an active device (a shipment whose tracker
-     * never reports is flagged silent).
+     * @notice Creates a shipment, id {shipmentIdOf}(caller, `p.epc`); the caller is its first
+     * custodian. The tracker must be an active device whose current key reaches the manufacturer
+     * (unless `p.acceptOwnerKeys`): the shipment pins that key generation and the tracker's current
+     * trust period. Only that key's checkpoints count for it, and only those dated up to the moment
+     * trust in that period ended: after the tracker is reported stolen, flagged, revoked or its key
+     * rotates, what it signed before still counts, and nothing dated later ever does. A release or a
+     * rotation starts a new period, so the shipment's later checkpoints are refused: it goes silent
+     * (anyone may {markSilent} it), even when the owner got the tracker back.
      */
     function createShipment(ShipmentParams calldata p) external returns (bytes32 shipment) {
-        shipment = keccak256(bytes(p.epc));
-        _create(shipment, p, bytes32(0));
+        address creator = _msgSender();
+        shipment = _idOf(bytes32(uint256(uint160(creator))), p.epc);
+        _checkParams(shipment, p.tracker);
+        IDeviceRegistry.DeviceTrust memory trust = _registry.deviceTrust(p.tracker);
+        if (trust.status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(p.tracker);
+        if (!trust.keyAttested && !p.acceptOwnerKeys)
+            revert CustodyLedgerOwnerInstalledKey(p.tracker, trust.keyGeneration);
+        _create(
+            shipment,
+            creator,
+            p,
+            Conditions(p.receiver, p.minTemp, p.maxTemp, trust.keyGeneration, trust.period, trust.keyAttested),
+            bytes32(0)
+        );
     }
 
     /**
      * @notice Splits child `epc` off pallet `pallet` (the pallet's custodian only): the child becomes
-     * a shipment of its own with the pallet's custodian, tracker, receiver, deadline and conditions.
-     * @param proof the child id's Merkle proof against the pallet's `childrenRoot`
-     *        (leaf: keccak256(keccak256(abi.encode(childId))), OpenZeppelin StandardMerkleTree).
+     * shipment {childIdOf}(`pallet`, `epc`), with the pallet's custodian, tracker (its pinned key
+     * generation and trust period too), receiver, deadline and conditions. Its id derives from the
+     * pallet's, so nobody can create it ahead of the split.
+     * @param proof the Merkle proof of keccak256(`epc`) against the pallet's `childrenRoot`
+     *        (leaf: keccak256(keccak256(abi.encode(keccak256(bytes(epc))))), OpenZeppelin
+     *        StandardMerkleTree over `bytes32`).
      */
     function splitChild(
         bytes32 pallet,
@@ -260,13 +307,17 @@ contract CustodyLedger is EIP712, ERC2771Context {
         if (_msgSender() != c.custodian) revert CustodyLedgerNotCustodian(c.custodian, _msgSender());
         Tracking memory t = _tracking[pallet];
         if (t.flags & DELIVERED != 0) revert CustodyLedgerDelivered(pallet);
-        child = keccak256(bytes(epc));
-        if (!MerkleProof.verifyCalldata(proof, root, keccak256(bytes.concat(keccak256(abi.encode(child))))))
+        bytes32 epcHash = keccak256(bytes(epc));
+        if (!MerkleProof.verifyCalldata(proof, root, keccak256(bytes.concat(keccak256(abi.encode(epcHash))))))
             revert CustodyLedgerInvalidProof();
+        child = keccak256(abi.encode(pallet, epcHash));
+        _checkParams(child, t.tracker);
         Conditions memory k = _conditions[pallet];
         _create(
             child,
-            ShipmentParams(epc, t.tracker, k.receiver, c.deadline, c.maxSilence, k.minTemp, k.maxTemp, 0, 0),
+            c.custodian,
+            ShipmentParams(epc, t.tracker, k.receiver, c.deadline, c.maxSilence, k.minTemp, k.maxTemp, 0, 0, false),
+            k,
             pallet
         );
     }
@@ -294,33 +345,39 @@ contract CustodyLedger is EIP712, ERC2771Context {
     }
 
     /**
-     * @notice Posts a tracker checkpoint signed by the shipment's tracker device (its current key,
-     * `Active`). Anyone may relay it. A min or max out of the allowed range marks the shipment breached.
+     * @notice Posts a tracker checkpoint signed by the key the shipment pinned (the tracker's key
+     * generation at creation, resolved by the registry even after it rotated away), dated no later
+     * than the end of the pinned trust period. Anyone may relay it. A min or max out of the allowed
+     * range marks the shipment breached.
+     * @dev After a release or a rotation the pinned period has ended: the shipment's later checkpoints
+     * are refused (`CustodyLedgerNotTrackerKey` from a new key, `CustodyLedgerTrackerNotTrusted` from
+     * the pinned one) and it goes silent; checkpoints dated before the end still land.
      */
     function checkpoint(CheckpointData calldata cp, bytes calldata key, bytes calldata signature) external {
         Tracking memory t = _tracking[cp.shipment];
-        _checkCheckpoint(cp, t, key, signature);
-        Conditions memory k = _conditions[cp.shipment];
+        // The conditions slot read once, only the fields a checkpoint needs.
+        Conditions storage k = _conditions[cp.shipment];
+        (int16 minTemp, int16 maxTemp) = (k.minTemp, k.maxTemp);
+        _checkCheckpoint(cp, t, k.trackerKeyGeneration, k.trackerPeriod, key, signature);
         // keccak256(abi.encode(CheckpointSummary)), its fields being static.
         _latestCheckpoint[t.tracker] = keccak256(
-            abi.encode(cp.shipment, cp.seq, cp.readingsRoot, cp.minTemp, cp.maxTemp, k.minTemp, k.maxTemp)
+            abi.encode(cp.shipment, cp.seq, cp.readingsRoot, cp.minTemp, cp.maxTemp, minTemp, maxTemp)
         );
-        emit CheckpointPosted(
+        _emitCheckpointPosted(cp);
+        _writeTracking(
             cp.shipment,
-            cp.seq,
-            cp.readingsRoot,
-            cp.count,
-            cp.minTemp,
-            cp.maxTemp,
-            cp.location,
-            cp.at
+            t.tracker,
+            uint40(cp.at),
+            uint16(cp.seq),
+            _breachFlags(cp, minTemp, maxTemp, t.flags)
         );
-        _tracking[cp.shipment] = Tracking(t.tracker, uint40(cp.at), uint16(cp.seq), _breachFlags(cp, k, t.flags));
     }
 
     /**
-     * @notice Proves one raw reading out of the allowed range against a posted checkpoint's root:
-     * the shipment is marked breached. If the checkpoint's own signed min and max hid the reading,
+     * @notice Proves one raw reading out of the allowed range against a posted checkpoint's root,
+     * presented with the pinned tracker key's signature and dated within the pinned trust period (as
+     * {checkpoint} requires): the shipment is marked breached. A breach the tracker signed before trust
+     * in it ended can always be proven. If the checkpoint's own signed min and max hid the reading,
      * the tracker device is reported by `DeviceContradicted`. Anyone may prove.
      * @dev For the tracker's latest checkpoint {proveLatestExcursion} is cheaper: no signature.
      * @param cp the posted checkpoint, with the tracker `key` and `signature` that signed it.
@@ -336,12 +393,7 @@ contract CustodyLedger is EIP712, ERC2771Context {
         Tracking memory t = _excursionTarget(cp.shipment);
         // Only a checkpoint that was posted (its sequence number reached) counts.
         if (cp.seq == 0 || cp.seq > t.checkpointSeq) revert CustodyLedgerWrongSequence(t.checkpointSeq, cp.seq);
-        // The signature counts only from the tracker's current key while it is active, as a posted
-        // checkpoint's does: a key rotated away, or a stolen tracker, could sign any root for a posted seq.
-        _checkTrackerKey(t.tracker, key);
-        if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
-            revert CustodyLedgerInvalidTrackerSignature();
-        _excursion(_summary(cp, _conditions[cp.shipment]), t, reading, proof);
+        _excursion(_signedSummary(cp, t.tracker, key, signature), t, reading, proof);
     }
 
     /**
@@ -428,7 +480,10 @@ contract CustodyLedger is EIP712, ERC2771Context {
             receiver: k.receiver,
             minTemp: k.minTemp,
             maxTemp: k.maxTemp,
-            childrenRoot: _children[shipment]
+            childrenRoot: _children[shipment],
+            trackerKeyGeneration: k.trackerKeyGeneration,
+            trackerPeriod: k.trackerPeriod,
+            trackerKeyAttested: k.trackerKeyAttested
         });
     }
 
@@ -441,9 +496,15 @@ contract CustodyLedger is EIP712, ERC2771Context {
         return MerkleProof.verifyCalldata(proof, root, _readingLeaf(reading));
     }
 
-    /// @notice The id of the shipment with GS1 EPC URI `epc`.
-    function shipmentIdOf(string calldata epc) external pure returns (bytes32) {
-        return keccak256(bytes(epc));
+    /// @notice The id of the shipment `creator` creates with GS1 EPC URI `epc`:
+    /// keccak256(abi.encode(creator, keccak256(bytes(epc)))).
+    function shipmentIdOf(address creator, string calldata epc) external pure returns (bytes32) {
+        return _idOf(bytes32(uint256(uint160(creator))), epc);
+    }
+
+    /// @notice The id of child `epc` split off pallet `pallet`: keccak256(abi.encode(pallet, keccak256(bytes(epc)))).
+    function childIdOf(bytes32 pallet, string calldata epc) external pure returns (bytes32) {
+        return _idOf(pallet, epc);
     }
 
     /// @notice keccak256 of the {CheckpointSummary} of tracker `tracker`'s latest checkpoint (0 before its first).
@@ -459,20 +520,28 @@ contract CustodyLedger is EIP712, ERC2771Context {
 
     // ---------------------------------------------------------------- internals
 
-    function _create(bytes32 shipment, ShipmentParams memory p, bytes32 parent) private {
+    /// @dev keccak256(abi.encode(owner, keccak256(bytes(epc)))): a shipment's id under its creator
+    /// (left-padded address) or a child's under its pallet.
+    function _idOf(bytes32 owner, string calldata epc) private pure returns (bytes32) {
+        return keccak256(abi.encode(owner, keccak256(bytes(epc))));
+    }
+
+    /// @dev Reverts unless `shipment` is new and `tracker` fits the tracking slot.
+    function _checkParams(bytes32 shipment, uint256 tracker) private view {
         if (_custody[shipment].custodian != address(0)) revert CustodyLedgerShipmentExists(shipment);
-        if (
-            p.receiver == address(0) ||
-            p.minTemp > p.maxTemp ||
-            p.deadline <= block.timestamp ||
-            p.maxSilence == 0 ||
-            p.tracker == 0 ||
-            p.tracker > type(uint192).max
-        ) revert CustodyLedgerInvalidParams();
-        address creator = parent == 0 ? _msgSender() : _custody[parent].custodian;
-        _custody[shipment] = Custody(creator, 0, p.deadline, p.maxSilence);
-        _tracking[shipment] = Tracking(uint192(p.tracker), uint40(block.timestamp), 0, 0);
-        _conditions[shipment] = Conditions(p.receiver, p.minTemp, p.maxTemp);
+        if (tracker == 0 || tracker > type(uint192).max) revert CustodyLedgerInvalidParams();
+    }
+
+    function _create(
+        bytes32 shipment,
+        address creator,
+        ShipmentParams memory p,
+        Conditions memory k,
+        bytes32 parent
+    ) private {
+        if (p.receiver == address(0) || p.minTemp > p.maxTemp || p.deadline <= block.timestamp || p.maxSilence == 0)
+            revert CustodyLedgerInvalidParams();
+        _store(shipment, creator, p.deadline, p.maxSilence, uint192(p.tracker), k);
         if (p.childrenRoot != 0) _children[shipment] = p.childrenRoot;
         emit ShipmentCreated(
             shipment,
@@ -490,9 +559,53 @@ contract CustodyLedger is EIP712, ERC2771Context {
         if (parent != 0) emit ChildSplit(parent, shipment);
     }
 
+    /**
+     * @dev Writes a new shipment's three slots, one SSTORE each: the legacy code generator writes a
+     * struct member by member (eleven more storage reads and writes, about 3,000 gas a shipment).
+     * The words follow the declared layouts of {Custody}, {Tracking} and {Conditions} (first member
+     * in the lowest bits), which {shipmentOf} reads back.
+     */
+    function _store(
+        bytes32 shipment,
+        address creator,
+        uint40 deadline,
+        uint24 maxSilence,
+        uint192 tracker,
+        Conditions memory k
+    ) private {
+        uint256 custody = uint256(uint160(creator)) | (uint256(deadline) << 192) | (uint256(maxSilence) << 232);
+        uint256 conditions =
+            uint256(uint160(k.receiver)) |
+                (uint256(uint16(k.minTemp)) << 160) |
+                (uint256(uint16(k.maxTemp)) << 176) |
+                (uint256(k.trackerKeyGeneration) << 192) |
+                (uint256(k.trackerPeriod) << 208) |
+                (k.trackerKeyAttested ? 1 << 240 : 0);
+        Custody storage c = _custody[shipment];
+        Conditions storage n = _conditions[shipment];
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            sstore(c.slot, custody)
+            sstore(n.slot, conditions)
+        }
+        _writeTracking(shipment, tracker, uint40(block.timestamp), 0, 0);
+    }
+
+    /// @dev Writes a shipment's whole {Tracking} slot at once (no read of the old word to mask it).
+    function _writeTracking(bytes32 shipment, uint192 tracker, uint40 lastAt, uint16 seq, uint8 flags) private {
+        uint256 word = uint256(tracker) | (uint256(lastAt) << 192) | (uint256(seq) << 232) | (uint256(flags) << 248);
+        Tracking storage t = _tracking[shipment];
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            sstore(t.slot, word)
+        }
+    }
+
     function _checkCheckpoint(
         CheckpointData calldata cp,
         Tracking memory t,
+        uint16 generation,
+        uint32 period,
         bytes calldata key,
         bytes calldata signature
     ) private view {
@@ -502,22 +615,50 @@ contract CustodyLedger is EIP712, ERC2771Context {
         if (cp.seq != uint32(t.checkpointSeq) + 1 || cp.seq > type(uint16).max)
             revert CustodyLedgerWrongSequence(uint32(t.checkpointSeq) + 1, cp.seq);
         if (cp.at < t.lastCheckpointAt || cp.at > block.timestamp) revert CustodyLedgerBadTime(cp.at);
-        _checkTrackerKey(t.tracker, key);
+        _checkTrackerKey(t.tracker, generation, period, key, cp.at);
         if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
             revert CustodyLedgerInvalidTrackerSignature();
     }
 
-    /// @dev Reverts unless `key` is the current key of `tracker`, an active device.
-    function _checkTrackerKey(uint256 tracker, bytes calldata key) private view {
-        (uint256 device, IDeviceRegistry.DeviceStatus status) = _registry.resolveKey(key);
-        if (device != tracker) revert CustodyLedgerNotTrackerKey(tracker);
-        if (status != IDeviceRegistry.DeviceStatus.Active) revert CustodyLedgerTrackerNotActive(tracker);
+    /**
+     * @dev Reverts unless `key` is the key generation of `tracker` the shipment pinned (current or
+     * rotated away: the registry resolves both) and `at` is no later than the end of trust in the
+     * pinned period. Signatures cannot be dated, so this bounds what the key adds, not who signed when.
+     */
+    function _checkTrackerKey(
+        uint256 tracker,
+        uint16 pinnedGeneration,
+        uint32 period,
+        bytes calldata key,
+        uint64 at
+    ) private view {
+        (uint256 device, uint16 generation, uint40 until) = _registry.keyTrustedUntil(key, period);
+        if (device != tracker || generation != pinnedGeneration) revert CustodyLedgerNotTrackerKey(tracker);
+        if (at > until) revert CustodyLedgerTrackerNotTrusted(at, until);
+    }
+
+    function _emitCheckpointPosted(CheckpointData calldata cp) private {
+        emit CheckpointPosted(
+            cp.shipment,
+            cp.seq,
+            cp.readingsRoot,
+            cp.count,
+            cp.minTemp,
+            cp.maxTemp,
+            cp.location,
+            cp.at
+        );
     }
 
     /// @dev `flags` with BREACHED set if the checkpoint's min or max leaves the allowed range.
-    function _breachFlags(CheckpointData calldata cp, Conditions memory k, uint8 flags) private returns (uint8) {
-        bool low = cp.minTemp < k.minTemp;
-        if (!low && cp.maxTemp <= k.maxTemp) return flags;
+    function _breachFlags(
+        CheckpointData calldata cp,
+        int16 minTemp,
+        int16 maxTemp,
+        uint8 flags
+    ) private returns (uint8) {
+        bool low = cp.minTemp < minTemp;
+        if (!low && cp.maxTemp <= maxTemp) return flags;
         if (flags & BREACHED == 0) emit Breached(cp.shipment, cp.seq, low ? cp.minTemp : cp.maxTemp, cp.at);
         return flags | BREACHED;
     }
@@ -545,8 +686,36 @@ contract CustodyLedger is EIP712, ERC2771Context {
         return _hashTypedDataV4(structHash);
     }
 
-    function _summary(CheckpointData calldata cp, Conditions memory k) private pure returns (CheckpointSummary memory) {
-        return CheckpointSummary(cp.shipment, cp.seq, cp.readingsRoot, cp.minTemp, cp.maxTemp, k.minTemp, k.maxTemp);
+    /**
+     * @dev The summary of checkpoint `cp` presented with `signature`, which counts on the terms a
+     * posted checkpoint's does: the pinned key, dated within the pinned trust period. A key rotated
+     * away, or a stolen tracker, could sign any root for a posted seq; dated after trust ended, it
+     * counts for nothing.
+     */
+    function _signedSummary(
+        CheckpointData calldata cp,
+        uint256 tracker,
+        bytes calldata key,
+        bytes calldata signature
+    ) private view returns (CheckpointSummary memory) {
+        (int16 minTemp, int16 maxTemp) = _checkPinnedKey(cp.shipment, tracker, key, cp.at);
+        if (!DeviceSignature.isValidCalldata(key, _checkpointDigest(cp), signature))
+            revert CustodyLedgerInvalidTrackerSignature();
+        return CheckpointSummary(cp.shipment, cp.seq, cp.readingsRoot, cp.minTemp, cp.maxTemp, minTemp, maxTemp);
+    }
+
+    /// @dev {_checkTrackerKey} against `shipment`'s pin; returns its allowed range (one read of its slot).
+    function _checkPinnedKey(
+        bytes32 shipment,
+        uint256 tracker,
+        bytes calldata key,
+        uint64 at
+    ) private view returns (int16 minTemp, int16 maxTemp) {
+        Conditions storage k = _conditions[shipment];
+        uint16 generation;
+        uint32 period;
+        (generation, period, minTemp, maxTemp) = (k.trackerKeyGeneration, k.trackerPeriod, k.minTemp, k.maxTemp);
+        _checkTrackerKey(tracker, generation, period, key, at);
     }
 
     /// @dev The tracking of a shipment an excursion may still be proven on: it exists and is not delivered.

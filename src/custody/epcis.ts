@@ -4,6 +4,11 @@
  * checkpoint (sensor_reporting, with the checkpoint's min and max temperature in a
  * sensorElementList), and its delivery (receiving). Custos' own facts (custodians, the checkpoint's
  * Merkle root, the transaction) ride as extension properties in the `custos:` namespace.
+ *
+ * An EPC alone does not name a Custos shipment: ids belong to their creators, so two creators'
+ * shipments of the same EPC are two shipments. Every event therefore carries its on-chain shipment
+ * id (`custos:shipment`; a split child's events from before the split carry its pallet's), and the
+ * commissioning event its creator (`custos:creator`).
  */
 import type { HistoryEntry, ShipmentHistory } from "./history";
 
@@ -26,6 +31,7 @@ export function toEpcisDocument(h: ShipmentHistory, opts: EpcisOptions = {}) {
     eventTime: iso(time),
     eventTimeZoneOffset: "+00:00",
     epcList: [h.epc],
+    "custos:shipment": e.shipment,
     "custos:transaction": e.txHash,
   });
   const created = h.entries.find((e) => e.kind === "created");
@@ -39,6 +45,7 @@ export function toEpcisDocument(h: ShipmentHistory, opts: EpcisOptions = {}) {
           action: "ADD",
           bizStep: "commissioning",
           disposition: "active",
+          "custos:creator": e.creator,
           "custos:custodian": e.creator,
           "custos:receiver": e.receiver,
           "custos:tracker": e.tracker,

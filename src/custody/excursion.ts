@@ -1,8 +1,10 @@
 /**
  * Submitting an excursion proof the cheapest way the ledger allows. Against the tracker's latest
- * checkpoint, whose summary hash the ledger keeps, `proveLatestExcursion` needs no signature (49,473
- * gas for a 14-deep proof); against an earlier one, `proveExcursion` presents the checkpoint again
- * with the tracker's signature, from its current key while it is active (65,965).
+ * checkpoint, whose summary hash the ledger keeps, `proveLatestExcursion` needs no signature (about
+ * 49,500 gas for a 14-deep proof); against an earlier one, `proveExcursion` presents the checkpoint
+ * again with the tracker's signature, which counts on a posted checkpoint's terms: the key the
+ * shipment pinned, dated no later than the end of its pinned trust period (about 66,500). A
+ * checkpoint the tracker signed before trust in it ended is always proven, whatever its owner did since.
  */
 import {
   AbiCoder,

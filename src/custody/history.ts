@@ -1,18 +1,22 @@
 /**
  * A shipment's full history rebuilt from the chain: its creation (and, for a child split off a
  * pallet, the pallet's history before the split), every handoff and checkpoint with its signatures
- * re-verified off chain (read from the transactions that carried them), breaches, flags and
- * delivery; and its export as a GS1 EPCIS 2.0 JSON-LD document.
+ * re-verified off chain (read from the transactions that carried them) by the chain's own rules,
+ * breaches, flags and delivery; and its export as a GS1 EPCIS 2.0 JSON-LD document.
+ *
+ * The rules are the ledger's: a handoff signature as OpenZeppelin SignatureChecker judges it (low s,
+ * v 27/28, 65 bytes; ERC-1271 for a contract custodian, asked now: contract signatures are
+ * revocable); a checkpoint by the tracker key generation the shipment pinned, dated no later than
+ * the end of its pinned trust period (registry `keyTrustedUntil`).
  */
-import { Contract, TypedDataEncoder, recoverAddress, type Provider, type Result } from "ethers";
+import { TypedDataEncoder, type Provider, type Result } from "ethers";
 import { domainOf, typesOf, type Deployment } from "../eip712";
 import { DeviceSignatureVerifier } from "../crypto/verify";
+import { isValidAccountSignature } from "../crypto/signatureChecker";
 import { hexToBytes } from "../eip712/fast";
-import { deviceIdOf } from "../registry/batch";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
 import { cbvName } from "./index";
-import { deviceByKey } from "../registry/lookup";
 
 export type Verified = true | false | "not in calldata";
 
@@ -71,8 +75,6 @@ export interface ShipmentHistory {
   allVerified: boolean;
 }
 
-const ERC1271 = ["function isValidSignature(bytes32 hash, bytes signature) view returns (bytes4)"];
-
 /** Rebuilds the history of `shipment` from the ledger at `ledgerAddress`. */
 export async function shipmentHistory(
   provider: Provider,
@@ -120,21 +122,8 @@ export async function shipmentHistory(
     return parsed?.name === fn ? parsed : undefined;
   };
   const secpVerifier = new DeviceSignatureVerifier([]);
-  const verifyAccount = async (account: string, digest: string, signature: string): Promise<boolean> => {
-    if ((await provider.getCode(account)) !== "0x") {
-      try {
-        const magic = await new Contract(account, ERC1271, provider).isValidSignature(digest, signature);
-        return magic === "0x1626ba7e";
-      } catch {
-        return false;
-      }
-    }
-    try {
-      return recoverAddress(digest, signature).toLowerCase() === account.toLowerCase();
-    } catch {
-      return false;
-    }
-  };
+  const verifyAccount = (account: string, digest: string, signature: string) =>
+    isValidAccountSignature(provider, account, digest, signature);
 
   const c = created.args;
   entries.push({
@@ -172,10 +161,22 @@ export async function shipmentHistory(
         deadline: h.deadline,
       };
       const digest = TypedDataEncoder.hash(domainOf("custody", deployment), typesOf("Handoff"), message);
-      signatures = {
-        from: await verifyAccount(a.from, digest, call.args[1]),
-        to: await verifyAccount(a.to, digest, call.args[2]),
-      };
+      // The chain emits what the calldata says: a record where they differ is not the chain's.
+      const same =
+        String(h.shipment).toLowerCase() === id &&
+        h.from === a.from &&
+        h.to === a.to &&
+        h.seq === a.seq &&
+        h.bizStep === a.bizStep &&
+        h.disposition === a.disposition &&
+        h.readPoint === a.readPoint &&
+        h.at === a.at;
+      signatures = same
+        ? {
+            from: await verifyAccount(a.from, digest, call.args[1]),
+            to: await verifyAccount(a.to, digest, call.args[2]),
+          }
+        : { from: false, to: false };
     }
     entries.push({
       ...(await base(e)),
@@ -191,6 +192,8 @@ export async function shipmentHistory(
     });
   }
   const tracker = BigInt(c.tracker);
+  // The tracker key generation and trust period the shipment pinned at creation (a child: its pallet's).
+  const pinned = await ledger.shipmentOf(id);
   for (const e of await ledger.queryFilter(ledger.filters.CheckpointPosted(id), from)) {
     const a = (e.args as unknown as Result).toObject() as typeof e.args;
     const call = await callOf(e.transactionHash, "checkpoint");
@@ -215,8 +218,9 @@ export async function shipmentHistory(
         key.length > 42 && (await registry.isKeyVerifier(key.slice(0, 42)))
           ? new DeviceSignatureVerifier([key.slice(0, 42)])
           : secpVerifier;
-      const ownKey = deviceIdOf(key) === tracker || (await deviceByKey(registry, key, e.blockNumber)).id === tracker;
-      signature = ownKey && v.verify(key, hexToBytes(digest), hexToBytes(call.args[2] as string));
+      const [device, generation, until] = await registry.keyTrustedUntil(key, pinned.trackerPeriod);
+      const pinnedKey = device === tracker && generation === pinned.trackerKeyGeneration && BigInt(cp.at) <= until;
+      signature = pinnedKey && v.verify(key, hexToBytes(digest), hexToBytes(call.args[2] as string));
     }
     entries.push({
       ...(await base(e)),

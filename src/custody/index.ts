@@ -1,10 +1,11 @@
 /**
- * Custody ledger values off chain: shipment ids from GS1 EPC URIs, CBV vocabulary as the bytes32
- * the contract stores, and a tracker's batch of raw readings as the Merkle tree whose root its
- * checkpoint carries (OpenZeppelin StandardMerkleTree over `(uint64 at, int16 temp)`).
+ * Custody ledger values off chain: shipment ids from their creator and GS1 EPC URI, a pallet's
+ * children tree, CBV vocabulary as the bytes32 the contract stores, and a tracker's batch of raw
+ * readings as the Merkle tree whose root its checkpoint carries (OpenZeppelin StandardMerkleTree
+ * over `(uint64 at, int16 temp)`).
  */
-import { keccak256, toUtf8Bytes, encodeBytes32String, decodeBytes32String } from "ethers";
-import { bytesToHex } from "../eip712/fast";
+import { AbiCoder, getAddress, keccak256, toUtf8Bytes, encodeBytes32String, decodeBytes32String } from "ethers";
+import { bytesToHex, hexToBytes } from "../eip712/fast";
 import { StandardTree, standardLeaf } from "../merkle";
 
 /** The leaf encoding of one reading (`CustodyLedger.Reading`). */
@@ -16,9 +17,51 @@ export interface Reading {
   temp: number;
 }
 
-/** The shipment id of a GS1 EPC URI: keccak256 of the URI (`CustodyLedger.shipmentIdOf`). */
-export function shipmentIdOf(epc: string): string {
+/** keccak256 of a GS1 EPC URI: what a shipment id is derived from, and a pallet's children tree holds. */
+export function epcHashOf(epc: string): string {
   return keccak256(toUtf8Bytes(epc));
+}
+
+/**
+ * The id of the shipment `creator` creates with GS1 EPC URI `epc`:
+ * keccak256(abi.encode(creator, keccak256(epc))) (`CustodyLedger.shipmentIdOf`). Ids belong to
+ * their creators: the same EPC created by someone else is another shipment.
+ */
+export function shipmentIdOf(creator: string, epc: string): string {
+  return keccak256(AbiCoder.defaultAbiCoder().encode(["address", "bytes32"], [getAddress(creator), epcHashOf(epc)]));
+}
+
+/** The id of child `epc` split off pallet `pallet`: keccak256(abi.encode(pallet, keccak256(epc))) (`CustodyLedger.childIdOf`). */
+export function childIdOf(pallet: string, epc: string): string {
+  return keccak256(AbiCoder.defaultAbiCoder().encode(["bytes32", "bytes32"], [pallet, epcHashOf(epc)]));
+}
+
+/**
+ * A pallet's children as the Merkle tree whose root is its `childrenRoot`: OpenZeppelin
+ * StandardMerkleTree over `[bytes32 keccak256(epc)]` (leaf keccak256(keccak256(abi.encode(epcHash))),
+ * the same as `StandardMerkleTree.of(epcs.map((e) => [epcHashOf(e)]), ["bytes32"])`).
+ * `CustodyLedger.splitChild(pallet, epc, proof(epc))` splits one off.
+ */
+export class PalletChildren {
+  private readonly tree: StandardTree;
+  private readonly index = new Map<string, number>();
+
+  constructor(readonly epcs: readonly string[]) {
+    if (epcs.length === 0) throw new Error("PalletChildren: no children");
+    epcs.forEach((epc, i) => this.index.set(epc, i));
+    this.tree = new StandardTree(epcs.map((epc) => standardLeaf(hexToBytes(epcHashOf(epc)))));
+  }
+
+  get root(): string {
+    return this.tree.root;
+  }
+
+  /** The proof of child `epc`. */
+  proof(epc: string): string[] {
+    const i = this.index.get(epc);
+    if (i === undefined) throw new Error(`PalletChildren: ${epc} is not a child of this pallet`);
+    return this.tree.proofAt(i);
+  }
 }
 
 /** The EPC URI of an SSCC (GS1 company prefix and serial reference, digits). */

@@ -9,6 +9,13 @@
  * one per handoff, the custodian changed only with both signatures, and a delivered shipment never
  * changed again.
  *
+ * A second property adds the tracker owner's own moves (report stolen, release, rotate with and
+ * without the old key's signature, sell) and checkpoints signed by the key the shipments pinned or
+ * by the tracker's current one, posted at once or held and posted later: after every step, a
+ * checkpoint counted only if the pinned key generation signed it with `at` no later than the end of
+ * the pinned trust period, and a breach signed before trust ended can always still be posted
+ * (invariant 8 of DESIGN.md).
+ *
  * Runs: `FC_RUNS` (default 200; 10 under `hardhat coverage`). Reproduce with `FC_SEED` / `FC_PATH`.
  */
 import { expect } from "chai";
@@ -17,6 +24,8 @@ import hre, { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Result, Signer } from "ethers";
 import { digest, type Message } from "../../src/eip712";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
+import { rotation } from "../helpers/registry";
 import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody";
 import { checkpointSummary, type ExcursionEvidence } from "../../src/custody/excursion";
 import { HOUR, deployCustody, signHandoff } from "../helpers/custody";
@@ -60,6 +69,8 @@ interface Model {
   shipments: ShipmentModel[];
   /** The tracker's latest checkpoint (both shipments share one tracker). */
   latest?: PostedCheckpoint;
+  /** The tracker as its owner moves it (see {@link trackerOf}); undefined until its first move. */
+  tracker?: TrackerModel;
 }
 
 type World = Awaited<ReturnType<typeof world>>;
@@ -86,9 +97,10 @@ async function world() {
       maxTemp: 800,
       metadataHash: ethers.ZeroHash,
       childrenRoot: ethers.ZeroHash,
+      acceptOwnerKeys: false,
     });
     initial.push({
-      id: shipmentIdOf(epc),
+      id: shipmentIdOf(f.shipper.address, epc),
       custodian: f.shipper.address,
       seq: 0,
       checkpointSeq: 0,
@@ -142,6 +154,7 @@ abstract class Step implements fc.AsyncCommand<Model, World> {
     tally.steps++;
     await this.apply(m, w);
     await checkInvariants(m, w, this.toString());
+    await checkTrackerInvariants(m, w, this.toString());
   }
   abstract toString(): string;
 }
@@ -241,7 +254,7 @@ class Checkpoint extends Step {
       ? "CustodyLedgerDelivered"
       : Number(cp.seq) !== s.checkpointSeq + 1
         ? "CustodyLedgerWrongSequence"
-        : null;
+        : trackerRefusal(m, m.now, 0);
     await expectOutcome(
       w.ledger,
       tally,
@@ -454,5 +467,310 @@ describe("CustodyLedger stateful model: random sequences try to break invariant 
       expect(tally.deliveries).to.be.greaterThan(0);
       expect(tally.excursions).to.be.greaterThan(0);
     }
+  });
+});
+
+// ---------------------------------------------------------------- the tracker owner's moves (invariant 8)
+
+/** `deviceTrust`'s "trusted for good" (type(uint40).max). */
+const UNTIL_FOREVER = (1n << 40n) - 1n;
+
+/**
+ * The shipments' tracker as its owner moves it. Both shipments pinned key generation 0 and the trust
+ * period the tracker was in at their creation; `pinnedEnd` is when trust in that period ended.
+ */
+interface TrackerModel {
+  /** 0: the shipper owns it, 1: the carrier (it was sold). */
+  owner: 0 | 1;
+  keys: DeviceKey[];
+  generation: number;
+  reported: boolean;
+  pinnedEnd?: bigint;
+  /** A checkpoint the tracker signed and nobody has posted yet. */
+  held?: { which: number; cp: Message; signature: string; batch: ReadingsBatch; generation: number; trusted: boolean };
+}
+
+const ownerTally = { refused: 0, moves: 0, pinnedLanded: 0, heldLanded: 0, heldTrustedLanded: 0, currentKeyRefused: 0 };
+
+/** Posted checkpoints whose signer was checked already (a recovery is slow). */
+const signedByPinnedKey = new WeakSet<PostedCheckpoint>();
+
+function trackerOf(m: Model, w: World): TrackerModel {
+  return (m.tracker ??= { owner: 0, keys: [w.trackerKeys[0]], generation: 0, reported: false });
+}
+
+/** Until when the shipments' pinned tracker period is trusted. */
+function pinnedUntil(m: Model): bigint {
+  return m.tracker?.pinnedEnd ?? UNTIL_FOREVER;
+}
+
+/** Why the ledger refuses a checkpoint dated `at` by the tracker's key `generation`, as to the key (null: it does not). */
+function trackerRefusal(m: Model, at: bigint, generation: number): string | null {
+  if (generation !== 0) return "CustodyLedgerNotTrackerKey";
+  return at > pinnedUntil(m) ? "CustodyLedgerTrackerNotTrusted" : null;
+}
+
+/**
+ * After every step: the registry agrees with the model on the pinned period's end and the key
+ * generation, and every checkpoint that counted was signed by the pinned key, dated within trust.
+ */
+async function checkTrackerInvariants(m: Model, w: World, at: string): Promise<void> {
+  // The first property never moves the tracker: nothing of this can change there.
+  if (!m.tracker) return;
+  const until = pinnedUntil(m);
+  for (const s of m.shipments) {
+    const v = await w.ledger.shipmentOf(s.id);
+    expect([v.lastCheckpointAt, v.trackerKeyGeneration], `${at}: shipment ${s.id}`).to.deep.equal([s.lastAt, 0n]);
+    for (const p of s.posted) {
+      expect(BigInt(p.cp.at as bigint), `${at}: a checkpoint counted dated after trust ended`).to.be.at.most(until);
+      if (signedByPinnedKey.has(p)) continue;
+      signedByPinnedKey.add(p);
+      const signer = ethers.recoverAddress(digest("Checkpoint", w.custodyDeployment, p.cp), p.signature);
+      expect(signer, `${at}: a checkpoint counted from a key the shipment did not pin`).to.equal(
+        ethers.getAddress(w.trackerKeys[0].signer),
+      );
+    }
+  }
+  const period = (await w.ledger.shipmentOf(m.shipments[0].id)).trackerPeriod;
+  const [device, generation, chainUntil] = await w.registry.keyTrustedUntil(w.trackerKeys[0].signer, period);
+  expect([device, generation, chainUntil], `${at}: the pinned key's trust`).to.deep.equal([w.trackers[0], 0n, until]);
+  expect(Number((await w.registry.deviceTrust(w.trackers[0])).keyGeneration), `${at}: key generation`).to.equal(
+    m.tracker.generation,
+  );
+}
+
+/** Bookkeeping of a checkpoint the ledger took. */
+function counted(m: Model, s: ShipmentModel, posted: PostedCheckpoint): void {
+  tally.checkpoints++;
+  s.checkpointSeq += 1;
+  s.lastAt = BigInt(posted.cp.at as bigint);
+  if (Number(posted.cp.minTemp) < 200 || Number(posted.cp.maxTemp) > 800) s.breached = true;
+  m.latest = posted;
+  s.posted.push(posted);
+}
+
+function checkpointMessage(s: ShipmentModel, batch: ReadingsBatch, at: bigint): Message {
+  return {
+    shipment: s.id,
+    seq: s.checkpointSeq + 1,
+    readingsRoot: batch.root,
+    count: batch.count,
+    minTemp: batch.min,
+    maxTemp: batch.max,
+    location: locationId("geo:52.37,4.89"),
+    at,
+  };
+}
+
+type Move = "report" | "release" | "rotateWithOldKey" | "rotateOwnerOnly" | "sell";
+
+/** The tracker's owner (the shipper, or whoever bought it) acts on it in the registry. */
+class OwnerMove extends Step {
+  constructor(readonly move: Move) {
+    super(0);
+  }
+  async apply(m: Model, w: World) {
+    const t = trackerOf(m, w);
+    const [owner, buyer] = t.owner === 0 ? [w.shipper, w.carrier] : [w.carrier, w.shipper];
+    const tracker = w.trackers[0];
+    const registry = w.registry.connect(owner);
+    const next = randomDeviceKey("secp256k1");
+    const r = this.move.startsWith("rotate")
+      ? await rotation(w, tracker, next, this.move === "rotateWithOldKey" ? t.keys[t.generation] : null)
+      : undefined;
+    await tick(m);
+    const expected =
+      this.move === "report"
+        ? t.reported
+          ? "DeviceRegistryAlreadyReported"
+          : null
+        : this.move === "release"
+          ? t.reported
+            ? null
+            : "DeviceRegistryNotReported"
+          : this.move === "sell" && t.reported
+            ? "DeviceRegistryWrongStatus"
+            : null;
+    const send = () =>
+      this.move === "report"
+        ? registry.reportStolen(tracker, GAS)
+        : this.move === "release"
+          ? registry.release(tracker, GAS)
+          : this.move === "sell"
+            ? registry.transferFrom(owner.address, buyer.address, tracker, GAS)
+            : registry.rotateKey(tracker, r!, GAS);
+    await expectOutcome(w.registry, ownerTally, this.toString(), send, expected);
+    if (expected !== null) return;
+    ownerTally.moves++;
+    // Trust in the pinned period ends at a report or a rotation, whichever comes first; never again.
+    if (this.move === "report") {
+      t.reported = true;
+      t.pinnedEnd ??= m.now;
+    } else if (this.move === "release") t.reported = false;
+    else if (this.move === "sell") t.owner = t.owner === 0 ? 1 : 0;
+    else {
+      t.keys.push(next);
+      t.generation += 1;
+      t.pinnedEnd ??= m.now;
+    }
+  }
+  toString() {
+    return `owner ${this.move}`;
+  }
+}
+
+/**
+ * A checkpoint posted at once, signed by the pinned key (generation 0, which the device or whoever
+ * holds it still has) or by the tracker's current key; dated now, or back to the moment trust in the
+ * pinned period ended (what the tracker signed just before a report or a rotation, posted late).
+ */
+class TrackerCheckpoint extends Step {
+  constructor(
+    which: number,
+    readonly temps: number[],
+    readonly key: "pinned" | "current",
+    readonly backdate: boolean,
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    const t = trackerOf(m, w);
+    await tick(m);
+    const generation = this.key === "pinned" ? 0 : t.generation;
+    const at = this.backdate && t.pinnedEnd !== undefined ? (t.pinnedEnd > s.lastAt ? t.pinnedEnd : s.lastAt) : m.now;
+    const batch = new ReadingsBatch(this.temps.map((temp, i) => ({ at: Number(at) - i, temp })));
+    const cp = checkpointMessage(s, batch, at);
+    const key = t.keys[generation];
+    const signature = key.signDigest(digest("Checkpoint", w.custodyDeployment, cp));
+    const expected = s.delivered ? "CustodyLedgerDelivered" : trackerRefusal(m, at, generation);
+    await expectOutcome(
+      w.ledger,
+      ownerTally,
+      this.toString(),
+      () => w.ledger.checkpoint(cp as never, key.signer, signature, GAS),
+      expected,
+    );
+    if (expected === "CustodyLedgerNotTrackerKey") ownerTally.currentKeyRefused++;
+    if (expected !== null) return;
+    ownerTally.pinnedLanded++;
+    counted(m, s, { cp, signature, batch });
+  }
+  toString() {
+    return `tracker checkpoint(#${this.which}, [${this.temps}], ${this.key} key${this.backdate ? ", dated at trust's end" : ""})`;
+  }
+}
+
+/** The tracker signs a checkpoint now with its current key; nobody posts it yet. */
+class SignHeld extends Step {
+  constructor(
+    which: number,
+    readonly temps: number[],
+  ) {
+    super(which);
+  }
+  async apply(m: Model, w: World) {
+    const s = this.shipment(m);
+    const t = trackerOf(m, w);
+    const at = m.now;
+    const batch = new ReadingsBatch(this.temps.map((temp, i) => ({ at: Number(at) - i, temp })));
+    const cp = checkpointMessage(s, batch, at);
+    const signature = t.keys[t.generation].signDigest(digest("Checkpoint", w.custodyDeployment, cp));
+    // Signed while the pinned key was trusted: it must land later whatever the owner does meanwhile.
+    const trusted = t.generation === 0 && at <= pinnedUntil(m);
+    t.held = { which: this.which, cp, signature, batch, generation: t.generation, trusted };
+  }
+  toString() {
+    return `tracker signs and holds(#${this.which}, [${this.temps}])`;
+  }
+}
+
+/** Someone posts the checkpoint the tracker held (after whatever happened since it signed it). */
+class PostHeld extends Step {
+  constructor() {
+    super(0);
+  }
+  async apply(m: Model, w: World) {
+    const t = trackerOf(m, w);
+    const h = t.held;
+    if (!h) return;
+    t.held = undefined;
+    const s = m.shipments[h.which % m.shipments.length];
+    await tick(m);
+    const at = BigInt(h.cp.at as bigint);
+    const inOrder = !s.delivered && Number(h.cp.seq) === s.checkpointSeq + 1 && at >= s.lastAt;
+    const expected = s.delivered
+      ? "CustodyLedgerDelivered"
+      : !inOrder && Number(h.cp.seq) !== s.checkpointSeq + 1
+        ? "CustodyLedgerWrongSequence"
+        : !inOrder
+          ? "CustodyLedgerBadTime"
+          : trackerRefusal(m, at, h.generation);
+    // Invariant 8: a breach (or anything) the pinned key signed before trust ended still counts.
+    if (h.trusted && inOrder) expect(expected, `${this}: signed under trust, in order`).to.equal(null);
+    await expectOutcome(
+      w.ledger,
+      ownerTally,
+      this.toString(),
+      () => w.ledger.checkpoint(h.cp as never, t.keys[h.generation].signer, h.signature, GAS),
+      expected,
+    );
+    if (expected !== null) return;
+    ownerTally.heldLanded++;
+    if (h.trusted) ownerTally.heldTrustedLanded++;
+    counted(m, s, { cp: h.cp, signature: h.signature, batch: h.batch });
+  }
+  toString() {
+    return `post the held checkpoint`;
+  }
+}
+
+const temps = fc.array(fc.integer({ min: 100, max: 900 }), { minLength: 1, maxLength: 4 });
+const ownerMove = fc
+  .constantFrom<Move>("report", "release", "rotateWithOldKey", "rotateOwnerOnly", "sell", "report", "release")
+  .map((move) => new OwnerMove(move));
+const trackerCheckpoint = fc
+  .tuple(fc.nat(), temps, fc.constantFrom<"pinned" | "current">("pinned", "current"), fc.boolean())
+  .map(([i, t, k, b]) => new TrackerCheckpoint(i, t, k, b));
+const signHeld = fc.tuple(fc.nat(), temps).map(([i, t]) => new SignHeld(i, t));
+const postHeld = fc.constant(null).map(() => new PostHeld());
+const ownerCommands = [
+  ownerMove,
+  ownerMove,
+  ownerMove,
+  trackerCheckpoint,
+  trackerCheckpoint,
+  signHeld,
+  signHeld,
+  postHeld,
+  postHeld,
+];
+
+describe("CustodyLedger stateful model: the tracker's owner tries to break invariant 8", function () {
+  it("a checkpoint counts only from the pinned key generation dated no later than the end of trust in the pinned period, and one signed before then always lands — after every step of random sequences of the owner's moves (report, release, rotate with and without the old key, sell) between handoffs, checkpoints and excursions", async function () {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.commands([...allCommands, ...ownerCommands], { maxCommands: 24, size: "max" }),
+        async (cmds) => {
+          const w = await loadFixture(world);
+          const model: Model = {
+            now: BigInt(await time.latest()),
+            shipments: w.initial.map((s) => ({ ...s, posted: [] })),
+          };
+          trackerOf(model, w); // the tracker's invariants are checked from the first step
+          await fc.asyncModelRun(() => ({ model, real: w }), cmds);
+        },
+      ),
+      {
+        numRuns: RUNS,
+        ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
+        ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}),
+      },
+    );
+    console.log(
+      `      ${RUNS} sequences: ${ownerTally.moves} owner moves, ${ownerTally.refused} refused as the model predicted (${ownerTally.currentKeyRefused} from a key the shipments did not pin), ${ownerTally.pinnedLanded} pinned-key checkpoints and ${ownerTally.heldLanded} held ones landed (${ownerTally.heldTrustedLanded} signed under trust)`,
+    );
+    // A run that moved nothing would prove nothing (several hundred moves are expected).
+    if (!UNDER_COVERAGE) expect(ownerTally.moves).to.be.greaterThan(RUNS / 4);
   });
 });

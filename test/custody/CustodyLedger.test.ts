@@ -6,7 +6,15 @@ import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { TypedDataEncoder, Wallet } from "ethers";
 import { randomDeviceKey } from "../../src/crypto/deviceKey";
 import { domainOf } from "../../src/eip712";
-import { READING_ENCODING, readingLeaf, shipmentIdOf, type Reading } from "../../src/custody";
+import {
+  PalletChildren,
+  READING_ENCODING,
+  childIdOf,
+  epcHashOf,
+  readingLeaf,
+  shipmentIdOf,
+  type Reading,
+} from "../../src/custody";
 import { checkpointSummary, summaryHash } from "../../src/custody/excursion";
 import {
   EPC,
@@ -78,13 +86,18 @@ describe("CustodyLedger", function () {
   });
 
   describe("shipments", function () {
-    it("creates a shipment: its id is keccak256 of its EPC URI, its creator the first custodian", async function () {
+    it("creates a shipment: its id is its creator's (creator, keccak256 of its EPC URI), its creator the first custodian, its tracker key and trust period pinned", async function () {
       const f = await loadFixture(deployCustody);
       const { tx, id, params } = await createShipment(f);
       await expect(tx).to.emit(f.ledger, "ShipmentCreated");
-      expect(await f.ledger.shipmentIdOf(EPC))
+      const expected = ethers.keccak256(
+        ethers.AbiCoder.defaultAbiCoder().encode(["address", "bytes32"], [f.shipper.address, ethers.id(EPC)]),
+      );
+      expect(await f.ledger.shipmentIdOf(f.shipper.address, EPC))
         .to.equal(id)
-        .and.to.equal(shipmentIdOf(EPC));
+        .and.to.equal(shipmentIdOf(f.shipper.address, EPC))
+        .and.to.equal(expected);
+      expect(await f.ledger.shipmentIdOf(f.carrier.address, EPC)).to.not.equal(id);
       const s = await f.ledger.shipmentOf(id);
       expect([s.custodian, s.handoffSeq, s.tracker, s.receiver, s.minTemp, s.maxTemp]).to.deep.equal([
         f.shipper.address,
@@ -95,9 +108,77 @@ describe("CustodyLedger", function () {
         800n,
       ]);
       expect(s.deadline).to.equal(params.deadline);
+      const trust = await f.registry.deviceTrust(f.trackers[0]);
+      expect([s.trackerKeyGeneration, s.trackerPeriod, s.trackerKeyAttested]).to.deep.equal([
+        trust.keyGeneration,
+        trust.period,
+        true,
+      ]);
       await expect(createShipment(f))
         .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerShipmentExists")
         .withArgs(id);
+    });
+
+    it("stores every field as given, a sub-zero range included (its three slots are written whole)", async function () {
+      const f = await loadFixture(deployCustody);
+      const { id, params } = await createShipment(f, {
+        minTemp: -2500,
+        maxTemp: -1800,
+        maxSilence: (1 << 24) - 1,
+        tracker: f.trackers[1],
+      });
+      const s = await f.ledger.shipmentOf(id);
+      expect([s.custodian, s.handoffSeq, s.deadline, s.maxSilence]).to.deep.equal([
+        f.shipper.address,
+        0n,
+        params.deadline,
+        BigInt((1 << 24) - 1),
+      ]);
+      expect([
+        s.tracker,
+        s.lastCheckpointAt,
+        s.checkpointSeq,
+        s.breached,
+        s.overdue,
+        s.silent,
+        s.delivered,
+      ]).to.deep.equal([f.trackers[1], BigInt(await time.latest()), 0n, false, false, false, false]);
+      expect([s.receiver, s.minTemp, s.maxTemp]).to.deep.equal([f.receiver.address, -2500n, -1800n]);
+      const frozen = await checkpointOf(f, f.trackerKeys[1], id, 1, await readingsOf([-2000]));
+      await expect(f.ledger.checkpoint(frozen.cp, f.trackerKeys[1].signer, frozen.signature)).to.not.emit(
+        f.ledger,
+        "Breached",
+      );
+      const thawed = await checkpointOf(f, f.trackerKeys[1], id, 2, await readingsOf([-1700]));
+      await expect(f.ledger.checkpoint(thawed.cp, f.trackerKeys[1].signer, thawed.signature))
+        .to.emit(f.ledger, "Breached")
+        .withArgs(id, 2, -1700, thawed.cp.at);
+    });
+
+    it("refuses a tracker that is not an active device, and one whose key its owner installed alone unless the creator accepts owner keys", async function () {
+      const f = await loadFixture(deployCustody);
+      await expect(createShipment(f, { tracker: 12345n }))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
+        .withArgs(12345n);
+      await f.registry.connect(f.owner).reportStolen(f.trackers[1]);
+      await expect(createShipment(f, { tracker: f.trackers[1] }))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
+        .withArgs(f.trackers[1]);
+      // The owner rotates the tracker to a key of its own, without the old key's signature.
+      const installed = randomDeviceKey("secp256k1");
+      await f.registry.connect(f.owner).rotateKey(f.trackers[0], await rotation(f, f.trackers[0], installed, null));
+      await expect(createShipment(f))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerOwnerInstalledKey")
+        .withArgs(f.trackers[0], 1);
+      const { id } = await createShipment(f, { acceptOwnerKeys: true });
+      const s = await f.ledger.shipmentOf(id);
+      expect([s.trackerKeyGeneration, s.trackerKeyAttested]).to.deep.equal([1n, false]);
+      const c = await checkpointOf(f, installed, id, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(c.cp, installed.signer, c.signature);
+      // Once its manufacturer re-attests the key, shipments need not accept owner keys.
+      await f.registry.connect(f.manufacturer).attestKey(f.trackers[0]);
+      const attested = await createShipment(f, { epc: "urn:epc:id:sscc:0614141.1234567899" });
+      expect((await f.ledger.shipmentOf(attested.id)).trackerKeyAttested).to.equal(true);
     });
 
     it("refuses bad terms (no receiver, an empty range, a past deadline, no silence allowed, no tracker)", async function () {
@@ -253,7 +334,7 @@ describe("CustodyLedger", function () {
       expect((await f.ledger.shipmentOf(id)).checkpointSeq).to.equal(2n);
     });
 
-    it("attack: a checkpoint from a quarantined tracker, or from a device that is not the shipment's tracker, is refused", async function () {
+    it("attack: a checkpoint dated after its tracker was quarantined, or from a device that is not the shipment's tracker, is refused", async function () {
       const f = await loadFixture(deployCustody);
       const { id } = await createShipment(f);
       const readings = await readingsOf([500]);
@@ -266,11 +347,17 @@ describe("CustodyLedger", function () {
       await expect(
         f.ledger.checkpoint(forged.cp, f.trackerKeys[0].signer, forged.signature),
       ).to.be.revertedWithCustomError(f.ledger, "CustodyLedgerInvalidTrackerSignature");
-      const own = await checkpointOf(f, f.trackerKeys[0], id, 1, readings);
+      const before = await checkpointOf(f, f.trackerKeys[0], id, 1, readings);
       await f.registry.connect(f.owner).reportStolen(f.trackers[0]);
+      const reportedAt = await time.latest();
+      await time.increase(60);
+      const own = await checkpointOf(f, f.trackerKeys[0], id, 1, await readingsOf([500]));
       await expect(f.ledger.checkpoint(own.cp, f.trackerKeys[0].signer, own.signature))
-        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
-        .withArgs(f.trackers[0]);
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotTrusted")
+        .withArgs(own.cp.at, reportedAt);
+      // Dated before the report, it still counts.
+      await f.ledger.checkpoint(before.cp, f.trackerKeys[0].signer, before.signature);
+      expect((await f.ledger.shipmentOf(id)).checkpointSeq).to.equal(1n);
     });
 
     it("attack: a checkpoint replayed, out of sequence, dated in the future or before the last, or signed for another contract, is refused", async function () {
@@ -543,41 +630,60 @@ describe("CustodyLedger", function () {
       await expect(tx).to.not.emit(f.ledger, "Breached");
     });
 
-    it("a tracker whose key rotated proves with its new key; its first key no longer counts", async function () {
+    it("a shipment keeps the tracker key it started with: after a rotation the new key counts only for shipments created since, the first only for what it dated before", async function () {
       const f = await loadFixture(deployCustody);
       const { id } = await createShipment(f);
-      const next = randomDeviceKey("secp256k1");
-      await f.registry
-        .connect(f.owner)
-        .rotateKey(f.trackers[0], await rotation(f, f.trackers[0], next, f.trackerKeys[0]));
-      const readings = await readingsOf([990]);
-      const c = await checkpointOf(f, next, id, 1, readings, { maxTemp: 500, minTemp: 500 });
-      await f.ledger.checkpoint(c.cp, next.signer, c.signature);
-      // attack: the rotated-away first key (leaked, say) signs a made-up checkpoint 1 with an excursion.
       const first = f.trackerKeys[0];
-      const fake = await checkpointOf(f, first, id, 1, await readingsOf([500, 1200]), { maxTemp: 500 });
-      await expect(
-        f.ledger.proveExcursion(fake.cp, first.signer, fake.signature, fake.batch.readings[1], fake.batch.proof(1)),
-      )
+      const readings = await readingsOf([990]);
+      const signedBefore = await checkpointOf(f, first, id, 1, readings, { maxTemp: 500, minTemp: 500 });
+      const next = randomDeviceKey("secp256k1");
+      await f.registry.connect(f.owner).rotateKey(f.trackers[0], await rotation(f, f.trackers[0], next, first));
+      const rotatedAt = await time.latest();
+      // The new key is not the shipment's key, whoever holds it.
+      const byNext = await checkpointOf(f, next, id, 1, await readingsOf([500]));
+      await expect(f.ledger.checkpoint(byNext.cp, next.signer, byNext.signature))
         .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotTrackerKey")
         .withArgs(f.trackers[0]);
-      await expect(f.ledger.proveExcursion(c.cp, next.signer, c.signature, readings[0], c.batch.proof(0))).to.emit(
-        f.ledger,
-        "DeviceContradicted",
-      );
+      // What the first key signed before the rotation lands after it, and its excursion is proven.
+      await f.ledger.checkpoint(signedBefore.cp, first.signer, signedBefore.signature);
+      await expect(
+        f.ledger.proveExcursion(
+          signedBefore.cp,
+          first.signer,
+          signedBefore.signature,
+          readings[0],
+          signedBefore.batch.proof(0),
+        ),
+      ).to.emit(f.ledger, "DeviceContradicted");
+      // attack: the rotated-away first key (leaked, say) signs a made-up later checkpoint.
+      await time.increase(60);
+      const fake = await checkpointOf(f, first, id, 2, await readingsOf([500]));
+      await expect(f.ledger.checkpoint(fake.cp, first.signer, fake.signature))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotTrusted")
+        .withArgs(fake.cp.at, rotatedAt);
+      // A shipment created after the rotation pins the new key.
+      const later = await createShipment(f, { epc: "urn:epc:id:sscc:0614141.1234567892" });
+      const c = await checkpointOf(f, next, later.id, 1, await readingsOf([500]));
+      await f.ledger.checkpoint(c.cp, next.signer, c.signature);
+      const old = await checkpointOf(f, first, later.id, 2, await readingsOf([500]));
+      await expect(f.ledger.checkpoint(old.cp, first.signer, old.signature))
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotTrackerKey")
+        .withArgs(f.trackers[0]);
     });
 
-    it("attack: a stolen (quarantined) tracker's signature proves no excursion against an earlier checkpoint", async function () {
+    it("attack: a stolen (quarantined) tracker's signature dated after the report proves no excursion against an earlier checkpoint", async function () {
       const f = await loadFixture(checkpointed);
       const { id, key } = f;
       await f.registry.connect(f.owner).reportStolen(f.trackers[0]);
+      const reportedAt = await time.latest();
+      await time.increase(60);
       // The thief has the device: it signs a different root for the posted sequence number.
       const fake = await checkpointOf(f, key, id, 1, await readingsOf([500, 1200]), { maxTemp: 500 });
       await expect(
         f.ledger.proveExcursion(fake.cp, key.signer, fake.signature, fake.batch.readings[1], fake.batch.proof(1)),
       )
-        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotActive")
-        .withArgs(f.trackers[0]);
+        .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerTrackerNotTrusted")
+        .withArgs(fake.cp.at, reportedAt);
       expect((await f.ledger.shipmentOf(id)).breached).to.equal(false);
     });
 
@@ -605,10 +711,12 @@ describe("CustodyLedger", function () {
     async function pallet() {
       const f = await deployCustody();
       const children = Array.from({ length: 1000 }, (_, i) => `urn:epc:id:sgtin:0614141.112345.${i}`);
+      // The children tree is OpenZeppelin's StandardMerkleTree over [bytes32 keccak256(epc)].
       const tree = StandardMerkleTree.of(
-        children.map((c) => [shipmentIdOf(c)]),
+        children.map((c) => [epcHashOf(c)]),
         ["bytes32"],
       );
+      expect(new PalletChildren(children).root).to.equal(tree.root);
       const { id } = await createShipment(f, { epc: "urn:epc:id:sscc:0614141.9999999999", childrenRoot: tree.root });
       return { ...f, id, children, tree };
     }
@@ -623,14 +731,16 @@ describe("CustodyLedger", function () {
         1,
       );
       const child = f.children[417];
-      const proof = f.tree.getProof([shipmentIdOf(child)]);
+      const proof = f.tree.getProof([epcHashOf(child)]);
+      const childId = childIdOf(f.id, child);
+      expect(await f.ledger.childIdOf(f.id, child)).to.equal(childId);
       await expect(f.ledger.connect(f.shipper).splitChild(f.id, child, proof))
         .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerNotCustodian")
         .withArgs(f.carrier.address, f.shipper.address);
       await expect(f.ledger.connect(f.carrier).splitChild(f.id, child, proof))
         .to.emit(f.ledger, "ShipmentCreated")
         .withArgs(
-          shipmentIdOf(child),
+          childId,
           f.carrier.address,
           f.trackers[0],
           child,
@@ -643,8 +753,16 @@ describe("CustodyLedger", function () {
           ethers.ZeroHash,
         )
         .and.to.emit(f.ledger, "ChildSplit")
-        .withArgs(f.id, shipmentIdOf(child));
-      expect((await f.ledger.shipmentOf(shipmentIdOf(child))).custodian).to.equal(f.carrier.address);
+        .withArgs(f.id, childId);
+      const split = await f.ledger.shipmentOf(childId);
+      const parent = await f.ledger.shipmentOf(f.id);
+      expect(split.custodian).to.equal(f.carrier.address);
+      // The child keeps the pallet's pinned tracker key and trust period.
+      expect([split.trackerKeyGeneration, split.trackerPeriod, split.trackerKeyAttested]).to.deep.equal([
+        parent.trackerKeyGeneration,
+        parent.trackerPeriod,
+        parent.trackerKeyAttested,
+      ]);
       await expect(f.ledger.connect(f.carrier).splitChild(f.id, child, proof)).to.be.revertedWithCustomError(
         f.ledger,
         "CustodyLedgerShipmentExists",
@@ -662,7 +780,7 @@ describe("CustodyLedger", function () {
       );
       await f.ledger.connect(f.receiver).deliver(f.id);
       const other = f.children[5];
-      await expect(f.ledger.connect(f.receiver).splitChild(f.id, other, f.tree.getProof([shipmentIdOf(other)])))
+      await expect(f.ledger.connect(f.receiver).splitChild(f.id, other, f.tree.getProof([epcHashOf(other)])))
         .to.be.revertedWithCustomError(f.ledger, "CustodyLedgerDelivered")
         .withArgs(f.id);
       const single = await createShipment(f);

@@ -235,6 +235,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
           maxTemp: 800,
           metadataHash: textHash("e2e"),
           childrenRoot: "0x" + "00".repeat(32),
+          acceptOwnerKeys: false,
         })
       ).wait();
       const readings = new ReadingsBatch([
@@ -243,7 +244,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
       ]);
       const block = (await provider.getBlock("latest"))!.timestamp;
       const fields = {
-        shipment: shipmentIdOf(epc),
+        shipment: shipmentIdOf(await shipper.getAddress(), epc),
         seq: "1",
         readingsRoot: readings.root,
         count: "2",
@@ -267,7 +268,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
         env,
       );
       await finished(cp, "send Checkpoint");
-      expect((await ledger.shipmentOf(shipmentIdOf(epc))).checkpointSeq).to.equal(1n);
+      expect((await ledger.shipmentOf(fields.shipment)).checkpointSeq).to.equal(1n);
 
       // 3. The channel: the fleet funds the car's channel; the car pays a voucher; the charger's
       //    agent process presents it.

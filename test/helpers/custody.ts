@@ -44,7 +44,10 @@ export async function deployCustody() {
 
 export type CustodyContext = Awaited<ReturnType<typeof deployCustody>>;
 
-/** Creates a shipment from `shipper` with sensible conditions (2–8 °C, 2 days, 1 h silence). */
+/**
+ * Creates a shipment from `shipper` (or `opts.from`) with sensible conditions (2–8 °C, 2 days, 1 h
+ * silence); its id is the creator's (`shipmentIdOf(creator, epc)`).
+ */
 export async function createShipment(
   ctx: CustodyContext,
   opts: Partial<CustodyLedger.ShipmentParamsStruct> & { from?: Signer } = {},
@@ -59,10 +62,13 @@ export async function createShipment(
     maxTemp: 800,
     metadataHash: ethers.id("cold chain: vaccines"),
     childrenRoot: ethers.ZeroHash,
+    acceptOwnerKeys: false,
     ...opts,
   };
-  const tx = await ctx.ledger.connect(opts.from ?? ctx.shipper).createShipment(params);
-  return { tx, id: shipmentIdOf(String(params.epc)), params };
+  delete (params as { from?: Signer }).from;
+  const from = opts.from ?? ctx.shipper;
+  const tx = await ctx.ledger.connect(from).createShipment(params);
+  return { tx, id: shipmentIdOf(await from.getAddress(), String(params.epc)), params };
 }
 
 /** The handoff message `seq` of `shipment` from `from` to `to`. */

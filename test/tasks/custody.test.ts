@@ -44,7 +44,8 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
     const { chainId } = await ethers.provider.getNetwork();
     // A tracker device, provisioned and claimed by the shipper.
     const key = randomDeviceKey("p256", suite.p256Verifier);
-    const batch = new DeviceBatch([{ deviceKey: key.signer, model: MODEL, firmwareHash: FIRMWARE }]);
+    // Committed by `admin`, the suite's manufacturer: the batch id is the manufacturer's.
+    const batch = new DeviceBatch([{ deviceKey: key.signer, model: MODEL, firmwareHash: FIRMWARE }], admin.address);
     await (await registry.commitBatch(batch.root)).wait();
     const claim = { owner: shipper.address, batch: batch.id, deadline: BigInt((await time.latest()) + 3600) };
     const t = typedData("DeviceClaim", { chainId, verifyingContract: suite.registry }, claim);
@@ -61,7 +62,7 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       ethers.hexlify(await key.sign(ethers.getBytes(ethers.TypedDataEncoder.hash(t.domain, t.types, claim)))),
     );
     const epc = "urn:epc:id:sscc:0614141.1234567890";
-    const id = shipmentIdOf(epc);
+    const id = shipmentIdOf(shipper.address, epc);
     await ledger.connect(shipper).createShipment({
       epc,
       tracker: (await deviceByKey(registry, key.signer)).id,
@@ -72,6 +73,7 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       maxTemp: 800,
       metadataHash: ethers.id("vaccines"),
       childrenRoot: ethers.ZeroHash,
+      acceptOwnerKeys: false,
     });
     const custody = { chainId, verifyingContract: suite.custodyLedger };
     const hand = async (
@@ -175,8 +177,26 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       }),
     ).to.be.rejectedWith(/--seq\/--index: no checkpoint 2/);
 
+    // Named by its EPC, a shipment needs its creator: the default (the first account) did not create it.
+    const byEpc = await hre.run("custody:history", {
+      epc,
+      creator: shipper.address,
+      ledger: suite.custodyLedger,
+      json: true,
+    });
+    expect(byEpc.entries).to.deep.equal(h.entries);
+    await expect(hre.run("custody:history", { epc, ledger: suite.custodyLedger, json: true })).to.be.rejectedWith(
+      new RegExp(`no shipment ${shipmentIdOf(admin.address, epc)}`),
+    );
+    await expect(
+      hre.run("custody:history", { shipment: id, epc, ledger: suite.custodyLedger, json: true }),
+    ).to.be.rejectedWith(/not both/);
+    await expect(hre.run("custody:history", { ledger: suite.custodyLedger, json: true })).to.be.rejectedWith(
+      /--shipment or --epc/,
+    );
+
     const out = path.join(dir, "shipment.jsonld");
-    await hre.run("custody:epcis", { shipment: id, out, ledger: suite.custodyLedger });
+    await hre.run("custody:epcis", { epc, creator: shipper.address, out, ledger: suite.custodyLedger });
     const doc = JSON.parse(readFileSync(out, "utf8"));
     const validate = epcisValidator();
     expect(validate(doc), JSON.stringify(validate.errors, null, 2)).to.equal(true);
@@ -188,6 +208,9 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       "receiving",
       "receiving",
     ]);
+    // Every event names the on-chain shipment: an EPC alone does not (ids are their creators').
+    expect(new Set(events.map((e: Record<string, string>) => e["custos:shipment"]))).to.deep.equal(new Set([id]));
+    expect(events[0]["custos:creator"]).to.equal(shipper.address);
     expect(events[2].sensorElementList[0].sensorReport[0]).to.deep.include({
       type: "Temperature",
       maxValue: 11,

@@ -13,6 +13,7 @@ import { DeviceBatch } from "../../src/registry/batch";
 import { showCertificate } from "../../src/agent/roles/guest";
 import { FIRMWARE, MODEL } from "../helpers/registry";
 import { deviceByKey } from "../../src/registry/lookup";
+import { shipmentIdOf } from "../../src/custody";
 
 /** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
 async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {
@@ -168,8 +169,9 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     const [admin, shipper, carrier, receiver] = await ethers.getSigners();
     const suite = await deploySuite(admin, { manufacturers: [admin.address] });
     const [tracker] = await provisionFor(suite, [randomDeviceKey("secp256k1")], shipper);
-    const { shipment } = await hre.run("custody:create", {
-      epc: "urn:epc:id:sscc:0614141.1234567890",
+    const epc = "urn:epc:id:sscc:0614141.1234567890";
+    const { shipment, creator } = await hre.run("custody:create", {
+      epc,
       tracker: tracker.toString(),
       receiver: receiver.address,
       deadlineIn: 86_400,
@@ -180,9 +182,10 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       ledger: suite.custodyLedger,
       signer: 1,
     });
+    // The id is the creator's: the shipper (account 1) created it.
+    expect([shipment, creator]).to.deep.equal([shipmentIdOf(shipper.address, epc), shipper.address]);
     const file = path.join(dir, "handoff.json");
     const common = {
-      shipment,
       from: shipper.address,
       to: carrier.address,
       bizStep: "shipping",
@@ -192,11 +195,12 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       out: file,
       ledger: suite.custodyLedger,
     };
-    await hre.run("custody:sign-handoff", { ...common, signer: 1 });
+    await hre.run("custody:sign-handoff", { ...common, shipment, signer: 1 });
     await expect(
       hre.run("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 }),
     ).to.be.rejectedWith(/no signature by the receiver/);
-    await hre.run("custody:sign-handoff", { ...common, message: file, signer: 2 });
+    // Named by its EPC and creator instead of its id.
+    await hre.run("custody:sign-handoff", { ...common, epc, creator: shipper.address, message: file, signer: 2 });
     expect(await hre.run("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 })).to.include({
       seq: 1,
     });

@@ -4,6 +4,14 @@
  * Merkle root, count, min and max it signs as a `Checkpoint` into the agent's outbox (which
  * delivers it to `CustodyLedger.checkpoint`). Any single reading can later be proven against its
  * checkpoint's root (`proof`), which is what an excursion proof and `custody:prove-reading` need.
+ *
+ * A shipment is named by its on-chain id (its creator's: `shipmentIdOf(creator, epc)`), never by its
+ * EPC alone. It counts only checkpoints signed by the tracker key generation it pinned at creation
+ * and dated (`at`, the last reading's time) no later than the end of the tracker's trust period it
+ * pinned: after this tracker's key rotates, or it is reported stolen and released, its checkpoints
+ * for shipments created before are refused for good (`CustodyLedgerNotTrackerKey`,
+ * `CustodyLedgerTrackerNotTrusted`) — those shipments go silent — while checkpoints it sealed
+ * before still land, whenever they reach the chain.
  */
 import path from "node:path";
 import { DurableLog } from "../../store/durableLog";
