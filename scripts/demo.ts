@@ -219,6 +219,23 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------------ 3. a stolen device
   say("\n3. A device is reported stolen: the lock, the custody ledger and the channels all refuse it.");
+  // A shipment the thermostat was tracking when it was taken.
+  const stolenShipment = "urn:epc:id:sscc:0614141.5555555555";
+  await (
+    await ledger.connect(shipper).createShipment({
+      epc: stolenShipment,
+      tracker: thermostatId,
+      receiver: pharmacy.address,
+      deadline: (await now()) + 86_400,
+      maxSilence: 3600,
+      minTemp: 200,
+      maxTemp: 800,
+      metadataHash: ethers.ZeroHash,
+      childrenRoot: ethers.ZeroHash,
+      acceptOwnerKeys: false,
+    })
+  ).wait();
+  await time.increase(60);
   record(
     "the owner reports the thermostat stolen",
     "quarantined",
@@ -233,6 +250,7 @@ async function main(): Promise<void> {
     issuedAt: await now(),
     validFrom: (await now()) - 60,
     validUntil: (await now()) + 3600,
+    epoch: Number(await locks.keyEpoch(lockId)),
   });
   const stolenOpen = await unlockAt(url, buyerCert, stolen, hasher, { now: clock() });
   record(
@@ -256,22 +274,9 @@ async function main(): Promise<void> {
     ),
     "refused (PaymentChannelsPayerNotActive)",
   );
-  const stolenShipment = "urn:epc:id:sscc:0614141.5555555555";
-  await (
-    await ledger.connect(shipper).createShipment({
-      epc: stolenShipment,
-      tracker: thermostatId,
-      receiver: pharmacy.address,
-      deadline: (await now()) + 86_400,
-      maxSilence: 3600,
-      minTemp: 200,
-      maxTemp: 800,
-      metadataHash: ethers.ZeroHash,
-      childrenRoot: ethers.ZeroHash,
-    })
-  ).wait();
+  await time.increase(5); // the thief's checkpoint comes after the report
   const fakeCp = {
-    shipment: shipmentIdOf(stolenShipment),
+    shipment: shipmentIdOf(shipper.address, stolenShipment),
     seq: 1,
     readingsRoot: ethers.ZeroHash,
     count: 1,
@@ -282,19 +287,39 @@ async function main(): Promise<void> {
   };
   const fakeSig = stolen.signDigest(digest("Checkpoint", { chainId, verifyingContract: suite.custodyLedger }, fakeCp));
   record(
-    "a checkpoint signed by the stolen device",
+    "a checkpoint the stolen device signs, dated after the report",
     await refusedWith(
       () => ledger.checkpoint.staticCall(fakeCp, stolen.signer, fakeSig),
-      "CustodyLedgerTrackerNotActive",
+      "CustodyLedgerTrackerNotTrusted",
     ),
-    "refused (CustodyLedgerTrackerNotActive)",
+    "refused (CustodyLedgerTrackerNotTrusted)",
   );
 
   // ------------------------------------------------------------------ 4. the cold chain
   say("\n4. A cold-chain shipment passes three custodians with tracker checkpoints.");
   const epc = "urn:epc:id:sscc:0614141.1234567890";
-  const shipment = shipmentIdOf(epc);
+  const shipment = shipmentIdOf(shipper.address, epc);
   const start = await time.latest();
+  // Issue 12, attack 5: a stranger front-runs the shipper with the same EPC. A shipment id is its
+  // creator's, so the stranger only makes a shipment of its own and blocks nothing.
+  const squat = await ledger.connect(relayer).createShipment({
+    epc,
+    tracker: trackerId,
+    receiver: relayer.address,
+    deadline: start + 3600,
+    maxSilence: 60,
+    minTemp: -10_000,
+    maxTemp: 10_000,
+    metadataHash: ethers.ZeroHash,
+    childrenRoot: ethers.ZeroHash,
+    acceptOwnerKeys: false,
+  });
+  await squat.wait();
+  record(
+    "a stranger creates the same EPC first, to squat the shipment",
+    (await ledger.shipmentOf(shipment)).custodian === ethers.ZeroAddress ? "its own shipment only" : "squatted",
+    "its own shipment only",
+  );
   record(
     "the shipper creates the shipment (2–8 °C, 1 h silence allowed)",
     "created",
@@ -310,6 +335,7 @@ async function main(): Promise<void> {
         maxTemp: 800,
         metadataHash: ethers.id("vaccines, 40 boxes"),
         childrenRoot: ethers.ZeroHash,
+        acceptOwnerKeys: false,
       }),
     ),
   );
@@ -488,6 +514,63 @@ async function main(): Promise<void> {
     "settled",
     "settled",
     await gasOf(channels.connect(chargeCo).cooperativeClose(terms, 0n, "0x", "0x")),
+  );
+
+  // ------------------------------------------------------------------ 6. an owner against its payee
+  say("\n6. The car's owner tries to take back what the charger earned (issue 12, attack 1).");
+  const cappedRate = 1_000_000_000_000n; // wei per second of the channel's life
+  const allowance = ethers.parseEther("0.01");
+  const cappedReceipt = await (
+    await channels
+      .connect(fleet)
+      .open(
+        { payer: carId, payee: chargerId, token: ethers.ZeroAddress, rate: cappedRate, allowance, salt: 1 },
+        named.car.signer,
+        ethers.parseEther("0.1"),
+        { value: ethers.parseEther("0.1") },
+      )
+  ).wait();
+  const cappedOpened = cappedReceipt!.logs
+    .map((l) => channels.interface.parseLog(l))
+    .find((l) => l?.name === "ChannelOpened")!;
+  const capped = termsFromOpened(cappedOpened.args);
+  const cappedId = cappedOpened.args.channel as string;
+  const voucher = (amount: bigint) =>
+    named.car.signDigest(digest("Voucher", channelDomain, { channel: cappedId, cumulativeAmount: amount }));
+  const earned = voucher(allowance);
+  record("the car pays 0.01 ETH by voucher on a capped 0.1 ETH channel; the charger holds it", "held", "held");
+  await time.increase(600);
+  const report = await (await registry.connect(fleet).reportStolen(carId)).wait();
+  const reportedAt = BigInt((await ethers.provider.getBlock(report!.blockNumber))!.timestamp);
+  await (await channels.connect(fleet).startClose(capped)).wait();
+  record("the fleet reports the car stolen and starts a unilateral close", "closing", "closing");
+  const before = await channels.deviceBalance(chargerId, ethers.ZeroAddress);
+  await (await channels.connect(chargeCo).claim(capped, allowance, named.car.signer, earned)).wait();
+  const claimedNow = (await channels.deviceBalance(chargerId, ethers.ZeroAddress)) - before;
+  record(
+    "the charger still claims its voucher within the challenge period",
+    claimedNow === allowance ? "claimed 0.01 ETH" : `claimed ${ethers.formatEther(claimedNow)} ETH`,
+    "claimed 0.01 ETH",
+  );
+  const bound = await channels.spendingLimit(capped, reportedAt);
+  await time.increase(60);
+  await (
+    await channels
+      .connect(chargeCo)
+      .claim(capped, ethers.parseEther("0.1"), named.car.signer, voucher(ethers.parseEther("0.1")))
+  ).wait();
+  const paidTotal = (await channels.channelState(cappedId)).paid;
+  record(
+    "a voucher for the whole deposit, signed by the stolen car, pays only the cap at the report",
+    paidTotal === bound ? "capped at the report" : `paid ${ethers.formatEther(paidTotal)} ETH`,
+    "capped at the report",
+  );
+  await time.increase(3_601);
+  record(
+    "the challenge period ends; the rest goes back to the fleet",
+    "settled",
+    "settled",
+    await gasOf(channels.settle(capped)),
   );
 
   await lockService.close();
