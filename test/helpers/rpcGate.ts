@@ -88,7 +88,13 @@ export class RpcGate {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks).toString();
-    const payload = JSON.parse(body) as RpcCall | RpcCall[];
+    let payload: RpcCall | RpcCall[];
+    try {
+      payload = JSON.parse(body) as RpcCall | RpcCall[];
+    } catch {
+      res.writeHead(400).end("not JSON");
+      return;
+    }
     const calls = Array.isArray(payload) ? payload : [payload];
     const before = this.trigger?.before;
     const pick = before && calls.find((c) => before(c));
