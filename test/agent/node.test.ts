@@ -4,8 +4,7 @@
  * on the same port while the agent keeps working.
  */
 import { expect } from "chai";
-import { randomInt } from "node:crypto";
-import { mkdirSync, watch, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import {
   JsonRpcProvider,
@@ -28,9 +27,10 @@ import { generateKey, saveKeystore } from "../../src/agent/keystore";
 import { Outbox } from "../../src/agent/outbox";
 import { DeviceRegistry__factory } from "../../typechain-types";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
-import { eventually, tempDir } from "./helpers";
+import { eventually, onceWritten, tempDir } from "./helpers";
 import { reapAll, runCli, startCli, type CliRun } from "../helpers/cli";
 import { RpcGate, type HeldCall } from "../helpers/rpcGate";
+import { crashSeed } from "../helpers/crashSeed";
 
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-tracker-v1");
@@ -125,42 +125,6 @@ async function transactionsFrom(
   return out;
 }
 
-/** A small seeded PRNG, so a failing crash schedule can be replayed (CUSTOS_CRASH_SEED). */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/**
- * Resolves once `check()` holds, looking again at every change in `dir` so that what waits for a
- * write follows it closely (and every 25 ms besides, as change notices may be coalesced).
- */
-function onceWritten(dir: string, check: () => boolean, what: string, ms = 60_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const finish = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      watcher.close();
-      clearInterval(backstop);
-      clearTimeout(timer);
-      if (err) reject(err);
-      else resolve();
-    };
-    const look = () => {
-      if (!settled && check()) finish();
-    };
-    const watcher = watch(dir, look);
-    const backstop = setInterval(look, 25);
-    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${what}`)), ms);
-    look();
-  });
-}
-
 // ------------------------------------------------------------ tests
 
 describe("agent against a hardhat node on loopback", function () {
@@ -241,9 +205,7 @@ describe("agent against a hardhat node on loopback", function () {
 
     it("CRASH: 200 messages from 4 devices, the agent SIGKILLed at 20 points of its progress and restarted; each lands exactly once", async function () {
       const started = Date.now();
-      const seed = Number(process.env.CUSTOS_CRASH_SEED ?? randomInt(1_000_000));
-      console.log(`      crash seed ${seed} (replay: CUSTOS_CRASH_SEED=${seed})`);
-      const random = prng(seed);
+      const { seed, random } = crashSeed();
       const dir = tempDir();
       const dataDir = path.join(dir, "data");
       const materials = [

@@ -6,7 +6,6 @@
  * nothing it accepted and lands nothing twice.
  */
 import { expect } from "chai";
-import { randomInt } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ethers } from "ethers";
@@ -30,6 +29,7 @@ import {
 } from "./fixtures";
 import { keystoreFiles, spawnRelayer, type RelayerProcess } from "./process";
 import { startHardhatNode } from "../helpers/node";
+import { crashSeed } from "../helpers/crashSeed";
 import { rpcProvider, simulateFleet } from "../../src/relayer/fleet";
 
 type Status = { id: string; status: string; txHash?: string; error?: string };
@@ -406,10 +406,7 @@ describe("relayer integration (hardhat node on loopback)", function () {
         for (const d of fleet.devices)
           queue.push(attestation(h, d, fleet.deployment, n, deadline, ethers.id(`r ${d.id} ${n}`)));
       const ids = new Map<string, string>();
-      const seed = Number(process.env.CUSTOS_CRASH_SEED ?? randomInt(1_000_000));
-      console.log(`      crash seed ${seed} (replay: CUSTOS_CRASH_SEED=${seed})`);
-      let rand = seed;
-      const random = () => (rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      const { random } = crashSeed();
 
       // Each of the first two processes dies at a point of its own progress, drawn within work it
       // cannot avoid (so the kill always comes, on any machine): right after the client got its
