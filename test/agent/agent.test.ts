@@ -375,11 +375,14 @@ describe("agent (in-process network)", function () {
 
     it("attack: a message signed while the device is stolen is held, and never lands after the release voids it", async function () {
       const f = await loadFixture(agentFixture);
-      const agent = await agentFor(f, 0);
+      const lines: string[] = [];
+      const agent = await agentFor(f, 0, { logLines: lines });
       await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[0]);
       const held = await agent.sign("FirmwareAttestation", { firmwareHash: fw("held") });
       const draining = agent.drain();
-      await new Promise((r) => setTimeout(r, 150));
+      // Once the agent has tried it twice (it has had its chance to reject it), not after some time.
+      const holds = () => lines.filter((l) => JSON.parse(l).msg === "message refused for now; holding it").length;
+      await eventually(() => holds() >= 2, 10_000, "the agent to try the message twice");
       expect(agent.outbox.get(held.id)!.state).to.equal("pending"); // held, not rejected: the status may change
       await f.ctx.registry.connect(f.ctx.owner).release(f.ids[0]); // moves the nonce on
       await draining;

@@ -16,6 +16,7 @@ import { deviceIdOf } from "../../src/registry/batch";
 import { commit, deadlineIn, deployRegistry, makeBatch, provision, type RegistryContext } from "../helpers/registry";
 import { deployBeacons } from "../helpers/beacons";
 import type { LocationBeacons } from "../../typechain-types";
+import { assertProperty } from "../helpers/property";
 
 const bytes = (min: number, max = min) => fc.uint8Array({ minLength: min, maxLength: max }).map((b) => hexlify(b));
 
@@ -63,13 +64,13 @@ describe("agent EIP-712 digests (property-based)", function () {
 
   for (const type of Object.keys(TYPES) as TypeName[]) {
     it(`${type}: the fast digest equals ethers' TypedDataEncoder for random valid messages`, function () {
-      fc.assert(
+      assertProperty(
         fc.property(messageOf(type), deploymentArb, (message, deployment) => {
           const fast = bytesToHex(hasher.digest(type, deployment, message));
           const generic = TypedDataEncoder.hash(domainOf(TYPES[type].domain, deployment), typesOf(type), message);
           expect(fast).to.equal(generic);
         }),
-        { numRuns: 150 },
+        150,
       );
     });
   }
@@ -84,11 +85,18 @@ describe("agent EIP-712 digests (property-based)", function () {
       ["LocationBeacon", "at", "twelve"],
       ["KeyRotation", "newKey", "0xabc"],
     ];
-    for (const [type, field, value] of bad) {
-      const message = fc.sample(messageOf(type), 1)[0];
-      const deployment = { chainId: 1n, verifyingContract: "0x" + "11".repeat(20) };
-      expect(() => hasher.digest(type, deployment, { ...message, [field]: value })).to.throw(`${type}.${field}`);
-    }
+    // Each bad field in random valid messages of its type: every case in every run.
+    const deployment = { chainId: 1n, verifyingContract: "0x" + "11".repeat(20) };
+    assertProperty(
+      fc.property(fc.tuple(...bad.map(([type]) => messageOf(type))), (messages) => {
+        bad.forEach(([type, field, value], i) => {
+          expect(() => hasher.digest(type, deployment, { ...messages[i], [field]: value })).to.throw(
+            `${type}.${field}`,
+          );
+        });
+      }),
+      30,
+    );
   });
 
   // ------------------------------------------------------------ accepted by the registry (and the beacons)
@@ -232,15 +240,15 @@ describe("agent EIP-712 digests (property-based)", function () {
     for (const [type, c] of Object.entries(cases)) {
       it(`${type}: a ${kind} device's signature over the fast digest is accepted by its contract`, async function () {
         let runs = 0;
-        await fc.assert(
+        const expected = await assertProperty(
           fc.asyncProperty(c.fields, async (fields) => {
             const f = await loadFixture(fixtures[kind]);
             await c.run(f, fields, kind);
             runs++;
           }),
-          { numRuns: 6 },
+          6,
         );
-        expect(runs).to.equal(6);
+        expect(runs).to.equal(expected);
       });
     }
   }

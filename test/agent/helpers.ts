@@ -1,8 +1,8 @@
 /**
  * Shared pieces of the agent tests: temporary data directories, a funded payer, a deployed and
- * provisioned registry on the in-process network, and event counting.
+ * provisioned registry on the in-process network, event counting, and waits on progress.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, watch } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ethers } from "hardhat";
@@ -70,4 +70,30 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 2
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Resolves once `check()` holds, looking again at every change in `dir` so that what waits for a
+ * write follows it closely (and every 25 ms besides, as change notices may be coalesced).
+ */
+export function onceWritten(dir: string, check: () => boolean, what: string, ms = 60_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      watcher.close();
+      clearInterval(backstop);
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    const look = () => {
+      if (!settled && check()) finish();
+    };
+    const watcher = watch(dir, look);
+    const backstop = setInterval(look, 25);
+    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${what}`)), ms);
+    look();
+  });
 }

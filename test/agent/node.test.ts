@@ -1,16 +1,17 @@
 /**
  * The agent against a real `hardhat node` on loopback: the CLI end to end, crash safety under
- * SIGKILL (200 messages, 20 kills at random moments), and an RPC node that stops and comes back
+ * SIGKILL (200 messages, 20 kills at points of its progress), and an RPC node that stops and comes back
  * on the same port while the agent keeps working.
  */
 import { expect } from "chai";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import {
   JsonRpcProvider,
   Transaction,
   Wallet,
   encodeBytes32String,
+  keccak256,
   parseEther,
   id as textHash,
   type Signer,
@@ -26,8 +27,10 @@ import { generateKey, saveKeystore } from "../../src/agent/keystore";
 import { Outbox } from "../../src/agent/outbox";
 import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types";
 import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
-import { eventually, tempDir } from "./helpers";
-import { reapAll, runCli, startCli } from "../helpers/cli";
+import { eventually, onceWritten, tempDir } from "./helpers";
+import { reapAll, runCli, startCli, type CliRun } from "../helpers/cli";
+import { RpcGate, type HeldCall } from "../helpers/rpcGate";
+import { crashSeed } from "../helpers/crashSeed";
 import { deviceByKey } from "../../src/registry/lookup";
 
 const PASSWORD = "device passphrase";
@@ -127,20 +130,6 @@ async function transactionsFrom(
   }
   return out;
 }
-
-/** A small seeded PRNG, so a failing crash schedule can be replayed (CUSTOS_CRASH_SEED). */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const total = (s: { pending: number; submitted: number; confirmed: number; spent: number; rejected: number }) =>
-  s.pending + s.submitted + s.confirmed + s.spent + s.rejected;
 
 // ------------------------------------------------------------ tests
 
@@ -251,10 +240,9 @@ describe("agent against a hardhat node on loopback", function () {
       expect(JSON.parse(outbox.stdout).stats).to.include({ confirmed: 3, pending: 0, submitted: 0 });
     });
 
-    it("CRASH: 200 messages from 4 devices, the agent SIGKILLed at 20 random moments and restarted; each lands exactly once", async function () {
+    it("CRASH: 200 messages from 4 devices, the agent SIGKILLed at 20 points of its progress and restarted; each lands exactly once", async function () {
       const started = Date.now();
-      const seed = Number(process.env.CUSTOS_CRASH_SEED ?? Date.now() % 1_000_000);
-      const random = prng(seed);
+      const { seed, random } = crashSeed();
       const dir = tempDir();
       const dataDir = path.join(dir, "data");
       const materials = [
@@ -276,13 +264,14 @@ describe("agent against a hardhat node on loopback", function () {
       const firstBlock = await chain.provider.getBlockNumber();
 
       const PER_DEVICE = 50;
+      const ALL = keys.length * PER_DEVICE;
+      const ids = keys.map((k) => deviceIdOf(k.signer));
       const expected = new Map<bigint, string[]>();
       const lines: string[] = [];
       for (let i = 0; i < PER_DEVICE; i++) {
         keys.forEach((k, d) => {
           const firmwareHash = textHash(`crash device ${d} image ${i}`);
-          const id = deviceIdOf(k.signer);
-          expected.set(id, [...(expected.get(id) ?? []), firmwareHash]);
+          expected.set(ids[d], [...(expected.get(ids[d]) ?? []), firmwareHash]);
           lines.push(
             JSON.stringify({
               ref: `d${d}-m${i}`,
@@ -295,13 +284,15 @@ describe("agent against a hardhat node on loopback", function () {
       }
       const batchFile = path.join(dir, "messages.jsonl");
       writeFileSync(batchFile, lines.join("\n") + "\n");
-      const args = [
+      // The agent talks to the node through the gate, which holds the call a kill is aimed at.
+      const gate = await RpcGate.start(node.url);
+      const sendBatch = (rpc: string) => [
         "send",
         "--batch",
         batchFile,
         ...keystores.flatMap((k) => ["--keystore", k]),
         "--rpc",
-        node.url,
+        rpc,
         "--registry",
         chain.registry,
         "--chain-id",
@@ -315,50 +306,152 @@ describe("agent against a hardhat node on loopback", function () {
         "--log-level",
         "info",
       ];
+      const args = sendBatch(gate.url);
       const env = { CUSTOS_PASSWORD: PASSWORD, CUSTOS_PAYER_KEY: payer.privateKey };
+      mkdirSync(dataDir); // watched for the outbox's writes from the first run on
       const outboxFile = path.join(dataDir, "outbox.jsonl");
+      const registry = DeviceRegistry__factory.connect(chain.registry, chain.provider);
+      const nonceReads = ids.map((id) => registry.interface.encodeFunctionData("deviceNonce", [id]).toLowerCase());
+      const submittedWith = (o: Outbox, hash: string) =>
+        o.all().find((e) => e.submission?.via === "rpc" && e.submission.txHash === hash);
 
-      const kills: { phase: string; persisted: number; landed: number }[] = [];
-      let guard = 0;
-      while (kills.length < 20) {
-        if (++guard > 60) throw new Error(`only ${kills.length} kills landed in 60 runs (seed ${seed})`);
-        const run = startCli(args, env);
-        // While not everything is signed and persisted yet, up to four kills land during the
-        // signing (the others let a run sign everything, and come during the delivery). Then a
-        // fifth of the kills come at any moment from the spawn (start-up, key loading, replay), the
-        // others a random moment after the k-th message of this run landed (k from 0 to 6), so
-        // that kills fall all through the delivery — between persisting a transaction and
-        // broadcasting it, before its receipt is recorded — and work always remains for the next.
-        const persistedBefore = total(Outbox.read(outboxFile).stats());
-        const started = () => run.stderr().includes("agent started");
-        if (persistedBefore < 200 && kills.filter((k) => k.phase === "signing").length < 4) {
-          await Promise.race([eventually(started, 60_000, "agent start"), run.exited]);
-          await sleep(random() * 300);
-        } else if (random() < 0.2) await sleep(random() * 1500);
-        else {
-          const k = Math.floor(random() * 7);
-          const landed = () => run.stderr().split('"msg":"message landed"').length - 1;
-          await Promise.race([eventually(() => started() && landed() >= k, 60_000, "progress"), run.exited]);
-          await sleep(random() * (k === 0 ? 400 : 60));
+      // Where the kills land, decided by the agent's progress only. The first four while signing:
+      // the gate holds the nonce reads of some of the devices with messages left to sign (they
+      // cannot sign, so signing cannot finish), and the kill comes once the others have persisted
+      // all of theirs. (Between a device's nonce read and its last signature the agent makes no
+      // call to hold: it signs locally, faster than a kill from outside can aim.) The
+      // other sixteen, four of each kind in a random order: at the run's first call to the node
+      // (start-up, key loading, outbox replay); holding its n-th transaction before the node sees
+      // it (persisted, never broadcast), or the node's answer to it (broadcast and mined, not
+      // known to the agent); or the node's n-th receipt (landed, not recorded). Each n is drawn
+      // within the work the run cannot finish without, and so that the kills spread over the
+      // whole delivery; a held call is one the run needs, so every run gets its kill.
+      type Point = "signing" | "start-up" | "before-broadcast" | "after-broadcast" | "receipt";
+      const later: Point[] = (["start-up", "before-broadcast", "after-broadcast", "receipt"] as const).flatMap((p) => [
+        p,
+        p,
+        p,
+        p,
+      ]);
+      for (let i = later.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [later[i], later[j]] = [later[j], later[i]];
+      }
+      const schedule: Point[] = ["signing", "signing", "signing", "signing", ...later];
+      /** A number from 1 to `n`, about `n / left` on average: `left` kills share `n` steps. */
+      const step = (n: number, left: number) => 1 + Math.floor(random() * Math.min(n, Math.ceil((2 * n) / left)));
+
+      const kills: { point: Point; persisted: number; landed: number }[] = [];
+      try {
+        for (const [k, planned] of schedule.entries()) {
+          const before = Outbox.read(outboxFile);
+          const stats = before.stats();
+          const unsignedOf = ids.map((id) => PER_DEVICE - before.ofDevice(id).length);
+          const unsigned = unsignedOf.reduce((a, b) => a + b, 0);
+          const toSend = stats.pending + unsigned; // each needs a transaction of its own
+          const undelivered = ALL - stats.confirmed; // each needs its receipt
+          const left = schedule.length - k;
+          let point = planned;
+          if ((point === "before-broadcast" || point === "after-broadcast") && toSend === 0) point = "receipt";
+          let run: CliRun | undefined;
+          const kill = () => run!.child.kill("SIGKILL");
+          let held: Promise<HeldCall>;
+          let signingUntil = 0;
+          let holding: number[] = [];
+          if (point === "signing") {
+            // Some of the devices with messages left to sign sign them all; the others are held,
+            // at least one, more while there are more signing kills to come.
+            const waiting = ids.map((_, d) => d).filter((d) => unsignedOf[d] > 0);
+            const signingLeft = schedule.slice(k).filter((p) => p === "signing").length;
+            const signers = Math.floor(
+              random() * (Math.min(waiting.length - 1, Math.ceil(waiting.length / signingLeft)) + 1),
+            );
+            for (let i = waiting.length - 1; i > 0; i--) {
+              const j = Math.floor(random() * (i + 1));
+              [waiting[i], waiting[j]] = [waiting[j], waiting[i]];
+            }
+            holding = waiting.slice(signers);
+            signingUntil = before.all().length + waiting.slice(0, signers).reduce((n, d) => n + unsignedOf[d], 0);
+            const heldReads = new Set(holding.map((d) => nonceReads[d]));
+            held = gate.arm({
+              keep: true,
+              before: (c) =>
+                c.method === "eth_call" && heldReads.has(String((c.params[0] as { data?: string }).data).toLowerCase()),
+            });
+          } else if (point === "start-up") {
+            held = gate.arm({ before: () => true, onHold: kill });
+          } else if (point === "receipt") {
+            const n = step(undelivered, left);
+            let seen = 0;
+            held = gate.arm({
+              after: (c, a) => c.method === "eth_getTransactionReceipt" && a.result != null && ++seen === n,
+              onHold: kill,
+            });
+          } else {
+            const n = step(toSend, left);
+            let seen = 0;
+            const isSend = (c: { method: string }) => c.method === "eth_sendRawTransaction";
+            held = gate.arm(
+              point === "before-broadcast"
+                ? { before: (c) => isSend(c) && ++seen === n, onHold: kill }
+                : { after: (c, a) => isSend(c) && a.result !== undefined && ++seen === n, onHold: kill },
+            );
+          }
+          run = startCli(args, env);
+          const ended = run.exited.then(({ code, signal }) => {
+            throw new Error(
+              `kill ${k + 1} (${point}): the agent ended (${code ?? signal}) before it:\n${run!.stderr()}`,
+            );
+          });
+          const call = await Promise.race([held, ended]);
+          if (point === "signing") {
+            await Promise.race([
+              onceWritten(dataDir, () => Outbox.read(outboxFile).all().length >= signingUntil, "signing progress"),
+              ended,
+            ]);
+            kill();
+          }
+          const { signal } = await run.exited;
+          ended.catch(() => undefined);
+          gate.disarm();
+          expect(signal, run.stderr()).to.equal("SIGKILL");
+
+          // The kill landed where it was aimed.
+          const after = Outbox.read(outboxFile);
+          const now = after.stats();
+          const where = `kill ${k + 1} (${point})`;
+          expect(now.confirmed, `${where}: work remained`).to.be.lessThan(ALL);
+          if (point === "signing") {
+            for (const d of holding)
+              expect(after.ofDevice(ids[d]).length, `${where}: held device ${d} signed`).to.equal(
+                PER_DEVICE - unsignedOf[d],
+              );
+            expect(after.all().length, `${where}: persisted`).to.equal(signingUntil);
+          } else if (point === "start-up") {
+            const { records: _r1, ...was } = stats;
+            const { records: _r2, ...is } = now;
+            expect(is, `${where}: nothing happened before the first call`).to.deep.equal(was);
+          } else {
+            const hash = point === "receipt" ? String(call.params[0]) : keccak256(String(call.params[0])).toLowerCase();
+            const entry = submittedWith(after, hash);
+            expect(entry?.state, `${where}: the message of ${hash} is recorded as sent, not landed`).to.equal(
+              "submitted",
+            );
+            const onChain = await chain.provider.getTransactionReceipt(hash);
+            if (point === "before-broadcast") expect(onChain, `${where}: never broadcast`).to.equal(null);
+            else expect(onChain?.status, `${where}: mined`).to.equal(1);
+          }
+          kills.push({ point, persisted: after.all().length, landed: now.confirmed });
         }
-        if (run.child.exitCode !== null) {
-          const { code } = await run.exited;
-          expect(code, run.stderr()).to.equal(0); // it finished before the kill came
-          continue;
-        }
-        run.child.kill("SIGKILL");
-        const { signal } = await run.exited;
-        expect(signal).to.equal("SIGKILL");
-        const stats = Outbox.read(outboxFile).stats();
-        kills.push({
-          phase: total(stats) < 200 ? "signing" : "delivering",
-          persisted: total(stats),
-          landed: stats.confirmed,
-        });
+      } catch (err) {
+        (err as Error).message += ` (crash seed ${seed}; replay with CUSTOS_CRASH_SEED=${seed})`;
+        throw err;
+      } finally {
+        await gate.close();
       }
       const beforeFinal = Outbox.read(outboxFile).stats().confirmed;
       const finalStarted = Date.now();
-      const final = await runCli(args, env);
+      const final = await runCli(sendBatch(node.url), env);
       expect(final.code, final.stderr).to.equal(0);
       const finalSeconds = (Date.now() - finalStarted) / 1000;
 
@@ -366,23 +459,21 @@ describe("agent against a hardhat node on loopback", function () {
       // transaction that reverted or a second one for a message.
       const onChain = await attested(chain);
       for (const [device, hashes] of expected) expect(onChain.get(device), `device ${device}`).to.deep.equal(hashes);
-      const registry = DeviceRegistry__factory.connect(chain.registry, chain.provider);
       for (const device of expected.keys()) expect(await registry.deviceNonce(device)).to.equal(BigInt(PER_DEVICE));
       const txs = await transactionsFrom(chain, payer.address, firstBlock + 1);
       expect(
         txs.filter((t) => t.status !== 1),
         "reverted transactions from the agent",
       ).to.deep.equal([]);
-      expect(txs).to.have.length(4 * PER_DEVICE);
+      expect(txs).to.have.length(ALL);
       const stats = Outbox.read(outboxFile).stats();
-      expect(stats).to.include({ confirmed: 200, pending: 0, submitted: 0, spent: 0, rejected: 0 });
-      const midWork = kills.filter((k) => k.landed < 200).length;
-      expect(midWork, "kills that landed while work remained").to.be.at.least(15);
+      expect(stats).to.include({ confirmed: ALL, pending: 0, submitted: 0, spent: 0, rejected: 0 });
+      const count = (p: Point) => kills.filter((k) => k.point === p).length;
       console.log(
-        `      crash: seed ${seed}; 20 SIGKILLs (${kills.filter((k) => k.phase === "signing").length} while signing, ` +
-          `${kills.filter((k) => k.phase === "delivering").length} while delivering, ${midWork} with messages undelivered); ` +
-          `persisted/landed after each kill: ${kills.map((k) => `${k.persisted}/${k.landed}`).join(" ")}; 200/200 landed once, ${txs.length} transactions, 0 reverted; ` +
-          `the last run (start-up included) delivered ${200 - beforeFinal} in ${finalSeconds.toFixed(1)} s; ` +
+        `      crash: seed ${seed}; 20 SIGKILLs (${count("signing")} while signing, ${count("start-up")} at start-up, ` +
+          `${count("before-broadcast")} before a broadcast, ${count("after-broadcast")} after one, ${count("receipt")} on a receipt); ` +
+          `persisted/landed after each kill: ${kills.map((k) => `${k.persisted}/${k.landed}`).join(" ")}; ${ALL}/${ALL} landed once, ${txs.length} transactions, 0 reverted; ` +
+          `the last run (start-up included) delivered ${ALL - beforeFinal} in ${finalSeconds.toFixed(1)} s; ` +
           `${((Date.now() - started) / 1000).toFixed(1)} s`,
       );
     });

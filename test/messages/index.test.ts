@@ -24,6 +24,7 @@ import { LockAccess__factory } from "../../typechain-types/factories/contracts/a
 import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
 import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory";
+import { assertProperty } from "../helpers/property";
 
 const registry: Interface = DeviceRegistry__factory.createInterface();
 const beacons: Interface = LocationBeacons__factory.createInterface();
@@ -325,37 +326,37 @@ describe("messages: hand-written calldata and fast ids", function () {
 
   for (const type of DEVICE_MESSAGE_TYPES) {
     it(`encodeCall of a ${type} equals ethers' encodeFunctionData, and messageId ethers' keccak256`, function () {
-      fc.assert(
+      assertProperty(
         fc.property(messageOf(type), (m) => {
           const call = encodeCall(m);
           expect(call.contract).to.equal(CONTRACT_OF[type]);
           expect(call.data).to.equal(ethersCall(m));
           expect(messageId(m)).to.equal(keccak256(m.signature));
         }),
-        { numRuns: 400 },
+        400,
       );
     });
   }
 
   it("messages the agent posts (lower-case hex, decimal strings) pass checkShape unchanged", function () {
-    fc.assert(
+    assertProperty(
       fc.property(anyMessage, (m) => {
         const json = JSON.parse(JSON.stringify(m, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
         expect(checkShape(json)).to.equal(json);
         expect(encodeCall(json).data).to.equal(ethersCall(json));
       }),
-      { numRuns: 200 },
+      200,
     );
   });
 
   it("accepts and refuses exactly the values ethers does, in every field", function () {
-    fc.assert(
+    assertProperty(
       fc.property(anyMessage, fc.nat(), oddValue, (m, which, value) => {
         const odd = withField(m, which, value);
         expect(outcome((x) => encodeCall(x).data, odd)).to.equal(outcome(ethersCall, odd));
         expect(outcome(messageId, odd)).to.equal(outcome((x) => keccak256(x.signature), odd));
       }),
-      { numRuns: 3000 },
+      3000,
     );
   });
 

@@ -14,8 +14,8 @@
  * second one quarantined, and three devices already claimed, one of them reported stolen and
  * flagged by the guardians.
  *
- * Runs: `FC_RUNS` (default 200; 10 under `hardhat coverage`). Reproduce a failure with `FC_SEED`
- * (and `FC_PATH`) as printed by fast-check.
+ * Runs: `FC_RUNS` (default 200; 10 under `hardhat coverage`); seeds as `assertProperty` says
+ * (test/helpers/property.ts). Reproduce a failure with `FC_SEED` (and `FC_PATH`) as printed.
  */
 import { expect } from "chai";
 import fc from "fast-check";
@@ -40,6 +40,7 @@ import {
   makeBatch,
   type RegistryContext,
 } from "../helpers/registry";
+import { assertProperty, propertyRuns } from "../helpers/property";
 
 /**
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's
@@ -1353,8 +1354,9 @@ describe("DeviceRegistry stateful model: random operation sequences try to break
   let fixtureChecked = false;
 
   it("invariants 1 and 3 hold after every step of random claim/report/flag/clear/release/revoke/recall/batch/rotate/transfer/device-message sequences", async function () {
-    this.timeout(Math.max(180_000, RUNS * (UNDER_COVERAGE ? 30_000 : 3_000)));
-    await fc.assert(
+    const passes = propertyRuns(RUNS).length; // two in CI: the fixed seed, then a fresh one
+    this.timeout(Math.max(180_000, passes * RUNS * (UNDER_COVERAGE ? 30_000 : 3_000)));
+    await assertProperty(
       fc.asyncProperty(fc.commands(allCommands, { maxCommands: MAX_COMMANDS, size: "max" }), async (cmds) => {
         const w = await loadFixture(registryWithBatches);
         const model = initialModel(w);
@@ -1364,11 +1366,7 @@ describe("DeviceRegistry stateful model: random operation sequences try to break
         }
         await fc.asyncModelRun(() => ({ model, real: w }), cmds);
       }),
-      {
-        numRuns: RUNS,
-        ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
-        ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}),
-      },
+      RUNS,
     );
   });
 });

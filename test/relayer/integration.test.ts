@@ -2,8 +2,8 @@
  * The relayer against a real `hardhat node` on loopback: device messages and ERC-2771 forward
  * requests land; a message that turns bad does not sink its batch; a batch that reverts on chain
  * after all is simulated again and its survivors resent; and the relayer process killed with
- * SIGKILL mid-batch (at the worst moments, and at random ones) loses nothing it accepted and lands
- * nothing twice.
+ * SIGKILL mid-batch (at the worst moments, and at points of its progress drawn at random) loses
+ * nothing it accepted and lands nothing twice.
  */
 import { expect } from "chai";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -29,6 +29,7 @@ import {
 } from "./fixtures";
 import { keystoreFiles, spawnRelayer, type RelayerProcess } from "./process";
 import { startHardhatNode } from "../helpers/node";
+import { crashSeed } from "../helpers/crashSeed";
 import { rpcProvider, simulateFleet } from "../../src/relayer/fleet";
 import { deviceById } from "../../src/registry/lookup";
 import { LocationBeacons__factory } from "../../typechain-types";
@@ -409,9 +410,10 @@ describe("relayer integration (hardhat node on loopback)", function () {
       });
     }
 
-    it("killed at random moments twice while 120 messages stream in: nothing accepted is lost, nothing lands twice", async function () {
+    it("killed twice at points of its progress while 120 messages stream in: nothing accepted is lost, nothing lands twice", async function () {
       const DEVICES = 12;
       const PER_DEVICE = 10;
+      const BATCH_SIZE = 25; // crashFleet's --batch-size
       const { fleet, args, deadline } = await crashFleet(DEVICES);
       const start = await fleet.provider.getBlockNumber();
       const queue: SignedDeviceMessage[] = [];
@@ -419,37 +421,79 @@ describe("relayer integration (hardhat node on loopback)", function () {
         for (const d of fleet.devices)
           queue.push(attestation(h, d, fleet.deployment, n, deadline, ethers.id(`r ${d.id} ${n}`)));
       const ids = new Map<string, string>();
-      const acceptedBeforeKill: string[] = [];
-      let current = await spawnRelayer(args);
-      let rand = 42;
-      const random = () => (rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-      let kills = 0;
+      const { random } = crashSeed();
+
+      // Each of the first two processes dies at a point of its own progress, drawn within work it
+      // cannot avoid (so the kill always comes, on any machine): right after the client got its
+      // k-th acceptance (the others of the burst in flight), or at its N-th batch, just before or
+      // just after broadcasting it (the relayer's failpoint). The first one is sent the first half
+      // of the messages only, until it dies; the second the rest; k and N are drawn within what
+      // the process is sent, which needs at least N batches of BATCH_SIZE.
+      type Death = { at: "acceptance"; k: number } | { at: "before-broadcast" | "after-broadcast"; n: number };
+      const deaths: Death[] = [];
+      const limits = [queue.length / 2, queue.length];
+      const plan = (): Death => {
+        const toCome = limits[deaths.length] - ids.size;
+        const kind = Math.floor(random() * 3);
+        if (kind === 0) return { at: "acceptance", k: 1 + Math.floor(random() * toCome) };
+        const n = 1 + Math.floor(random() * Math.ceil(toCome / BATCH_SIZE));
+        return { at: kind === 1 ? "before-broadcast" : "after-broadcast", n };
+      };
+      const spawnNext = async (): Promise<RelayerProcess> => {
+        if (deaths.length === 2) return spawnRelayer(args);
+        const death = plan();
+        deaths.push(death);
+        return spawnRelayer(
+          args,
+          death.at === "acceptance" ? {} : { CUSTOS_RELAYER_FAILPOINT: `${death.at}:${death.n}` },
+        );
+      };
+      let current = await spawnNext();
+      let acceptances = 0; // by the current process
+      const died: string[] = [];
+      const replace = async () => {
+        died.push(await current.exited);
+        current = await spawnNext();
+        acceptances = 0;
+      };
       // The client (like the device agent) posts in order and retries what got no answer.
       const send = async (m: SignedDeviceMessage): Promise<HttpReply | null> => {
+        const p = current;
         try {
-          return await post(current.url, "/v1/messages", m);
+          const reply = await post(p.url, "/v1/messages", m);
+          if (p === current && (reply.status === 202 || reply.status === 200)) {
+            acceptances++;
+            const death = deaths[died.length];
+            if (death?.at === "acceptance" && acceptances === death.k) void p.kill();
+          }
+          return reply;
         } catch {
           return null;
         }
       };
       let i = 0;
       while (i < queue.length) {
-        const burst = queue.slice(i, i + 10);
+        // Past its share, a process set to die is sent nothing more until its death has come.
+        const limit = died.length < 2 ? limits[died.length] : queue.length;
+        if (i >= limit) {
+          await replace();
+          continue;
+        }
+        const burst = queue.slice(i, Math.min(i + 10, limit));
         const replies = await Promise.all(burst.map(send));
         replies.forEach((r, k) => {
           if (r && (r.status === 202 || r.status === 200)) ids.set(burst[k].signature, r.body.id as string);
         });
         if (replies.every((r) => r && (r.status === 202 || r.status === 200))) i += burst.length;
-        if (kills < 2 && random() < 0.3) {
-          await new Promise((r) => setTimeout(r, Math.floor(random() * 400)));
-          acceptedBeforeKill.push(...ids.values());
-          expect(await current.kill()).to.equal("SIGKILL");
-          kills++;
-          current = await spawnRelayer(args);
-        }
+        if (current.child.exitCode !== null || current.child.signalCode !== null) await replace();
       }
+      // The second may die after the last acceptance: at a batch it still has to send.
+      while (died.length < 2) await replace();
       try {
-        expect(kills).to.be.greaterThan(0);
+        expect(died, `deaths planned: ${JSON.stringify(deaths)}`).to.deep.equal(["SIGKILL", "SIGKILL"]);
+        console.log(
+          `      the two deaths: ${deaths.map((d) => (d.at === "acceptance" ? `after acceptance ${d.k}` : `${d.at} of batch ${d.n}`)).join(", ")}`,
+        );
         expect(ids.size).to.equal(queue.length);
         const final = await allFinal(current.url, [...ids.values()], 60_000);
         expect(final.filter((s) => s.status !== "confirmed")).to.deep.equal([]);

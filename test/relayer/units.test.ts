@@ -29,6 +29,7 @@ import { MessageStore } from "../../src/relayer/store";
 import type { SignedDeviceMessage } from "../../src/messages";
 import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types";
 import { tempDir } from "./fixtures";
+import { assertProperty } from "../helpers/property";
 
 const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((b) => hexlify(b));
 
@@ -37,18 +38,18 @@ describe("relayer units", function () {
     it("encodeMulticall is byte-for-byte ethers' multicall(bytes[]) encoding", function () {
       const iface = DeviceRegistry__factory.createInterface();
       const selector = iface.getFunction("multicall")!.selector;
-      fc.assert(
+      assertProperty(
         fc.property(fc.array(bytes(200), { maxLength: 12 }), (calls) => {
           expect(encodeMulticall(selector, calls)).to.equal(iface.encodeFunctionData("multicall", [calls]));
         }),
-        { numRuns: 200 },
+        200,
       );
     });
 
     it("signEip1559 produces ethers' signed type-2 transaction and hash", function () {
       const wallet = Wallet.createRandom();
       const uint = (bits: number) => fc.bigInt({ min: 0n, max: (1n << BigInt(bits)) - 1n });
-      fc.assert(
+      assertProperty(
         fc.property(
           uint(64),
           fc.integer({ min: 0, max: 2 ** 40 }),
@@ -76,7 +77,7 @@ describe("relayer units", function () {
             expect(Transaction.from(raw).from).to.equal(wallet.address);
           },
         ),
-        { numRuns: 60 },
+        60,
       );
     });
   });
