@@ -222,3 +222,59 @@ task("registry:rotate", "The owner rotates a device's key with the signatures in
     const receipt = await (await registry.rotateKey(deviceIdArg(args.device), rotation)).wait();
     console.log(JSON.stringify({ device: args.device, newKey: r.newKey, tx: receipt!.hash }));
   });
+
+task(
+  "registry:transfer",
+  "The owner sells or gives a device: the refunds of the channels it pays from go to the new owner at close",
+)
+  .addParam("device", "device id")
+  .addParam("to", "the new owner's address")
+  .addParam("signer", "index of the owner's account", 0, types.int)
+  .addOptionalParam("registry", "DeviceRegistry address")
+  .addOptionalParam("channels", "PaymentChannels address (to list the channels whose refunds move)")
+  .setAction(
+    async (args: { device: string; to: string; signer: number; registry?: string; channels?: string }, hre) => {
+      if (!isAddress(args.to)) throw new Error(`--to: ${args.to} is not an address`);
+      const signers = await hre.ethers.getSigners();
+      if (!(args.signer >= 0 && args.signer < signers.length))
+        throw new Error(`--signer: no account ${args.signer} on this network`);
+      const owner = signers[args.signer];
+      const id = deviceIdArg(args.device);
+      const registry = (await registryAt(hre, args.registry)).connect(owner);
+      const current = await registry.ownerOf(id).catch(() => null);
+      if (current === null) throw new Error(`--device: no device ${args.device} in this registry`);
+      if (current.toLowerCase() !== owner.address.toLowerCase())
+        throw new Error(`--signer: account ${args.signer} (${owner.address}) does not own device ${args.device}`);
+      // Refunds follow the payer device's owner at close (PaymentChannels): a sale hands them over.
+      const moving = await openChannelsPaidBy(hre, id, args.channels);
+      const receipt = await (await registry.transferFrom(owner.address, args.to, id)).wait();
+      const result = {
+        device: args.device,
+        from: owner.address,
+        to: args.to,
+        tx: receipt!.hash,
+        refundsMoveTo: args.to,
+        channels: moving,
+      };
+      if (moving.length > 0)
+        console.warn(
+          `registry:transfer: ${moving.length} open channel(s) paid by device ${args.device} now refund ${args.to} at close: ${moving.join(", ")}`,
+        );
+      console.log(JSON.stringify(result));
+      return result;
+    },
+  );
+
+/** The open channels whose payer is `device` (none when no PaymentChannels deployment is known). */
+async function openChannelsPaidBy(hre: HardhatRuntimeEnvironment, device: bigint, flag?: string): Promise<string[]> {
+  // With --channels its own errors stand; without it, a deployment with no PaymentChannels has none.
+  const address = flag
+    ? await contractAddress(hre, "PaymentChannels", flag)
+    : await contractAddress(hre, "PaymentChannels").catch(() => null);
+  if (address === null) return [];
+  const channels = await hre.ethers.getContractAt("PaymentChannels", address);
+  const opened = await channels.queryFilter(channels.filters.ChannelOpened(undefined, device));
+  const open: string[] = [];
+  for (const e of opened) if ((await channels.channelState(e.args.channel)).deposit !== 0n) open.push(e.args.channel);
+  return open;
+}

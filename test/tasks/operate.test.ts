@@ -49,6 +49,45 @@ async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: Har
 describe("Hardhat tasks: locks, channels and shipments", function () {
   const dir = mkdtempSync(path.join(tmpdir(), "custos-operate-"));
 
+  it("registry:transfer hands a payer device over and names the open channels whose refunds now go to the buyer", async function () {
+    const [admin, seller, buyer, payeeOwner] = await ethers.getSigners();
+    const suite = await deploySuite(admin, { manufacturers: [admin.address], challengePeriod: 600 });
+    const car = randomDeviceKey("secp256k1");
+    const [carId] = await provisionFor(suite, [car], seller);
+    const [chargerId] = await provisionFor(suite, [randomDeviceKey("secp256k1")], payeeOwner);
+    const common = { channels: suite.paymentChannels };
+    const both = { registry: suite.registry, ...common };
+    const { channel } = await hre.run("channel:open", {
+      payer: carId.toString(),
+      payee: chargerId.toString(),
+      payerKey: car.signer,
+      amount: "1000",
+      allowance: "0",
+      salt: 7,
+      signer: 1,
+      ...common,
+    });
+    await expect(
+      hre.run("registry:transfer", { device: carId.toString(), to: buyer.address, signer: 2, ...both }),
+    ).to.be.rejectedWith(/--signer: account 2 .* does not own device/);
+    const result = await hre.run("registry:transfer", {
+      device: carId.toString(),
+      to: buyer.address,
+      signer: 1,
+      ...both,
+    });
+    expect(result).to.deep.include({ to: buyer.address, refundsMoveTo: buyer.address, channels: [channel] });
+    const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
+    expect(await registry.ownerOf(carId)).to.equal(buyer.address);
+    // The refund follows the device: the buyer starts the close and gets it, not the seller.
+    await hre.run("channel:start-close", { channel, signer: 2, ...common });
+    await time.increase(601);
+    await hre.run("channel:settle", { channel, signer: 0, ...common });
+    const channels = await ethers.getContractAt("PaymentChannels", suite.paymentChannels);
+    expect(await channels.accountBalance(buyer.address, ethers.ZeroAddress)).to.equal(1000n);
+    expect(await channels.accountBalance(seller.address, ethers.ZeroAddress)).to.equal(0n);
+  });
+
   it("grants a lock key as a certificate file, appoints a manager, revokes one key and then all", async function () {
     const [admin, owner, manager] = await ethers.getSigners();
     const suite = await deploySuite(admin, { manufacturers: [admin.address] });
