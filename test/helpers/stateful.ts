@@ -28,6 +28,11 @@ export async function expectOutcome(
     }
   } else {
     tally.refused++;
-    await expect(send(), `${label}: the model expects ${outcome}`).to.be.revertedWithCustomError(contract, outcome);
+    // The matchers leave out a message given to `expect`: the label goes into the error here.
+    try {
+      await expect(send()).to.be.revertedWithCustomError(contract, outcome);
+    } catch (e) {
+      throw new Error(`${label}: the model expects ${outcome}: ${(e as Error).message}`);
+    }
   }
 }
