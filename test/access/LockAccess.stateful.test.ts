@@ -40,7 +40,7 @@ import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/c
 import { deployLocks } from "../helpers/lock";
 import { Status, rotation } from "../helpers/registry";
 import { expectOutcome, tick } from "../helpers/stateful";
-import { assertProperty, propertyRuns } from "../helpers/property";
+import { assertProperty, propertyTimeout } from "../helpers/property";
 
 /**
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's
@@ -778,8 +778,7 @@ const opening = fc
 
 describe("LockAccess stateful model: the lock owner's moves between managers' and the lock's actions try to break invariants 8 and 10", function () {
   it("managers, revocations and key epochs count only in their own ownership period, and the log is anchored only by the lock's current, manufacturer-attested key of an active lock — after every step of random sell/buy-back/rotate/attest/report/release and appoint/remove/revoke/revokeAll/anchorLog/wait sequences", async function () {
-    const passes = propertyRuns(RUNS).length; // two in CI: the fixed seed, then a fresh one
-    this.timeout(Math.max(180_000, passes * RUNS * (UNDER_COVERAGE ? 30_000 : 5_000)));
+    this.timeout(propertyTimeout(RUNS, 5_000, UNDER_COVERAGE));
     const runs = await assertProperty(
       fc.asyncProperty(opening, fc.commands(allCommands, { maxCommands: 20, size: "max" }), async (first, cmds) => {
         const w = await loadFixture(world);

@@ -34,7 +34,7 @@ import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody"
 import { checkpointSummary, type ExcursionEvidence } from "../../src/custody/excursion";
 import { HOUR, deployCustody, signHandoff } from "../helpers/custody";
 import { expectOutcome, tick } from "../helpers/stateful";
-import { assertProperty } from "../helpers/property";
+import { assertProperty, propertyTimeout } from "../helpers/property";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));
@@ -486,6 +486,7 @@ const opening = fc
 
 describe("CustodyLedger stateful model: random sequences try to break invariant 5", function () {
   it("seq grows by exactly one per handoff, the custodian changes only with both signatures, a delivered shipment never changes — after every step of random handoff/checkpoint/flag/deliver sequences", async function () {
+    this.timeout(propertyTimeout(RUNS, 3_000, UNDER_COVERAGE));
     const runs = await assertProperty(
       fc.asyncProperty(
         opening,
@@ -792,6 +793,7 @@ const ownerCommands = [
 
 describe("CustodyLedger stateful model: the tracker's owner tries to break invariant 8", function () {
   it("a checkpoint counts only from the pinned key generation dated no later than the end of trust in the pinned period, and one signed before then always lands — after every step of random sequences of the owner's moves (report, release, rotate with and without the old key, sell) between handoffs, checkpoints and excursions", async function () {
+    this.timeout(propertyTimeout(RUNS, 3_000, UNDER_COVERAGE));
     const runs = await assertProperty(
       fc.asyncProperty(
         // Every sequence opens with a checkpoint the tracker signs while trusted, its owner's report

@@ -87,3 +87,13 @@ export function assertProperty<Ts>(
   }
   return total;
 }
+
+/**
+ * A mocha timeout for a property of `numRuns` runs that take up to `perRunMs` each on a slow,
+ * loaded machine (and ten times that under coverage), over every pass of {@link propertyRuns}: a
+ * long property fails by what it finds, never by the machine's speed.
+ */
+export function propertyTimeout(numRuns: number, perRunMs: number, underCoverage = false): number {
+  const passes = propertyRuns(numRuns).length;
+  return Math.max(180_000, passes * numRuns * perRunMs * (underCoverage ? 10 : 1));
+}

@@ -29,7 +29,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
 import { expectOutcome, tick } from "../helpers/stateful";
 import { rotation } from "../helpers/registry";
-import { assertProperty } from "../helpers/property";
+import { assertProperty, propertyTimeout } from "../helpers/property";
 import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openedTerms, voucher, type Terms } from "../helpers/channels";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
@@ -644,6 +644,7 @@ async function world(): Promise<World> {
 
 describe("PaymentChannels stateful model: random sequences, with the payer owner's own moves, try to break invariants 4 and 8", function () {
   it("per token the contract holds exactly what channels and credits hold, nothing is paid beyond a deposit or beyond the cap when trust in the payer ended, the payee can always collect that bound before settle, every rest goes to the payer's owner at the close — after every step of random open/top-up/claim/close/challenge/settle/withdraw and report/release/rotate/decommission/sell sequences, ETH and ERC-20", async function () {
+    this.timeout(propertyTimeout(RUNS, 3_000, UNDER_COVERAGE));
     const runs = await assertProperty(
       fc.asyncProperty(
         // Every sequence opens with what the floors below count, so they hold by construction: a

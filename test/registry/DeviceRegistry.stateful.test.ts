@@ -40,7 +40,7 @@ import {
   makeBatch,
   type RegistryContext,
 } from "../helpers/registry";
-import { assertProperty, propertyRuns } from "../helpers/property";
+import { assertProperty, propertyTimeout } from "../helpers/property";
 
 /**
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's
@@ -1354,8 +1354,7 @@ describe("DeviceRegistry stateful model: random operation sequences try to break
   let fixtureChecked = false;
 
   it("invariants 1 and 3 hold after every step of random claim/report/flag/clear/release/revoke/recall/batch/rotate/transfer/device-message sequences", async function () {
-    const passes = propertyRuns(RUNS).length; // two in CI: the fixed seed, then a fresh one
-    this.timeout(Math.max(180_000, passes * RUNS * (UNDER_COVERAGE ? 30_000 : 3_000)));
+    this.timeout(propertyTimeout(RUNS, 3_000, UNDER_COVERAGE));
     await assertProperty(
       fc.asyncProperty(fc.commands(allCommands, { maxCommands: MAX_COMMANDS, size: "max" }), async (cmds) => {
         const w = await loadFixture(registryWithBatches);

@@ -350,6 +350,12 @@ describe("relayer integration (hardhat node on loopback)", function () {
       return { fleet, args, deadline: await deadlineIn(fleet.provider) };
     }
 
+    /** `args` with `flag`'s value replaced. */
+    function withFlag(args: string[], flag: string, value: string): string[] {
+      const i = args.indexOf(flag);
+      return [...args.slice(0, i + 1), value, ...args.slice(i + 2)];
+    }
+
     /** Every stdout line of a relayer process is one JSON object. */
     function expectJsonLogs(p: RelayerProcess) {
       for (const line of p.lines) expect(() => JSON.parse(line), line).not.to.throw();
@@ -363,12 +369,19 @@ describe("relayer integration (hardhat node on loopback)", function () {
     ] as const) {
       const how = `right ${failpoint.replace("-", " ")} of its first batch${torn ? ", its log torn after the transaction record" : ""}`;
       it(`killed ${how}: after a restart every accepted message lands exactly once`, async function () {
-        const { fleet, args, deadline } = await crashFleet(10);
+        const { fleet, args: common, deadline } = await crashFleet(10);
         const start = await fleet.provider.getBlockNumber();
-        const first = await spawnRelayer(args, { CUSTOS_RELAYER_FAILPOINT: `${failpoint}:1` });
         const messages: SignedDeviceMessage[] = [];
         for (const d of fleet.devices)
           for (let n = 0n; n < 3n; n++) messages.push(attestation(h, d, fleet.deployment, n, deadline));
+        // The first batch is the whole stream, formed by its last message (not by a timer), so the
+        // kill at its broadcast comes after every message was accepted, however slow the machine.
+        const args = withFlag(
+          withFlag(common, "--batch-size", String(messages.length)),
+          "--batch-interval-ms",
+          "600000",
+        );
+        const first = await spawnRelayer(args, { CUSTOS_RELAYER_FAILPOINT: `${failpoint}:1` });
         const ids = await Promise.all(messages.map((m) => accept(first.url, "/v1/messages", m)));
         expect(await first.exited).to.equal("SIGKILL");
         expectJsonLogs(first);
@@ -388,7 +401,7 @@ describe("relayer integration (hardhat node on loopback)", function () {
           );
         }
 
-        const second = await spawnRelayer(args);
+        const second = await spawnRelayer(common);
         try {
           const final = await allFinal(second.url, ids);
           expect(final.map((s) => s.status)).to.deep.equal(ids.map(() => "confirmed"));
