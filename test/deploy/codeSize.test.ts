@@ -5,7 +5,7 @@ import { artifacts } from "hardhat";
 const LIMIT = 24_576;
 
 describe("Contract code size", function () {
-  it("every Custos contract's runtime code is within the EIP-170 limit (no allowUnlimitedContractSize)", async function () {
+  it("every Custos contract's runtime code is within the EIP-170 limit, with no unlimited-size exemption", async function () {
     const names = (await artifacts.getAllFullyQualifiedNames()).filter((n) => n.startsWith("contracts/"));
     expect(names.length).to.be.greaterThan(5);
     const sizes: Record<string, number> = {};
