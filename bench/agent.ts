@@ -4,14 +4,14 @@
  * timed loops of at least one second, after a warm-up.
  */
 import { Wallet, id as labelHash } from "ethers";
-import { TypedDataHasher } from "../src/eip712/fast";
-import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
-import { p256KeyFromScalar } from "../src/crypto/p256";
-import { DeviceSignatureVerifier } from "../src/crypto/verify";
-import { digest, type Deployment } from "../src/eip712";
-import { bytesToHex } from "../src/eip712/fast";
-import { LockRole } from "../src/agent/roles/lock";
-import { MeterPayee, MeterPayer, UNCAPPED, payerKeyHash } from "../src/agent/roles/meter";
+import { TypedDataHasher } from "../src/eip712/fast.js";
+import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey.js";
+import { p256KeyFromScalar } from "../src/crypto/p256.js";
+import { DeviceSignatureVerifier } from "../src/crypto/verify.js";
+import { digest, type Deployment } from "../src/eip712/index.js";
+import { bytesToHex } from "../src/eip712/fast.js";
+import { LockRole } from "../src/agent/roles/lock.js";
+import { MeterPayee, MeterPayer, UNCAPPED, payerKeyHash } from "../src/agent/roles/meter.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";

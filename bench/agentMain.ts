@@ -3,7 +3,7 @@
  * JSON: a fresh heap, with no in-process Hardhat network (and the fleets the gas bench built)
  * beside it for the garbage collector to walk. Run by `bench/run.ts`.
  */
-import { benchAgent } from "./agent";
+import { benchAgent } from "./agent.js";
 
 benchAgent().then(
   (results) => {

@@ -1,12 +1,11 @@
 /** PaymentChannels operations, each in the situation its budget names. */
-import { ethers } from "hardhat";
+import { ethers, setBalance, time } from "../test/helpers/hardhat.js";
 import { Wallet, id as labelHash } from "ethers";
-import { setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
-import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
-import { digest, type Deployment } from "../src/eip712";
-import { deployRegistry, provision } from "../test/helpers/registry";
-import { openedTerms, UNCAPPED, type ChannelContext } from "../test/helpers/channels";
-import type { GasRecorder } from "./lib";
+import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey.js";
+import { digest, type Deployment } from "../src/eip712/index.js";
+import { deployRegistry, provision } from "../test/helpers/registry.js";
+import { openedTerms, UNCAPPED, type ChannelContext } from "../test/helpers/channels.js";
+import type { GasRecorder } from "./lib.js";
 
 /** Channels a payee closes in the batch figure. */
 export const BATCH = 20;

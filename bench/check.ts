@@ -5,9 +5,9 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { gasProblems, overrunLines, type GasTable } from "./lib";
+import { gasProblems, overrunLines, type GasTable } from "./lib.js";
 
-const root = path.join(__dirname, "..");
+const root = path.join(import.meta.dirname, "..");
 const read = (file: string): GasTable => JSON.parse(readFileSync(path.join(root, file), "utf8"));
 const snapshotFile = path.join(root, "gas-snapshot.json");
 const update = process.argv.includes("--update");

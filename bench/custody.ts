@@ -1,13 +1,12 @@
 /** CustodyLedger operations, each in the situation its budget names. */
-import { ethers } from "hardhat";
+import { ethers, time } from "../test/helpers/hardhat.js";
 import { id as labelHash } from "ethers";
-import { time } from "@nomicfoundation/hardhat-network-helpers";
-import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
-import { digest, typedData, type Deployment, type Message } from "../src/eip712";
-import { PalletChildren, ReadingsBatch, cbv, childIdOf, locationId, shipmentIdOf, type Reading } from "../src/custody";
-import { loadKeccak } from "../src/eip712/fast";
-import { deployRegistry, provision } from "../test/helpers/registry";
-import type { GasRecorder } from "./lib";
+import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey.js";
+import { digest, typedData, type Deployment, type Message } from "../src/eip712/index.js";
+import { PalletChildren, ReadingsBatch, cbv, childIdOf, locationId, shipmentIdOf, type Reading } from "../src/custody/index.js";
+import { loadKeccak } from "../src/eip712/fast.js";
+import { deployRegistry, provision } from "../test/helpers/registry.js";
+import type { GasRecorder } from "./lib.js";
 
 /** Readings in the excursion bench's checkpoint: 2^14, so the proof is 14 hashes deep. */
 export const READINGS = 16_384;

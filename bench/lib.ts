@@ -1,6 +1,6 @@
 /** The gas bench's shared pieces: a recorder that reads gas from receipts, and the budgets. */
 import type { ContractTransactionResponse } from "ethers";
-import { formatProfile, profileTransaction } from "./profile";
+import { formatProfile, profileTransaction } from "./profile.js";
 
 /** `BENCH_PROFILE=channel.claim,custody.checkpoint` (or `*`) prints where those operations' gas goes. */
 const PROFILE = (process.env.BENCH_PROFILE ?? "").split(",").filter((s) => s !== "");
@@ -15,8 +15,8 @@ export class GasRecorder {
     if (!receipt || receipt.status !== 1) throw new Error(`bench: ${name} failed`);
     this.results[name] = Number(receipt.gasUsed);
     if (PROFILE.includes(name) || PROFILE.includes("*")) {
-      const { network } = await import("hardhat");
-      const profile = await profileTransaction(network.provider, receipt.hash, this.results[name]);
+      const { connection } = await import("../test/helpers/hardhat.js");
+      const profile = await profileTransaction(connection.provider, receipt.hash, this.results[name]);
       console.log(formatProfile(name, this.results[name], profile));
     }
     return this.results[name];

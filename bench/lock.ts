@@ -1,19 +1,18 @@
 /** LockAccess operations, each in the situation its budget names. */
-import { ethers } from "hardhat";
+import { ethers, setBalance } from "../test/helpers/hardhat.js";
 import { Wallet, id as labelHash } from "ethers";
-import { deployLocks, logBatch } from "../test/helpers/lock";
-import type { GasRecorder } from "./lib";
+import { deployLocks, logBatch } from "../test/helpers/lock.js";
+import type { GasRecorder } from "./lib.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
-import { Agent } from "../src/agent/agent";
-import { TypedDataHasher } from "../src/eip712/fast";
-import { DeviceSignatureVerifier } from "../src/crypto/verify";
-import { randomDeviceKey } from "../src/crypto/deviceKey";
-import { LockService } from "../src/agent/roles/lockServer";
-import { unlockAt } from "../src/agent/roles/guest";
-import { issueCertificate } from "../src/agent/roles/lockOwner";
+import { Agent } from "../src/agent/agent.js";
+import { TypedDataHasher } from "../src/eip712/fast.js";
+import { DeviceSignatureVerifier } from "../src/crypto/verify.js";
+import { randomDeviceKey } from "../src/crypto/deviceKey.js";
+import { LockService } from "../src/agent/roles/lockServer.js";
+import { unlockAt } from "../src/agent/roles/guest.js";
+import { issueCertificate } from "../src/agent/roles/lockOwner.js";
 
 export async function benchLock(gas: GasRecorder): Promise<void> {
   const ctx = await deployLocks();

@@ -1,13 +1,13 @@
 /** DeviceRegistry operations, each in the situation its budget names. */
-import { ethers } from "hardhat";
+import { ethers } from "../test/helpers/hardhat.js";
 import { Wallet, id as labelHash } from "ethers";
-import { DeviceBatch, deviceIdOf } from "../src/registry/batch";
-import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey";
-import { p256KeyFromScalar } from "../src/crypto/p256";
-import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry";
-import { deployBeacons } from "../test/helpers/beacons";
-import type { GasRecorder } from "./lib";
-import { deviceById } from "../src/registry/lookup";
+import { DeviceBatch, deviceIdOf } from "../src/registry/batch.js";
+import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey.js";
+import { p256KeyFromScalar } from "../src/crypto/p256.js";
+import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry.js";
+import { deployBeacons } from "../test/helpers/beacons.js";
+import type { GasRecorder } from "./lib.js";
+import { deviceById } from "../src/registry/lookup.js";
 
 /** Leaves in the bench batch: 2^14, so every proof is 14 hashes deep. */
 export const BATCH_SIZE = 16_384;

@@ -16,11 +16,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { id, type Signer } from "ethers";
-import type { DeviceKeyKind } from "../src/crypto/deviceKey";
-import { encodeCall, type SignedDeviceMessage } from "../src/messages";
-import { startHardhatNode } from "../test/helpers/node";
-import { rpcProvider, signAttestation, simulateFleet, type SimFleet } from "../src/relayer/fleet";
-import { startRelayer, type RelayerHandle } from "../src/relayer/server";
+import type { DeviceKeyKind } from "../src/crypto/deviceKey.js";
+import { encodeCall, type SignedDeviceMessage } from "../src/messages/index.js";
+import { startHardhatNode } from "../test/helpers/node.js";
+import { rpcProvider, signAttestation, simulateFleet, type SimFleet } from "../src/relayer/fleet.js";
+import { startRelayer, type RelayerHandle } from "../src/relayer/server.js";
 
 export interface RelayerFigures {
   "relayer.accepted_per_s": number;

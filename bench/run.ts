@@ -8,13 +8,13 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { GasRecorder } from "./lib";
-import { benchRegistry } from "./registry";
-import { benchLock, measureUnlockLatency } from "./lock";
-import { benchChannels } from "./channels";
-import { benchCustody } from "./custody";
-import { measureRelayer } from "./relayer";
-import budgets from "./budgets.json";
+import { GasRecorder } from "./lib.js";
+import { benchRegistry } from "./registry.js";
+import { benchLock, measureUnlockLatency } from "./lock.js";
+import { benchChannels } from "./channels.js";
+import { benchCustody } from "./custody.js";
+import { measureRelayer } from "./relayer.js";
+import budgets from "./budgets.json" with { type: "json" };
 
 function table(
   results: Record<string, number>,
@@ -34,14 +34,14 @@ function table(
 function benchAgentInItsOwnProcess(): Record<string, number> {
   const out = execFileSync(
     process.execPath,
-    ["-r", "ts-node/register/transpile-only", path.join(__dirname, "agentMain.ts")],
+    ["-r", "ts-node/register/transpile-only", path.join(import.meta.dirname, "agentMain.ts")],
     { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
   );
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
 }
 
 async function main(): Promise<void> {
-  const dir = path.join(__dirname, "results");
+  const dir = path.join(import.meta.dirname, "results");
   mkdirSync(dir, { recursive: true });
 
   const gas = new GasRecorder();

@@ -15,7 +15,7 @@ const ETH_USD = 3_000;
 /** What the model leaves to everyone else: Custos takes at most this share of each block. */
 const SHARE = 0.1;
 
-const root = path.join(__dirname, "..");
+const root = path.join(import.meta.dirname, "..");
 const gas = JSON.parse(readFileSync(path.join(root, "bench/results/gas.json"), "utf8")) as Record<string, number>;
 const agent = JSON.parse(readFileSync(path.join(root, "bench/results/agent.json"), "utf8")) as Record<string, number>;
 

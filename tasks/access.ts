@@ -8,7 +8,7 @@
 import { writeFileSync } from "node:fs";
 import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
-import { contractAddress, deviceIdArg } from "./addresses";
+import { contractAddress, deviceIdArg } from "./addresses.js";
 
 async function signerOf(hre: HardhatRuntimeEnvironment, index: number) {
   const signers = await hre.ethers.getSigners();
@@ -57,7 +57,7 @@ task("lock:grant", "Issues a key certificate for a lock (signed off chain: no ga
       },
       hre,
     ) => {
-      const { issueCertificate } = await import("../src/agent/roles/lockOwner");
+      const { issueCertificate } = await import("../src/agent/roles/lockOwner.js");
       const lock = deviceIdArg(args.lock, "--lock");
       if (!hre.ethers.isHexString(args.holder) || hre.ethers.dataLength(args.holder) < 20)
         throw new Error("--holder must be hex bytes: an address or a P-256 signer");

@@ -10,7 +10,7 @@
  */
 import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
-import { amountArg, contractAddress, deviceIdArg, readJsonArg } from "./addresses";
+import { amountArg, contractAddress, deviceIdArg, readJsonArg } from "./addresses.js";
 
 async function channelsAt(hre: HardhatRuntimeEnvironment, flag: string | undefined, signer: number) {
   const signers = await hre.ethers.getSigners();
@@ -29,7 +29,7 @@ export async function termsOf(channels: Channels, id: string) {
   if (!/^0x[0-9a-fA-F]{64}$/.test(id ?? "")) throw new Error(`--channel: ${id} is not a channel id`);
   const [opened] = await channels.queryFilter(channels.filters.ChannelOpened(id));
   if (!opened) throw new Error(`--channel: no channel ${id} was opened here`);
-  const { termsFromOpened } = await import("../src/agent/roles/meter");
+  const { termsFromOpened } = await import("../src/agent/roles/meter.js");
   return termsFromOpened(opened.args);
 }
 

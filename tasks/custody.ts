@@ -16,7 +16,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { task, types } from "hardhat/config";
 import type { ConfigurableTaskDefinition, HardhatRuntimeEnvironment } from "hardhat/types";
-import { contractAddress, deviceIdArg, readJsonArg } from "./addresses";
+import { contractAddress, deviceIdArg, readJsonArg } from "./addresses.js";
 
 /** The ledger address: the flag, else CUSTOS_CUSTODY_LEDGER, else this chain's Ignition deployment. */
 export function ledgerAddress(hre: HardhatRuntimeEnvironment, flag?: string): Promise<string> {
@@ -59,7 +59,7 @@ async function shipmentOfArgs(hre: HardhatRuntimeEnvironment, args: ShipmentArgs
     creator = first.address;
   }
   if (!hre.ethers.isAddress(creator)) throw new Error(`--creator: ${creator} is not an address`);
-  const { shipmentIdOf } = await import("../src/custody");
+  const { shipmentIdOf } = await import("../src/custody/index.js");
   return shipmentIdOf(creator, args.epc);
 }
 
@@ -81,7 +81,7 @@ namesShipment(
   .addFlag("json", "print the history as JSON instead of a timeline")
   .setAction(async (args: ShipmentArgs & { ledger?: string; json: boolean }, hre) => {
     const shipment = await shipmentOfArgs(hre, args);
-    const { shipmentHistory, timeline } = await import("../src/custody/history");
+    const { shipmentHistory, timeline } = await import("../src/custody/history.js");
     const h = await shipmentHistory(hre.ethers.provider, await ledgerAddress(hre, args.ledger), shipment);
     if (args.json) console.log(JSON.stringify(h, null, 2));
     else {
@@ -109,7 +109,7 @@ namesShipment(
       args: ShipmentArgs & { seq: number; index: number; readings: string; ledger?: string; submit: boolean },
       hre,
     ) => {
-      const { TrackerRole } = await import("../src/agent/roles/tracker");
+      const { TrackerRole } = await import("../src/agent/roles/tracker.js");
       const shipment = await shipmentOfArgs(hre, args);
       const file = existsSync(path.join(args.readings, "tracker.jsonl")) ? args.readings : path.dirname(args.readings);
       if (!existsSync(path.join(file, "tracker.jsonl")))
@@ -136,7 +136,7 @@ namesShipment(
       if (args.submit) {
         if (!outOfRange)
           throw new Error(`--submit: ${p.reading.temp / 100} °C is within the allowed range: not an excursion`);
-        const { submitExcursion } = await import("../src/custody/excursion");
+        const { submitExcursion } = await import("../src/custody/excursion.js");
         const [sender] = await hre.ethers.getSigners();
         const { tx, latest } = await submitExcursion(await ledger.getAddress(), sender, p);
         submitted = (await tx.wait())!.hash;
@@ -163,8 +163,8 @@ namesShipment(task("custody:epcis", "Writes a shipment's history as a GS1 EPCIS 
   .addOptionalParam("locations", "JSON file mapping location ids (keccak256 of a URI) to their URIs")
   .addOptionalParam("ledger", "CustodyLedger address")
   .setAction(async (args: ShipmentArgs & { out?: string; locations?: string; ledger?: string }, hre) => {
-    const { shipmentHistory } = await import("../src/custody/history");
-    const { toEpcisDocument } = await import("../src/custody/epcis");
+    const { shipmentHistory } = await import("../src/custody/history.js");
+    const { toEpcisDocument } = await import("../src/custody/epcis.js");
     let locations: Record<string, string> | undefined;
     if (args.locations) {
       if (!existsSync(args.locations)) throw new Error(`--locations: ${args.locations} does not exist`);
@@ -289,8 +289,8 @@ namesShipment(
       },
       hre,
     ) => {
-      const { cbv, locationId } = await import("../src/custody");
-      const { typedData } = await import("../src/eip712");
+      const { cbv, locationId } = await import("../src/custody/index.js");
+      const { typedData } = await import("../src/eip712/index.js");
       const shipment = await shipmentOfArgs(hre, args);
       const ledger = await ledgerAt(hre, args.ledger, args.signer);
       const signer = (await hre.ethers.getSigners())[args.signer];

@@ -12,10 +12,10 @@ import { task, types } from "hardhat/config";
 // Used row by row: straight from ethers, not through hre.ethers (a lazy proxy that costs ~0.5 ms a call).
 import { dataLength, encodeBytes32String, isAddress, isHexString } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
-import { DeviceBatch, deviceIdOf, type ProvisionedDevice } from "../src/registry/batch";
-import { deviceById, deviceByKey } from "../src/registry/lookup";
-import { loadKeccak } from "../src/eip712/fast";
-import { contractAddress, deviceIdArg } from "./addresses";
+import { DeviceBatch, deviceIdOf, type ProvisionedDevice } from "../src/registry/batch.js";
+import { deviceById, deviceByKey } from "../src/registry/lookup.js";
+import { loadKeccak } from "../src/eip712/fast.js";
+import { contractAddress, deviceIdArg } from "./addresses.js";
 
 const STATUS = ["Unknown", "Active", "Quarantined", "Revoked"];
 
@@ -128,7 +128,7 @@ task("registry:claim", "Submits a device's signed claim (the JSON that `custos-a
   .setAction(async (args: { message: string; registry?: string }, hre) => {
     if (!existsSync(args.message)) throw new Error(`--message: ${args.message} does not exist`);
     // Loaded here: it needs the typechain bindings, which do not exist before the first compile.
-    const { checkShape, encodeCall } = await import("../src/messages");
+    const { checkShape, encodeCall } = await import("../src/messages/index.js");
     const m = checkShape(JSON.parse(readFileSync(args.message, "utf8")));
     if (m.type !== "DeviceClaim") throw new Error(`--message: expected a DeviceClaim, got ${m.type}`);
     const registry = await registryAt(hre, args.registry);

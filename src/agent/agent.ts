@@ -9,14 +9,14 @@
  *   Several agents (a gateway next to several devices) can share one outbox and one dispatcher:
  *   see {@link openAgentStack}.
  */
-import { Serial } from "./serial";
+import { Serial } from "./serial.js";
 import path from "node:path";
 import { getAddress, type Provider } from "ethers";
-import { TYPES, type Message } from "../eip712";
-import { TypedDataHasher, bytesToHex } from "../eip712/fast";
-import type { DeviceSigner } from "../crypto/deviceKey";
-import { DeviceSignatureVerifier } from "../crypto/verify";
-import { deviceIdOf } from "../registry/batch";
+import { TYPES, type Message } from "../eip712/index.js";
+import { TypedDataHasher, bytesToHex } from "../eip712/fast.js";
+import type { DeviceSigner } from "../crypto/deviceKey.js";
+import { DeviceSignatureVerifier } from "../crypto/verify.js";
+import { deviceIdOf } from "../registry/batch.js";
 import {
   CONTRACT_OF,
   DEVICE_MESSAGE_TYPES,
@@ -25,7 +25,7 @@ import {
   type ContractName,
   type DeviceMessageType,
   type SignedDeviceMessage,
-} from "../messages";
+} from "../messages/index.js";
 import {
   Backoff,
   Chain,
@@ -36,9 +36,9 @@ import {
   type ChainDeployment,
   type Courier,
   type PayerSigner,
-} from "./client";
-import { silentLogger, type Logger } from "./log";
-import { Outbox, type OutboxEntry, type OutboxOptions } from "./outbox";
+} from "./client.js";
+import { silentLogger, type Logger } from "./log.js";
+import { Outbox, type OutboxEntry, type OutboxOptions } from "./outbox.js";
 
 // ---------------------------------------------------------------- dispatcher
 

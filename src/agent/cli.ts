@@ -7,12 +7,12 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { JsonRpcProvider, Network, Wallet, getAddress } from "ethers";
-import type { DeviceKeyKind, DeviceSigner } from "../crypto/deviceKey";
-import { TYPES } from "../eip712";
-import { DEVICE_MESSAGE_TYPES, checkShape, toJson, type DeviceMessageType } from "../messages";
-import { deviceIdOf } from "../registry/batch";
-import { Agent, AgentError, openAgentStack, type AgentStack } from "./agent";
-import type { PayerSigner } from "./client";
+import type { DeviceKeyKind, DeviceSigner } from "../crypto/deviceKey.js";
+import { TYPES } from "../eip712/index.js";
+import { DEVICE_MESSAGE_TYPES, checkShape, toJson, type DeviceMessageType } from "../messages/index.js";
+import { deviceIdOf } from "../registry/batch.js";
+import { Agent, AgentError, openAgentStack, type AgentStack } from "./agent.js";
+import type { PayerSigner } from "./client.js";
 import {
   KeystoreError,
   deviceKeyOf,
@@ -22,9 +22,9 @@ import {
   loadKeyMaterial,
   saveKeystore,
   type KeyInfo,
-} from "./keystore";
-import { createLogger, isLogLevel, type LogLevel, type Logger } from "./log";
-import { Outbox, type OutboxEntry } from "./outbox";
+} from "./keystore.js";
+import { createLogger, isLogLevel, type LogLevel, type Logger } from "./log.js";
+import { Outbox, type OutboxEntry } from "./outbox.js";
 
 /** A user error: names the flag, variable or field at fault; exits with status 2. */
 export class CliError extends Error {
@@ -567,7 +567,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
           const registry = requireRegistry(cfg);
           const chainId = await chainIdOf(cfg);
           const signer = pickSigner(await loadSigners(cfg, io.env), o.device);
-          const { TypedDataHasher } = await import("../eip712/fast");
+          const { TypedDataHasher } = await import("../eip712/fast.js");
           const hasher = await TypedDataHasher.create();
           const message = { owner, batch: batch.toString(), deadline: deadline.toString() };
           const digest = hasher.digest("DeviceClaim", { chainId, verifyingContract: registry }, message);
@@ -753,7 +753,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
   // ------------------------------------------------------------ guest
   const guest = program.command("guest").description("a lock guest: show a key certificate, answer a lock's challenge");
   const readCertificate = async (file: string) => {
-    const { parseCertificate } = await import("./roles/guest");
+    const { parseCertificate } = await import("./roles/guest.js");
     try {
       return parseCertificate(readJson(file, "--cert"));
     } catch (err) {
@@ -767,8 +767,8 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
       .description("what a key certificate allows, in words, and whether its issuer's signature checks out")
       .requiredOption("--cert <file>", "the certificate file the owner gave")
       .action(async (o: { cert: string }) => {
-        const { showCertificate } = await import("./roles/guest");
-        const { TypedDataHasher } = await import("../eip712/fast");
+        const { showCertificate } = await import("./roles/guest.js");
+        const { TypedDataHasher } = await import("../eip712/fast.js");
         print(io, showCertificate(await readCertificate(o.cert), await TypedDataHasher.create()));
       }),
     "guest show",
@@ -785,8 +785,8 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
         const challenge = parseBytes32(o.challenge, "--challenge");
         const ttlS = o.ttl === undefined ? 60 : Number(parseInteger(o.ttl, "--ttl", { min: 1n, max: 86_400n }));
         const signer = pickSigner(await loadSigners(config(), io.env), undefined, "--keystore");
-        const { signUnlockRequest } = await import("./roles/guest");
-        const { TypedDataHasher } = await import("../eip712/fast");
+        const { signUnlockRequest } = await import("./roles/guest.js");
+        const { TypedDataHasher } = await import("../eip712/fast.js");
         try {
           const request = await signUnlockRequest(signer, cert, challenge, await TypedDataHasher.create(), { ttlS });
           print(io, { certificate: { key: cert.key, signature: cert.signature }, request });
@@ -807,8 +807,8 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
         const url = o.lock ?? cert.lockUrl;
         if (!url) throw new CliError("--lock is required (the certificate names no lockUrl)");
         const signer = pickSigner(await loadSigners(config(), io.env), undefined, "--keystore");
-        const { unlockAt } = await import("./roles/guest");
-        const { TypedDataHasher } = await import("../eip712/fast");
+        const { unlockAt } = await import("./roles/guest.js");
+        const { TypedDataHasher } = await import("../eip712/fast.js");
         let decision: Awaited<ReturnType<typeof unlockAt>>;
         try {
           decision = await unlockAt(url, cert, signer, await TypedDataHasher.create());
@@ -854,8 +854,8 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
           const fromBlock = num(o.fromBlock, "--from-block", 0n);
           await withAgents(async (agents, stack) => {
             const agent = pickAgent(agents, undefined, "--keystore");
-            const { LockService } = await import("./roles/lockServer");
-            const { DeviceSignatureVerifier } = await import("../crypto/verify");
+            const { LockService } = await import("./roles/lockServer.js");
+            const { DeviceSignatureVerifier } = await import("../crypto/verify.js");
             const service = new LockService({
               agent,
               lock: agent.deviceId,

@@ -13,7 +13,7 @@
  * retired, never sent again. Network failures are reported as "down" so that the dispatcher backs
  * off; outbox writes are never swallowed (a disk that cannot persist must stop the agent).
  */
-import { Serial } from "./serial";
+import { Serial } from "./serial.js";
 import {
   Interface,
   JsonRpcProvider,
@@ -25,7 +25,7 @@ import {
   type TransactionReceipt,
   type TransactionRequest,
 } from "ethers";
-import { bytesToHex, type TypedDataHasher } from "../eip712/fast";
+import { bytesToHex, type TypedDataHasher } from "../eip712/fast.js";
 import {
   CONTRACT_OF,
   addressOf,
@@ -36,16 +36,16 @@ import {
   type ContractAddresses,
   type DeviceMessageType,
   type SignedDeviceMessage,
-} from "../messages";
+} from "../messages/index.js";
 import {
   CustodyLedger__factory,
   DeviceRegistry__factory,
   LocationBeacons__factory,
   LockAccess__factory,
   PaymentChannels__factory,
-} from "../../typechain-types";
-import { silentLogger, type Logger } from "./log";
-import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox";
+} from "../../typechain-types/index.js";
+import { silentLogger, type Logger } from "./log.js";
+import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
 
 /**
  * Where the contracts are deployed (LockAccess only for a lock that anchors its log, LocationBeacons

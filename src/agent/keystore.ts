@@ -16,9 +16,9 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, w
 import { createPrivateKey as nodeCreatePrivateKey, type KeyObject } from "node:crypto";
 import path from "node:path";
 import { Wallet, decryptKeystoreJson, encryptKeystoreJson, getAddress, hexlify, isKeystoreJson } from "ethers";
-import { p256Key, secp256k1Key, type DeviceKey, type DeviceKeyKind } from "../crypto/deviceKey";
-import { generateP256Key, p256KeyFromScalar, p256Signer } from "../crypto/p256";
-import { deviceIdOf } from "../registry/batch";
+import { p256Key, secp256k1Key, type DeviceKey, type DeviceKeyKind } from "../crypto/deviceKey.js";
+import { generateP256Key, p256KeyFromScalar, p256Signer } from "../crypto/p256.js";
+import { deviceIdOf } from "../registry/batch.js";
 
 /** A device key's secret material, as the key store holds it in memory. */
 export type KeyMaterial =

@@ -19,7 +19,7 @@
 import { EventEmitter } from "node:events";
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import path from "node:path";
-import { DurableLog } from "../store/durableLog";
+import { DurableLog } from "../store/durableLog.js";
 import {
   CONTRACT_OF,
   checkShape,
@@ -29,7 +29,7 @@ import {
   type ContractName,
   type DeviceMessageType,
   type SignedDeviceMessage,
-} from "../messages";
+} from "../messages/index.js";
 
 export type Outcome = "confirmed" | "spent" | "rejected";
 export type EntryState = "pending" | "submitted" | "done";

@@ -6,10 +6,10 @@
 import { createRequire } from "node:module";
 import { computeAddress, getBytes, hexlify, Wallet } from "ethers";
 import type { KeyObject } from "node:crypto";
-import { generateP256Key, p256Signer, signP256Bytes } from "./p256";
+import { generateP256Key, p256Signer, signP256Bytes } from "./p256.js";
 
 // The native binding (prebuilt in the package) rather than its pure-JS fallback.
-const secp256k1: typeof import("secp256k1") = createRequire(__filename)("secp256k1/bindings");
+const secp256k1: typeof import("secp256k1") = createRequire(import.meta.url)("secp256k1/bindings");
 
 export type DeviceKeyKind = "secp256k1" | "p256";
 

@@ -7,8 +7,8 @@
  * `0x1626ba7e00…00` from a call that did not revert counts, as on chain.
  */
 import { AbiCoder, dataSlice, type BlockTag, type Provider } from "ethers";
-import { hexToBytes } from "../eip712/fast";
-import { DeviceSignatureVerifier } from "./verify";
+import { hexToBytes } from "../eip712/fast.js";
+import { DeviceSignatureVerifier } from "./verify.js";
 
 const ERC1271_SELECTOR = "0x1626ba7e";
 const MAGIC_WORD = ERC1271_SELECTOR + "00".repeat(28);

@@ -7,10 +7,10 @@
  */
 import { createPublicKey, verify as nodeVerify, type KeyObject } from "node:crypto";
 import { createRequire } from "node:module";
-import { keccak } from "../eip712/fast";
-import { P256_N } from "./p256";
+import { keccak } from "../eip712/fast.js";
+import { P256_N } from "./p256.js";
 
-const secp256k1: typeof import("secp256k1") = createRequire(__filename)("secp256k1/bindings");
+const secp256k1: typeof import("secp256k1") = createRequire(import.meta.url)("secp256k1/bindings");
 const SECP256K1_HALF_N = Buffer.from("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0", "hex");
 /**
  * p − n of secp256k1. An `r` below it may stand for a nonce point whose x is r or r + n: ECDSA

@@ -10,7 +10,7 @@
  * id (`custos:shipment`; a split child's events from before the split carry its pallet's), and the
  * commissioning event its creator (`custos:creator`).
  */
-import type { HistoryEntry, ShipmentHistory } from "./history";
+import type { HistoryEntry, ShipmentHistory } from "./history.js";
 
 export const CUSTOS_NS = "https://custos.dev/epcis/";
 

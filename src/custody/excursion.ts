@@ -16,8 +16,8 @@ import {
   type ContractTransactionResponse,
   type Signer,
 } from "ethers";
-import type { Reading } from ".";
-import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
+import type { Reading } from "./index.js";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
 
 /** `CustodyLedger.CheckpointSummary`: a posted checkpoint with its shipment's allowed range. */
 export interface CheckpointSummary {

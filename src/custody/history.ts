@@ -10,13 +10,13 @@
  * the end of its pinned trust period (registry `keyTrustedUntil`).
  */
 import { TypedDataEncoder, type Provider, type Result } from "ethers";
-import { domainOf, typesOf, type Deployment } from "../eip712";
-import { DeviceSignatureVerifier } from "../crypto/verify";
-import { isValidAccountSignature } from "../crypto/signatureChecker";
-import { hexToBytes } from "../eip712/fast";
-import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
-import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
-import { cbvName } from "./index";
+import { domainOf, typesOf, type Deployment } from "../eip712/index.js";
+import { DeviceSignatureVerifier } from "../crypto/verify.js";
+import { isValidAccountSignature } from "../crypto/signatureChecker.js";
+import { hexToBytes } from "../eip712/fast.js";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
+import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
+import { cbvName } from "./index.js";
 
 export type Verified = true | false | "not in calldata";
 

@@ -5,8 +5,8 @@
  * over `(uint64 at, int16 temp)`).
  */
 import { AbiCoder, getAddress, keccak256, toUtf8Bytes, encodeBytes32String, decodeBytes32String } from "ethers";
-import { bytesToHex, hexToBytes } from "../eip712/fast";
-import { StandardTree, standardLeaf } from "../merkle";
+import { bytesToHex, hexToBytes } from "../eip712/fast.js";
+import { StandardTree, standardLeaf } from "../merkle/index.js";
 
 /** The leaf encoding of one reading (`CustodyLedger.Reading`). */
 export const READING_ENCODING = ["uint64", "int16"] as const;

@@ -11,7 +11,7 @@ import {
   LocationBeacons__factory,
   LockAccess__factory,
   PaymentChannels__factory,
-} from "../../typechain-types";
+} from "../../typechain-types/index.js";
 
 export interface SuiteOptions {
   admin?: string;

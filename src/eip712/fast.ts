@@ -6,7 +6,7 @@
  */
 import { createKeccak, type IHasher } from "hash-wasm";
 import { keccak_256 } from "@noble/hashes/sha3.js";
-import { DOMAINS, TYPES, typeString, type Deployment, type DomainName, type Message, type TypeName } from "./index";
+import { DOMAINS, TYPES, typeString, type Deployment, type DomainName, type Message, type TypeName } from "./index.js";
 
 let hasher: IHasher | undefined;
 

@@ -4,7 +4,7 @@
  * 0 and the leaves at the end of the array. Proofs verify with OpenZeppelin `MerkleProof`. Hashing is
  * the fast keccak (WebAssembly after `loadKeccak()`), so 100,000 leaves build in seconds.
  */
-import { bytesToHex, keccak } from "../eip712/fast";
+import { bytesToHex, keccak } from "../eip712/fast.js";
 
 /** keccak256 of the sorted pair (a, b): OpenZeppelin `Hashes.commutativeKeccak256`. */
 export function hashPair(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -12,15 +12,15 @@
  * values as ethers does.
  */
 import { Interface, getAddress, getBigInt, type Provider } from "ethers";
-import { TYPES, type Message } from "../eip712";
-import { bytesToHex, keccak } from "../eip712/fast";
-import { deviceIdOf } from "../registry/batch";
+import { TYPES, type Message } from "../eip712/index.js";
+import { bytesToHex, keccak } from "../eip712/fast.js";
+import { deviceIdOf } from "../registry/batch.js";
 // The one factory, not the typechain index (which loads every contract's bindings).
-import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
-import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
-import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
-import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
-import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory";
+import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
+import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory.js";
+import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory.js";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
+import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory.js";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [

@@ -9,8 +9,8 @@
  * validation on every proof); this one hashes in WebAssembly and builds 100,000 leaves in seconds.
  */
 import { dataLength, isAddress, isHexString } from "ethers";
-import { bytesToHex, hexToBytes, keccak } from "../eip712/fast";
-import { StandardTree, standardLeaf } from "../merkle";
+import { bytesToHex, hexToBytes, keccak } from "../eip712/fast.js";
+import { StandardTree, standardLeaf } from "../merkle/index.js";
 
 /** The ABI encoding of one leaf, shared with `DeviceRegistry.claim`. */
 export const LEAF_ENCODING = ["bytes", "bytes32", "bytes32"] as const;

@@ -5,7 +5,7 @@
  */
 import type { BlockTag } from "ethers";
 import { ZeroAddress } from "ethers";
-import type { DeviceRegistry } from "../../typechain-types";
+import type { DeviceRegistry } from "../../typechain-types/index.js";
 
 /** A device's id, owner and status (`IDeviceRegistry.DeviceStatus`); id 0 when there is none. */
 export interface DeviceRef {

@@ -8,8 +8,8 @@
  */
 import { JsonRpcProvider } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
-import { deviceIdOf } from "../registry/batch";
-import { deviceByKey } from "../registry/lookup";
+import { deviceIdOf } from "../registry/batch.js";
+import { deviceByKey } from "../registry/lookup.js";
 import {
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
@@ -17,7 +17,7 @@ import {
   type DeviceRegistry,
   type ERC2771Forwarder,
   type LocationBeacons,
-} from "../../typechain-types";
+} from "../../typechain-types/index.js";
 
 export enum DeviceStatus {
   Unknown = 0,

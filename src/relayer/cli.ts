@@ -11,8 +11,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { RelayerHooks } from "./config";
-import { DEFAULTS } from "./config";
+import type { RelayerHooks } from "./config.js";
+import { DEFAULTS } from "./config.js";
 
 function int(name: string) {
   return (value: string): number => {
@@ -155,7 +155,7 @@ export async function main(argv = process.argv): Promise<void> {
     : process.env.CUSTOS_RELAYER_PASSWORD;
   if (password === undefined)
     throw new Error("the keystore password is needed: --password-file or CUSTOS_RELAYER_PASSWORD");
-  const { startRelayer } = await import("./server"); // loaded only when running (keeps --help quick)
+  const { startRelayer } = await import("./server.js"); // loaded only when running (keeps --help quick)
   const relayer = await startRelayer({
     rpc: o.rpc,
     keystore: { json: readFileSync(o.keystore, "utf8"), password },

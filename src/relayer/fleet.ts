@@ -4,13 +4,13 @@
  * and sign device messages exactly as the agent posts them (JSON, integers as decimal strings).
  */
 import { JsonRpcProvider, Network, Wallet, encodeBytes32String, id, parseEther, type Signer } from "ethers";
-import { deploySuite, type SuiteAddresses } from "../deploy/suite";
-import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../crypto/deviceKey";
-import { TypedDataHasher } from "../eip712/fast";
-import type { Deployment, Message } from "../eip712";
-import { DeviceBatch, deviceIdOf } from "../registry/batch";
-import type { DeviceMessageType, SignedDeviceMessage } from "../messages";
-import { DeviceRegistry__factory, type DeviceRegistry } from "../../typechain-types";
+import { deploySuite, type SuiteAddresses } from "../deploy/suite.js";
+import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../crypto/deviceKey.js";
+import { TypedDataHasher } from "../eip712/fast.js";
+import type { Deployment, Message } from "../eip712/index.js";
+import { DeviceBatch, deviceIdOf } from "../registry/batch.js";
+import type { DeviceMessageType, SignedDeviceMessage } from "../messages/index.js";
+import { DeviceRegistry__factory, type DeviceRegistry } from "../../typechain-types/index.js";
 
 export const FLEET_MODEL = encodeBytes32String("custos-sim-v1");
 export const FLEET_FIRMWARE = id("firmware 1.0.0");

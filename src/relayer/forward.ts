@@ -4,7 +4,7 @@
  * signed `ForwardRequest` type itself lives in the catalogue (domain "forwarder").
  */
 import { keccak256 } from "ethers";
-import type { Message } from "../eip712";
+import type { Message } from "../eip712/index.js";
 
 export interface ForwardRequestBody {
   from: string;

@@ -1,6 +1,6 @@
 /** The relayer gateway: see server.ts for the API and submitter.ts for how batches are sent. */
-export { startRelayer, type RelayerHandle, type RelayerStats } from "./server";
-export { DEFAULTS, type RelayerConfig, type RelayerHooks } from "./config";
-export { REFUSALS, Refusal, type RefusalBody, type RefusalCode } from "./errors";
-export { checkForwardShape, forwardId, type ForwardRequestBody } from "./forward";
-export type { MessageStatus } from "./store";
+export { startRelayer, type RelayerHandle, type RelayerStats } from "./server.js";
+export { DEFAULTS, type RelayerConfig, type RelayerHooks } from "./config.js";
+export { REFUSALS, Refusal, type RefusalBody, type RefusalCode } from "./errors.js";
+export { checkForwardShape, forwardId, type ForwardRequestBody } from "./forward.js";
+export type { MessageStatus } from "./store.js";

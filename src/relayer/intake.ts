@@ -8,10 +8,10 @@
  */
 import { concat, type JsonRpcProvider } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
-import { DOMAINS, TYPES, type Deployment } from "../eip712";
-import { TypedDataHasher, hexToBytes, keccak } from "../eip712/fast";
-import { DeviceSignatureVerifier } from "../crypto/verify";
-import { P256_N } from "../crypto/p256";
+import { DOMAINS, TYPES, type Deployment } from "../eip712/index.js";
+import { TypedDataHasher, hexToBytes, keccak } from "../eip712/fast.js";
+import { DeviceSignatureVerifier } from "../crypto/verify.js";
+import { P256_N } from "../crypto/p256.js";
 import {
   CONTRACT_OF,
   checkShape,
@@ -22,15 +22,15 @@ import {
   nonceOf,
   type ContractName,
   type SignedDeviceMessage,
-} from "../messages";
-import { deviceIdOf, leafHash } from "../registry/batch";
-import { ChainView, DeviceStatus, STATUS_NAMES } from "./chain";
-import type { ResolvedConfig } from "./config";
-import { Refusal, shapeRefusal } from "./errors";
-import { checkForwardShape, forwardId, forwardMessage, forwardTuple, type ForwardRequestBody } from "./forward";
-import { RateLimiter } from "./rateLimit";
-import { tryCall } from "./revert";
-import type { Entry, MessageStatus, MessageStore } from "./store";
+} from "../messages/index.js";
+import { deviceIdOf, leafHash } from "../registry/batch.js";
+import { ChainView, DeviceStatus, STATUS_NAMES } from "./chain.js";
+import type { ResolvedConfig } from "./config.js";
+import { Refusal, shapeRefusal } from "./errors.js";
+import { checkForwardShape, forwardId, forwardMessage, forwardTuple, type ForwardRequestBody } from "./forward.js";
+import { RateLimiter } from "./rateLimit.js";
+import { tryCall } from "./revert.js";
+import type { Entry, MessageStatus, MessageStore } from "./store.js";
 
 const SECP256K1_HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
 const P256_HALF_N = P256_N / 2n;

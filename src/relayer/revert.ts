@@ -1,6 +1,6 @@
 /** Telling a revert from a failure to reach the node, and naming a revert's reason. */
 import { Interface, isCallException } from "ethers";
-import { DeviceRegistry__factory, ERC2771Forwarder__factory } from "../../typechain-types";
+import { DeviceRegistry__factory, ERC2771Forwarder__factory } from "../../typechain-types/index.js";
 
 const interfaces: Interface[] = [
   DeviceRegistry__factory.createInterface(),

@@ -12,15 +12,15 @@
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from "fastify";
 import { JsonRpcProvider, Network, Wallet, getAddress } from "ethers";
-import { DOMAINS, type Deployment } from "../eip712";
-import { TypedDataHasher } from "../eip712/fast";
-import { ChainView } from "./chain";
-import { resolveConfig, type RelayerConfig } from "./config";
-import { Refusal, type RefusalBody } from "./errors";
-import { Intake } from "./intake";
-import { MessageStore } from "./store";
-import { Submitter } from "./submitter";
-import { DeviceRegistry__factory } from "../../typechain-types";
+import { DOMAINS, type Deployment } from "../eip712/index.js";
+import { TypedDataHasher } from "../eip712/fast.js";
+import { ChainView } from "./chain.js";
+import { resolveConfig, type RelayerConfig } from "./config.js";
+import { Refusal, type RefusalBody } from "./errors.js";
+import { Intake } from "./intake.js";
+import { MessageStore } from "./store.js";
+import { Submitter } from "./submitter.js";
+import { DeviceRegistry__factory } from "../../typechain-types/index.js";
 
 export interface RelayerStats {
   accepted: number;

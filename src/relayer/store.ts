@@ -11,9 +11,9 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
-import { DurableLog } from "../store/durableLog";
-import type { SignedDeviceMessage } from "../messages";
-import type { ForwardRequestBody } from "./forward";
+import { DurableLog } from "../store/durableLog.js";
+import type { SignedDeviceMessage } from "../messages/index.js";
+import type { ForwardRequestBody } from "./forward.js";
 
 export type MessageStatus = "accepted" | "submitted" | "confirmed" | "failed" | "spent";
 export type MessageKind = "device" | "forward";

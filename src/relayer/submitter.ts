@@ -20,14 +20,14 @@
  */
 import type { JsonRpcProvider, Wallet } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
-import { encodeCall, isSpent, type SignedDeviceMessage } from "../messages";
-import { deviceIdOf } from "../registry/batch";
-import type { ChainView, RawLog } from "./chain";
-import type { ResolvedConfig } from "./config";
-import { forwardTuple, type ForwardRequestBody } from "./forward";
-import { tryCall } from "./revert";
-import { signEip1559 } from "./tx";
-import { FINAL, type Entry, type MessageKind, type MessageStore } from "./store";
+import { encodeCall, isSpent, type SignedDeviceMessage } from "../messages/index.js";
+import { deviceIdOf } from "../registry/batch.js";
+import type { ChainView, RawLog } from "./chain.js";
+import type { ResolvedConfig } from "./config.js";
+import { forwardTuple, type ForwardRequestBody } from "./forward.js";
+import { tryCall } from "./revert.js";
+import { signEip1559 } from "./tx.js";
+import { FINAL, type Entry, type MessageKind, type MessageStore } from "./store.js";
 
 export interface SubmitterContext {
   config: ResolvedConfig;

@@ -4,7 +4,7 @@
  * bytes as ethers' `Transaction` — a test cross-checks them.
  */
 import type { SigningKey } from "ethers";
-import { keccak } from "../eip712/fast";
+import { keccak } from "../eip712/fast.js";
 
 export interface Eip1559Fields {
   chainId: bigint;

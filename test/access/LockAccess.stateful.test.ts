@@ -31,16 +31,15 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import hre, { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
 import { AbiCoder, keccak256, type Interface, type Result } from "ethers";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { digest } from "../../src/eip712";
-import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
-import { deployLocks } from "../helpers/lock";
-import { Status, rotation } from "../helpers/registry";
-import { expectOutcome, tick } from "../helpers/stateful";
-import { assertProperty, propertyTimeout } from "../helpers/property";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { digest } from "../../src/eip712/index.js";
+import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey.js";
+import { deployLocks } from "../helpers/lock.js";
+import { Status, rotation } from "../helpers/registry.js";
+import { expectOutcome, tick } from "../helpers/stateful.js";
+import { assertProperty, propertyTimeout } from "../helpers/property.js";
 
 /**
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's

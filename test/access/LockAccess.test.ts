@@ -1,12 +1,11 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
 import { TypedDataEncoder } from "ethers";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { digest, typedData, typeHash, typesOf } from "../../src/eip712";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { deadlineIn, rotation, Status } from "../helpers/registry";
-import { deployLocks, logBatch } from "../helpers/lock";
+import { digest, typedData, typeHash, typesOf } from "../../src/eip712/index.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { deadlineIn, rotation, Status } from "../helpers/registry.js";
+import { deployLocks, logBatch } from "../helpers/lock.js";
 
 const ROOT = ethers.id("log batch");
 

@@ -3,20 +3,19 @@
  * delivery over JSON-RPC with its crash windows, and delivery through the relayer's HTTP contract.
  */
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
 import { Wallet, keccak256, id as textHash } from "ethers";
-import { Agent, AgentError, openAgentStack, type Signed } from "../../src/agent/agent";
-import { relayerRefusal } from "../../src/agent/client";
-import { createLogger } from "../../src/agent/log";
-import type { RpcSubmission } from "../../src/agent/outbox";
-import { encodeCall, toJson, type SignedDeviceMessage } from "../../src/messages";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { commit, deadlineIn, makeBatch, signAs } from "../helpers/registry";
-import { FakeRelayer } from "./fakeRelayer";
-import { agentFixture, eventually, firmwareEvents, tempDir } from "./helpers";
-import { freePort } from "../helpers/node";
-import { deviceByKey } from "../../src/registry/lookup";
+import { Agent, AgentError, openAgentStack, type Signed } from "../../src/agent/agent.js";
+import { relayerRefusal } from "../../src/agent/client.js";
+import { createLogger } from "../../src/agent/log.js";
+import type { RpcSubmission } from "../../src/agent/outbox.js";
+import { encodeCall, toJson, type SignedDeviceMessage } from "../../src/messages/index.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { commit, deadlineIn, makeBatch, signAs } from "../helpers/registry.js";
+import { FakeRelayer } from "./fakeRelayer.js";
+import { agentFixture, eventually, firmwareEvents, tempDir } from "./helpers.js";
+import { freePort } from "../helpers/node.js";
+import { deviceByKey } from "../../src/registry/lookup.js";
 
 type Fixture = Awaited<ReturnType<typeof agentFixture>>;
 

@@ -3,13 +3,13 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { EXAMPLES, buildProgram, main, parseDeadline, resolveConfig } from "../../src/agent/cli";
-import { tempDir } from "./helpers";
+import { EXAMPLES, buildProgram, main, parseDeadline, resolveConfig } from "../../src/agent/cli.js";
+import { tempDir } from "./helpers.js";
 import { Wallet, recoverAddress } from "ethers";
-import { digest } from "../../src/eip712";
-import { issueCertificate } from "../../src/agent/roles/lockOwner";
+import { digest } from "../../src/eip712/index.js";
+import { issueCertificate } from "../../src/agent/roles/lockOwner.js";
 
-const ROOT = path.join(__dirname, "..", "..");
+const ROOT = path.join(import.meta.dirname, "..", "..");
 const REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 

@@ -7,16 +7,16 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture } from "../helpers/hardhat.js";
 import { TypedDataEncoder, getAddress, hexlify } from "ethers";
-import { TYPES, domainOf, typesOf, type Deployment, type Message, type TypeName } from "../../src/eip712";
-import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast";
-import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
-import { deviceIdOf } from "../../src/registry/batch";
-import { commit, deadlineIn, deployRegistry, makeBatch, provision, type RegistryContext } from "../helpers/registry";
-import { deployBeacons } from "../helpers/beacons";
-import type { LocationBeacons } from "../../typechain-types";
-import { assertProperty } from "../helpers/property";
+import { TYPES, domainOf, typesOf, type Deployment, type Message, type TypeName } from "../../src/eip712/index.js";
+import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast.js";
+import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey.js";
+import { deviceIdOf } from "../../src/registry/batch.js";
+import { commit, deadlineIn, deployRegistry, makeBatch, provision, type RegistryContext } from "../helpers/registry.js";
+import { deployBeacons } from "../helpers/beacons.js";
+import type { LocationBeacons } from "../../typechain-types/index.js";
+import { assertProperty } from "../helpers/property.js";
 
 const bytes = (min: number, max = min) => fc.uint8Array({ minLength: min, maxLength: max }).map((b) => hexlify(b));
 

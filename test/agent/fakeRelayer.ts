@@ -6,7 +6,7 @@
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Signer } from "ethers";
-import { checkShape, encodeCall, messageId, type SignedDeviceMessage } from "../../src/messages";
+import { checkShape, encodeCall, messageId, type SignedDeviceMessage } from "../../src/messages/index.js";
 
 export interface FakeRelayerRecord {
   id: string;

@@ -5,13 +5,12 @@
 import { mkdtempSync, rmSync, watch } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ethers } from "hardhat";
-import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { ethers, setBalance } from "../helpers/hardhat.js";
 import { Wallet, type Provider } from "ethers";
-import type { DeviceKey } from "../../src/crypto/deviceKey";
-import { deployRegistry, makeKeys, provision } from "../helpers/registry";
-import { deployBeacons } from "../helpers/beacons";
-import { DeviceRegistry__factory } from "../../typechain-types";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import { deployRegistry, makeKeys, provision } from "../helpers/registry.js";
+import { deployBeacons } from "../helpers/beacons.js";
+import { DeviceRegistry__factory } from "../../typechain-types/index.js";
 
 const dirs: string[] = [];
 process.on("exit", () => {

@@ -3,10 +3,10 @@ import { generateKeyPairSync } from "node:crypto";
 import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Wallet, decryptKeystoreJson, encryptKeystoreJson, getBytes, id as textHash } from "ethers";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { loadKeccak } from "../../src/eip712/fast";
-import { p256PublicKeyBytes } from "../../src/crypto/p256";
-import { deviceIdOf } from "../../src/registry/batch";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { loadKeccak } from "../../src/eip712/fast.js";
+import { p256PublicKeyBytes } from "../../src/crypto/p256.js";
+import { deviceIdOf } from "../../src/registry/batch.js";
 import {
   KeystoreError,
   generateKey,
@@ -15,8 +15,8 @@ import {
   loadKeyMaterial,
   loadKeystore,
   saveKeystore,
-} from "../../src/agent/keystore";
-import { tempDir } from "./helpers";
+} from "../../src/agent/keystore.js";
+import { tempDir } from "./helpers.js";
 
 const VERIFIER = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const FAST = { scryptN: 1024 }; // 2^10 instead of 2^17: the file records N, loading needs no option

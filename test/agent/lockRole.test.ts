@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { Wallet } from "ethers";
-import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast";
-import { digest, type Deployment, type Message } from "../../src/eip712";
-import { randomDeviceKey, secp256k1Key, type DeviceKey } from "../../src/crypto/deviceKey";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { LockRole, hourOfWeek, revokedRootOf, type LockChainState } from "../../src/agent/roles/lock";
+import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast.js";
+import { digest, type Deployment, type Message } from "../../src/eip712/index.js";
+import { randomDeviceKey, secp256k1Key, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { LockRole, hourOfWeek, revokedRootOf, type LockChainState } from "../../src/agent/roles/lock.js";
 
 const LOCK = 1234567n;
 const VERIFIER = "0x00000000000000000000000000000000000a7256";

@@ -1,19 +1,18 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { ethers, loadFixture } from "../helpers/hardhat.js";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { switchable } from "../../src/agent/switchable";
-import { Agent } from "../../src/agent/agent";
-import { TypedDataHasher } from "../../src/eip712/fast";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { LockService } from "../../src/agent/roles/lockServer";
-import { unlockAt, showCertificate, describeSchedule } from "../../src/agent/roles/guest";
-import { issueCertificate, signCheckpoint } from "../../src/agent/roles/lockOwner";
-import { RECORD_ENCODING, recordLeaf } from "../../src/agent/roles/lockLog";
-import { deployLocks } from "../helpers/lock";
-import { rotation } from "../helpers/registry";
-import { fundedWallet, tempDir } from "./helpers";
+import { switchable } from "../../src/agent/switchable.js";
+import { Agent } from "../../src/agent/agent.js";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { LockService } from "../../src/agent/roles/lockServer.js";
+import { unlockAt, showCertificate, describeSchedule } from "../../src/agent/roles/guest.js";
+import { issueCertificate, signCheckpoint } from "../../src/agent/roles/lockOwner.js";
+import { RECORD_ENCODING, recordLeaf } from "../../src/agent/roles/lockLog.js";
+import { deployLocks } from "../helpers/lock.js";
+import { rotation } from "../helpers/registry.js";
+import { fundedWallet, tempDir } from "./helpers.js";
 
 const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
 

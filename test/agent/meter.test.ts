@@ -1,12 +1,11 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { digest } from "../../src/eip712";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { Agent } from "../../src/agent/agent";
-import { TypedDataHasher } from "../../src/eip712/fast";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
+import { digest } from "../../src/eip712/index.js";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
+import { Agent } from "../../src/agent/agent.js";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import {
   MeterError,
   MeterPayee,
@@ -16,11 +15,11 @@ import {
   VoucherDigester,
   channelIdOf,
   type ChannelTerms,
-} from "../../src/agent/roles/meter";
-import { CHALLENGE_PERIOD, deployChannels, openChannel } from "../helpers/channels";
-import { rotation } from "../helpers/registry";
-import { fundedWallet, tempDir } from "./helpers";
-import { assertProperty } from "../helpers/property";
+} from "../../src/agent/roles/meter.js";
+import { CHALLENGE_PERIOD, deployChannels, openChannel } from "../helpers/channels.js";
+import { rotation } from "../helpers/registry.js";
+import { fundedWallet, tempDir } from "./helpers.js";
+import { assertProperty } from "../helpers/property.js";
 
 const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
 const PRICE = 1_000_000_000n; // wei per Wh

@@ -16,22 +16,22 @@ import {
   id as textHash,
   type Signer,
 } from "ethers";
-import { deploySuite } from "../../src/deploy/suite";
-import { digest } from "../../src/eip712";
-import { loadKeccak } from "../../src/eip712/fast";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
-import { DeviceBatch, deviceIdOf } from "../../src/registry/batch";
-import { openAgentStack } from "../../src/agent/agent";
-import { createLogger } from "../../src/agent/log";
-import { generateKey, saveKeystore } from "../../src/agent/keystore";
-import { Outbox } from "../../src/agent/outbox";
-import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types";
-import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
-import { eventually, onceWritten, tempDir } from "./helpers";
-import { reapAll, runCli, startCli, type CliRun } from "../helpers/cli";
-import { RpcGate, type HeldCall } from "../helpers/rpcGate";
-import { crashSeed } from "../helpers/crashSeed";
-import { deviceByKey } from "../../src/registry/lookup";
+import { deploySuite } from "../../src/deploy/suite.js";
+import { digest } from "../../src/eip712/index.js";
+import { loadKeccak } from "../../src/eip712/fast.js";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { DeviceBatch, deviceIdOf } from "../../src/registry/batch.js";
+import { openAgentStack } from "../../src/agent/agent.js";
+import { createLogger } from "../../src/agent/log.js";
+import { generateKey, saveKeystore } from "../../src/agent/keystore.js";
+import { Outbox } from "../../src/agent/outbox.js";
+import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types/index.js";
+import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import { eventually, onceWritten, tempDir } from "./helpers.js";
+import { reapAll, runCli, startCli, type CliRun } from "../helpers/cli.js";
+import { RpcGate, type HeldCall } from "../helpers/rpcGate.js";
+import { crashSeed } from "../helpers/crashSeed.js";
+import { deviceByKey } from "../../src/registry/lookup.js";
 
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-tracker-v1");
@@ -258,7 +258,7 @@ describe("agent against a hardhat node on loopback", function () {
         keys.push(await saveKeystore(file, m, PASSWORD, { scryptN: 1024 }));
         keystores.push(file);
       }
-      const { deviceKeyOf } = await import("../../src/agent/keystore");
+      const { deviceKeyOf } = await import("../../src/agent/keystore.js");
       await provision(chain, materials.map(deviceKeyOf));
       const payer = await fundedPayer(chain);
       const firstBlock = await chain.provider.getBlockNumber();

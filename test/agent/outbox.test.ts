@@ -3,9 +3,9 @@ import { spawnSync } from "node:child_process";
 import { appendFileSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { hexlify, id as textHash, randomBytes } from "ethers";
-import { Outbox, type RpcSubmission } from "../../src/agent/outbox";
-import { messageId, type SignedDeviceMessage } from "../../src/messages";
-import { tempDir } from "./helpers";
+import { Outbox, type RpcSubmission } from "../../src/agent/outbox.js";
+import { messageId, type SignedDeviceMessage } from "../../src/messages/index.js";
+import { tempDir } from "./helpers.js";
 
 const KEY_A = "0x" + "a1".repeat(20);
 const KEY_B = "0x" + "b2".repeat(20);

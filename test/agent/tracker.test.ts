@@ -1,12 +1,11 @@
 import { expect } from "chai";
-import { ethers, network } from "hardhat";
+import { ethers, connection, loadFixture, time } from "../helpers/hardhat.js";
 import { BrowserProvider } from "ethers";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { Agent } from "../../src/agent/agent";
-import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker";
-import { checkpointSummary, submitExcursion, summaryHash } from "../../src/custody/excursion";
-import { createShipment, deployCustody } from "../helpers/custody";
-import { fundedWallet, tempDir } from "./helpers";
+import { Agent } from "../../src/agent/agent.js";
+import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker.js";
+import { checkpointSummary, submitExcursion, summaryHash } from "../../src/custody/excursion.js";
+import { createShipment, deployCustody } from "../helpers/custody.js";
+import { fundedWallet, tempDir } from "./helpers.js";
 
 const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
 
@@ -92,7 +91,7 @@ describe("tracker role: readings kept on disk, checkpoints signed into the outbo
       request: async ({ method, params }: { method: string; params?: unknown[] }) => {
         const call = (params?.[0] ?? {}) as { data?: string };
         if (method === "eth_call" && call.data?.startsWith(selector)) return ethers.zeroPadValue(stale, 32);
-        return network.provider.request({ method, params });
+        return connection.provider.request({ method, params });
       },
     });
     const racer = (await fundedWallet()).connect(staleReads);

@@ -3,13 +3,12 @@
  * anyone), under its own EIP-712 domain and its own per-device beacon nonce.
  */
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { DOMAINS, typeHash } from "../../src/eip712";
-import { deviceIdOf } from "../../src/registry/batch";
-import { beaconArgs, deployBeacons, ZURICH } from "../helpers/beacons";
-import { deployRegistry, highS, makeKeys, provision, rotation, Status } from "../helpers/registry";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { DOMAINS, typeHash } from "../../src/eip712/index.js";
+import { deviceIdOf } from "../../src/registry/batch.js";
+import { beaconArgs, deployBeacons, ZURICH } from "../helpers/beacons.js";
+import { deployRegistry, highS, makeKeys, provision, rotation, Status } from "../helpers/registry.js";
 
 async function beaconsFixture() {
   const ctx = await deployRegistry();

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { gasProblems } from "../../bench/lib";
+import { gasProblems } from "../../bench/lib.js";
 
 describe("bench:check (gasProblems)", function () {
   const budgets = { "x.op": 100_000 };

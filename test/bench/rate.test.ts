@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { Prepared, rate } from "../../bench/agent";
+import { Prepared, rate } from "../../bench/agent.js";
 
 describe("bench: timed loops over prepared work (rate, Prepared)", function () {
   it("an operation that consumes prepared work never runs out of it, however fast it is", function () {

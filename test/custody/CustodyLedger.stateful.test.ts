@@ -24,17 +24,16 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import hre, { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
 import type { Result, Signer } from "ethers";
-import { digest, type Message } from "../../src/eip712";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
-import { rotation } from "../helpers/registry";
-import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody";
-import { checkpointSummary, type ExcursionEvidence } from "../../src/custody/excursion";
-import { HOUR, deployCustody, signHandoff } from "../helpers/custody";
-import { expectOutcome, tick } from "../helpers/stateful";
-import { assertProperty, propertyTimeout } from "../helpers/property";
+import { digest, type Message } from "../../src/eip712/index.js";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { rotation } from "../helpers/registry.js";
+import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody/index.js";
+import { checkpointSummary, type ExcursionEvidence } from "../../src/custody/excursion.js";
+import { HOUR, deployCustody, signHandoff } from "../helpers/custody.js";
+import { expectOutcome, tick } from "../helpers/stateful.js";
+import { assertProperty, propertyTimeout } from "../helpers/property.js";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));

@@ -1,11 +1,10 @@
 import { expect } from "chai";
-import { rotation } from "../helpers/registry";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { rotation } from "../helpers/registry.js";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { TypedDataEncoder, Wallet } from "ethers";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { domainOf } from "../../src/eip712";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { domainOf } from "../../src/eip712/index.js";
 import {
   PalletChildren,
   READING_ENCODING,
@@ -14,8 +13,8 @@ import {
   readingLeaf,
   shipmentIdOf,
   type Reading,
-} from "../../src/custody";
-import { checkpointSummary, summaryHash } from "../../src/custody/excursion";
+} from "../../src/custody/index.js";
+import { checkpointSummary, summaryHash } from "../../src/custody/excursion.js";
 import {
   EPC,
   HOUR,
@@ -26,7 +25,7 @@ import {
   readingsOf,
   signHandoff,
   type CustodyContext,
-} from "../helpers/custody";
+} from "../helpers/custody.js";
 
 /** Expects `tx` to breach shipment `id` with `reading` of checkpoint 1 and expose the tracker that hid it. */
 async function expectExposingBreach(f: CustodyContext, tx: Promise<unknown>, id: string, reading: Reading) {
@@ -484,7 +483,7 @@ describe("CustodyLedger", function () {
       const word = 4 + 32;
       const dirty = ethers.concat([ethers.dataSlice(data, 0, word), "0x01", ethers.dataSlice(data, word + 1)]);
       const to = await f.ledger.getAddress();
-      await expect(f.carrier.sendTransaction({ to, data: dirty })).to.be.reverted;
+      await expect(f.carrier.sendTransaction({ to, data: dirty })).to.revert(ethers);
       await f.carrier.sendTransaction({ to, data });
       expect((await f.ledger.shipmentOf(id)).checkpointSeq).to.equal(1n);
     });

@@ -4,12 +4,12 @@ import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { JsonRpcProvider } from "ethers";
-import { startHardhatNode, type HardhatNode } from "../helpers/node";
-import { DeviceRegistry__factory, GuardianQuorum__factory } from "../../typechain-types";
-import parameters from "../../ignition/parameters.example.json";
+import { startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import { DeviceRegistry__factory, GuardianQuorum__factory } from "../../typechain-types/index.js";
+import parameters from "../../ignition/parameters.example.json" with { type: "json" };
 
 const run = promisify(execFile);
-const root = path.join(__dirname, "..", "..");
+const root = path.join(import.meta.dirname, "..", "..");
 
 describe("Ignition: deploy to `hardhat node` over loopback", function () {
   let node: HardhatNode;

@@ -1,10 +1,9 @@
 import { expect } from "chai";
-import { ethers, ignition } from "hardhat";
-import { time } from "@nomicfoundation/hardhat-network-helpers";
-import CustosModule from "../../ignition/modules/Custos";
-import parameters from "../../ignition/parameters.example.json";
-import { DeviceRegistry__factory, TimelockController__factory } from "../../typechain-types";
-import { DOMAINS } from "../../src/eip712";
+import { ethers, ignition, time } from "../helpers/hardhat.js";
+import CustosModule from "../../ignition/modules/Custos.js";
+import parameters from "../../ignition/parameters.example.json" with { type: "json" };
+import { DeviceRegistry__factory, TimelockController__factory } from "../../typechain-types/index.js";
+import { DOMAINS } from "../../src/eip712/index.js";
 
 async function deployFixture() {
   return ignition.deploy(CustosModule, { parameters });
@@ -72,7 +71,7 @@ describe("Ignition: Custos module", function () {
     const target = await registry.getAddress();
     const salt = ethers.id("add a manufacturer");
     const delay = BigInt(parameters.Custos.adminDelay);
-    await expect(timelock.connect(stranger).schedule(target, 0, data, ethers.ZeroHash, salt, delay)).to.be.reverted;
+    await expect(timelock.connect(stranger).schedule(target, 0, data, ethers.ZeroHash, salt, delay)).to.revert(ethers);
     await expect(timelock.connect(proposer).schedule(target, 0, data, ethers.ZeroHash, salt, delay)).to.emit(
       timelock,
       "CallScheduled",

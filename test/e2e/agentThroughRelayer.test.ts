@@ -4,9 +4,9 @@
  */
 import { expect } from "chai";
 import { id as textHash } from "ethers";
-import { openAgentStack } from "../../src/agent/agent";
-import { makeFleet, relayerFor, tempDir } from "../relayer/fixtures";
-import { LocationBeacons__factory } from "../../typechain-types";
+import { openAgentStack } from "../../src/agent/agent.js";
+import { makeFleet, relayerFor, tempDir } from "../relayer/fixtures.js";
+import { LocationBeacons__factory } from "../../typechain-types/index.js";
 
 describe("e2e: device agents deliver through the relayer", function () {
   it("firmware attestations from a secp256k1 and a P-256 device land once each, in nonce order, gas paid by the relayer", async function () {

@@ -10,25 +10,25 @@ import { expect } from "chai";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { JsonRpcProvider, Wallet, encodeBytes32String, id as textHash, parseEther, type Signer } from "ethers";
-import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite";
-import { digest } from "../../src/eip712";
-import { TypedDataHasher } from "../../src/eip712/fast";
-import { deviceKeyOf, generateKey, saveKeystore } from "../../src/agent/keystore";
-import { issueCertificate } from "../../src/agent/roles/lockOwner";
-import { ReadingsBatch, locationId, shipmentIdOf } from "../../src/custody";
-import type { DeviceKey } from "../../src/crypto/deviceKey";
-import { DeviceBatch } from "../../src/registry/batch";
+import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite.js";
+import { digest } from "../../src/eip712/index.js";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { deviceKeyOf, generateKey, saveKeystore } from "../../src/agent/keystore.js";
+import { issueCertificate } from "../../src/agent/roles/lockOwner.js";
+import { ReadingsBatch, locationId, shipmentIdOf } from "../../src/custody/index.js";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import { DeviceBatch } from "../../src/registry/batch.js";
 import {
   CustodyLedger__factory,
   DeviceRegistry__factory,
   LockAccess__factory,
   PaymentChannels__factory,
-} from "../../typechain-types";
-import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node";
-import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/process";
-import { tempDir } from "../agent/helpers";
-import { reapAll, startCli, type CliRun } from "../helpers/cli";
-import { deviceByKey } from "../../src/registry/lookup";
+} from "../../typechain-types/index.js";
+import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/process.js";
+import { tempDir } from "../agent/helpers.js";
+import { reapAll, startCli, type CliRun } from "../helpers/cli.js";
+import { deviceByKey } from "../../src/registry/lookup.js";
 
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-e2e");

@@ -4,9 +4,8 @@
  * its GUARDIAN_ROLE and its quorum is 2.
  */
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { QUORUM, Status, deployRegistry, guardianDecide, makeKeys, provision } from "../helpers/registry";
+import { ethers, loadFixture } from "../helpers/hardhat.js";
+import { QUORUM, Status, deployRegistry, guardianDecide, makeKeys, provision } from "../helpers/registry.js";
 
 const REASON = ethers.id("tamper detected");
 

@@ -1,9 +1,9 @@
 /** LocationBeacons on a registry of `deployRegistry`, and its beacons signed as a device signs them. */
-import { ethers } from "hardhat";
-import type { Deployment } from "../../src/eip712";
-import type { DeviceKey } from "../../src/crypto/deviceKey";
-import type { LocationBeacons } from "../../typechain-types";
-import { deadlineIn, signAs, type RegistryContext } from "./registry";
+import { ethers } from "./hardhat.js";
+import type { Deployment } from "../../src/eip712/index.js";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import type { LocationBeacons } from "../../typechain-types/index.js";
+import { deadlineIn, signAs, type RegistryContext } from "./registry.js";
 
 /** Deploys LocationBeacons reading `ctx`'s registry; returns it with its EIP-712 deployment. */
 export async function deployBeacons(ctx: RegistryContext) {

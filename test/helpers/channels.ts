@@ -1,10 +1,10 @@
-import { ethers } from "hardhat";
+import { ethers } from "./hardhat.js";
 import type { ContractTransactionResponse } from "ethers";
-import { digest, type Deployment } from "../../src/eip712";
-import type { DeviceKey } from "../../src/crypto/deviceKey";
-import type { PaymentChannels } from "../../typechain-types";
-import { termsFromOpened, type ChannelTerms } from "../../src/agent/roles/meter";
-import { deployRegistry, makeKeys, provision } from "./registry";
+import { digest, type Deployment } from "../../src/eip712/index.js";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import type { PaymentChannels } from "../../typechain-types/index.js";
+import { termsFromOpened, type ChannelTerms } from "../../src/agent/roles/meter.js";
+import { deployRegistry, makeKeys, provision } from "./registry.js";
 
 export const CHALLENGE_PERIOD = 3_600;
 export const UNCAPPED = (1n << 96n) - 1n;

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 
-const ROOT = path.join(__dirname, "..", "..");
+const ROOT = path.join(import.meta.dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "custos-agent.js");
 
 const children = new Set<ChildProcess>();

@@ -1,11 +1,10 @@
-import { ethers } from "hardhat";
-import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { ethers, time } from "./hardhat.js";
 import type { Signer } from "ethers";
-import { digest, typedData, type Deployment, type Message } from "../../src/eip712";
-import type { DeviceKey } from "../../src/crypto/deviceKey";
-import { ReadingsBatch, cbv, locationId, shipmentIdOf, type Reading } from "../../src/custody";
-import type { CustodyLedger } from "../../typechain-types";
-import { deployRegistry, makeKeys, provision } from "./registry";
+import { digest, typedData, type Deployment, type Message } from "../../src/eip712/index.js";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import { ReadingsBatch, cbv, locationId, shipmentIdOf, type Reading } from "../../src/custody/index.js";
+import type { CustodyLedger } from "../../typechain-types/index.js";
+import { deployRegistry, makeKeys, provision } from "./registry.js";
 
 export const HOUR = 3600;
 export const EPC = "urn:epc:id:sscc:0614141.1234567890";

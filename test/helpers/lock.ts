@@ -1,7 +1,7 @@
-import { ethers } from "hardhat";
-import { digest, type Deployment } from "../../src/eip712";
-import type { DeviceKey } from "../../src/crypto/deviceKey";
-import { deployRegistry, makeKeys, provision, deadlineIn } from "./registry";
+import { ethers } from "./hardhat.js";
+import { digest, type Deployment } from "../../src/eip712/index.js";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import { deployRegistry, makeKeys, provision, deadlineIn } from "./registry.js";
 
 /** The registry fixture plus LockAccess, and two lock devices (secp256k1, P-256) owned by `owner`. */
 export async function deployLocks() {

@@ -42,7 +42,7 @@ export interface HardhatNode {
 /** Starts `hardhat node` on `port` (a free one by default) and waits until it answers. */
 export async function startHardhatNode(port?: number): Promise<HardhatNode> {
   const p = port ?? (await freePort());
-  const root = path.join(__dirname, "..", "..");
+  const root = path.join(import.meta.dirname, "..", "..");
   const child = spawn(
     process.execPath,
     [require.resolve("hardhat/internal/cli/bootstrap"), "node", "--hostname", "127.0.0.1", "--port", String(p)],

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { DEFAULT_CI_SEED, assertProperty, propertyRuns } from "./property";
+import { DEFAULT_CI_SEED, assertProperty, propertyRuns } from "./property.js";
 
 describe("property seeds (propertyRuns, assertProperty)", function () {
   it("CI runs the fixed seed (FC_SEED, else 42) and then a fresh one", function () {

@@ -1,11 +1,11 @@
-import { ethers } from "hardhat";
+import { ethers } from "./hardhat.js";
 import { encodeBytes32String, id as textHash } from "ethers";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { digest, type Deployment, type Message, type TypeName } from "../../src/eip712";
-import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey";
-import { DeviceBatch, deviceIdOf } from "../../src/registry/batch";
-import { P256_N } from "../../src/crypto/p256";
-import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { digest, type Deployment, type Message, type TypeName } from "../../src/eip712/index.js";
+import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey.js";
+import { DeviceBatch, deviceIdOf } from "../../src/registry/batch.js";
+import { P256_N } from "../../src/crypto/p256.js";
+import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types/index.js";
 
 export const MODEL = encodeBytes32String("custos-lock-v1");
 export const FIRMWARE = textHash("firmware 1.0.0");

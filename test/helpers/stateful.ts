@@ -1,6 +1,6 @@
 /** Pieces shared by the model-based (stateful) tests. */
 import { expect } from "chai";
-import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { time } from "./hardhat.js";
 import type { BaseContract } from "ethers";
 
 /** Mines the next transaction one second later (the model knows every block's time). */

@@ -9,7 +9,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { getAddress, getIcapAddress, hexlify, keccak256, type Interface } from "ethers";
-import { loadKeccak } from "../../src/eip712/fast";
+import { loadKeccak } from "../../src/eip712/fast.js";
 import {
   DEVICE_MESSAGE_TYPES,
   CONTRACT_OF,
@@ -18,13 +18,13 @@ import {
   messageId,
   type DeviceMessageType,
   type SignedDeviceMessage,
-} from "../../src/messages";
-import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory";
-import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory";
-import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
-import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory";
-import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory";
-import { assertProperty } from "../helpers/property";
+} from "../../src/messages/index.js";
+import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
+import { LockAccess__factory } from "../../typechain-types/factories/contracts/access/LockAccess__factory.js";
+import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory.js";
+import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
+import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory.js";
+import { assertProperty } from "../helpers/property.js";
 
 const registry: Interface = DeviceRegistry__factory.createInterface();
 const beacons: Interface = LocationBeacons__factory.createInterface();

@@ -23,14 +23,13 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import hre, { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
-import { expectOutcome, tick } from "../helpers/stateful";
-import { rotation } from "../helpers/registry";
-import { assertProperty, propertyTimeout } from "../helpers/property";
-import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openedTerms, voucher, type Terms } from "../helpers/channels";
+import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { expectOutcome, tick } from "../helpers/stateful.js";
+import { rotation } from "../helpers/registry.js";
+import { assertProperty, propertyTimeout } from "../helpers/property.js";
+import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openedTerms, voucher, type Terms } from "../helpers/channels.js";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));

@@ -1,12 +1,11 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
+import { ethers, loadFixture, setBalance, time } from "../helpers/hardhat.js";
 import { TypedDataEncoder, Wallet } from "ethers";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { domainOf, typedData } from "../../src/eip712";
-import { channelIdOf } from "../../src/agent/roles/meter";
-import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openChannel, openedTerms, voucher } from "../helpers/channels";
-import { highS, rotation } from "../helpers/registry";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { domainOf, typedData } from "../../src/eip712/index.js";
+import { channelIdOf } from "../../src/agent/roles/meter.js";
+import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openChannel, openedTerms, voucher } from "../helpers/channels.js";
+import { highS, rotation } from "../helpers/registry.js";
 
 const ONE = ethers.parseEther("1");
 const ETH = ethers.ZeroAddress;
@@ -25,7 +24,7 @@ describe("PaymentChannels", function () {
     it("opens an ETH channel funded by anyone: the id is the hash of its terms, one slot holds the deposit", async function () {
       const f = await loadFixture(deployChannels);
       const { tx, terms, id } = await openChannel(f, { amount: ONE });
-      await expect(tx).to.changeEtherBalances([f.stranger, f.channels], [-ONE, ONE]);
+      await expect(tx).to.changeEtherBalances(ethers, [f.stranger, f.channels], [-ONE, ONE]);
       expect(await f.channels.channelId(terms)).to.equal(id);
       // The contract hashes the terms from raw calldata and memory: the same as their ABI encoding.
       expect(channelIdOf(terms)).to.equal(id);
@@ -124,7 +123,7 @@ describe("PaymentChannels", function () {
       ]);
       expect(dirty).to.not.equal(data);
       const to = await f.channels.getAddress();
-      await expect(f.stranger.sendTransaction({ to, data: dirty, value: 5n })).to.be.reverted;
+      await expect(f.stranger.sendTransaction({ to, data: dirty, value: 5n })).to.revert(ethers);
       await f.stranger.sendTransaction({ to, data, value: 5n });
       expect((await f.channels.channelState(id)).deposit).to.equal(ONE + 5n);
     });
@@ -208,7 +207,7 @@ describe("PaymentChannels", function () {
         expect((await f.channels.channelState(id)).paid).to.equal(1000n);
         await expect(
           f.channels.connect(f.other).withdrawForDevice(f.payees[0], ETH, f.other.address),
-        ).to.changeEtherBalances([f.other, f.channels], [1000n, -1000n]);
+        ).to.changeEtherBalances(ethers, [f.other, f.channels], [1000n, -1000n]);
         await expect(f.channels.connect(f.other).withdrawForDevice(f.payees[0], ETH, f.other.address))
           .to.be.revertedWithCustomError(f.channels, "PaymentChannelsNothingEarned")
           .withArgs(f.payees[0], ETH);
@@ -406,7 +405,7 @@ describe("PaymentChannels", function () {
         .withArgs(id, 700n, 300n, f.owner.address);
       expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(700n);
       expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(300n);
-      await expect(f.channels.connect(f.owner).withdraw(ETH, f.owner.address)).to.changeEtherBalance(f.owner, 300n);
+      await expect(f.channels.connect(f.owner).withdraw(ETH, f.owner.address)).to.changeEtherBalance(ethers, f.owner, 300n);
       // The tombstone: the id stays spent.
       const state = await f.channels.channelState(id);
       expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, await f.channels.CLOSED()]);

@@ -19,15 +19,14 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import hre, { ethers } from "hardhat";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { hre, ethers, loadFixture } from "../helpers/hardhat.js";
 import { AbiCoder, ZeroAddress, keccak256, id as textHash, type FunctionFragment, type Interface } from "ethers";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types";
-import { digest, type Message, type TypeName } from "../../src/eip712";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
-import { deviceIdOf, type DeviceBatch } from "../../src/registry/batch";
-import { tick } from "../helpers/stateful";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types/index.js";
+import { digest, type Message, type TypeName } from "../../src/eip712/index.js";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { deviceIdOf, type DeviceBatch } from "../../src/registry/batch.js";
+import { tick } from "../helpers/stateful.js";
 import {
   BatchStatus,
   FIRMWARE,
@@ -39,8 +38,8 @@ import {
   guardianDecide,
   makeBatch,
   type RegistryContext,
-} from "../helpers/registry";
-import { assertProperty, propertyTimeout } from "../helpers/property";
+} from "../helpers/registry.js";
+import { assertProperty, propertyTimeout } from "../helpers/property.js";
 
 /**
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's

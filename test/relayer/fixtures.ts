@@ -9,12 +9,12 @@ import http, { type IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
 import type { JsonRpcProvider, JsonRpcSigner, Wallet } from "ethers";
-import { startHardhatNode, type HardhatNode } from "../helpers/node";
-import type { DeviceKeyKind } from "../../src/crypto/deviceKey";
-import { TypedDataHasher } from "../../src/eip712/fast";
-import { typedData } from "../../src/eip712";
-import type { ForwardRequestBody } from "../../src/relayer";
-import { startRelayer, type RelayerConfig, type RelayerHandle } from "../../src/relayer";
+import { startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import type { DeviceKeyKind } from "../../src/crypto/deviceKey.js";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { typedData } from "../../src/eip712/index.js";
+import type { ForwardRequestBody } from "../../src/relayer/index.js";
+import { startRelayer, type RelayerConfig, type RelayerHandle } from "../../src/relayer/index.js";
 import {
   rpcProvider,
   signAttestation,
@@ -23,8 +23,8 @@ import {
   simulateFleet,
   type SimDevice,
   type SimFleet,
-} from "../../src/relayer/fleet";
-import { ERC2771Forwarder__factory } from "../../typechain-types";
+} from "../../src/relayer/fleet.js";
+import { ERC2771Forwarder__factory } from "../../typechain-types/index.js";
 
 let node: Promise<HardhatNode> | undefined;
 const relayers = new Set<RelayerHandle>();

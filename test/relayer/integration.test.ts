@@ -9,7 +9,7 @@ import { expect } from "chai";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ethers } from "ethers";
-import type { SignedDeviceMessage } from "../../src/messages";
+import type { SignedDeviceMessage } from "../../src/messages/index.js";
 import {
   attestation,
   deadlineIn,
@@ -26,13 +26,13 @@ import {
   until,
   type Fleet,
   type HttpReply,
-} from "./fixtures";
-import { keystoreFiles, spawnRelayer, type RelayerProcess } from "./process";
-import { startHardhatNode } from "../helpers/node";
-import { crashSeed } from "../helpers/crashSeed";
-import { rpcProvider, simulateFleet } from "../../src/relayer/fleet";
-import { deviceById } from "../../src/registry/lookup";
-import { LocationBeacons__factory } from "../../typechain-types";
+} from "./fixtures.js";
+import { keystoreFiles, spawnRelayer, type RelayerProcess } from "./process.js";
+import { startHardhatNode } from "../helpers/node.js";
+import { crashSeed } from "../helpers/crashSeed.js";
+import { rpcProvider, simulateFleet } from "../../src/relayer/fleet.js";
+import { deviceById } from "../../src/registry/lookup.js";
+import { LocationBeacons__factory } from "../../typechain-types/index.js";
 
 type Status = { id: string; status: string; txHash?: string; error?: string };
 

@@ -6,8 +6,8 @@
  */
 import { expect } from "chai";
 import { ethers } from "ethers";
-import type { SignedDeviceMessage } from "../../src/messages";
-import type { DeviceKeyKind } from "../../src/crypto/deviceKey";
+import type { SignedDeviceMessage } from "../../src/messages/index.js";
+import type { DeviceKeyKind } from "../../src/crypto/deviceKey.js";
 import {
   attestation,
   deadlineIn,
@@ -19,7 +19,7 @@ import {
   transactionsFrom,
   until,
   type HttpReply,
-} from "./fixtures";
+} from "./fixtures.js";
 
 type Case = "valid" | "bad signature" | "expired" | "replay of a landed message" | "quarantined device" | "resent";
 

@@ -7,8 +7,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { encryptKeystoreJsonSync, type Wallet } from "ethers";
-import { freePort } from "../helpers/node";
-import { tempDir } from "./fixtures";
+import { freePort } from "../helpers/node.js";
+import { tempDir } from "./fixtures.js";
 
 const children = new Set<ChildProcess>();
 
@@ -51,7 +51,7 @@ export function keystoreFiles(wallet: Wallet): { keystore: string; passwordFile:
 /** Starts `cli.ts` with `args` (plus --port) and waits for its "listening" log line. */
 export async function spawnRelayer(args: string[], env: Record<string, string> = {}): Promise<RelayerProcess> {
   const port = await freePort();
-  const root = path.join(__dirname, "..", "..");
+  const root = path.join(import.meta.dirname, "..", "..");
   const child = spawn(
     process.execPath,
     ["-r", "ts-node/register/transpile-only", "src/relayer/cli.ts", ...args, "--port", String(port)],

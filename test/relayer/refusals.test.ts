@@ -5,10 +5,10 @@
  */
 import { expect } from "chai";
 import { ethers } from "ethers";
-import { highS } from "../helpers/registry";
-import type { SignedDeviceMessage } from "../../src/messages";
-import type { RelayerHandle } from "../../src/relayer";
-import { LocationBeacons__factory } from "../../typechain-types";
+import { highS } from "../helpers/registry.js";
+import type { SignedDeviceMessage } from "../../src/messages/index.js";
+import type { RelayerHandle } from "../../src/relayer/index.js";
+import { LocationBeacons__factory } from "../../typechain-types/index.js";
 import {
   attestation,
   deadlineIn,
@@ -21,7 +21,7 @@ import {
   signClaim,
   signDeviceMessage,
   type Fleet,
-} from "./fixtures";
+} from "./fixtures.js";
 
 describe("relayer refusals: each attack is refused before any gas is spent", function () {
   this.timeout(60_000);
@@ -410,7 +410,7 @@ describe("relayer refusals: each attack is refused before any gas is spent", fun
         data: reportStolen(fleet.devices[3].id),
         gas: 80_000n,
       });
-      const forwarder = (await import("../../typechain-types")).ERC2771Forwarder__factory.connect(
+      const forwarder = (await import("../../typechain-types/index.js")).ERC2771Forwarder__factory.connect(
         fleet.addresses.forwarder,
         fleet.admin,
       );

@@ -19,17 +19,17 @@ import {
   type JsonRpcResult,
 } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
-import { ChainView, type RawLog } from "../../src/relayer/chain";
-import { encodeMulticall } from "../../src/relayer/submitter";
-import { signEip1559 } from "../../src/relayer/tx";
-import { RateLimiter } from "../../src/relayer/rateLimit";
-import { checkForwardShape } from "../../src/relayer/forward";
-import { shapeRefusal, Refusal, REFUSALS } from "../../src/relayer/errors";
-import { MessageStore } from "../../src/relayer/store";
-import type { SignedDeviceMessage } from "../../src/messages";
-import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types";
-import { tempDir } from "./fixtures";
-import { assertProperty } from "../helpers/property";
+import { ChainView, type RawLog } from "../../src/relayer/chain.js";
+import { encodeMulticall } from "../../src/relayer/submitter.js";
+import { signEip1559 } from "../../src/relayer/tx.js";
+import { RateLimiter } from "../../src/relayer/rateLimit.js";
+import { checkForwardShape } from "../../src/relayer/forward.js";
+import { shapeRefusal, Refusal, REFUSALS } from "../../src/relayer/errors.js";
+import { MessageStore } from "../../src/relayer/store.js";
+import type { SignedDeviceMessage } from "../../src/messages/index.js";
+import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types/index.js";
+import { tempDir } from "./fixtures.js";
+import { assertProperty } from "../helpers/property.js";
 
 const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((b) => hexlify(b));
 

@@ -3,11 +3,10 @@
  * move devices, keys or funds. (That it is a timelock, not a key, is test/deploy/ignition.test.ts.)
  */
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { deployChannels, openChannel, voucher } from "../helpers/channels";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { rotation } from "../helpers/registry";
+import { ethers, loadFixture } from "../helpers/hardhat.js";
+import { deployChannels, openChannel, voucher } from "../helpers/channels.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { rotation } from "../helpers/registry.js";
 
 async function adminWithEveryRole() {
   const ctx = await deployChannels();

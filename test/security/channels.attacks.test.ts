@@ -9,17 +9,16 @@
  */
 import { expect } from "chai";
 import { createRequire } from "node:module";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { digest } from "../../src/eip712";
-import { channelIdOf, type ChannelTerms } from "../../src/agent/roles/meter";
-import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openChannel, voucher } from "../helpers/channels";
-import { SECP256K1_N, rotation } from "../helpers/registry";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { digest } from "../../src/eip712/index.js";
+import { channelIdOf, type ChannelTerms } from "../../src/agent/roles/meter.js";
+import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openChannel, voucher } from "../helpers/channels.js";
+import { SECP256K1_N, rotation } from "../helpers/registry.js";
 
 const ETH = ethers.ZeroAddress;
-const secp256k1: typeof import("secp256k1") = createRequire(__filename)("secp256k1/bindings");
+const secp256k1: typeof import("secp256k1") = createRequire(import.meta.url)("secp256k1/bindings");
 
 /** A capped channel from payer 0 to payee 0: 100 at once, then 10 a second; a deposit of 10,000. */
 async function cappedChannel(f: Awaited<ReturnType<typeof deployChannels>>) {

@@ -4,18 +4,17 @@
  * `LockRole`. Each one worked before the fix.
  */
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { TypedDataHasher } from "../../src/eip712/fast";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
-import { LockRole } from "../../src/agent/roles/lock";
-import { LockChainReader } from "../../src/agent/roles/lockSync";
-import { signUnlockRequest, type CertificateFile } from "../../src/agent/roles/guest";
-import { issueCertificate } from "../../src/agent/roles/lockOwner";
-import { deployLocks, logBatch, type LockContext } from "../helpers/lock";
-import { rotation } from "../helpers/registry";
+import { ethers, loadFixture, time } from "../helpers/hardhat.js";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { LockRole } from "../../src/agent/roles/lock.js";
+import { LockChainReader } from "../../src/agent/roles/lockSync.js";
+import { signUnlockRequest, type CertificateFile } from "../../src/agent/roles/guest.js";
+import { issueCertificate } from "../../src/agent/roles/lockOwner.js";
+import { deployLocks, logBatch, type LockContext } from "../helpers/lock.js";
+import { rotation } from "../helpers/registry.js";
 
 const DAY = 86_400;
 

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { DurableLog } from "../../src/store/durableLog";
+import { DurableLog } from "../../src/store/durableLog.js";
 
 describe("DurableLog", function () {
   const fresh = () => path.join(mkdtempSync(path.join(tmpdir(), "custos-log-")), "log.jsonl");

@@ -1,23 +1,22 @@
 import { expect } from "chai";
-import hre, { ethers } from "hardhat";
-import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { hre, ethers, time } from "../helpers/hardhat.js";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
-import { deploySuite } from "../../src/deploy/suite";
-import { typedData, type Message } from "../../src/eip712";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { Agent } from "../../src/agent/agent";
-import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker";
-import { cbv, locationId, shipmentIdOf } from "../../src/custody";
-import { DeviceBatch } from "../../src/registry/batch";
-import { FIRMWARE, MODEL } from "../helpers/registry";
-import { fundedWallet } from "../agent/helpers";
-import { deviceByKey } from "../../src/registry/lookup";
+import { deploySuite } from "../../src/deploy/suite.js";
+import { typedData, type Message } from "../../src/eip712/index.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { Agent } from "../../src/agent/agent.js";
+import { SimulatedSensor, TrackerRole } from "../../src/agent/roles/tracker.js";
+import { cbv, locationId, shipmentIdOf } from "../../src/custody/index.js";
+import { DeviceBatch } from "../../src/registry/batch.js";
+import { FIRMWARE, MODEL } from "../helpers/registry.js";
+import { fundedWallet } from "../agent/helpers.js";
+import { deviceByKey } from "../../src/registry/lookup.js";
 
-const SHARED = path.join(__dirname, "..", "..", "..", "shared", "epcis");
+const SHARED = path.join(import.meta.dirname, "..", "..", "..", "shared", "epcis");
 
 function epcisValidator() {
   const ajv = new Ajv({ strict: false, allErrors: true });

@@ -1,19 +1,18 @@
 import { expect } from "chai";
-import hre, { ethers } from "hardhat";
-import { time } from "@nomicfoundation/hardhat-network-helpers";
+import { hre, ethers, time } from "../helpers/hardhat.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite";
-import { digest } from "../../src/eip712";
-import { TypedDataHasher } from "../../src/eip712/fast";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey";
-import { DeviceBatch } from "../../src/registry/batch";
-import { showCertificate } from "../../src/agent/roles/guest";
-import { FIRMWARE, MODEL } from "../helpers/registry";
-import { deviceByKey } from "../../src/registry/lookup";
-import { shipmentIdOf } from "../../src/custody";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite.js";
+import { digest } from "../../src/eip712/index.js";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
+import { DeviceBatch } from "../../src/registry/batch.js";
+import { showCertificate } from "../../src/agent/roles/guest.js";
+import { FIRMWARE, MODEL } from "../helpers/registry.js";
+import { deviceByKey } from "../../src/registry/lookup.js";
+import { shipmentIdOf } from "../../src/custody/index.js";
 
 /** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
 async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {

@@ -1,14 +1,14 @@
 import { expect } from "chai";
-import hre, { ethers } from "hardhat";
+import { hre, ethers } from "../helpers/hardhat.js";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { deploySuite } from "../../src/deploy/suite";
-import { digest } from "../../src/eip712";
-import { randomDeviceKey } from "../../src/crypto/deviceKey";
-import { deviceIdOf } from "../../src/registry/batch";
-import { deadlineIn, FIRMWARE, rotation, type RegistryContext } from "../helpers/registry";
+import { deploySuite } from "../../src/deploy/suite.js";
+import { digest } from "../../src/eip712/index.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { deviceIdOf } from "../../src/registry/batch.js";
+import { deadlineIn, FIRMWARE, rotation, type RegistryContext } from "../helpers/registry.js";
 
 describe("Hardhat tasks: registry", function () {
   const dir = mkdtempSync(path.join(tmpdir(), "custos-tasks-"));

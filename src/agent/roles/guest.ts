@@ -2,12 +2,12 @@
  * The guest's side of a smart lock: a key certificate as a file, what it says in plain words, and
  * the signed answer to a lock's challenge. A phone app does the same with its secure-enclave key.
  */
-import type { Deployment, Message } from "../../eip712";
-import { TypedDataHasher, bytesToHex } from "../../eip712/fast";
-import type { DeviceSigner } from "../../crypto/deviceKey";
-import { DeviceSignatureVerifier } from "../../crypto/verify";
-import { hexToBytes } from "../../eip712/fast";
-import { hourOfWeek, ownerEpochOf } from "./lock";
+import type { Deployment, Message } from "../../eip712/index.js";
+import { TypedDataHasher, bytesToHex } from "../../eip712/fast.js";
+import type { DeviceSigner } from "../../crypto/deviceKey.js";
+import { DeviceSignatureVerifier } from "../../crypto/verify.js";
+import { hexToBytes } from "../../eip712/fast.js";
+import { hourOfWeek, ownerEpochOf } from "./lock.js";
 
 /** A key certificate as the owner hands it to a guest. */
 export interface CertificateFile {

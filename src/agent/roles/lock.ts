@@ -7,10 +7,10 @@
  * closed once its chain state is older than `maxStalenessS`.
  */
 import { randomBytes } from "node:crypto";
-import type { Deployment, Message } from "../../eip712";
-import { TypedDataHasher, bytesToHex, keccak } from "../../eip712/fast";
-import { hexToBytes } from "../../eip712/fast";
-import type { DeviceSignatureVerifier } from "../../crypto/verify";
+import type { Deployment, Message } from "../../eip712/index.js";
+import { TypedDataHasher, bytesToHex, keccak } from "../../eip712/fast.js";
+import { hexToBytes } from "../../eip712/fast.js";
+import type { DeviceSignatureVerifier } from "../../crypto/verify.js";
 
 /** What the lock knows of the chain, as of `readAt` (its own clock, seconds). */
 export interface LockChainState {

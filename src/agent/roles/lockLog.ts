@@ -7,10 +7,10 @@
  * A record names the certificate (its EIP-712 struct hash), the challenge and a hash of the
  * guest's signed request: with the request itself, kept by the lock, anyone can check who asked.
  */
-import { DurableLog } from "../../store/durableLog";
-import { bytesToHex, hexToBytes, keccak } from "../../eip712/fast";
-import { StandardTree, standardLeaf } from "../../merkle";
-import type { Decision, DenyReason } from "./lock";
+import { DurableLog } from "../../store/durableLog.js";
+import { bytesToHex, hexToBytes, keccak } from "../../eip712/fast.js";
+import { StandardTree, standardLeaf } from "../../merkle/index.js";
+import type { Decision, DenyReason } from "./lock.js";
 
 /** The deny reasons in the order of their outcome codes (outcome 0 is "open"; reason k is code k + 1). */
 export const DENY_REASONS: readonly DenyReason[] = [

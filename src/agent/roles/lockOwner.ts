@@ -4,9 +4,9 @@
  * a hardware wallet, an injected browser wallet).
  */
 import type { TypedDataDomain, TypedDataField } from "ethers";
-import { typedData, type Deployment, type Message } from "../../eip712";
-import type { CertificateFile } from "./guest";
-import { revokedRootOf, type SignedCheckpoint } from "./lock";
+import { typedData, type Deployment, type Message } from "../../eip712/index.js";
+import type { CertificateFile } from "./guest.js";
+import { revokedRootOf, type SignedCheckpoint } from "./lock.js";
 
 export interface TypedDataSigner {
   getAddress(): Promise<string>;

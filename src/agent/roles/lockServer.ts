@@ -20,15 +20,15 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import path from "node:path";
 import type { Provider } from "ethers";
-import type { TypedDataHasher } from "../../eip712/fast";
-import type { DeviceSignatureVerifier } from "../../crypto/verify";
-import { addressOf } from "../../messages";
-import type { Agent } from "../agent";
-import type { ChainDeployment } from "../client";
-import { silentLogger, type Logger } from "../log";
-import { LockRole, type Decision, type LockChainState, type SignedCertificate, type SignedCheckpoint } from "./lock";
-import { UnlockLogBook, type SealedBatch } from "./lockLog";
-import { LockChainReader } from "./lockSync";
+import type { TypedDataHasher } from "../../eip712/fast.js";
+import type { DeviceSignatureVerifier } from "../../crypto/verify.js";
+import { addressOf } from "../../messages/index.js";
+import type { Agent } from "../agent.js";
+import type { ChainDeployment } from "../client.js";
+import { silentLogger, type Logger } from "../log.js";
+import { LockRole, type Decision, type LockChainState, type SignedCertificate, type SignedCheckpoint } from "./lock.js";
+import { UnlockLogBook, type SealedBatch } from "./lockLog.js";
+import { LockChainReader } from "./lockSync.js";
 
 export interface LockServiceOptions {
   /** The lock device's agent: it signs the log batches into its outbox. */

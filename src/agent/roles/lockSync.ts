@@ -7,9 +7,9 @@
  * `deviceTrust`, `resolveKey`, `lockState`, `managerExpiry`), so the lock accepts what the chain does.
  */
 import type { Provider } from "ethers";
-import { DeviceRegistry__factory, LockAccess__factory } from "../../../typechain-types";
-import type { LockChainState } from "./lock";
-import { deviceByKey } from "../../registry/lookup";
+import { DeviceRegistry__factory, LockAccess__factory } from "../../../typechain-types/index.js";
+import type { LockChainState } from "./lock.js";
+import { deviceByKey } from "../../registry/lookup.js";
 
 export interface LockChainReaderOptions {
   provider: Provider;

@@ -19,17 +19,17 @@
  */
 import path from "node:path";
 import { AbiCoder, keccak256, type Provider } from "ethers";
-import { typeHash, type Deployment } from "../../eip712";
-import { TypedDataHasher, bytesToHex, hexToBytes, keccak } from "../../eip712/fast";
-import type { DeviceKey } from "../../crypto/deviceKey";
-import type { DeviceSignatureVerifier } from "../../crypto/verify";
-import { DurableLog } from "../../store/durableLog";
-import { TERMS_FIELDS, type ChannelTermsJson, type SignedDeviceMessage } from "../../messages";
-import type { Outbox } from "../outbox";
-import { silentLogger, type Logger } from "../log";
-import { PaymentChannels__factory } from "../../../typechain-types/factories/contracts/payments/PaymentChannels__factory";
-import { IDeviceRegistry__factory } from "../../../typechain-types/factories/contracts/interfaces/IDeviceRegistry__factory";
-import type { IDeviceRegistry } from "../../../typechain-types/contracts/interfaces/IDeviceRegistry";
+import { typeHash, type Deployment } from "../../eip712/index.js";
+import { TypedDataHasher, bytesToHex, hexToBytes, keccak } from "../../eip712/fast.js";
+import type { DeviceKey } from "../../crypto/deviceKey.js";
+import type { DeviceSignatureVerifier } from "../../crypto/verify.js";
+import { DurableLog } from "../../store/durableLog.js";
+import { TERMS_FIELDS, type ChannelTermsJson, type SignedDeviceMessage } from "../../messages/index.js";
+import type { Outbox } from "../outbox.js";
+import { silentLogger, type Logger } from "../log.js";
+import { PaymentChannels__factory } from "../../../typechain-types/factories/contracts/payments/PaymentChannels__factory.js";
+import { IDeviceRegistry__factory } from "../../../typechain-types/factories/contracts/interfaces/IDeviceRegistry__factory.js";
+import type { IDeviceRegistry } from "../../../typechain-types/contracts/interfaces/IDeviceRegistry.js";
 
 /** A channel's terms (`PaymentChannels.Terms`); keccak256 of their ABI encoding is the channel id. */
 export interface ChannelTerms {

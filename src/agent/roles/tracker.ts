@@ -14,11 +14,11 @@
  * before still land, whenever they reach the chain.
  */
 import path from "node:path";
-import { DurableLog } from "../../store/durableLog";
-import { ReadingsBatch, locationId, type Reading } from "../../custody";
-import type { ExcursionEvidence } from "../../custody/excursion";
-import type { Message } from "../../eip712";
-import type { Agent } from "../agent";
+import { DurableLog } from "../../store/durableLog.js";
+import { ReadingsBatch, locationId, type Reading } from "../../custody/index.js";
+import type { ExcursionEvidence } from "../../custody/excursion.js";
+import type { Message } from "../../eip712/index.js";
+import type { Agent } from "../agent.js";
 
 /** Where readings come from: a real sensor driver, or a simulation. */
 export interface SensorSource {

@@ -1,0 +1,16 @@
+/**
+ * The tests' chain. Hardhat 3 has no global network: every `network.create()` is a chain of its own.
+ * Test files, their helpers and the bench all import this one connection, so a fixture deployed by
+ * a helper is on the chain the test reads. Under `hardhat run` (bench, demo) it is the `--network`.
+ */
+import hardhat, { network } from "hardhat";
+
+export const hre = hardhat;
+export const connection = await network.create();
+export const { ethers, networkHelpers, ignition } = connection;
+export const artifacts = hre.artifacts;
+
+export const time = networkHelpers.time;
+export const loadFixture = networkHelpers.loadFixture.bind(networkHelpers);
+export const setBalance = networkHelpers.setBalance.bind(networkHelpers);
+export const mine = networkHelpers.mine.bind(networkHelpers);
