@@ -57,11 +57,15 @@ try {
     }),
   );
   if (packed.integrity !== locked.integrity) {
-    throw new Error(`${name}@${locked.version}: integrity ${packed.integrity} is not the lockfile's ${locked.integrity}`);
+    throw new Error(
+      `${name}@${locked.version}: integrity ${packed.integrity} is not the lockfile's ${locked.integrity}`,
+    );
   }
   mkdirSync(target, { recursive: true });
   execFileSync("tar", ["-xzf", path.join(scratch, packed.filename), "--strip-components=1", "-C", target]);
-  console.error(`installed ${name}@${locked.version} (npm skipped it: its engines need Node >= 22, npm ran on ${npmNode()})`);
+  console.error(
+    `installed ${name}@${locked.version} (npm skipped it: its engines need Node >= 22, npm ran on ${npmNode()})`,
+  );
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
