@@ -271,7 +271,7 @@ export async function measureRelayer(opts: MeasureOptions = {}): Promise<Relayer
   }
 }
 
-if (require.main === module) {
+if (import.meta.main) {
   measureRelayer({ log: (l) => console.log(l) }).then(
     (figures) => console.log(JSON.stringify(figures, null, 2)),
     (err) => {

@@ -34,7 +34,7 @@ function table(
 function benchAgentInItsOwnProcess(): Record<string, number> {
   const out = execFileSync(
     process.execPath,
-    ["-r", "ts-node/register/transpile-only", path.join(import.meta.dirname, "agentMain.ts")],
+    ["--import", "tsx", path.join(import.meta.dirname, "agentMain.ts")],
     { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
   );
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
