@@ -49,14 +49,14 @@ contract GuardianQuorum is AccessControl {
      * @param registry_ the device registry whose `GUARDIAN_ROLE` this contract will hold.
      * @param admin holder of `DEFAULT_ADMIN_ROLE` (adds and removes guardians, sets the quorum); a
      * TimelockController in a real deployment.
-     * @param quorum M of the M-of-N quorum (at least 1).
+     * @param quorum_ M of the M-of-N quorum (at least 1).
      * @param guardians initial holders of `GUARDIAN_ROLE`.
      */
-    constructor(IDeviceQuarantine registry_, address admin, uint8 quorum, address[] memory guardians) {
+    constructor(IDeviceQuarantine registry_, address admin, uint8 quorum_, address[] memory guardians) {
         _registry = registry_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         for (uint256 i = 0; i < guardians.length; ++i) _grantRole(GUARDIAN_ROLE, guardians[i]);
-        _setQuorum(quorum);
+        _setQuorum(quorum_);
     }
 
     /**
@@ -74,8 +74,8 @@ contract GuardianQuorum is AccessControl {
     }
 
     /// @notice Sets M of the M-of-N quorum (at least 1). Admin only.
-    function setQuorum(uint8 quorum) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _setQuorum(quorum);
+    function setQuorum(uint8 newQuorum) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setQuorum(newQuorum);
     }
 
     /// @notice M of the M-of-N quorum.
