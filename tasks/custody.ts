@@ -64,8 +64,15 @@ export const custodyTasks = [
     .addOption(needed("receiver", "the receiver's address"))
     .addOption(int("deadlineIn", "seconds from now it must be delivered by", 172_800))
     .addOption(int("maxSilence", "longest allowed silence between checkpoints (s)", 3_600))
-    .addOption(int("minTemp", "lowest allowed temperature (hundredths of °C)", 200))
-    .addOption(int("maxTemp", "highest allowed temperature (hundredths of °C)", 800))
+    // Text, not INT: Hardhat 3's INT has no sign, and a word starting with "-" reads as an option.
+    .addOption(
+      text(
+        "minTemp",
+        'lowest allowed temperature (hundredths of °C; a negative one with a leading space: " -2000")',
+        "200",
+      ),
+    )
+    .addOption(text("maxTemp", "highest allowed temperature (hundredths of °C)", "800"))
     .addOption(text("metadata", "text whose keccak256 is the metadata hash", ""))
     .addOption(
       optional(

@@ -39,6 +39,17 @@ export function intArg(value: string, flag: string): number {
 }
 
 /**
+ * A whole number that may be negative (decimal), given to `flag`. Surrounding spaces are allowed:
+ * Hardhat 3's command line takes any word starting with "-" for an option (and its INT type has no
+ * sign), so a negative value is written with a leading space: `--min-temp " -2000"`.
+ */
+export function signedIntArg(value: string, flag: string): number {
+  if (!/^\s*-?[0-9]+\s*$/.test(value) || !Number.isSafeInteger(Number(value)))
+    throw inputError(`${flag}: ${value} must be an integer (a negative one with a leading space: " -2000")`);
+  return Number(value);
+}
+
+/**
  * The action `name` of the module `load` imports, imported only when the task runs: the config
  * loads just the definitions, so `npx hardhat --help` and the first build need neither ethers nor
  * the typechain bindings (which do not exist before that build).

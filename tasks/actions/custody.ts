@@ -13,7 +13,7 @@ import { submitExcursion } from "../../src/custody/excursion.js";
 import { typedData } from "../../src/eip712/index.js";
 import { TrackerRole } from "../../src/agent/roles/tracker.js";
 import { contractAddress, deviceIdArg, readJsonArg } from "../addresses.js";
-import { chainOf, inputError, intArg, required } from "../support.js";
+import { chainOf, inputError, intArg, required, signedIntArg } from "../support.js";
 
 /** The ledger address: the flag, else CUSTOS_CUSTODY_LEDGER, else this chain's Ignition deployment. */
 export function ledgerAddress(hre: HardhatRuntimeEnvironment, flag?: string): Promise<string> {
@@ -158,8 +158,8 @@ export async function create(
     receiver?: string;
     deadlineIn: number;
     maxSilence: number;
-    minTemp: number;
-    maxTemp: number;
+    minTemp: string;
+    maxTemp: string;
     metadata: string;
     childrenRoot?: string;
     acceptOwnerKeys: boolean;
@@ -175,6 +175,8 @@ export async function create(
   if (!isAddress(receiver)) throw inputError(`--receiver: ${receiver} is not an address`);
   if (args.childrenRoot !== undefined && !isHexString(args.childrenRoot, 32))
     throw inputError("--children-root must be 32 bytes of hex");
+  const minTemp = signedIntArg(args.minTemp, "--min-temp");
+  const maxTemp = signedIntArg(args.maxTemp, "--max-temp");
   const ethers = await chainOf(hre);
   const ledger = await ledgerAt(hre, args.ledger, args.signer);
   const now = (await ethers.provider.getBlock("latest"))!.timestamp;
@@ -185,8 +187,8 @@ export async function create(
       receiver,
       deadline: now + args.deadlineIn,
       maxSilence: args.maxSilence,
-      minTemp: args.minTemp,
-      maxTemp: args.maxTemp,
+      minTemp,
+      maxTemp,
       metadataHash: args.metadata ? textHash(args.metadata) : ZeroHash,
       childrenRoot: args.childrenRoot ?? ZeroHash,
       acceptOwnerKeys: args.acceptOwnerKeys,
