@@ -26,6 +26,9 @@ export default defineConfig({
   networks: {
     // `npx hardhat node` serves 8545; tests that start their own node on another port say so here.
     localhost: { type: "http", url: process.env.CUSTOS_LOCALHOST_URL ?? "http://127.0.0.1:8545" },
+    // Foundry's anvil, the second real node (`npm run demo:anvil` starts one and sets the URL). Its
+    // unlocked dev accounts sign: the node's `eth_accounts`, as with `hardhat node`.
+    anvil: { type: "http", url: process.env.CUSTOS_ANVIL_URL ?? "http://127.0.0.1:8546" },
     // Any EVM chain: its RPC URL and deployer key are configuration variables (the environment, or
     // `npx hardhat keystore set CUSTOS_DEPLOYER_KEY`), read only when this network is used.
     remote: {

@@ -1,10 +1,12 @@
 import { expect } from "chai";
-import { hre, ethers, time } from "../helpers/hardhat.js";
+import { ethers, time } from "../helpers/hardhat.js";
+import { runTask } from "./run.js";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import Ajv from "ajv";
-import addFormats from "ajv-formats";
+// CommonJS packages: their ESM default import is module.exports, so the class and the plugin by name.
+import { Ajv } from "ajv";
+import formats from "ajv-formats";
 import { deploySuite } from "../../src/deploy/suite.js";
 import { typedData, type Message } from "../../src/eip712/index.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
@@ -20,7 +22,7 @@ const SHARED = path.join(import.meta.dirname, "..", "..", "..", "shared", "epcis
 
 function epcisValidator() {
   const ajv = new Ajv({ strict: false, allErrors: true });
-  addFormats(ajv);
+  formats.default(ajv);
   return ajv.compile(JSON.parse(readFileSync(path.join(SHARED, "EPCIS-JSON-Schema.json"), "utf8")));
 }
 
@@ -132,10 +134,10 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
     await tracker.close();
     await agent.stop();
     // Proven and submitted while the shipment is on its way (already breached: no new event).
-    const submitted = await hre.run("custody:prove-reading", {
+    const submitted = await runTask("custody:prove-reading", {
       shipment: id,
-      seq: 1,
-      index: excursionIndex,
+      seq: "1",
+      index: String(excursionIndex),
       readings: trackerDir,
       ledger: suite.custodyLedger,
       submit: true,
@@ -145,7 +147,7 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
     await hand(carrier, receiver, 2, "receiving", "in_progress");
     await ledger.connect(receiver).deliver(id);
 
-    const h = await hre.run("custody:history", { shipment: id, ledger: suite.custodyLedger, json: false });
+    const h = await runTask("custody:history", { shipment: id, ledger: suite.custodyLedger, json: false });
     expect(h.allVerified).to.equal(true);
     expect(h.entries.map((e: { kind: string }) => e.kind)).to.deep.equal([
       "created",
@@ -156,20 +158,20 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       "delivered",
     ]);
 
-    const proof = await hre.run("custody:prove-reading", {
+    const proof = await runTask("custody:prove-reading", {
       shipment: id,
-      seq: 1,
-      index: excursionIndex,
+      seq: "1",
+      index: String(excursionIndex),
       readings: trackerDir,
       ledger: suite.custodyLedger,
       submit: false,
     });
     expect(proof).to.include({ verified: true, outOfRange: true });
     await expect(
-      hre.run("custody:prove-reading", {
+      runTask("custody:prove-reading", {
         shipment: id,
-        seq: 2,
-        index: 0,
+        seq: "2",
+        index: "0",
         readings: trackerDir,
         ledger: suite.custodyLedger,
         submit: false,
@@ -177,25 +179,25 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
     ).to.be.rejectedWith(/--seq\/--index: no checkpoint 2/);
 
     // Named by its EPC, a shipment needs its creator: the default (the first account) did not create it.
-    const byEpc = await hre.run("custody:history", {
+    const byEpc = await runTask("custody:history", {
       epc,
       creator: shipper.address,
       ledger: suite.custodyLedger,
       json: true,
     });
     expect(byEpc.entries).to.deep.equal(h.entries);
-    await expect(hre.run("custody:history", { epc, ledger: suite.custodyLedger, json: true })).to.be.rejectedWith(
+    await expect(runTask("custody:history", { epc, ledger: suite.custodyLedger, json: true })).to.be.rejectedWith(
       new RegExp(`no shipment ${shipmentIdOf(admin.address, epc)}`),
     );
     await expect(
-      hre.run("custody:history", { shipment: id, epc, ledger: suite.custodyLedger, json: true }),
+      runTask("custody:history", { shipment: id, epc, ledger: suite.custodyLedger, json: true }),
     ).to.be.rejectedWith(/not both/);
-    await expect(hre.run("custody:history", { ledger: suite.custodyLedger, json: true })).to.be.rejectedWith(
+    await expect(runTask("custody:history", { ledger: suite.custodyLedger, json: true })).to.be.rejectedWith(
       /--shipment or --epc/,
     );
 
     const out = path.join(dir, "shipment.jsonld");
-    await hre.run("custody:epcis", { epc, creator: shipper.address, out, ledger: suite.custodyLedger });
+    await runTask("custody:epcis", { epc, creator: shipper.address, out, ledger: suite.custodyLedger });
     const doc = JSON.parse(readFileSync(out, "utf8"));
     const validate = epcisValidator();
     expect(validate(doc), JSON.stringify(validate.errors, null, 2)).to.equal(true);
@@ -215,6 +217,6 @@ describe("Hardhat tasks: custody (history, prove-reading, EPCIS export)", functi
       maxValue: 11,
       uom: "CEL",
     });
-    await expect(hre.run("custody:history", { shipment: "0x1234", json: true })).to.be.rejectedWith(/--shipment/);
+    await expect(runTask("custody:history", { shipment: "0x1234", json: true })).to.be.rejectedWith(/--shipment/);
   });
 });

@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { hre, ethers, time } from "../helpers/hardhat.js";
+import { ethers, time } from "../helpers/hardhat.js";
+import { runTask } from "./run.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -56,7 +57,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     const [chargerId] = await provisionFor(suite, [randomDeviceKey("secp256k1")], payeeOwner);
     const common = { channels: suite.paymentChannels };
     const both = { registry: suite.registry, ...common };
-    const { channel } = await hre.run("channel:open", {
+    const { channel } = await runTask("channel:open", {
       payer: carId.toString(),
       payee: chargerId.toString(),
       payerKey: car.signer,
@@ -67,9 +68,9 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       ...common,
     });
     await expect(
-      hre.run("registry:transfer", { device: carId.toString(), to: buyer.address, signer: 2, ...both }),
+      runTask("registry:transfer", { device: carId.toString(), to: buyer.address, signer: 2, ...both }),
     ).to.be.rejectedWith(/--signer: account 2 .* does not own device/);
-    const result = await hre.run("registry:transfer", {
+    const result = await runTask("registry:transfer", {
       device: carId.toString(),
       to: buyer.address,
       signer: 1,
@@ -79,9 +80,9 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
     expect(await registry.ownerOf(carId)).to.equal(buyer.address);
     // The refund follows the device: the buyer starts the close and gets it, not the seller.
-    await hre.run("channel:start-close", { channel, signer: 2, ...common });
+    await runTask("channel:start-close", { channel, signer: 2, ...common });
     await time.increase(601);
-    await hre.run("channel:settle", { channel, signer: 0, ...common });
+    await runTask("channel:settle", { channel, signer: 0, ...common });
     const channels = await ethers.getContractAt("PaymentChannels", suite.paymentChannels);
     expect(await channels.accountBalance(buyer.address, ethers.ZeroAddress)).to.equal(1000n);
     expect(await channels.accountBalance(seller.address, ethers.ZeroAddress)).to.equal(0n);
@@ -93,7 +94,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     const [lock] = await provisionFor(suite, [randomDeviceKey("secp256k1")], owner);
     const guest = randomDeviceKey("p256", suite.p256Verifier);
     const out = path.join(dir, "key.json");
-    const cert = await hre.run("lock:grant", {
+    const cert = await runTask("lock:grant", {
       lock: lock.toString(),
       holder: guest.signer,
       keyId: "7",
@@ -111,25 +112,25 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       signatureValid: true,
       usableNow: true,
     });
-    await hre.run("lock:appoint-manager", {
+    await runTask("lock:appoint-manager", {
       lock: lock.toString(),
       manager: manager.address,
-      validFor: 600,
+      validFor: "600",
       locks: suite.lockAccess,
       signer: 1,
     });
     const locks = await ethers.getContractAt("LockAccess", suite.lockAccess);
     expect(await locks.managerExpiry(lock, 0, manager.address)).to.be.greaterThan(0n); // ownership epoch 0: never sold
-    await hre.run("lock:revoke", { lock: lock.toString(), keyId: "7", locks: suite.lockAccess, signer: 1 });
+    await runTask("lock:revoke", { lock: lock.toString(), keyId: "7", locks: suite.lockAccess, signer: 1 });
     expect(await locks.isRevoked(lock, 0, 7n)).to.equal(true);
-    expect(await hre.run("lock:revoke-all", { lock: lock.toString(), locks: suite.lockAccess, signer: 1 })).to.include({
+    expect(await runTask("lock:revoke-all", { lock: lock.toString(), locks: suite.lockAccess, signer: 1 })).to.include({
       epoch: 1,
     });
     await expect(
-      hre.run("lock:revoke", { lock: "x", keyId: "7", locks: suite.lockAccess, signer: 1 }),
+      runTask("lock:revoke", { lock: "x", keyId: "7", locks: suite.lockAccess, signer: 1 }),
     ).to.be.rejectedWith(/--lock: x is not a device id/);
     await expect(
-      hre.run("lock:grant", {
+      runTask("lock:grant", {
         lock: lock.toString(),
         holder: "0x12",
         keyId: "1",
@@ -149,7 +150,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     const [carId] = await provisionFor(suite, [car], carOwner);
     const [chargerId] = await provisionFor(suite, [randomDeviceKey("secp256k1")], chargerOwner);
     const common = { channels: suite.paymentChannels };
-    const { channel } = await hre.run("channel:open", {
+    const { channel } = await runTask("channel:open", {
       payer: carId.toString(),
       payee: chargerId.toString(),
       payerKey: car.signer,
@@ -159,7 +160,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       signer: 1,
       ...common,
     });
-    expect(await hre.run("channel:top-up", { channel, amount: "500", signer: 0, ...common })).to.include({
+    expect(await runTask("channel:top-up", { channel, amount: "500", signer: 0, ...common })).to.include({
       deposit: 1000500n,
     });
     const { chainId } = await ethers.provider.getNetwork();
@@ -172,12 +173,12 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     };
     const file = path.join(dir, "voucher.json");
     writeFileSync(file, JSON.stringify(voucher));
-    await hre.run("channel:close", { channel, voucher: file, signer: 2, ...common });
+    await runTask("channel:close", { channel, voucher: file, signer: 2, ...common });
     const channels = await ethers.getContractAt("PaymentChannels", suite.paymentChannels);
     expect(await channels.deviceBalance(chargerId, ethers.ZeroAddress)).to.equal(4000n);
     expect(await channels.accountBalance(carOwner.address, ethers.ZeroAddress)).to.equal(1000500n - 4000n);
 
-    const second = await hre.run("channel:open", {
+    const second = await runTask("channel:open", {
       payer: carId.toString(),
       payee: chargerId.toString(),
       payerKey: car.signer,
@@ -187,18 +188,18 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       signer: 1,
       ...common,
     });
-    await hre.run("channel:start-close", { channel: second.channel, signer: 1, ...common });
+    await runTask("channel:start-close", { channel: second.channel, signer: 1, ...common });
     await time.increase(600);
-    expect(await hre.run("channel:settle", { channel: second.channel, signer: 0, ...common })).to.include({
+    expect(await runTask("channel:settle", { channel: second.channel, signer: 0, ...common })).to.include({
       settled: 1,
     });
-    await hre.run("channel:withdraw", { signer: 1, ...common });
-    await hre.run("channel:withdraw", { device: chargerId.toString(), signer: 2, ...common });
+    await runTask("channel:withdraw", { signer: 1, ...common });
+    await runTask("channel:withdraw", { device: chargerId.toString(), signer: 2, ...common });
     expect(await channels.accountBalance(carOwner.address, ethers.ZeroAddress)).to.equal(0n);
-    await expect(hre.run("channel:top-up", { channel: "0x12", amount: "1", signer: 0, ...common })).to.be.rejectedWith(
+    await expect(runTask("channel:top-up", { channel: "0x12", amount: "1", signer: 0, ...common })).to.be.rejectedWith(
       /--channel/,
     );
-    await expect(hre.run("channel:top-up", { channel, amount: "0", signer: 0, ...common })).to.be.rejectedWith(
+    await expect(runTask("channel:top-up", { channel, amount: "0", signer: 0, ...common })).to.be.rejectedWith(
       /--amount/,
     );
   });
@@ -208,14 +209,14 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     const suite = await deploySuite(admin, { manufacturers: [admin.address] });
     const [tracker] = await provisionFor(suite, [randomDeviceKey("secp256k1")], shipper);
     const epc = "urn:epc:id:sscc:0614141.1234567890";
-    const { shipment, creator } = await hre.run("custody:create", {
+    const { shipment, creator } = await runTask("custody:create", {
       epc,
       tracker: tracker.toString(),
       receiver: receiver.address,
       deadlineIn: 86_400,
       maxSilence: 3600,
-      minTemp: 200,
-      maxTemp: 800,
+      minTemp: "200",
+      maxTemp: "800",
       metadata: "vaccines",
       ledger: suite.custodyLedger,
       signer: 1,
@@ -233,13 +234,13 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       out: file,
       ledger: suite.custodyLedger,
     };
-    await hre.run("custody:sign-handoff", { ...common, shipment, signer: 1 });
+    await runTask("custody:sign-handoff", { ...common, shipment, signer: 1 });
     await expect(
-      hre.run("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 }),
+      runTask("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 }),
     ).to.be.rejectedWith(/no signature by the receiver/);
     // Named by its EPC and creator instead of its id.
-    await hre.run("custody:sign-handoff", { ...common, epc, creator: shipper.address, message: file, signer: 2 });
-    expect(await hre.run("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 })).to.include({
+    await runTask("custody:sign-handoff", { ...common, epc, creator: shipper.address, message: file, signer: 2 });
+    expect(await runTask("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 })).to.include({
       seq: 1,
     });
     const ledger = await ethers.getContractAt("CustodyLedger", suite.custodyLedger);

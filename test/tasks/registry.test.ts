@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { hre, ethers } from "../helpers/hardhat.js";
+import { ethers } from "../helpers/hardhat.js";
+import { runTask } from "./run.js";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -30,7 +31,7 @@ describe("Hardhat tasks: registry", function () {
       ...Array.from({ length: 48 }, () => `${ethers.hexlify(ethers.randomBytes(20))},${ethers.ZeroHash},${FIRMWARE}`),
     ];
     const out = path.join(dir, "batch");
-    const summary = await hre.run("registry:batch", {
+    const summary = await runTask("registry:batch", {
       csv: csv("devices.csv", ["deviceKey,model,firmwareHash", ...rows].join("\n") + "\n"),
       out,
       commit: true,
@@ -58,17 +59,17 @@ describe("Hardhat tasks: registry", function () {
       };
       const file = path.join(dir, `claim-${key.kind}.json`);
       writeFileSync(file, JSON.stringify(signed));
-      await hre.run("registry:claim", { message: file, registry: suite.registry });
+      await runTask("registry:claim", { message: file, registry: suite.registry });
       expect(entry.deviceId).to.equal(deviceIdOf(key.signer).toString());
     }
     const device = proofs.find((p) => p.deviceKey === keys[0].signer)!.deviceId as string;
-    const status = (args: object) => hre.run("registry:status", { registry: suite.registry, ...args });
+    const status = (args: object) => runTask("registry:status", { registry: suite.registry, ...args });
     expect((await status({ device })).status).to.equal("Active");
     expect((await status({ key: keys[1].signer })).owner).to.equal(admin.address);
 
-    await hre.run("registry:report-stolen", { device, registry: suite.registry });
+    await runTask("registry:report-stolen", { device, registry: suite.registry });
     expect((await status({ device })).status).to.equal("Quarantined");
-    await hre.run("registry:release", { device, registry: suite.registry });
+    await runTask("registry:release", { device, registry: suite.registry });
     expect((await status({ device })).status).to.equal("Active");
 
     const ctx = { registry, deployment } as unknown as RegistryContext;
@@ -76,15 +77,15 @@ describe("Hardhat tasks: registry", function () {
     const r = await rotation(ctx, BigInt(device), next, keys[0]);
     const rotationFile = path.join(dir, "rotation.json");
     writeFileSync(rotationFile, JSON.stringify({ ...r, deadline: r.deadline.toString() }));
-    await hre.run("registry:rotate", { device, rotation: rotationFile, registry: suite.registry });
+    await runTask("registry:rotate", { device, rotation: rotationFile, registry: suite.registry });
     expect((await status({ key: next.signer })).keyGeneration).to.equal(1);
 
-    await hre.run("registry:decommission", { device, registry: suite.registry });
+    await runTask("registry:decommission", { device, registry: suite.registry });
     expect((await status({ device })).status).to.equal("Revoked");
   });
 
   it("names the line and the column of a bad CSV", async function () {
-    const run = (text: string) => hre.run("registry:batch", { csv: csv("bad.csv", text), out: path.join(dir, "bad") });
+    const run = (text: string) => runTask("registry:batch", { csv: csv("bad.csv", text), out: path.join(dir, "bad") });
     await expect(run("key,model\n")).to.be.rejectedWith(/first line must be "deviceKey,model,firmwareHash"/);
     await expect(run(`deviceKey,model,firmwareHash\n0x1234,m,${FIRMWARE}\n`)).to.be.rejectedWith(/line 2: deviceKey/);
     const key = ethers.hexlify(ethers.randomBytes(20));
@@ -93,9 +94,9 @@ describe("Hardhat tasks: registry", function () {
       /line 2: model/,
     );
     await expect(
-      hre.run("registry:status", { device: "not-a-number", registry: ethers.ZeroAddress }),
+      runTask("registry:status", { device: "not-a-number", registry: ethers.ZeroAddress }),
     ).to.be.rejectedWith(/--device: not-a-number is not a device id/);
-    await expect(hre.run("registry:status", { registry: ethers.ZeroAddress })).to.be.rejectedWith(
+    await expect(runTask("registry:status", { registry: ethers.ZeroAddress })).to.be.rejectedWith(
       /exactly one of --device and --key/,
     );
   });

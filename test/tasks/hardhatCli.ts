@@ -1,0 +1,40 @@
+/**
+ * `npx hardhat …` as a child process on this Node, for the tests that run the real command line
+ * (option parsing, `--network`, what is printed and the exit code) against a node of their own.
+ */
+import { execFile } from "node:child_process";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const require = createRequire(import.meta.url);
+export const ROOT = path.join(import.meta.dirname, "..", "..");
+// Hardhat's CLI, from its manifest (its `exports` publish package.json, not the bin's path).
+const manifest = require.resolve("hardhat/package.json");
+const CLI = path.join(path.dirname(manifest), (require(manifest) as { bin: { hardhat: string } }).bin.hardhat);
+
+export interface HardhatRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `hardhat args…` in the project to its end (two minutes at most); never rejects on its exit code. */
+export function hardhat(args: string[], env: NodeJS.ProcessEnv = {}): Promise<HardhatRun> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, HARDHAT_DISABLE_TELEMETRY_PROMPT: "true", ...env },
+        timeout: 120_000,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === "number" ? err.code : null;
+        if (code === null) reject(new Error(`hardhat ${args.join(" ")}: ${err!.message}\n${stderr}`));
+        else resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
