@@ -1,12 +1,13 @@
 /**
  * The tests' chain. Hardhat 3 has no global network: every `network.create()` is a chain of its own.
- * Test files, their helpers and the bench all import this one connection, so a fixture deployed by
- * a helper is on the chain the test reads. Under `hardhat run` (bench, demo) it is the `--network`.
+ * Test files, their helpers, the bench and the operator tasks all use the process's one connection
+ * (`getOrCreate`), so a fixture deployed by a helper is on the chain a test or a task reads. Under
+ * `hardhat run` (bench, demo) it is the `--network`.
  */
 import hardhat, { network } from "hardhat";
 
 export const hre = hardhat;
-export const connection = await network.create();
+export const connection = await network.getOrCreate();
 export const { ethers, networkHelpers, ignition } = connection;
 export const artifacts = hre.artifacts;
 
