@@ -2,9 +2,10 @@
 // The device agent's CLI. It runs the TypeScript sources directly through tsx (a clone works after
 // `npm ci`, no build step; types are checked by `npm run lint`). A restart — after a crash, a power
 // cut or a supervisor's kill — must be quick, so:
-// - tsx's hooks (Node's in-thread `module.registerHooks`) cost time on every module they see, and
-//   the agent's plain-JS dependencies need none of them: the large ones are imported first, before
-//   the hooks exist, and later imports of them are hits in the module cache (same URL, one copy);
+// - tsx's hooks (Node's in-thread `module.registerHooks`) cost time on every module they see (a
+//   CommonJS file is even lexed whole), and the agent's plain-JS dependencies need none of them: the
+//   large ones are imported first, before the hooks exist, and later imports of them are hits in
+//   the module cache (same URL, one copy);
 // - tsx keeps its transforms on disk, and Node's compile cache keeps V8's code for every module;
 // - source maps stay off as they are by default (parsing them costs ~20 ms): run with
 //   NODE_OPTIONS=--enable-source-maps for stack traces that name .ts lines.
@@ -29,8 +30,9 @@ for (const stream of [process.stdout, process.stderr]) {
 
 module.enableCompileCache?.(); // NODE_COMPILE_CACHE or the OS temp dir; a failure only costs speed
 
-await import("ethers");
+await import("ethers"); // ~150 ES modules
 await import("commander");
+await import("hash-wasm"); // one 280 KB CommonJS bundle
 
 const { register } = await import("tsx/esm/api");
 const sourceMaps = process.sourceMapsEnabled;
