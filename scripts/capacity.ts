@@ -4,7 +4,7 @@
  * and what one device sending it on a schedule costs per year, on Ethereum L1 and on an L2. The
  * network figures are assumptions, stated below and easy to change; the gas is measured.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 const NETWORKS = {
@@ -16,8 +16,18 @@ const ETH_USD = 3_000;
 const SHARE = 0.1;
 
 const root = path.join(import.meta.dirname, "..");
-const gas = JSON.parse(readFileSync(path.join(root, "bench/results/gas.json"), "utf8")) as Record<string, number>;
-const agent = JSON.parse(readFileSync(path.join(root, "bench/results/agent.json"), "utf8")) as Record<string, number>;
+
+/** A figure file of the bench; a clear error (and the fix) when the bench has not run here yet. */
+function results(name: string): Record<string, number> {
+  const file = path.join(root, "bench", "results", name);
+  if (!existsSync(file)) {
+    console.error(`capacity: ${path.relative(root, file)} is missing: run \`npm run bench\` first`);
+    process.exit(1);
+  }
+  return JSON.parse(readFileSync(file, "utf8")) as Record<string, number>;
+}
+const gas = results("gas.json");
+const agent = results("agent.json");
 
 const MESSAGES: { what: string; gas: number; perDay: number }[] = [
   { what: "firmware attestation, relayed in batches of 20", gas: agent["relayer.batch20_gas_per_message"], perDay: 1 },

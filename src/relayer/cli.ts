@@ -188,7 +188,7 @@ export async function main(argv = process.argv): Promise<void> {
   process.on("SIGTERM", stop);
 }
 
-if (require.main === module) {
+if (import.meta.main) {
   main().catch((err: Error) => {
     process.stderr.write(JSON.stringify({ level: 50, msg: err.message, event: "fatal" }) + "\n");
     process.exit(1);

@@ -1,14 +1,16 @@
 /**
- * The device agent and the relayer gateway together, as they run in the field: real `hardhat node`
- * on loopback, the real relayer over HTTP, agents in relayer mode (the devices hold no ETH).
+ * The device agent and the relayer gateway together, as they run in the field: a real node on
+ * loopback (`hardhat node`, or anvil with CUSTOS_NODE=anvil), the real relayer over HTTP, agents in
+ * relayer mode (the devices hold no ETH).
  */
 import { expect } from "chai";
 import { id as textHash } from "ethers";
 import { openAgentStack } from "../../src/agent/agent.js";
 import { makeFleet, relayerFor, tempDir } from "../relayer/fixtures.js";
+import { NODE_KIND } from "../helpers/node.js";
 import { LocationBeacons__factory } from "../../typechain-types/index.js";
 
-describe("e2e: device agents deliver through the relayer", function () {
+describe(`e2e: device agents deliver through the relayer (${NODE_KIND} node)`, function () {
   it("firmware attestations from a secp256k1 and a P-256 device land once each, in nonce order, gas paid by the relayer", async function () {
     const fleet = await makeFleet({ devices: 2, kinds: ["secp256k1", "p256"] });
     const relayer = await relayerFor(fleet);

@@ -1,10 +1,10 @@
 /**
- * Custos as it runs in the field, every part a process of its own on loopback: `hardhat node`, the
- * relayer gateway, and three device agents (`custos-agent`): a smart lock serving unlocks over
- * HTTP and anchoring its log, a tracker attesting its firmware through the relayer and posting a
- * checkpoint, and a charger presenting the voucher a car paid it with. The scenario crosses the
- * registry, the locks, the custody ledger and the channels; every process is stopped at the end,
- * whatever happens.
+ * Custos as it runs in the field, every part a process of its own on loopback: a node (`hardhat
+ * node`, or anvil with its block time and mempool when CUSTOS_NODE=anvil), the relayer gateway, and
+ * three device agents (`custos-agent`): a smart lock serving unlocks over HTTP and anchoring its
+ * log, a tracker attesting its firmware through the relayer and posting a checkpoint, and a charger
+ * presenting the voucher a car paid it with. The scenario crosses the registry, the locks, the
+ * custody ledger and the channels; every process is stopped at the end, whatever happens.
  */
 import { expect } from "chai";
 import { writeFileSync } from "node:fs";
@@ -24,7 +24,7 @@ import {
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
-import { freePort, startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import { NODE_KIND, freePort, startNode, type HardhatNode } from "../helpers/node.js";
 import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/process.js";
 import { tempDir } from "../agent/helpers.js";
 import { reapAll, startCli, type CliRun } from "../helpers/cli.js";
@@ -52,7 +52,7 @@ async function device(dir: string, name: string): Promise<{ file: string; key: D
   return { file, key: deviceKeyOf(material) };
 }
 
-describe("e2e: node, relayer and three agents as processes, across all four parts", function () {
+describe(`e2e: ${NODE_KIND} node, relayer and three agents as processes, across all four parts`, function () {
   this.timeout(300_000);
 
   it("a lock opens for a guest and anchors its log, a tracker attests through the relayer and posts a checkpoint, a charger claims a car's voucher", async function () {
@@ -61,7 +61,7 @@ describe("e2e: node, relayer and three agents as processes, across all four part
     let relayer: RelayerProcess | undefined;
     let lockServer: CliRun | undefined;
     try {
-      node = await startHardhatNode();
+      node = await startNode();
       const provider = new JsonRpcProvider(node.url, 31337n, { staticNetwork: true, cacheTimeout: -1 });
       const [admin, owner, shipper, fleet, chargeCo] = await Promise.all(
         [0, 1, 2, 3, 4].map((i) => provider.getSigner(i)),

@@ -1,5 +1,6 @@
 /**
- * Fixtures of the relayer tests: one `hardhat node` on loopback shared by every relayer test file
+ * Fixtures of the relayer tests: one node on loopback (`hardhat node`, or anvil with
+ * CUSTOS_NODE=anvil) shared by every relayer test file
  * (stopped by a root `after` hook, and killed on exit whatever happens), a fresh suite deployment
  * per fleet, provisioned devices, signing helpers that produce exactly the JSON the device agent
  * posts, and a small HTTP client.
@@ -9,7 +10,7 @@ import http, { type IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
 import type { JsonRpcProvider, JsonRpcSigner, Wallet } from "ethers";
-import { startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import { startNode, type HardhatNode } from "../helpers/node.js";
 import type { DeviceKeyKind } from "../../src/crypto/deviceKey.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { typedData } from "../../src/eip712/index.js";
@@ -30,9 +31,9 @@ let node: Promise<HardhatNode> | undefined;
 const relayers = new Set<RelayerHandle>();
 const tempDirs = new Set<string>();
 
-/** The one hardhat node of this test run. */
+/** The one node of this test run (the kind CUSTOS_NODE names). */
 export function sharedNode(): Promise<HardhatNode> {
-  node ??= startHardhatNode();
+  node ??= startNode();
   return node;
 }
 

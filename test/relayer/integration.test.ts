@@ -1,5 +1,6 @@
 /**
- * The relayer against a real `hardhat node` on loopback: device messages and ERC-2771 forward
+ * The relayer against a real node on loopback (`hardhat node`, or anvil with its block time and
+ * mempool when CUSTOS_NODE=anvil): device messages and ERC-2771 forward
  * requests land; a message that turns bad does not sink its batch; a batch that reverts on chain
  * after all is simulated again and its survivors resent; and the relayer process killed with
  * SIGKILL mid-batch (at the worst moments, and at points of its progress drawn at random) loses
@@ -28,7 +29,7 @@ import {
   type HttpReply,
 } from "./fixtures.js";
 import { keystoreFiles, spawnRelayer, type RelayerProcess } from "./process.js";
-import { startHardhatNode } from "../helpers/node.js";
+import { NODE_KIND, startNode } from "../helpers/node.js";
 import { crashSeed } from "../helpers/crashSeed.js";
 import { rpcProvider, simulateFleet } from "../../src/relayer/fleet.js";
 import { deviceById } from "../../src/registry/lookup.js";
@@ -68,7 +69,7 @@ async function noFailingTransaction(fleet: Fleet, relayer: string, from = 0) {
   return txs;
 }
 
-describe("relayer integration (hardhat node on loopback)", function () {
+describe(`relayer integration (${NODE_KIND} node on loopback)`, function () {
   this.timeout(120_000);
   let h: Awaited<ReturnType<typeof fastHasher>>;
 
@@ -253,7 +254,7 @@ describe("relayer integration (hardhat node on loopback)", function () {
     const relayer = await relayerFor(fleet, { batchIntervalMs: 100 });
     const start = await fleet.provider.getBlockNumber();
     const messages = fleet.devices.map((d) => attestation(h, d, fleet.deployment, 0n, deadline));
-    await fleet.provider.send("evm_setAutomine", [false]);
+    await fleet.node.pauseMining();
     try {
       const ids = await Promise.all(messages.map((m) => accept(relayer.url, "/v1/messages", m)));
       await until(
@@ -270,8 +271,8 @@ describe("relayer integration (hardhat node on loopback)", function () {
           maxPriorityFeePerGas: ethers.parseUnits("100", "gwei"),
           maxFeePerGas: ethers.parseUnits("200", "gwei"),
         });
-      await fleet.provider.send("evm_mine", []);
-      await fleet.provider.send("evm_setAutomine", [true]);
+      await fleet.node.mine();
+      await fleet.node.resumeMining();
       const final = await allFinal(relayer.url, ids);
       expect(final.map((s) => s.status)).to.deep.equal(["spent", "confirmed", "confirmed", "confirmed", "confirmed"]);
       const txs = await transactionsFrom(fleet.provider, relayer.address, start + 1);
@@ -279,13 +280,13 @@ describe("relayer integration (hardhat node on loopback)", function () {
       expect(relayer.stats().revertedTxs).to.equal(1);
       for (const d of fleet.devices) expect(await fleet.registry.deviceNonce(d.id)).to.equal(1n);
     } finally {
-      await fleet.provider.send("evm_setAutomine", [true]);
+      await fleet.node.resumeMining();
       await relayer.close();
     }
   });
 
   it("with its node down, the relayer refuses with 503 chain_unavailable and reports it in /health", async function () {
-    const node = await startHardhatNode();
+    const node = await startNode();
     try {
       const provider = rpcProvider(node.url);
       const fleet = await simulateFleet({
@@ -385,7 +386,9 @@ describe("relayer integration (hardhat node on loopback)", function () {
         const ids = await Promise.all(messages.map((m) => accept(first.url, "/v1/messages", m)));
         expect(await first.exited).to.equal("SIGKILL");
         expectJsonLogs(first);
-        const sent = await fleet.provider.getTransactionCount(fleet.relayerWallet.address);
+        // What the node has from the relayer, mined or in its mempool (a node with a block time
+        // may not have mined the batch yet).
+        const sent = await fleet.provider.getTransactionCount(fleet.relayerWallet.address, "pending");
         expect(sent).to.equal(failpoint === "before-broadcast" ? 0 : 1);
         if (torn) {
           // As if the crash had cut the write after the signed transaction's line: no status line follows it.

@@ -1,6 +1,6 @@
 /**
- * The relayer as a real process (`src/relayer/cli.ts` under ts-node), as `npm run relayer` starts
- * it: keystore file, password file, JSON logs on stdout. `kill()` is SIGKILL to its process group;
+ * The relayer as a real process (`src/relayer/cli.ts` under tsx), as `npm run relayer` starts it:
+ * keystore file, password file, JSON logs on stdout. `kill()` is SIGKILL to its process group;
  * every process still running is killed by a root `after` hook and on exit, whatever happens.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -54,7 +54,8 @@ export async function spawnRelayer(args: string[], env: Record<string, string> =
   const root = path.join(import.meta.dirname, "..", "..");
   const child = spawn(
     process.execPath,
-    ["-r", "ts-node/register/transpile-only", "src/relayer/cli.ts", ...args, "--port", String(port)],
+    // tsx as an --import hook, not its CLI: one process, so a SIGKILL (or a failpoint's) ends the relayer itself.
+    ["--import", "tsx", "src/relayer/cli.ts", ...args, "--port", String(port)],
     { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
   children.add(child);
