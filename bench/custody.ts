@@ -3,7 +3,15 @@ import { ethers, time } from "../test/helpers/hardhat.js";
 import { id as labelHash } from "ethers";
 import { secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey.js";
 import { digest, typedData, type Deployment, type Message } from "../src/eip712/index.js";
-import { PalletChildren, ReadingsBatch, cbv, childIdOf, locationId, shipmentIdOf, type Reading } from "../src/custody/index.js";
+import {
+  PalletChildren,
+  ReadingsBatch,
+  cbv,
+  childIdOf,
+  locationId,
+  shipmentIdOf,
+  type Reading,
+} from "../src/custody/index.js";
 import { loadKeccak } from "../src/eip712/fast.js";
 import { deployRegistry, provision } from "../test/helpers/registry.js";
 import type { GasRecorder } from "./lib.js";

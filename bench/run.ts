@@ -32,11 +32,10 @@ function table(
 
 /** `benchAgent`'s figures from a fresh Node process (bench/agentMain.ts). */
 function benchAgentInItsOwnProcess(): Record<string, number> {
-  const out = execFileSync(
-    process.execPath,
-    ["--import", "tsx", path.join(import.meta.dirname, "agentMain.ts")],
-    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
-  );
+  const out = execFileSync(process.execPath, ["--import", "tsx", path.join(import.meta.dirname, "agentMain.ts")], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
 }
 

@@ -46,7 +46,8 @@ export function invariantBudgets(files: string[], runs: number, depth: number) {
 
 const solidity = config.test?.solidity as { invariant?: { runs?: number; depth?: number } } | undefined;
 const { runs, depth } = solidity?.invariant ?? {};
-if (runs === undefined || depth === undefined) throw new Error("hardhat.config.ts: test.solidity.invariant needs runs and depth");
+if (runs === undefined || depth === undefined)
+  throw new Error("hardhat.config.ts: test.solidity.invariant needs runs and depth");
 const invariants = invariantBudgets(solidityFiles(path.join(root, "test", "solidity")), runs, depth);
 const require = createRequire(import.meta.url);
 const result = {

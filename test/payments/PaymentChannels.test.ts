@@ -405,7 +405,11 @@ describe("PaymentChannels", function () {
         .withArgs(id, 700n, 300n, f.owner.address);
       expect(await f.channels.deviceBalance(f.payees[0], ETH)).to.equal(700n);
       expect(await f.channels.accountBalance(f.owner.address, ETH)).to.equal(300n);
-      await expect(f.channels.connect(f.owner).withdraw(ETH, f.owner.address)).to.changeEtherBalance(ethers, f.owner, 300n);
+      await expect(f.channels.connect(f.owner).withdraw(ETH, f.owner.address)).to.changeEtherBalance(
+        ethers,
+        f.owner,
+        300n,
+      );
       // The tombstone: the id stays spent.
       const state = await f.channels.channelState(id);
       expect([state.deposit, state.paid, state.closesAt]).to.deep.equal([0n, 0n, await f.channels.CLOSED()]);
