@@ -101,14 +101,16 @@ function blockTimeOf(given: string | undefined): number {
 
 /**
  * Starts anvil with Hardhat's accounts (the same test mnemonic, 20 accounts of 10,000 ETH), chain id
- * 31337 and the Prague hardfork, mining a block every `blockTime` seconds (each transaction as it
+ * 31337 and Osaka — the hardfork Hardhat's EDR runs, with the P-256 precompile at 0x100 that device
+ * keys on secure elements use (on Prague anvil has none and OpenZeppelin's P256 falls back to
+ * Solidity, at twice the gas) — mining a block every `blockTime` seconds (each transaction as it
  * arrives with 0).
  */
 export async function startAnvil(port?: number, blockTime = ANVIL_BLOCK_TIME): Promise<HardhatNode> {
   const p = port ?? (await freePort());
   const bin = binOf("@foundry-rs/anvil", "anvil");
   // Anvil's default mnemonic and balance are Hardhat's; its default count is 10, Hardhat's 20.
-  const args = [bin, "--host", "127.0.0.1", "--port", String(p), "--chain-id", "31337", "--hardfork", "prague"];
+  const args = [bin, "--host", "127.0.0.1", "--port", String(p), "--chain-id", "31337", "--hardfork", "osaka"];
   args.push("--accounts", "20");
   if (blockTime > 0) args.push("--block-time", String(blockTime));
   return launch("anvil", p, args, "Listening on", blockTime);
