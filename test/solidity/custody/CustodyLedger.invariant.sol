@@ -214,7 +214,7 @@ contract CustodyHandler is HandlerBase {
         bytes32 digest = typedDigest(domain, keccak256(abi.encode(ledger.HANDOFF_TYPEHASH(), h)));
         bytes memory fromSig = _signAs(s.custodian, digest);
         bytes memory toSig = _signAs(to, digest);
-        if (v == 8) fromSig = _signAs(to == s.custodian ? custodians[(toSeed + 1) % CUSTODIANS] : to, digest);
+        if (v == 8) fromSig = _signAs(to == s.custodian ? custodians[(toSeed % CUSTODIANS + 1) % CUSTODIANS] : to, digest);
         if (v == 12) toSig = _highS(toSig);
         bool valid = v < 8 && s.flags & DELIVERED == 0;
         bool ok;
@@ -481,7 +481,7 @@ contract CustodyHandler is HandlerBase {
     function _pickPallet(uint256 seed) internal view returns (uint256) {
         uint256 n = _shipments.length;
         for (uint256 i = 0; i < n; ++i) {
-            uint256 j = (seed + i) % n;
+            uint256 j = (seed % n + i) % n;
             if (_shipments[j].children.length != 0) return j;
         }
         return type(uint256).max;
