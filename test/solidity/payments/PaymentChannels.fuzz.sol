@@ -239,7 +239,11 @@ contract PaymentChannelsFuzz is CustosTest {
         if (how == 0) sig = signDigest(keys[p], _voucherDigest(domain, keccak256(abi.encode(id, noise)), amount));
         else if (how == 1) sig = signDigest(keys[p], _voucherDigest(domain, id, amount ^ (1 + noise % type(uint128).max)));
         else if (how == 2) sig = signDigest(keys[p], _voucherDigest(keccak256(abi.encode(domain, noise)), id, amount));
-        else if (how == 3) sig = signDigest(newKey(noise, p256, address(verifier)), _voucherDigest(domain, id, amount));
+        else if (how == 3) {
+            DeviceKey memory other = newKey(noise, p256, address(verifier));
+            vm.assume(other.pk != keys[p].pk);
+            sig = signDigest(other, _voucherDigest(domain, id, amount));
+        }
         else {
             sig = _voucher(p, id, amount);
             if (how == 4) sig = _highS(p256, sig);
