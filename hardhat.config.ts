@@ -41,7 +41,9 @@ export default defineConfig({
   test: {
     mocha: { timeout: 120_000 },
     solidity: {
-      fuzz: { runs: 256 },
+      // CUSTOS_FUZZ_SEED (a 0x-prefixed 32-byte hex) replays or varies the fuzz and invariant runs;
+      // unset, Hardhat's fixed default seed makes every run the same.
+      fuzz: { runs: 256, ...(process.env.CUSTOS_FUZZ_SEED ? { seed: process.env.CUSTOS_FUZZ_SEED } : {}) },
       invariant: { runs: 50, depth: 200 },
     },
   },
