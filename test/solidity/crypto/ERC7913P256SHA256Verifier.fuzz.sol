@@ -50,7 +50,11 @@ contract ERC7913P256SHA256VerifierFuzz is P256Signatures {
     function testFuzz_refusesTheHighSTwin(uint256 seed, bytes32 digest) public view {
         (bytes memory key, bytes memory sig) = keyAndSignature(p256Key(seed), digest);
         (bytes32 r, bytes32 s) = abi.decode(sig, (bytes32, bytes32));
-        vm.assertNotEq(verifier.verify(key, digest, abi.encodePacked(r, bytes32(P256_N - uint256(s)))), VALID, "high s");
+        vm.assertNotEq(
+            verifier.verify(key, digest, abi.encodePacked(r, bytes32(P256_N - uint256(s)))),
+            VALID,
+            "high s"
+        );
     }
 
     /// @notice A signature with bytes added or cut is refused (OpenZeppelin's verifier alone would
@@ -68,7 +72,13 @@ contract ERC7913P256SHA256VerifierFuzz is P256Signatures {
 
     /// @notice Another key's signature, a signature of another digest, a signature of the raw digest
     /// (no sha256), or any flipped bit, is refused.
-    function testFuzz_refusesAnythingElse(uint256 seed, uint256 otherSeed, bytes32 digest, bytes32 other, uint256 how) public view {
+    function testFuzz_refusesAnythingElse(
+        uint256 seed,
+        uint256 otherSeed,
+        bytes32 digest,
+        bytes32 other,
+        uint256 how
+    ) public view {
         uint256 pk = p256Key(seed);
         (bytes memory key, bytes memory sig) = keyAndSignature(pk, digest);
         how = how % 4;
