@@ -40,11 +40,22 @@ export default defineConfig({
   typechain: { outDir: "typechain-types" },
   test: {
     mocha: { timeout: 120_000 },
+    // test/solidity (see its README). CUSTOS_FUZZ_SEED (0x + 64 hex digits) varies or replays the
+    // fuzz and invariant runs; unset, Hardhat's fixed default seed makes every run the same.
     solidity: {
-      // CUSTOS_FUZZ_SEED (a 0x-prefixed 32-byte hex) replays or varies the fuzz and invariant runs;
-      // unset, Hardhat's fixed default seed makes every run the same.
-      fuzz: { runs: 256, ...(process.env.CUSTOS_FUZZ_SEED ? { seed: process.env.CUSTOS_FUZZ_SEED } : {}) },
-      invariant: { runs: 50, depth: 200 },
+      fuzz: {
+        runs: 256,
+        ...((seed?: string) => {
+          if (!seed) return {};
+          if (!/^0x[0-9a-fA-F]{1,64}$/.test(seed)) {
+            throw new Error(`CUSTOS_FUZZ_SEED must be 0x and 1 to 64 hex digits (a uint256), not "${seed}"`);
+          }
+          return { seed };
+        })(process.env.CUSTOS_FUZZ_SEED),
+      },
+      // 50 runs × 200 calls = 10,000 handler calls per invariant. Handlers catch every refusal
+      // themselves, so a revert reaching the runner is a handler bug: it fails the suite.
+      invariant: { runs: 50, depth: 200, failOnRevert: true },
     },
   },
 });

@@ -103,7 +103,8 @@ contract LockAccessFuzz is CustosTest {
         vm.warp(block.timestamp + at);
         bool allowed = !sold && block.timestamp <= deadline;
         vm.prank(manager);
-        if (!allowed) vm.expectRevert(abi.encodeWithSelector(LockAccess.LockAccessNotOwnerOrManager.selector, locks[0], manager));
+        if (!allowed)
+            vm.expectRevert(abi.encodeWithSelector(LockAccess.LockAccessNotOwnerOrManager.selector, locks[0], manager));
         access.revokeKey(locks[0], keyId);
     }
 
@@ -117,7 +118,14 @@ contract LockAccessFuzz is CustosTest {
         bytes24 head;
         batches = uint8(bound(batches, 1, 4));
         for (uint32 seq = 1; seq <= batches; ++seq) {
-            LockAccess.LogBatch memory b = LockAccess.LogBatch(seq, keccak256(abi.encode(root, seq)), count, uint64(block.timestamp - 60), uint64(block.timestamp), block.timestamp + HOUR);
+            LockAccess.LogBatch memory b = LockAccess.LogBatch(
+                seq,
+                keccak256(abi.encode(root, seq)),
+                count,
+                uint64(block.timestamp - 60),
+                uint64(block.timestamp),
+                block.timestamp + HOUR
+            );
             bytes memory sig = signDigest(lockKeys[l], _logDigest(locks[l], b));
             access.anchorLog(lockKeys[l].signer, b, sig);
             head = access.nextLogHead(head, b);
@@ -132,7 +140,9 @@ contract LockAccessFuzz is CustosTest {
             access.anchorLog(lockKeys[l].signer, next, good);
         } else if (how == 1) {
             next.seq = batches + 2;
-            vm.expectRevert(abi.encodeWithSelector(LockAccess.LockAccessWrongSequence.selector, batches + 1, batches + 2));
+            vm.expectRevert(
+                abi.encodeWithSelector(LockAccess.LockAccessWrongSequence.selector, batches + 1, batches + 2)
+            );
             access.anchorLog(lockKeys[l].signer, next, good);
         } else if (how == 2) {
             bytes memory other = signDigest(lockKeys[1 - l], _logDigest(locks[l], next));
@@ -156,7 +166,10 @@ contract LockAccessFuzz is CustosTest {
         bytes32 root = Merkle.root(leaves);
         bytes32[] memory proof = Merkle.proof(leaves, index);
         vm.assertTrue(access.verifyLogRecord(root, leaves[index], proof), "a record of the batch");
-        vm.assertFalse(access.verifyLogRecord(root, keccak256(abi.encode(salt, n)), proof), "a record not in the batch");
+        vm.assertFalse(
+            access.verifyLogRecord(root, keccak256(abi.encode(salt, n)), proof),
+            "a record not in the batch"
+        );
     }
 
     function _logDigest(uint256 lockId, LockAccess.LogBatch memory b) internal view returns (bytes32) {

@@ -164,7 +164,7 @@ contract LockHandler is HandlerBase {
     function sell(uint256 lockSeed, uint256 toSeed) external {
         uint256 li = lockSeed % LOCKS;
         Lock storage l = _locks[li];
-        address to = address(uint160(0xC1 + toSeed % 3));
+        address to = address(uint160(0xC1 + (toSeed % 3)));
         vm.prank(l.owner);
         bool ok;
         try registry.transferFrom(l.owner, to, l.id) {
@@ -227,7 +227,11 @@ contract LockHandler is HandlerBase {
             } catch {}
         } else if (a < 7) {
             if (l.keys.length >= 4) return;
-            DeviceKey memory next = newKey(uint256(keccak256(abi.encode("lock rotation", li, l.keys.length))), a == 6, verifier);
+            DeviceKey memory next = newKey(
+                uint256(keccak256(abi.encode("lock rotation", li, l.keys.length))),
+                a == 6,
+                verifier
+            );
             bool withOld = (action >> 8) % 3 != 0;
             DeviceRegistry.Rotation memory r = rotationOf(registry, l.id, next, l.keys[l.keys.length - 1], withOld);
             vm.prank(l.owner);
@@ -253,7 +257,9 @@ contract LockHandler is HandlerBase {
         return _certs[i];
     }
 
-    function lock(uint256 i) external view returns (uint256 id, address owner, uint16 ownerEpoch, uint32 logSeq, bytes24 logHead) {
+    function lock(
+        uint256 i
+    ) external view returns (uint256 id, address owner, uint16 ownerEpoch, uint32 logSeq, bytes24 logHead) {
         Lock storage l = _locks[i];
         return (l.id, l.owner, l.ownerEpoch, l.logSeq, l.logHead);
     }
@@ -268,7 +274,8 @@ contract LockHandler is HandlerBase {
         Cert storage c = _certs[i];
         Lock storage l = _locks[c.lock];
         bool issuer = c.issuer == l.owner || _managers[c.lock][l.ownerEpoch][c.issuer] >= block.timestamp;
-        return !l.stolen &&
+        return
+            !l.stolen &&
             c.owner == l.owner &&
             c.epoch == _keyEpoch(c.lock) &&
             issuer &&
@@ -294,7 +301,7 @@ contract LockHandler is HandlerBase {
         uint256 s = seed % 8;
         if (s < 4) return l.owner;
         if (s < 6) return managers[(seed >> 3) % 3];
-        if (s == 6) return address(uint160(0xC1 + (seed >> 3) % 3));
+        if (s == 6) return address(uint160(0xC1 + ((seed >> 3) % 3)));
         return STRANGER;
     }
 
@@ -414,7 +421,11 @@ contract LockAccessInvariants is CustosTest {
             vm.assertEq(chainEpoch, epoch, "ownership epoch is not the model's");
             for (uint256 m = 0; m < 3; ++m) {
                 address manager = handler.managers(m);
-                vm.assertEq(access.managerExpiry(id, epoch, manager), handler.managerExpiry(l, epoch, manager), "manager expiry");
+                vm.assertEq(
+                    access.managerExpiry(id, epoch, manager),
+                    handler.managerExpiry(l, epoch, manager),
+                    "manager expiry"
+                );
             }
         }
     }

@@ -35,8 +35,19 @@ contract LocationBeaconsFuzz is CustosTest {
         }
     }
 
-    function _sign(uint256 d, uint256 nonce, LocationBeacons.LocationBeacon memory b) internal view returns (bytes memory) {
-        return signDigest(keys[d], typedDigest(beacons.DOMAIN_SEPARATOR(), keccak256(abi.encode(beacons.LOCATION_BEACON_TYPEHASH(), ids[d], nonce, b))));
+    function _sign(
+        uint256 d,
+        uint256 nonce,
+        LocationBeacons.LocationBeacon memory b
+    ) internal view returns (bytes memory) {
+        return
+            signDigest(
+                keys[d],
+                typedDigest(
+                    beacons.DOMAIN_SEPARATOR(),
+                    keccak256(abi.encode(beacons.LOCATION_BEACON_TYPEHASH(), ids[d], nonce, b))
+                )
+            );
     }
 
     /**
@@ -44,7 +55,14 @@ contract LocationBeaconsFuzz is CustosTest {
      * posted under its owner with nonce 0, once; the same beacon with any one field changed after
      * signing (or a replay) is refused.
      */
-    function testFuzz_beaconIsBoundToEveryField(bool p256, int32 lat, int32 lon, uint64 at, uint256 deadline, uint256 field) public {
+    function testFuzz_beaconIsBoundToEveryField(
+        bool p256,
+        int32 lat,
+        int32 lon,
+        uint64 at,
+        uint256 deadline,
+        uint256 field
+    ) public {
         uint256 d = p256 ? 1 : 0;
         deadline = bound(deadline, block.timestamp, type(uint256).max);
         vm.prank(OWNER);
@@ -83,8 +101,11 @@ contract LocationBeaconsFuzz is CustosTest {
             vm.warp(block.timestamp + HOUR + 1 + late);
             vm.expectRevert(abi.encodeWithSelector(LocationBeacons.LocationBeaconsExpired.selector, b.deadline));
         } else if (s != 1) {
-            IDeviceRegistry.DeviceStatus status = s == 0 ? IDeviceRegistry.DeviceStatus.Active : IDeviceRegistry.DeviceStatus.Revoked;
-            vm.expectRevert(abi.encodeWithSelector(LocationBeacons.LocationBeaconsNotQuarantined.selector, ids[0], status));
+            IDeviceRegistry.DeviceStatus status =
+                s == 0 ? IDeviceRegistry.DeviceStatus.Active : IDeviceRegistry.DeviceStatus.Revoked;
+            vm.expectRevert(
+                abi.encodeWithSelector(LocationBeacons.LocationBeaconsNotQuarantined.selector, ids[0], status)
+            );
         }
         beacons.postLocationBeacon(keys[0].signer, b, sig);
         vm.assertEq(beacons.beaconNonce(ids[0]), s == 1 ? 1 : 0, "posted exactly when quarantined and in time");

@@ -106,7 +106,11 @@ contract BeaconsHandler is HandlerBase {
             } catch {}
         } else if (a < 9) {
             if (d.keys.length >= 4) return;
-            DeviceKey memory next = newKey(uint256(keccak256(abi.encode("beacon rotation", di, d.keys.length))), a == 8, verifier);
+            DeviceKey memory next = newKey(
+                uint256(keccak256(abi.encode("beacon rotation", di, d.keys.length))),
+                a == 8,
+                verifier
+            );
             DeviceRegistry.Rotation memory r = rotationOf(registry, d.id, next, d.keys[d.keys.length - 1], true);
             vm.prank(OWNER);
             try registry.rotateKey(d.id, r) {

@@ -44,7 +44,19 @@ contract CustodyLedgerFuzz is CustosTest {
     }
 
     function _params(string memory epc, uint256 tracker) internal view returns (CustodyLedger.ShipmentParams memory) {
-        return CustodyLedger.ShipmentParams(epc, tracker, carrier, uint40(block.timestamp + 2 days), 1 hours, 200, 800, 0, 0, false);
+        return
+            CustodyLedger.ShipmentParams(
+                epc,
+                tracker,
+                carrier,
+                uint40(block.timestamp + 2 days),
+                1 hours,
+                200,
+                800,
+                0,
+                0,
+                false
+            );
     }
 
     function _create(string memory epc, uint256 t) internal returns (bytes32 id) {
@@ -52,7 +64,13 @@ contract CustodyLedgerFuzz is CustosTest {
         id = ledger.createShipment(_params(epc, trackers[t]));
     }
 
-    function _checkpoint(bytes32 shipment, uint32 seq, int16 lo, int16 hi, uint64 at) internal pure returns (CustodyLedger.CheckpointData memory) {
+    function _checkpoint(
+        bytes32 shipment,
+        uint32 seq,
+        int16 lo,
+        int16 hi,
+        uint64 at
+    ) internal pure returns (CustodyLedger.CheckpointData memory) {
         return CustodyLedger.CheckpointData(shipment, seq, keccak256(abi.encode(lo, hi, at)), 1, lo, hi, "here", at);
     }
 
@@ -85,7 +103,8 @@ contract CustodyLedgerFuzz is CustosTest {
         n = bound(n, 1, 12);
         index = bound(index, 0, n - 1);
         bytes32[] memory leaves = new bytes32[](n);
-        for (uint256 i = 0; i < n; ++i) leaves[i] = keccak256(bytes.concat(keccak256(abi.encode(keccak256(bytes(_child(salt, i)))))));
+        for (uint256 i = 0; i < n; ++i)
+            leaves[i] = keccak256(bytes.concat(keccak256(abi.encode(keccak256(bytes(_child(salt, i)))))));
         CustodyLedger.ShipmentParams memory p = _params("pallet", trackers[0]);
         p.childrenRoot = Merkle.root(leaves);
         vm.prank(shipper);
@@ -93,7 +112,11 @@ contract CustodyLedgerFuzz is CustosTest {
         bytes32[] memory proof = Merkle.proof(leaves, index);
         vm.prank(shipper);
         bytes32 child = ledger.splitChild(pallet, _child(salt, index), proof);
-        vm.assertEq(child, keccak256(abi.encode(pallet, keccak256(bytes(_child(salt, index))))), "childIdOf(pallet, epc)");
+        vm.assertEq(
+            child,
+            keccak256(abi.encode(pallet, keccak256(bytes(_child(salt, index))))),
+            "childIdOf(pallet, epc)"
+        );
         vm.assertEq(ledger.shipmentOf(child).custodian, shipper, "the child's custodian is the pallet's");
         vm.prank(shipper);
         vm.expectRevert(abi.encodeWithSelector(CustodyLedger.CustodyLedgerShipmentExists.selector, child));
@@ -114,7 +137,14 @@ contract CustodyLedgerFuzz is CustosTest {
      * any receiver, deadline (uint40), silence (uint24), temperatures (int16, negative ones too),
      * tracker key generation and trust period.
      */
-    function testFuzz_packedSlotsRoundTrip(address receiver, uint40 deadline, uint24 maxSilence, int16 a, int16 b, bool rotate) public {
+    function testFuzz_packedSlotsRoundTrip(
+        address receiver,
+        uint40 deadline,
+        uint24 maxSilence,
+        int16 a,
+        int16 b,
+        bool rotate
+    ) public {
         vm.assume(receiver != address(0) && deadline > block.timestamp && maxSilence != 0);
         (int16 lo, int16 hi) = a <= b ? (a, b) : (b, a);
         if (rotate) {
@@ -123,7 +153,18 @@ contract CustodyLedgerFuzz is CustosTest {
             vm.prank(TRACKER_OWNER);
             registry.rotateKey(trackers[0], r);
         }
-        CustodyLedger.ShipmentParams memory p = CustodyLedger.ShipmentParams("epc", trackers[0], receiver, deadline, maxSilence, lo, hi, 0, 0, false);
+        CustodyLedger.ShipmentParams memory p = CustodyLedger.ShipmentParams(
+            "epc",
+            trackers[0],
+            receiver,
+            deadline,
+            maxSilence,
+            lo,
+            hi,
+            0,
+            0,
+            false
+        );
         vm.prank(shipper);
         bytes32 id = ledger.createShipment(p);
         CustodyLedger.ShipmentView memory v = ledger.shipmentOf(id);
@@ -157,7 +198,13 @@ contract CustodyLedgerFuzz is CustosTest {
         CustodyLedger.CheckpointData memory cp = _checkpoint(id, 1, lo, hi, uint64(block.timestamp));
         bytes memory sig = signDigest(trackerKeys[t], _cpDigest(cp));
         if (tamper % 4 == 0) {
-            CustodyLedger.CheckpointData memory forged = _checkpoint(id, 1, lo, hi == type(int16).max ? hi - 1 : hi + 1, cp.at);
+            CustodyLedger.CheckpointData memory forged = _checkpoint(
+                id,
+                1,
+                lo,
+                hi == type(int16).max ? hi - 1 : hi + 1,
+                cp.at
+            );
             vm.expectRevert(CustodyLedger.CustodyLedgerInvalidTrackerSignature.selector);
             ledger.checkpoint(forged, trackerKeys[t].signer, sig);
             return;
@@ -206,7 +253,9 @@ contract CustodyLedgerFuzz is CustosTest {
         CustodyLedger.CheckpointData memory cp = _checkpoint(id, 1, 300, 400, at);
         bytes memory sig = signDigest(trackerKeys[0], _cpDigest(cp));
         if (at > reportAt) {
-            vm.expectRevert(abi.encodeWithSelector(CustodyLedger.CustodyLedgerTrackerNotTrusted.selector, at, uint40(reportAt)));
+            vm.expectRevert(
+                abi.encodeWithSelector(CustodyLedger.CustodyLedgerTrackerNotTrusted.selector, at, uint40(reportAt))
+            );
             ledger.checkpoint(cp, trackerKeys[0].signer, sig);
         } else {
             ledger.checkpoint(cp, trackerKeys[0].signer, sig);
@@ -227,17 +276,40 @@ contract CustodyLedgerFuzz is CustosTest {
         CustodyLedger.Reading[] memory readings = new CustodyLedger.Reading[](n);
         bytes32[] memory leaves = new bytes32[](n);
         for (uint256 i = 0; i < n; ++i) {
-            readings[i] = CustodyLedger.Reading(uint64(block.timestamp - n + i), i == index ? temp : int16(int256(300 + (uint256(keccak256(abi.encode(salt, i))) % 400))));
+            readings[i] = CustodyLedger.Reading(
+                uint64(block.timestamp - n + i),
+                i == index ? temp : int16(int256(300 + (uint256(keccak256(abi.encode(salt, i))) % 400)))
+            );
             leaves[i] = keccak256(bytes.concat(keccak256(abi.encode(readings[i].at, readings[i].temp))));
         }
         bytes32 root = Merkle.root(leaves);
         // The tracker signs an honest-looking range: it hides the reading if it is out of range.
-        CustodyLedger.CheckpointData memory cp = CustodyLedger.CheckpointData(id, 1, root, uint32(n), 200, 800, "here", uint64(block.timestamp));
+        CustodyLedger.CheckpointData memory cp = CustodyLedger.CheckpointData(
+            id,
+            1,
+            root,
+            uint32(n),
+            200,
+            800,
+            "here",
+            uint64(block.timestamp)
+        );
         ledger.checkpoint(cp, trackerKeys[0].signer, signDigest(trackerKeys[0], _cpDigest(cp)));
         bytes32[] memory proof = Merkle.proof(leaves, index);
         vm.assertTrue(ledger.verifyReading(root, readings[index], proof), "verifyReading");
-        CustodyLedger.CheckpointSummary memory summary = CustodyLedger.CheckpointSummary(id, 1, root, 200, 800, 200, 800);
-        CustodyLedger.Reading memory other = CustodyLedger.Reading(readings[index].at, temp == type(int16).max ? temp - 1 : temp + 1);
+        CustodyLedger.CheckpointSummary memory summary = CustodyLedger.CheckpointSummary(
+            id,
+            1,
+            root,
+            200,
+            800,
+            200,
+            800
+        );
+        CustodyLedger.Reading memory other = CustodyLedger.Reading(
+            readings[index].at,
+            temp == type(int16).max ? temp - 1 : temp + 1
+        );
         vm.expectRevert(CustodyLedger.CustodyLedgerInvalidProof.selector);
         ledger.proveLatestExcursion(summary, other, proof);
         bool out = temp < 200 || temp > 800;
@@ -258,7 +330,17 @@ contract CustodyLedgerFuzz is CustosTest {
         bytes32 id = _create("handoff", 0);
         ERC1271Wallet wallet = new ERC1271Wallet(carrier);
         address to = toWallet ? address(wallet) : carrier;
-        CustodyLedger.HandoffData memory h = CustodyLedger.HandoffData(id, shipper, to, 1, "shipping", "in_transit", "dock", uint64(block.timestamp), block.timestamp + HOUR);
+        CustodyLedger.HandoffData memory h = CustodyLedger.HandoffData(
+            id,
+            shipper,
+            to,
+            1,
+            "shipping",
+            "in_transit",
+            "dock",
+            uint64(block.timestamp),
+            block.timestamp + HOUR
+        );
         bytes32 domain = ledger.DOMAIN_SEPARATOR();
         bytes32 digest = typedDigest(domain, keccak256(abi.encode(ledger.HANDOFF_TYPEHASH(), h)));
         bytes memory fromSig = signEoa(SHIPPER_PK, digest);
@@ -266,10 +348,18 @@ contract CustodyLedgerFuzz is CustosTest {
         how = how % 7;
         if (how == 0) fromSig = signEoa(CARRIER_PK, digest);
         else if (how == 1) toSig = signEoa(SHIPPER_PK, digest);
-        else if (how == 2) toSig = signEoa(CARRIER_PK, typedDigest(keccak256(abi.encode(domain, noise)), keccak256(abi.encode(ledger.HANDOFF_TYPEHASH(), h))));
+        else if (how == 2)
+            toSig = signEoa(
+                CARRIER_PK,
+                typedDigest(keccak256(abi.encode(domain, noise)), keccak256(abi.encode(ledger.HANDOFF_TYPEHASH(), h)))
+            );
         else if (how == 3) {
             (bytes32 r, bytes32 s) = abi.decode(fromSig, (bytes32, bytes32));
-            fromSig = abi.encodePacked(r, bytes32(SECP256K1_N - uint256(s)), uint8(fromSig[64]) == 27 ? uint8(28) : uint8(27));
+            fromSig = abi.encodePacked(
+                r,
+                bytes32(SECP256K1_N - uint256(s)),
+                uint8(fromSig[64]) == 27 ? uint8(28) : uint8(27)
+            );
         } else if (how == 4) h.readPoint = keccak256(abi.encode(noise));
         else if (how == 5) {
             h.seq = uint32(bound(noise, 2, type(uint32).max));

@@ -113,7 +113,7 @@ contract CustodyHandler is HandlerBase {
         if (_shipments.length >= MAX_SHIPMENTS) return;
         uint256 ci = creatorSeed % CUSTODIANS;
         uint256 ti = trackerSeed % 2;
-        uint256 children = seed % 2 == 1 ? 2 + (seed >> 100) % 3 : 0;
+        uint256 children = seed % 2 == 1 ? 2 + ((seed >> 100) % 3) : 0;
         CustodyLedger.ShipmentParams memory p = _params(epcSeed % 6, ti, seed, children);
         bytes32 id = keccak256(abi.encode(custodians[ci], keccak256(bytes(p.epc))));
         bool fresh = _find(id) == type(uint256).max;
@@ -157,17 +157,16 @@ contract CustodyHandler is HandlerBase {
         Shipment storage pallet = _shipments[pi];
         bool listed = childSeed % 6 != 0;
         uint256 n = pallet.children.length;
-        string memory epc = listed
-            ? _childEpc(pallet.epc, childSeed % n)
-            : string.concat(pallet.epc, "/stowaway");
+        string memory epc = listed ? _childEpc(pallet.epc, childSeed % n) : string.concat(pallet.epc, "/stowaway");
         bytes32[] memory proof = Merkle.proof(pallet.children, childSeed % n);
         address caller = callerSeed % 5 == 0 ? custodians[(callerSeed >> 8) % CUSTODIANS] : pallet.custodian;
         bytes32 child = keccak256(abi.encode(pallet.id, keccak256(bytes(epc))));
-        bool expected = caller == pallet.custodian &&
-            pallet.flags & DELIVERED == 0 &&
-            listed &&
-            _find(child) == type(uint256).max &&
-            pallet.deadline > block.timestamp;
+        bool expected =
+            caller == pallet.custodian &&
+                pallet.flags & DELIVERED == 0 &&
+                listed &&
+                _find(child) == type(uint256).max &&
+                pallet.deadline > block.timestamp;
         vm.prank(caller);
         bool ok;
         try ledger.splitChild(pallet.id, epc, proof) returns (bytes32 got) {
@@ -210,11 +209,13 @@ contract CustodyHandler is HandlerBase {
             uint64(block.timestamp),
             v == 10 ? block.timestamp - 1 : block.timestamp + HOUR
         );
-        bytes32 domain = v == 11 ? keccak256(abi.encode(ledger.DOMAIN_SEPARATOR(), "another domain")) : ledger.DOMAIN_SEPARATOR();
+        bytes32 domain =
+            v == 11 ? keccak256(abi.encode(ledger.DOMAIN_SEPARATOR(), "another domain")) : ledger.DOMAIN_SEPARATOR();
         bytes32 digest = typedDigest(domain, keccak256(abi.encode(ledger.HANDOFF_TYPEHASH(), h)));
         bytes memory fromSig = _signAs(s.custodian, digest);
         bytes memory toSig = _signAs(to, digest);
-        if (v == 8) fromSig = _signAs(to == s.custodian ? custodians[(toSeed % CUSTODIANS + 1) % CUSTODIANS] : to, digest);
+        if (v == 8)
+            fromSig = _signAs(to == s.custodian ? custodians[((toSeed % CUSTODIANS) + 1) % CUSTODIANS] : to, digest);
         if (v == 12) toSig = _highS(toSig);
         bool valid = v < 8 && s.flags & DELIVERED == 0;
         bool ok;
@@ -309,7 +310,15 @@ contract CustodyHandler is HandlerBase {
         bool ok;
         if (how % 2 == 0) {
             bool trusted = posted.cp.at <= _until(s.tracker, s.period);
-            try ledger.proveExcursion(posted.cp, _trackers[s.tracker].keys[posted.key].signer, posted.signature, reading, proof) {
+            try
+                ledger.proveExcursion(
+                    posted.cp,
+                    _trackers[s.tracker].keys[posted.key].signer,
+                    posted.signature,
+                    reading,
+                    proof
+                )
+            {
                 ok = true;
             } catch {}
             _expect(trusted ? 5 : 8, live && outOfRange && trusted, ok, "proveExcursion");
@@ -391,7 +400,11 @@ contract CustodyHandler is HandlerBase {
             } catch {}
         } else if (a < 7) {
             if (t.keys.length >= 4) return;
-            DeviceKey memory next = newKey(uint256(keccak256(abi.encode("tracker rotation", ti, t.keys.length))), a == 6, verifier);
+            DeviceKey memory next = newKey(
+                uint256(keccak256(abi.encode("tracker rotation", ti, t.keys.length))),
+                a == 6,
+                verifier
+            );
             bool withOld = (action >> 8) % 3 != 0;
             DeviceRegistry.Rotation memory r = rotationOf(registry, t.id, next, t.keys[t.keys.length - 1], withOld);
             vm.prank(TRACKER_OWNER);
@@ -436,7 +449,13 @@ contract CustodyHandler is HandlerBase {
 
     // ================================================================ internals
 
-    function _add(bytes32 id, uint256 ci, uint256 ti, CustodyLedger.ShipmentParams memory p, uint256 children) internal {
+    function _add(
+        bytes32 id,
+        uint256 ci,
+        uint256 ti,
+        CustodyLedger.ShipmentParams memory p,
+        uint256 children
+    ) internal {
         Shipment storage s = _shipments.push();
         Tracker storage t = _trackers[ti];
         (s.id, s.epc, s.creator, s.tracker) = (id, p.epc, ci, ti);
@@ -475,7 +494,8 @@ contract CustodyHandler is HandlerBase {
         uint256 n = _shipments.length;
         uint256 start = seed % n;
         if ((seed >> 128) % 8 != 0) {
-            for (uint256 i = 0; i < n; ++i) if (_shipments[(start + i) % n].flags & DELIVERED == 0) return (start + i) % n;
+            for (uint256 i = 0; i < n; ++i)
+                if (_shipments[(start + i) % n].flags & DELIVERED == 0) return (start + i) % n;
         }
         return start;
     }
@@ -483,7 +503,7 @@ contract CustodyHandler is HandlerBase {
     function _pickPallet(uint256 seed) internal view returns (uint256) {
         uint256 n = _shipments.length;
         for (uint256 i = 0; i < n; ++i) {
-            uint256 j = (seed % n + i) % n;
+            uint256 j = ((seed % n) + i) % n;
             if (_shipments[j].children.length != 0) return j;
         }
         return type(uint256).max;
@@ -495,7 +515,7 @@ contract CustodyHandler is HandlerBase {
         uint256 v,
         uint256 seed
     ) internal view returns (CustodyLedger.CheckpointData memory cp, uint64[] memory ats, int16[] memory temps) {
-        uint256 n = 1 + seed % 4;
+        uint256 n = 1 + (seed % 4);
         uint64 at = uint64(bound(seed >> 8, s.lastAt, block.timestamp));
         if (v == 11) at = (seed >> 16) % 2 == 0 || s.lastAt == 0 ? uint64(block.timestamp + 1) : uint64(s.lastAt - 1);
         (ats, temps) = (new uint64[](n), new int16[](n));
@@ -535,7 +555,8 @@ contract CustodyHandler is HandlerBase {
 
     /// @dev A custodian's signature: its own key, or (the wallet) its owner's.
     function _signAs(address custodian, bytes32 digest) internal view returns (bytes memory) {
-        for (uint256 i = 0; i < CUSTODIANS; ++i) if (custodians[i] == custodian) return signEoa(_custodianKeys[i], digest);
+        for (uint256 i = 0; i < CUSTODIANS; ++i)
+            if (custodians[i] == custodian) return signEoa(_custodianKeys[i], digest);
         revert("not a custodian");
     }
 
@@ -664,9 +685,10 @@ contract CustodyLedgerInvariants is CustosTest {
         _noBreak(9);
         for (uint256 i = 0; i < handler.shipmentCount(); ++i) {
             CustodyHandler.Shipment memory s = handler.shipment(i);
-            bytes32 expected = s.parent == 0
-                ? ledger.shipmentIdOf(handler.custodians(s.creator), s.epc)
-                : ledger.childIdOf(s.parent, s.epc);
+            bytes32 expected =
+                s.parent == 0
+                    ? ledger.shipmentIdOf(handler.custodians(s.creator), s.epc)
+                    : ledger.childIdOf(s.parent, s.epc);
             vm.assertEq(s.id, expected, "shipment id is not its creator's");
             vm.assertEq(ledger.shipmentOf(s.id).receiver, s.receiver, "receiver is not the model's");
         }

@@ -55,7 +55,9 @@ contract GuardianQuorumFuzz is CustosTest {
                 if (i > 0 && again % 2 == 1) {
                     address earlier = guardians[perm[again % i]];
                     vm.prank(earlier);
-                    vm.expectRevert(abi.encodeWithSelector(GuardianQuorum.GuardianQuorumAlreadyVoted.selector, device, earlier));
+                    vm.expectRevert(
+                        abi.encodeWithSelector(GuardianQuorum.GuardianQuorumAlreadyVoted.selector, device, earlier)
+                    );
                     if (flag) quorum.flag(device, "x");
                     else quorum.clearFlag(device);
                 }

@@ -38,7 +38,12 @@ contract QuorumHandler is HandlerBase {
     mapping(uint256 device => bool) public revoked;
 
     constructor(DeviceRegistry registry_, uint256[DEVICES] memory devices_, address[CANDIDATES] memory candidates_) {
-        (registry, quorum, devices, candidates) = (registry_, GuardianQuorum(registry_.guardianQuorum()), devices_, candidates_);
+        (registry, quorum, devices, candidates) = (
+            registry_,
+            GuardianQuorum(registry_.guardianQuorum()),
+            devices_,
+            candidates_
+        );
         for (uint256 i = 0; i < 3; ++i) member[i] = true;
         quorumModel = QUORUM;
         revoked[2] = true;
@@ -173,7 +178,11 @@ contract GuardianQuorumInvariants is CustosTest {
         vm.assertEq(handler.broken(1), 0, handler.firstBroken(1));
         for (uint256 d = 0; d < 3; ++d) {
             uint256 id = handler.devices(d);
-            vm.assertEq(registry.deviceInfo(id).guardianFlagged, handler.flagged(d), "guardian flag is not the model's");
+            vm.assertEq(
+                registry.deviceInfo(id).guardianFlagged,
+                handler.flagged(d),
+                "guardian flag is not the model's"
+            );
         }
     }
 

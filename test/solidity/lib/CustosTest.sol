@@ -180,7 +180,12 @@ abstract contract CustosTest is TestBase {
     }
 
     /// @notice The guardians (the first {QUORUM} of `guardians`) quarantine `deviceId`, or lift their flag.
-    function guardiansDecide(DeviceRegistry registry, address[] memory guardians, uint256 deviceId, bool flag) internal {
+    function guardiansDecide(
+        DeviceRegistry registry,
+        address[] memory guardians,
+        uint256 deviceId,
+        bool flag
+    ) internal {
         GuardianQuorum q = GuardianQuorum(registry.guardianQuorum());
         for (uint256 i = 0; i < q.quorum(); ++i) {
             vm.prank(guardians[i]);

@@ -50,7 +50,10 @@ abstract contract HandlerBase is CustosTest {
         _check(
             invariant,
             expected == succeeded,
-            string.concat(what, expected ? ": refused, but the design allows it" : ": accepted, but the design refuses it")
+            string.concat(
+                what,
+                expected ? ": refused, but the design allows it" : ": accepted, but the design refuses it"
+            )
         );
         if (succeeded) _did(what);
     }

@@ -46,10 +46,25 @@ contract PaymentChannelsFuzz is CustosTest {
     }
 
     /// @dev Opens a channel from payer device `p` (0: secp256k1, 1: P-256) to the payee, in ETH.
-    function _open(uint256 p, uint96 rate, uint96 allowance, uint256 amount) internal returns (PaymentChannels.Terms memory t) {
+    function _open(
+        uint256 p,
+        uint96 rate,
+        uint96 allowance,
+        uint256 amount
+    ) internal returns (PaymentChannels.Terms memory t) {
         PaymentChannels.Opening memory o = PaymentChannels.Opening(ids[p], ids[2], address(0), rate, allowance, 7);
         channels.open{value: amount}(o, keys[p].signer, amount);
-        t = PaymentChannels.Terms(ids[p], ids[2], address(0), rate, allowance, uint64(block.timestamp), 7, keccak256(keys[p].signer), registry.deviceTrust(ids[p]).period);
+        t = PaymentChannels.Terms(
+            ids[p],
+            ids[2],
+            address(0),
+            rate,
+            allowance,
+            uint64(block.timestamp),
+            7,
+            keccak256(keys[p].signer),
+            registry.deviceTrust(ids[p]).period
+        );
     }
 
     function _voucher(uint256 p, bytes32 channel, uint256 amount) internal view returns (bytes memory) {
@@ -64,7 +79,13 @@ contract PaymentChannelsFuzz is CustosTest {
 
     /// @notice A channel id is keccak256(abi.encode(terms)) for any terms, as `open` computes it from
     /// its Opening plus the time, key hash and period; `channelId` agrees.
-    function testFuzz_channelIdIsTheHashOfItsTerms(uint96 rate, uint96 allowance, uint256 amount, uint40 at, bool p256) public {
+    function testFuzz_channelIdIsTheHashOfItsTerms(
+        uint96 rate,
+        uint96 allowance,
+        uint256 amount,
+        uint40 at,
+        bool p256
+    ) public {
         amount = bound(amount, 1, type(uint96).max);
         vm.assume(at > 0);
         vm.warp(at);
@@ -72,7 +93,17 @@ contract PaymentChannelsFuzz is CustosTest {
         vm.deal(address(this), amount);
         PaymentChannels.Opening memory o = PaymentChannels.Opening(ids[p], ids[2], address(0), rate, allowance, 7);
         bytes32 id = channels.open{value: amount}(o, keys[p].signer, amount);
-        PaymentChannels.Terms memory t = PaymentChannels.Terms(ids[p], ids[2], address(0), rate, allowance, uint64(at), 7, keccak256(keys[p].signer), registry.deviceTrust(ids[p]).period);
+        PaymentChannels.Terms memory t = PaymentChannels.Terms(
+            ids[p],
+            ids[2],
+            address(0),
+            rate,
+            allowance,
+            uint64(at),
+            7,
+            keccak256(keys[p].signer),
+            registry.deviceTrust(ids[p]).period
+        );
         vm.assertEq(id, keccak256(abi.encode(t)), "id: keccak256 of the ABI-encoded terms");
         vm.assertEq(channels.channelId(t), id, "channelId(terms)");
         vm.assertEq(channels.channelState(id).deposit, amount, "deposit");
@@ -116,7 +147,11 @@ contract PaymentChannelsFuzz is CustosTest {
         PaymentChannels.Channel memory s = channels.channelState(id);
         vm.assertEq(s.deposit, 0, "tombstone deposit");
         vm.assertEq(s.closesAt, channels.CLOSED(), "tombstone closesAt");
-        vm.assertEq(channels.deviceBalance(ids[2], address(0)) + channels.accountBalance(OWNER, address(0)), amount, "all of the deposit credited");
+        vm.assertEq(
+            channels.deviceBalance(ids[2], address(0)) + channels.accountBalance(OWNER, address(0)),
+            amount,
+            "all of the deposit credited"
+        );
         sig = _voucher(0, id, amount);
         vm.expectRevert(abi.encodeWithSelector(PaymentChannels.PaymentChannelsUnknownChannel.selector, id));
         channels.claim(t, amount, keys[0].signer, sig);
@@ -136,7 +171,17 @@ contract PaymentChannelsFuzz is CustosTest {
         channels.open(o, keys[0].signer, amount);
         uint256 first = bound(amount, 1, type(uint96).max);
         bytes32 id = channels.open(o, keys[0].signer, first);
-        PaymentChannels.Terms memory t = PaymentChannels.Terms(ids[0], ids[2], address(token), UNCAPPED, 0, uint64(block.timestamp), 7, keccak256(keys[0].signer), 0);
+        PaymentChannels.Terms memory t = PaymentChannels.Terms(
+            ids[0],
+            ids[2],
+            address(token),
+            UNCAPPED,
+            0,
+            uint64(block.timestamp),
+            7,
+            keccak256(keys[0].signer),
+            0
+        );
         topUp = bound(topUp, uint256(type(uint96).max) - first + 1, type(uint128).max - first);
         token.mint(address(this), topUp);
         vm.expectRevert(abi.encodeWithSelector(PaymentChannels.PaymentChannelsDepositOverflow.selector, first + topUp));
@@ -149,10 +194,25 @@ contract PaymentChannelsFuzz is CustosTest {
     /// @notice spendingLimit is allowance + rate × (t − openedAt), never below the allowance (t before
     /// the opening), and unbounded for UNCAPPED.
     function testFuzz_spendingLimit(uint96 rate, uint96 allowance, uint64 openedAt, uint64 t) public view {
-        PaymentChannels.Terms memory terms = PaymentChannels.Terms(1, 2, address(0), rate, allowance, openedAt, 0, 0, 0);
+        PaymentChannels.Terms memory terms = PaymentChannels.Terms(
+            1,
+            2,
+            address(0),
+            rate,
+            allowance,
+            openedAt,
+            0,
+            0,
+            0
+        );
         uint256 limit = channels.spendingLimit(terms, t);
         if (rate == UNCAPPED) vm.assertEq(limit, type(uint256).max, "uncapped");
-        else vm.assertEq(limit, uint256(allowance) + uint256(rate) * (t > openedAt ? t - openedAt : 0), "allowance + rate x elapsed");
+        else
+            vm.assertEq(
+                limit,
+                uint256(allowance) + uint256(rate) * (t > openedAt ? t - openedAt : 0),
+                "allowance + rate x elapsed"
+            );
     }
 
     /**
@@ -228,7 +288,12 @@ contract PaymentChannelsFuzz is CustosTest {
      * @notice A voucher pays only when signed by the channel's own key over this channel, this amount,
      * in this contract's domain, low-s, exact length: any one of those changed is refused.
      */
-    function testFuzz_voucherSignatureIsBoundToEverything(bool p256, uint256 how, uint256 amount, uint256 noise) public {
+    function testFuzz_voucherSignatureIsBoundToEverything(
+        bool p256,
+        uint256 how,
+        uint256 amount,
+        uint256 noise
+    ) public {
         uint256 p = p256 ? 1 : 0;
         PaymentChannels.Terms memory t = _open(p, UNCAPPED, 0, 10 ether);
         bytes32 id = keccak256(abi.encode(t));
@@ -237,18 +302,18 @@ contract PaymentChannelsFuzz is CustosTest {
         bytes memory sig;
         how = how % 7;
         if (how == 0) sig = signDigest(keys[p], _voucherDigest(domain, keccak256(abi.encode(id, noise)), amount));
-        else if (how == 1) sig = signDigest(keys[p], _voucherDigest(domain, id, amount ^ (1 + noise % type(uint128).max)));
+        else if (how == 1)
+            sig = signDigest(keys[p], _voucherDigest(domain, id, amount ^ (1 + (noise % type(uint128).max))));
         else if (how == 2) sig = signDigest(keys[p], _voucherDigest(keccak256(abi.encode(domain, noise)), id, amount));
         else if (how == 3) {
             DeviceKey memory other = newKey(noise, p256, address(verifier));
             vm.assume(other.pk != keys[p].pk);
             sig = signDigest(other, _voucherDigest(domain, id, amount));
-        }
-        else {
+        } else {
             sig = _voucher(p, id, amount);
             if (how == 4) sig = _highS(p256, sig);
             else if (how == 5) sig = bytes.concat(sig, bytes1(uint8(noise)));
-            else sig[noise % sig.length] ^= bytes1(uint8(1 + noise % 255));
+            else sig[noise % sig.length] ^= bytes1(uint8(1 + (noise % 255)));
         }
         vm.expectPartialRevert(PaymentChannels.PaymentChannelsInvalidSignature.selector);
         channels.claim(t, amount, keys[p].signer, sig);

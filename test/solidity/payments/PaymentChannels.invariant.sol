@@ -196,8 +196,12 @@ contract ChannelsHandler is HandlerBase {
             if (ok) _credit(ci, paid);
             return;
         }
-        uint256 cj = (ci + 1 + otherSeed % (_channels.length - 1)) % _channels.length;
-        (PaymentChannels.VoucherClaim memory w, uint96 paid2, bool valid2) = _voucher(cj, amountSeed >> 96, keySeed >> 8);
+        uint256 cj = (ci + 1 + (otherSeed % (_channels.length - 1))) % _channels.length;
+        (PaymentChannels.VoucherClaim memory w, uint96 paid2, bool valid2) = _voucher(
+            cj,
+            amountSeed >> 96,
+            keySeed >> 8
+        );
         PaymentChannels.VoucherClaim[] memory both = new PaymentChannels.VoucherClaim[](2);
         (both[0], both[1]) = (v, w);
         bool ok2;
@@ -329,7 +333,11 @@ contract ChannelsHandler is HandlerBase {
             } catch {}
         } else if (a < 9) {
             if (p.keys.length >= 4) return;
-            DeviceKey memory next = newKey(uint256(keccak256(abi.encode("rotated", pi, p.keys.length))), a == 8, verifier);
+            DeviceKey memory next = newKey(
+                uint256(keccak256(abi.encode("rotated", pi, p.keys.length))),
+                a == 8,
+                verifier
+            );
             DeviceRegistry.Rotation memory r = rotationOf(registry, p.id, next, p.keys[p.keys.length - 1], true);
             vm.prank(owner);
             try registry.rotateKey(p.id, r) {
@@ -428,7 +436,8 @@ contract ChannelsHandler is HandlerBase {
         uint256 paid = channels.channelState(c.id).paid;
         vm.revertToState(snapshot);
         _check(8, ok == (bound_ > c.paid), "probe: the payee cannot collect its bound, or collects nothing new");
-        if (ok) _check(8, paid == bound_, "probe: the payee collected other than min(deposit, cap at the end of trust)");
+        if (ok)
+            _check(8, paid == bound_, "probe: the payee collected other than min(deposit, cap at the end of trust)");
         _did("probeCollect");
     }
 
@@ -438,13 +447,17 @@ contract ChannelsHandler is HandlerBase {
         Channel storage c = _channels[_pickChannel(channelSeed)];
         DeviceKey memory k = _payers[c.payer].keys[c.key];
         uint256 h = how % 4;
-        bytes32 digest = h == 0
-            ? _voucherDigest(keccak256(abi.encode(c.id)), c.deposit)
-            : (
-                h == 1
-                    ? typedDigest(keccak256(abi.encode(c.id, "another domain")), keccak256(abi.encode(channels.VOUCHER_TYPEHASH(), c.id, c.deposit)))
-                    : _voucherDigest(c.id, c.deposit)
-            );
+        bytes32 digest =
+            h == 0
+                ? _voucherDigest(keccak256(abi.encode(c.id)), c.deposit)
+                : (
+                    h == 1
+                        ? typedDigest(
+                            keccak256(abi.encode(c.id, "another domain")),
+                            keccak256(abi.encode(channels.VOUCHER_TYPEHASH(), c.id, c.deposit))
+                        )
+                        : _voucherDigest(c.id, c.deposit)
+                );
         bytes memory sig = signDigest(k, digest);
         if (h == 2) sig = _highS(k.p256, sig);
         if (h == 3) sig = k.p256 ? bytes.concat(sig, bytes1(0)) : _cut(sig);
@@ -532,7 +545,8 @@ contract ChannelsHandler is HandlerBase {
         Payer storage p = _payers[c.payer];
         // Any cumulative amount up to a quarter beyond the deposit; three times in four, above what was paid.
         uint256 high = uint256(c.deposit) + c.deposit / 4 + 1;
-        uint256 amount = amountSeed % 4 == 0 ? bound(amountSeed >> 2, 0, high) : bound(amountSeed >> 2, c.paid + 1, high);
+        uint256 amount =
+            amountSeed % 4 == 0 ? bound(amountSeed >> 2, 0, high) : bound(amountSeed >> 2, c.paid + 1, high);
         // The channel's key, or (one time in six) the payer's current key when it is another.
         uint256 ki = keySeed % 6 == 0 ? p.keys.length - 1 : c.key;
         v = PaymentChannels.VoucherClaim(c.terms, amount, p.keys[ki].signer, "");
@@ -688,7 +702,11 @@ contract PaymentChannelsInvariants is CustosTest {
             address tk = t == 0 ? address(0) : address(token);
             for (uint256 p = 0; p < 2; ++p) {
                 uint256 device = handler.payees(p);
-                vm.assertEq(channels.deviceBalance(device, tk), handler.earned(device, tk), "earnings are not the model's");
+                vm.assertEq(
+                    channels.deviceBalance(device, tk),
+                    handler.earned(device, tk),
+                    "earnings are not the model's"
+                );
                 owed[t] += channels.deviceBalance(device, tk);
             }
             for (uint256 a = 0xC1; a <= 0xC2; ++a) {
@@ -716,7 +734,11 @@ contract PaymentChannelsInvariants is CustosTest {
             uint256 t = until < block.timestamp ? until : block.timestamp;
             uint256 cap = channels.spendingLimit(c.terms, t);
             vm.assertLe(c.paid, cap, "paid beyond the cap at the end of trust");
-            vm.assertEq(channels.claimLimit(c.terms, handler.channelKey(i)), cap, "claimLimit is not the cap at the end of trust");
+            vm.assertEq(
+                channels.claimLimit(c.terms, handler.channelKey(i)),
+                cap,
+                "claimLimit is not the cap at the end of trust"
+            );
             (, , uint40 registryUntil) = registry.keyTrustedUntil(handler.channelKey(i), c.terms.payerPeriod);
             vm.assertEq(registryUntil, until, "the registry's end of trust is not the model's");
         }

@@ -33,10 +33,11 @@ contract DeviceRegistryFuzz is CustosTest {
     }
 
     function _claimDigest(address owner, uint48 batchId, uint256 deadline) internal view returns (bytes32) {
-        return typedDigest(
-            registry.DOMAIN_SEPARATOR(),
-            keccak256(abi.encode(registry.DEVICE_CLAIM_TYPEHASH(), owner, batchId, deadline))
-        );
+        return
+            typedDigest(
+                registry.DOMAIN_SEPARATOR(),
+                keccak256(abi.encode(registry.DEVICE_CLAIM_TYPEHASH(), owner, batchId, deadline))
+            );
     }
 
     // ------------------------------------------------------------ Merkle proofs (invariant 3)
@@ -206,7 +207,12 @@ contract DeviceRegistryFuzz is CustosTest {
      * the nonce moves by one per message, the firmware's first 64 bits are what the registry keeps
      * (`bytes8`), and the same message relayed again is refused.
      */
-    function testFuzz_deviceMessageNonceAndFirmwareTag(uint256 seed, bool p256, bytes32 firmwareHash, uint8 count) public {
+    function testFuzz_deviceMessageNonceAndFirmwareTag(
+        uint256 seed,
+        bool p256,
+        bytes32 firmwareHash,
+        uint8 count
+    ) public {
         DeviceKey[] memory keys = _keys(seed, 1, p256 ? 1 : 0);
         (, uint256[] memory ids) = provision(registry, keys, OWNER);
         count = uint8(bound(count, 1, 5));
@@ -220,7 +226,11 @@ contract DeviceRegistryFuzz is CustosTest {
             registry.attestFirmware(keys[0].signer, fw, deadline, sig);
         }
         vm.assertEq(registry.deviceNonce(ids[0]), count, "one nonce per message");
-        vm.assertEq(registry.deviceInfo(ids[0]).firmware, bytes8(firmwareHash), "firmware tag: the hash's first 64 bits");
+        vm.assertEq(
+            registry.deviceInfo(ids[0]).firmware,
+            bytes8(firmwareHash),
+            "firmware tag: the hash's first 64 bits"
+        );
         vm.expectRevert(DeviceRegistry.DeviceRegistryInvalidSignature.selector);
         registry.attestFirmware(keys[0].signer, fw, deadline, sig);
     }
@@ -243,10 +253,11 @@ contract DeviceRegistryFuzz is CustosTest {
     }
 
     function _firmwareDigest(uint256 id, bytes32 fw, uint256 nonce, uint256 deadline) internal view returns (bytes32) {
-        return typedDigest(
-            registry.DOMAIN_SEPARATOR(),
-            keccak256(abi.encode(registry.FIRMWARE_ATTESTATION_TYPEHASH(), id, fw, nonce, deadline))
-        );
+        return
+            typedDigest(
+                registry.DOMAIN_SEPARATOR(),
+                keccak256(abi.encode(registry.FIRMWARE_ATTESTATION_TYPEHASH(), id, fw, nonce, deadline))
+            );
     }
 
     // ------------------------------------------------------------ key shapes and packed ids

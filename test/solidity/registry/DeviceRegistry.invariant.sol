@@ -373,9 +373,10 @@ contract RegistryHandler is HandlerBase {
         uint256 ki = d.keys[d.generation];
         Message memory m = Message(_keys[ki].signer, false, keccak256("forged"), block.timestamp + HOUR, "");
         uint256 v = variant % 4;
-        bytes32 domain = v == 0
-            ? _domain(block.chainid + 1, address(registry))
-            : (v == 1 ? _domain(block.chainid, address(this)) : registry.DOMAIN_SEPARATOR());
+        bytes32 domain =
+            v == 0
+                ? _domain(block.chainid + 1, address(registry))
+                : (v == 1 ? _domain(block.chainid, address(this)) : registry.DOMAIN_SEPARATOR());
         uint256 deviceId = v == 2 ? d.id ^ 1 : d.id;
         m.signature = signDigest(_keyMemory(ki), _messageDigest(domain, deviceId, m, d.nonce));
         if (v == 3) m.signature = _highS(_keys[ki].p256, m.signature);
@@ -457,7 +458,11 @@ contract RegistryHandler is HandlerBase {
         vm.prank(manufacturer);
         try registry.commitBatch(root) returns (uint48 id) {
             _expect(9, expected, true, "commitBatch");
-            _check(9, id == registry.batchIdOf(manufacturer, root), "commitBatch: id is not batchIdOf(manufacturer, root)");
+            _check(
+                9,
+                id == registry.batchIdOf(manufacturer, root),
+                "commitBatch: id is not batchIdOf(manufacturer, root)"
+            );
             Batch storage b = _batches.push();
             (b.id, b.manufacturer, b.status, b.since) = (id, manufacturer, B_ACTIVE, uint40(block.timestamp));
             (b.root, b.keys) = (root, members);
@@ -524,9 +529,7 @@ contract RegistryHandler is HandlerBase {
         r.deadline = block.timestamp + HOUR;
         bytes32 digest = typedDigest(
             registry.DOMAIN_SEPARATOR(),
-            keccak256(
-                abi.encode(registry.KEY_ROTATION_TYPEHASH(), d.id, keccak256(r.newKey), d.nonce, r.deadline)
-            )
+            keccak256(abi.encode(registry.KEY_ROTATION_TYPEHASH(), d.id, keccak256(r.newKey), d.nonce, r.deadline))
         );
         r.newKeySignature = signDigest(_keyMemory(newKey_), digest);
         if (withOld) {
@@ -541,9 +544,12 @@ contract RegistryHandler is HandlerBase {
         Message memory m,
         uint256 nonce
     ) internal view returns (bytes32) {
-        bytes32 structHash = m.cancel
-            ? keccak256(abi.encode(registry.NONCE_CANCELLATION_TYPEHASH(), deviceId, nonce, m.deadline))
-            : keccak256(abi.encode(registry.FIRMWARE_ATTESTATION_TYPEHASH(), deviceId, m.firmware, nonce, m.deadline));
+        bytes32 structHash =
+            m.cancel
+                ? keccak256(abi.encode(registry.NONCE_CANCELLATION_TYPEHASH(), deviceId, nonce, m.deadline))
+                : keccak256(
+                    abi.encode(registry.FIRMWARE_ATTESTATION_TYPEHASH(), deviceId, m.firmware, nonce, m.deadline)
+                );
         return typedDigest(domain, structHash);
     }
 
@@ -563,15 +569,16 @@ contract RegistryHandler is HandlerBase {
     }
 
     function _domain(uint256 chainId, address verifyingContract) internal pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
-                keccak256("Custos DeviceRegistry"),
-                keccak256("1"),
-                chainId,
-                verifyingContract
-            )
-        );
+        return
+            keccak256(
+                abi.encode(
+                    keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                    keccak256("Custos DeviceRegistry"),
+                    keccak256("1"),
+                    chainId,
+                    verifyingContract
+                )
+            );
     }
 
     /// @dev The malleated twin of a low-s signature: s' = n − s (and v flipped for secp256k1).
