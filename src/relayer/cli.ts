@@ -21,8 +21,6 @@ import { DEFAULTS } from "./config.js";
 /** A setting the operator must change: printed as one line, exit code 2. */
 class SettingError extends Error {}
 
-const ROOT = path.join(import.meta.dirname, "..", "..");
-
 function int(name: string) {
   return (value: string): number => {
     const n = Number(value);
@@ -75,7 +73,7 @@ export const program = new Command()
     new Option(
       "--deployment <file>",
       "Ignition deployment (deployed_addresses.json or its folder) to take the suite's addresses from " +
-        "(default: ignition/deployments/chain-<id> of the node's chain, when it holds --registry)",
+        "(default: ./ignition/deployments/chain-<id> of the node's chain, when it holds --registry)",
     ).env(env("DEPLOYMENT")),
   )
   .addOption(
@@ -224,7 +222,8 @@ async function suiteAddresses(o: Options): Promise<{ addresses: Addresses; from?
   } else {
     const { chainIdOf } = await import("./preflight.js");
     const chainId = await chainIdOf(o.rpc);
-    const candidate = path.join(ROOT, "ignition", "deployments", `chain-${chainId}`, "deployed_addresses.json");
+    // `npm run relayer` runs in the project's root, where Ignition keeps its deployments.
+    const candidate = path.resolve("ignition", "deployments", `chain-${chainId}`, "deployed_addresses.json");
     if (existsSync(candidate)) file = candidate;
     else if (!o.registry)
       throw new SettingError(
