@@ -162,7 +162,7 @@ export class Intake {
       const { name, flag } = SUITE[contract];
       throw new Refusal(
         "target_not_allowed",
-        `a ${m.type} goes to ${name}, which this relayer was not given: its operator starts it with ${flag}`,
+        `${/^[AEIOU]/.test(m.type) ? "an" : "a"} ${m.type} goes to ${name}, which this relayer was not given: its operator starts it with ${flag}`,
         "type",
       );
     }

@@ -295,7 +295,7 @@ describe("relayer (issue 14): conflicts, the whole suite on the allowlist, bodie
         expect(r.status).to.equal(400);
         expect(r.body).to.include({ code: "target_not_allowed", field: "type" });
         expect(r.body.error).to.equal(
-          "a UnlockLog goes to LockAccess, which this relayer was not given: its operator starts it with --lock-access",
+          "an UnlockLog goes to LockAccess, which this relayer was not given: its operator starts it with --lock-access",
         );
       } finally {
         await bare.close();
