@@ -187,13 +187,14 @@ export class Intake {
     charge(`d:${device}`, "device");
 
     let nextInLine: boolean;
+    let mustSimulate = false;
     let slot = nonce;
     if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
     else if (m.type === "UnlockLog") [nextInLine, slot] = await this.checkUnlockLog(m, id, key, device);
-    else if (m.type === "Checkpoint") [nextInLine, slot] = await this.checkCheckpoint(m, id, key);
-    else if (m.type === "Voucher") [nextInLine, slot] = await this.checkVoucher(m, id, key, device);
+    else if (m.type === "Checkpoint") [nextInLine, slot, mustSimulate] = await this.checkCheckpoint(m, id, key);
+    else if (m.type === "Voucher") [nextInLine, slot, mustSimulate] = await this.checkVoucher(m, id, key, device);
     else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
-    await this.checkDeviceGas(m, key, nextInLine, target);
+    await this.checkDeviceGas(m, key, nextInLine, target, mustSimulate);
 
     return this.reserve({
       id,
@@ -338,9 +339,10 @@ export class Intake {
 
   /**
    * A tracker's checkpoint: its key an Active device's, the shipment's tracker, `seq` the
-   * shipment's next checkpoint (or waiting for those before it). Returns [next in line, seq].
+   * shipment's next checkpoint (or waiting for those before it). Returns [next in line, seq, must
+   * simulate (an unknown or delivered shipment: the contract names why)].
    */
-  private async checkCheckpoint(m: SignedDeviceMessage, id: string, key: string): Promise<[boolean, bigint]> {
+  private async checkCheckpoint(m: SignedDeviceMessage, id: string, key: string): Promise<[boolean, bigint, boolean]> {
     const shipment = String(m.message.shipment).toLowerCase();
     const [tracker, state] = await Promise.all([
       this.activeDevice(key, undefined, "key", "device"),
@@ -354,22 +356,25 @@ export class Intake {
       );
     const seq = BigInt(m.message.seq as string);
     const next = state.checkpointSeq + 1n;
-    // An unknown or delivered shipment is left to the simulation below, which names it.
-    this.checkNonce(`s:${shipment}`, id, seq, next, "message.seq", `shipment ${shipment}`, "sequence number");
-    return [state.tracker === 0n || state.delivered || seq === next, seq];
+    // An unknown or delivered shipment is left to the simulation, which names it.
+    const doomed = state.tracker === 0n || state.delivered;
+    if (!doomed)
+      this.checkNonce(`s:${shipment}`, id, seq, next, "message.seq", `shipment ${shipment}`, "sequence number");
+    return [doomed || seq === next, seq, doomed];
   }
 
   /**
    * A payer's voucher: the terms hash to `message.channel`, the key is the payer's (pinned in the
    * terms, and its device Active), and it pays more than the channel paid so far. Vouchers are
-   * cumulative: the lane's slot is the amount. Returns [simulate it now, amount].
+   * cumulative: the lane's slot is the amount. Returns [next in line, amount, must simulate (a
+   * channel not open: the contract names why)].
    */
   private async checkVoucher(
     m: SignedDeviceMessage,
     id: string,
     key: string,
     payer: bigint,
-  ): Promise<[boolean, bigint]> {
+  ): Promise<[boolean, bigint, boolean]> {
     const t = m.terms!;
     const channel = String(m.message.channel).toLowerCase();
     let computed: string;
@@ -411,7 +416,7 @@ export class Intake {
         `a voucher of ${amount} on channel ${channel} is already queued (${queued.id})`,
         "message.cumulativeAmount",
       );
-    return [true, amount];
+    return [true, amount, state.deposit === 0n];
   }
 
   /** A claim: key never registered, batch active, leaf and proof lead to the batch's root. */
@@ -448,10 +453,21 @@ export class Intake {
     return true;
   }
 
-  private async checkDeviceGas(m: SignedDeviceMessage, key: string, nextInLine: boolean, to: string): Promise<void> {
+  /**
+   * Prices a message by its shape (simulated once per shape, when next in line). `mustSimulate`:
+   * the chain state says it may revert (an unknown or delivered shipment, a channel not open):
+   * simulated whatever the shape, so that the refusal names the contract's reason.
+   */
+  private async checkDeviceGas(
+    m: SignedDeviceMessage,
+    key: string,
+    nextInLine: boolean,
+    to: string,
+    mustSimulate = false,
+  ): Promise<void> {
     const shape = `${m.type}:${key.length}:${m.signature.length}:${m.claim?.proof.length ?? 0}`;
     let gas = this.gasByShape.get(shape);
-    if (gas === undefined && nextInLine) {
+    if ((gas === undefined && nextInLine) || mustSimulate) {
       const data = encodeCall(m).data;
       const r = await this.read(() =>
         tryCall(() => this.ctx.provider.estimateGas({ from: this.ctx.relayer, to, data })),
@@ -604,12 +620,17 @@ export class Intake {
     const r = this.ctx.store.reserve(e);
     if (!r.fresh) {
       if (r.entry.id === e.id) return this.duplicate(r.entry, e.body);
-      const field = e.kind === "forward" ? "nonce" : e.nonce === null ? "key" : "message.nonce";
-      throw new Refusal(
-        "nonce_queued",
-        `${e.nonce === null ? "a claim of this key" : `nonce ${e.nonce}`} is already queued (${r.entry.id})`,
-        field,
-      );
+      const [field, what] =
+        e.kind === "forward"
+          ? ["nonce", `nonce ${e.nonce}`]
+          : e.nonce === null
+            ? ["key", "a claim of this key"]
+            : /^[ls]:/.test(e.lane)
+              ? ["message.seq", `sequence number ${e.nonce}`]
+              : e.lane.startsWith("v:")
+                ? ["message.cumulativeAmount", `a voucher of ${e.nonce}`]
+                : ["message.nonce", `nonce ${e.nonce}`];
+      throw new Refusal("nonce_queued", `${what} is already queued (${r.entry.id})`, field);
     }
     await r.entry.persisted;
     this.accepted++;
@@ -623,8 +644,11 @@ export class Intake {
    * message — answering with the first one's status would tell the sender that altered content
    * landed — so it is a 409 conflict.
    */
-  private async duplicate(e: Entry, posted: unknown): Promise<Reply> {
-    const diff = firstDifference(e.body, posted, e.kind === "forward" ? ["nonce"] : []);
+  private async duplicate(e: Entry, posted: SignedDeviceMessage | ForwardRequestBody): Promise<Reply> {
+    const diff =
+      e.kind === "forward"
+        ? firstDifference(e.body, posted, ["nonce"])
+        : firstDifference(content(e.body as SignedDeviceMessage), content(posted as SignedDeviceMessage));
     if (diff !== undefined)
       throw new Refusal(
         "conflict",
@@ -668,6 +692,22 @@ function laneOf(m: SignedDeviceMessage, key: string, device: bigint): string {
     default:
       return `d:${device}`;
   }
+}
+
+/**
+ * What a device message says — its type, key, signature, the type's signed fields, a claim's leaf
+ * and proof, a voucher's terms — and nothing a sender may add beside it.
+ */
+function content(m: SignedDeviceMessage): Record<string, unknown> {
+  const fields = TYPES[m.type]?.fields ?? [];
+  return {
+    type: m.type,
+    key: m.key,
+    signature: m.signature,
+    message: Object.fromEntries(fields.map((f) => [f.name, m.message?.[f.name]])),
+    claim: m.claim,
+    terms: m.terms,
+  };
 }
 
 /**

@@ -116,6 +116,13 @@ describe("relayer (issue 14): conflicts, the whole suite on the allowlist, bodie
       expect(r.body).to.include({ status: "confirmed" });
     });
 
+    it("the same message posted by someone who adds a field of their own is the same message", async function () {
+      const m = attestation(h, fleet.devices[0], fleet.deployment, 0n, deadline);
+      const r = await post(relayer.url, "/v1/messages", { ...m, note: "relayed by a counterparty" });
+      expect(r.status).to.equal(200);
+      expect(r.body).to.include({ status: "confirmed" });
+    });
+
     it("attack: a queued message re-posted with its deadline changed is refused as a conflict", async function () {
       const slow = await relayerFor(fleet, { batchIntervalMs: 600_000, batchSize: 10_000 });
       try {
@@ -234,6 +241,33 @@ describe("relayer (issue 14): conflicts, the whole suite on the allowlist, bodie
       expect(r.status, JSON.stringify(r.body)).to.equal(202);
       expect((await final(relayer.url, r.body.id as string)).status).to.equal("confirmed");
       expect((await ledger.shipmentOf(shipment)).checkpointSeq).to.equal(1n);
+    });
+
+    it("a checkpoint for a shipment that does not exist is refused with the ledger's reason", async function () {
+      const tracker = fleet.devices[3];
+      const shipment = ethers.id("no such shipment");
+      const cp = signDeviceMessage(
+        h,
+        tracker.key,
+        "Checkpoint",
+        { chainId: fleet.deployment.chainId, verifyingContract: fleet.addresses.custodyLedger },
+        {
+          shipment,
+          seq: 1n,
+          readingsRoot: ethers.id("readings"),
+          count: 1n,
+          minTemp: 400n,
+          maxTemp: 400n,
+          location: ethers.ZeroHash,
+          at: 1n,
+        },
+      );
+      const r = await post(relayer.url, "/v1/messages", cp);
+      expect(r.status).to.equal(400);
+      expect(r.body).to.include({ code: "would_revert" });
+      expect(r.body.error).to.equal(
+        `simulated, the call reverts: no shipment ${shipment.slice(0, 6)}…${shipment.slice(-4)} exists in this ledger (CustodyLedgerUnknownShipment)`,
+      );
     });
 
     it("a payer's voucher is claimed on PaymentChannels; a lower one is refused as already paid", async function () {
