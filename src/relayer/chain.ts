@@ -11,13 +11,41 @@ import type { FastifyBaseLogger } from "fastify";
 import { deviceIdOf } from "../registry/batch.js";
 import { deviceByKey } from "../registry/lookup.js";
 import {
+  CustodyLedger__factory,
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
   LocationBeacons__factory,
+  LockAccess__factory,
+  PaymentChannels__factory,
+  type CustodyLedger,
   type DeviceRegistry,
   type ERC2771Forwarder,
   type LocationBeacons,
+  type LockAccess,
+  type PaymentChannels,
 } from "../../typechain-types/index.js";
+
+/** The suite's contracts besides the registry, forwarder and beacons, when the relayer delivers to them. */
+export interface OtherContracts {
+  lockAccess?: string;
+  paymentChannels?: string;
+  custodyLedger?: string;
+}
+
+/** What the relayer reads of a shipment: its tracker and how far its checkpoints went. */
+export interface ShipmentState {
+  /** 0 when there is no such shipment. */
+  tracker: bigint;
+  checkpointSeq: bigint;
+  delivered: boolean;
+}
+
+/** What the relayer reads of a payment channel. */
+export interface ChannelState {
+  /** 0 when the channel is not open. */
+  deposit: bigint;
+  paid: bigint;
+}
 
 export enum DeviceStatus {
   Unknown = 0,
@@ -85,6 +113,9 @@ export class ChainView {
   readonly forwarderContract: ERC2771Forwarder;
   /** LocationBeacons, when the relayer delivers beacons. */
   readonly beaconsContract: LocationBeacons | undefined;
+  readonly lockContract: LockAccess | undefined;
+  readonly channelsContract: PaymentChannels | undefined;
+  readonly custodyContract: CustodyLedger | undefined;
   latestBlock = 0;
   private latestTimestamp = 0;
   private readonly cache = new Map<string, Promise<unknown>>();
@@ -113,8 +144,16 @@ export class ChainView {
     private readonly pollIntervalMs: number,
     private readonly log: FastifyBaseLogger,
     readonly beacons?: string,
+    readonly others: OtherContracts = {},
   ) {
     this.registryContract = DeviceRegistry__factory.connect(registry, provider);
+    this.lockContract = others.lockAccess ? LockAccess__factory.connect(others.lockAccess, provider) : undefined;
+    this.channelsContract = others.paymentChannels
+      ? PaymentChannels__factory.connect(others.paymentChannels, provider)
+      : undefined;
+    this.custodyContract = others.custodyLedger
+      ? CustodyLedger__factory.connect(others.custodyLedger, provider)
+      : undefined;
     this.forwarderContract = ERC2771Forwarder__factory.connect(forwarder, provider);
     this.beaconsContract = beacons ? LocationBeacons__factory.connect(beacons, provider) : undefined;
     this.beaconPostedTopic = LocationBeacons__factory.createInterface().getEvent("LocationBeaconPosted").topicHash;
@@ -226,6 +265,28 @@ export class ChainView {
     );
   }
 
+  // ------------------------------------------------------------------ uncached reads
+  // Locks' logs, checkpoints and vouchers come at a slow pace (batched logs, periodic checkpoints,
+  // the highest voucher only): read fresh each time rather than follow those contracts' events.
+
+  /** The sequence number lock `lock`'s next unlock-log batch must carry (its last anchored + 1). */
+  async lockNextSeq(lock: bigint): Promise<bigint> {
+    if (!this.lockContract) throw new Error("relayer: no LockAccess address is configured");
+    return BigInt((await this.lockContract.lockState(lock)).logSeq) + 1n;
+  }
+
+  async shipment(shipment: string): Promise<ShipmentState> {
+    if (!this.custodyContract) throw new Error("relayer: no CustodyLedger address is configured");
+    const s = await this.custodyContract.shipmentOf(shipment);
+    return { tracker: BigInt(s.tracker), checkpointSeq: BigInt(s.checkpointSeq), delivered: s.delivered };
+  }
+
+  async channel(channel: string): Promise<ChannelState> {
+    if (!this.channelsContract) throw new Error("relayer: no PaymentChannels address is configured");
+    const c = await this.channelsContract.channelState(channel);
+    return { deposit: BigInt(c.deposit), paid: BigInt(c.paid) };
+  }
+
   // ------------------------------------------------------------------ invalidation
 
   invalidateDevice(device: bigint): void {
@@ -270,6 +331,7 @@ export class ChainView {
       true,
     );
     for (const [lane, nonce] of next) {
+      if (!lane.startsWith("d:") && !lane.startsWith("b:")) continue; // other lanes are read fresh
       const device = lane.slice(2);
       const key = lane.startsWith("b:") ? `bnonce:${device}` : `nonce:${device}`;
       const value = this.values.get(key) as bigint | undefined;

@@ -1,18 +1,25 @@
 /**
- * `npm run relayer -- --rpc URL --port N --keystore FILE --registry ADDRESS [--location-beacons ADDRESS] [options]`
+ * `npm run relayer -- --rpc URL --port N --keystore FILE [--registry ADDRESS …] [options]`
  *
  * Every flag can also come from the environment (CUSTOS_RELAYER_<FLAG>, e.g. CUSTOS_RELAYER_RPC);
- * the keystore's password from --password-file or CUSTOS_RELAYER_PASSWORD. Logs are JSON lines on
- * stdout. SIGINT/SIGTERM close it cleanly; a kill -9 loses nothing it accepted.
+ * the keystore's password from --password-file or CUSTOS_RELAYER_PASSWORD. The suite's contracts
+ * come from their flags, else from the Ignition deployment (`--deployment`, or the Custos module's
+ * deployment of the chain the node runs) — every one it learns is on its allowlist. Logs are JSON
+ * lines on stdout. A failure to start is one line on stderr naming the flag to change, exit code 2
+ * for a setting, 1 for anything else. SIGINT/SIGTERM close it cleanly; a kill -9 loses nothing it
+ * accepted.
  *
  * CUSTOS_RELAYER_FAILPOINT=before-broadcast[:N] | after-broadcast[:N] makes the process kill itself
  * (SIGKILL) the Nth time it reaches that point: crash tests use it; never set it in production.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { RelayerHooks } from "./config.js";
 import { DEFAULTS } from "./config.js";
+
+/** A setting the operator must change: printed as one line, exit code 2. */
+class SettingError extends Error {}
 
 function int(name: string) {
   return (value: string): number => {
@@ -58,15 +65,41 @@ export const program = new Command()
   )
   .addOption(new Option("--password-file <file>", "file holding the keystore password (else CUSTOS_RELAYER_PASSWORD)"))
   .addOption(
-    new Option("--registry <address>", "DeviceRegistry address")
+    new Option("--registry <address>", "DeviceRegistry address (default: the Ignition deployment's)")
       .env(env("REGISTRY"))
-      .argParser(address)
-      .makeOptionMandatory(),
+      .argParser(address),
+  )
+  .addOption(
+    new Option(
+      "--deployment <file>",
+      "Ignition deployment (deployed_addresses.json or its folder) to take the suite's addresses from " +
+        "(default: ./ignition/deployments/chain-<id> of the node's chain, when it holds --registry)",
+    ).env(env("DEPLOYMENT")),
   )
   .addOption(
     new Option("--location-beacons <address>", "LocationBeacons address (without it, location beacons are refused)")
       .env(env("LOCATION_BEACONS"))
       .argParser(address),
+  )
+  .addOption(
+    new Option("--lock-access <address>", "LockAccess address (without it, locks' log anchors are refused)")
+      .env(env("LOCK_ACCESS"))
+      .argParser(address),
+  )
+  .addOption(
+    new Option("--payment-channels <address>", "PaymentChannels address (without it, vouchers are refused)")
+      .env(env("PAYMENT_CHANNELS"))
+      .argParser(address),
+  )
+  .addOption(
+    new Option("--custody-ledger <address>", "CustodyLedger address (without it, checkpoints are refused)")
+      .env(env("CUSTODY_LEDGER"))
+      .argParser(address),
+  )
+  .addOption(
+    new Option("--chain-id <id>", "the chain id the node must have (checked at start)")
+      .env(env("CHAIN_ID"))
+      .argParser(int("chain id")),
   )
   .addOption(
     new Option("--forwarder <address>", "ERC2771Forwarder address (default: the registry's trusted forwarder)")
@@ -122,18 +155,26 @@ export const program = new Command()
   .addHelpText(
     "after",
     `
-Example:
+Examples:
+  # the suite's addresses from this chain's Ignition deployment (npx hardhat ignition deploy …)
+  npm run relayer -- --rpc http://127.0.0.1:8545 --port 8787 --keystore relayer.json --password-file relayer.pw
+  # or named one by one (each contract not named is refused as target_not_allowed)
   npm run relayer -- --rpc http://127.0.0.1:8545 --port 8787 --keystore relayer.json \\
     --password-file relayer.pw --registry 0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0 \\
-    --location-beacons 0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9`,
+    --location-beacons 0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9 --lock-access 0x…`,
   );
 
 interface Options {
   rpc: string;
   keystore: string;
   passwordFile?: string;
-  registry: string;
+  registry?: string;
+  deployment?: string;
   locationBeacons?: string;
+  lockAccess?: string;
+  paymentChannels?: string;
+  custodyLedger?: string;
+  chainId?: number;
   forwarder?: string;
   host: string;
   port: number;
@@ -148,20 +189,121 @@ interface Options {
   logLevel: string;
 }
 
+/** The Ignition future ids of the Custos module, by the relayer's setting. */
+const IGNITION_IDS = {
+  registry: "Custos#DeviceRegistry",
+  locationBeacons: "Custos#LocationBeacons",
+  lockAccess: "Custos#LockAccess",
+  paymentChannels: "Custos#PaymentChannels",
+  custodyLedger: "Custos#CustodyLedger",
+  forwarder: "Custos#ERC2771Forwarder",
+} as const;
+
+type Addresses = { -readonly [K in keyof typeof IGNITION_IDS]?: string };
+
+/**
+ * The suite's addresses: each flag, else the Ignition deployment — `--deployment`, or this chain's
+ * (used only when it holds `--registry`, or when `--registry` is not given).
+ */
+async function suiteAddresses(o: Options): Promise<{ addresses: Addresses; from?: string }> {
+  const flags: Addresses = {
+    registry: o.registry,
+    locationBeacons: o.locationBeacons,
+    lockAccess: o.lockAccess,
+    paymentChannels: o.paymentChannels,
+    custodyLedger: o.custodyLedger,
+    forwarder: o.forwarder,
+  };
+  let file: string | undefined;
+  if (o.deployment) {
+    file = o.deployment;
+    if (existsSync(file) && statSync(file).isDirectory()) file = path.join(file, "deployed_addresses.json");
+    if (!existsSync(file)) throw new SettingError(`--deployment ${o.deployment}: no deployed_addresses.json there`);
+  } else {
+    const { chainIdOf } = await import("./preflight.js");
+    const chainId = await chainIdOf(o.rpc);
+    // `npm run relayer` runs in the project's root, where Ignition keeps its deployments.
+    const candidate = path.resolve("ignition", "deployments", `chain-${chainId}`, "deployed_addresses.json");
+    if (existsSync(candidate)) file = candidate;
+    else if (!o.registry)
+      throw new SettingError(
+        `--registry is required: no Ignition deployment of chain ${chainId} at ${path.relative(process.cwd(), candidate)} (or name one with --deployment)`,
+      );
+  }
+  if (!file) return { addresses: flags };
+  let deployed: Record<string, string>;
+  try {
+    deployed = JSON.parse(readFileSync(file, "utf8")) as Record<string, string>;
+  } catch (err) {
+    throw new SettingError(`--deployment ${file}: not JSON (${(err as Error).message})`);
+  }
+  const registry = deployed[IGNITION_IDS.registry];
+  if (!registry) {
+    if (o.deployment || !o.registry)
+      throw new SettingError(`--deployment ${file}: holds no ${IGNITION_IDS.registry} (not a Custos deployment?)`);
+    return { addresses: flags };
+  }
+  if (o.registry && registry.toLowerCase() !== o.registry.toLowerCase()) {
+    if (o.deployment)
+      throw new SettingError(
+        `--deployment ${file}: its registry is ${registry}, not --registry ${o.registry} (another deployment?)`,
+      );
+    return { addresses: flags }; // this chain's deployment is another one: only the flags count
+  }
+  const addresses: Addresses = { ...flags };
+  for (const [key, id] of Object.entries(IGNITION_IDS) as [keyof Addresses, string][]) addresses[key] ??= deployed[id];
+  return { addresses, from: path.relative(process.cwd(), file) };
+}
+
 export async function main(argv = process.argv): Promise<void> {
   const o = program.parse(argv).opts<Options>();
-  const password = o.passwordFile
-    ? readFileSync(o.passwordFile, "utf8").replace(/\r?\n$/, "")
-    : process.env.CUSTOS_RELAYER_PASSWORD;
+  let password: string | undefined;
+  let passwordSource = "CUSTOS_RELAYER_PASSWORD";
+  if (o.passwordFile) {
+    passwordSource = `--password-file ${o.passwordFile}`;
+    try {
+      password = readFileSync(o.passwordFile, "utf8").replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new SettingError(
+        `--password-file ${o.passwordFile}: cannot be read (${(err as NodeJS.ErrnoException).code})`,
+      );
+    }
+  } else password = process.env.CUSTOS_RELAYER_PASSWORD;
   if (password === undefined)
-    throw new Error("the keystore password is needed: --password-file or CUSTOS_RELAYER_PASSWORD");
+    throw new SettingError(
+      `--keystore ${o.keystore} needs its password: give --password-file FILE, or set CUSTOS_RELAYER_PASSWORD`,
+    );
+  let json: string;
+  try {
+    json = readFileSync(o.keystore, "utf8");
+  } catch (err) {
+    throw new SettingError(`--keystore ${o.keystore}: cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  // Decrypted here, so that a wrong password is named by where it came from.
+  const { Wallet } = await import("ethers");
+  let privateKey: string;
+  try {
+    privateKey = (await Wallet.fromEncryptedJson(json, password)).privateKey;
+  } catch (err) {
+    throw new SettingError(
+      /password/i.test((err as Error).message)
+        ? `--keystore ${o.keystore}: the password from ${passwordSource} does not open it (a different key's password?)`
+        : `--keystore ${o.keystore}: not a Web3 Secret Storage JSON keystore (${(err as Error).message.split(" (")[0]})`,
+    );
+  }
+  const { addresses, from } = await suiteAddresses(o);
   const { startRelayer } = await import("./server.js"); // loaded only when running (keeps --help quick)
   const relayer = await startRelayer({
     rpc: o.rpc,
-    keystore: { json: readFileSync(o.keystore, "utf8"), password },
-    registry: o.registry,
-    locationBeacons: o.locationBeacons,
-    forwarder: o.forwarder,
+    privateKey,
+    accountSource: `--keystore ${o.keystore}`,
+    registry: addresses.registry!,
+    locationBeacons: addresses.locationBeacons,
+    lockAccess: addresses.lockAccess,
+    paymentChannels: addresses.paymentChannels,
+    custodyLedger: addresses.custodyLedger,
+    forwarder: addresses.forwarder,
+    chainId: o.chainId,
     dataDir: path.resolve(o.data),
     host: o.host,
     port: o.port,
@@ -175,6 +317,15 @@ export async function main(argv = process.argv): Promise<void> {
     logLevel: o.logLevel,
     hooks: failpointHooks(process.env.CUSTOS_RELAYER_FAILPOINT),
   });
+  if (from && o.logLevel !== "silent")
+    process.stdout.write(
+      JSON.stringify({
+        level: 30,
+        event: "deployment",
+        file: from,
+        msg: "suite addresses from the Ignition deployment",
+      }) + "\n",
+    );
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -190,7 +341,9 @@ export async function main(argv = process.argv): Promise<void> {
 
 if (import.meta.main) {
   main().catch((err: Error) => {
-    process.stderr.write(JSON.stringify({ level: 50, msg: err.message, event: "fatal" }) + "\n");
-    process.exit(1);
+    // One line, naming the flag: what the operator reads first.
+    const setting = err instanceof SettingError || err.name === "StartError";
+    process.stderr.write(`custos-relayer: ${err.message.split("\n")[0]}\n`);
+    process.exit(setting ? 2 : 1);
   });
 }

@@ -23,8 +23,21 @@ export interface RelayerConfig {
    * it, a beacon is refused as `target_not_allowed`).
    */
   locationBeacons?: string;
+  /** LockAccess address: locks' unlock-log anchors (UnlockLog) are delivered to it. */
+  lockAccess?: string;
+  /** PaymentChannels address: vouchers (Voucher) are claimed on it. */
+  paymentChannels?: string;
+  /** CustodyLedger address: trackers' checkpoints (Checkpoint) are delivered to it. */
+  custodyLedger?: string;
   /** ERC2771Forwarder address (default: the registry's trusted forwarder). */
   forwarder?: string;
+  /** The chain id the node must have (checked at start; default: whatever the node says). */
+  chainId?: bigint | number;
+  /**
+   * How the operator named the relayer's account (`--keystore relayer.json`), for the one-line
+   * errors about it at start (default "the relayer's key").
+   */
+  accountSource?: string;
   /** Directory of the durable intake log. */
   dataDir: string;
   /** Interface to listen on (default 127.0.0.1). */
@@ -65,6 +78,11 @@ export type ResolvedConfig = Required<
     | "keystore"
     | "forwarder"
     | "locationBeacons"
+    | "lockAccess"
+    | "paymentChannels"
+    | "custodyLedger"
+    | "chainId"
+    | "accountSource"
     | "hooks"
     | "gasCap"
     | "p256Verifiers"
@@ -73,6 +91,11 @@ export type ResolvedConfig = Required<
 > & {
   privateKey?: string;
   locationBeacons?: string;
+  lockAccess?: string;
+  paymentChannels?: string;
+  custodyLedger?: string;
+  chainId?: bigint;
+  accountSource: string;
   keystore?: { json: string; password: string };
   forwarder?: string;
   hooks: RelayerHooks;
@@ -105,6 +128,8 @@ export function resolveConfig(config: RelayerConfig): ResolvedConfig {
     ...DEFAULTS,
     ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
     gasCap: BigInt(config.gasCap ?? DEFAULTS.gasCap),
+    chainId: config.chainId === undefined ? undefined : BigInt(config.chainId),
+    accountSource: config.accountSource ?? "the relayer's key",
     hooks: config.hooks ?? {},
     p256Verifiers: config.p256Verifiers ?? [],
     forwardTargets: config.forwardTargets ?? [],

@@ -6,6 +6,10 @@
 export const REFUSALS = {
   /** The body is not JSON, or not an object. */
   invalid_json: 400,
+  /** The body is over the relayer's size limit (64 KiB). */
+  body_too_large: 413,
+  /** The body is not declared `content-type: application/json`. */
+  unsupported_media_type: 415,
   /** A field is missing or malformed (`field` names it). */
   invalid_field: 400,
   /** The signature does not verify for the key over the digest of this deployment (wrong key, content, chain or contract). */
@@ -16,7 +20,7 @@ export const REFUSALS = {
   unsupported_key: 400,
   /** The deadline has passed, or is too close to land. */
   expired: 400,
-  /** The call or forward target is not on the relayer's allowlist. */
+  /** The call or forward target is not on the relayer's allowlist (a contract of the suite it was not given). */
   target_not_allowed: 400,
   /** A forward request carrying ETH: the relayer does not pay value. */
   value_not_allowed: 400,
@@ -36,8 +40,13 @@ export const REFUSALS = {
   key_taken: 409,
   /** A claim into a batch that is unknown, quarantined or revoked. */
   batch_not_active: 409,
-  /** The nonce was already used on chain: a replay. */
+  /** The nonce (or sequence number, or a voucher's amount) was already used on chain: a replay. */
   nonce_used: 409,
+  /**
+   * A message with this id (the hash of its signature) was accepted before with other content: the
+   * same signature cannot carry other fields. Never answered with the first message's status.
+   */
+  conflict: 409,
   /** Another message with this nonce (or another claim of this key) is already queued. */
   nonce_queued: 409,
   /** The nonce is too far ahead of the device's next nonce to wait for the gap. */

@@ -6,7 +6,7 @@
  * 202. Nothing here spends gas: the only node calls are cached reads and, for message shapes not yet
  * seen, one `eth_estimateGas`.
  */
-import { concat, type JsonRpcProvider } from "ethers";
+import { AbiCoder, concat, keccak256, type JsonRpcProvider } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
 import { DOMAINS, TYPES, type Deployment } from "../eip712/index.js";
 import { TypedDataHasher, hexToBytes, keccak } from "../eip712/fast.js";
@@ -14,6 +14,7 @@ import { DeviceSignatureVerifier } from "../crypto/verify.js";
 import { P256_N } from "../crypto/p256.js";
 import {
   CONTRACT_OF,
+  TERMS_FIELDS,
   checkShape,
   deadlineOf,
   deviceOf,
@@ -24,10 +25,11 @@ import {
   type SignedDeviceMessage,
 } from "../messages/index.js";
 import { deviceIdOf, leafHash } from "../registry/batch.js";
-import { ChainView, DeviceStatus, STATUS_NAMES } from "./chain.js";
+import { ChainView, DeviceStatus, STATUS_NAMES, type OtherContracts } from "./chain.js";
 import type { ResolvedConfig } from "./config.js";
 import { Refusal, shapeRefusal } from "./errors.js";
 import { checkForwardShape, forwardId, forwardMessage, forwardTuple, type ForwardRequestBody } from "./forward.js";
+import { SUITE } from "./preflight.js";
 import { RateLimiter } from "./rateLimit.js";
 import { tryCall } from "./revert.js";
 import type { Entry, MessageStatus, MessageStore } from "./store.js";
@@ -67,6 +69,8 @@ export interface IntakeContext {
   registry: Deployment;
   /** LocationBeacons, when the relayer delivers beacons. */
   beacons?: Deployment;
+  /** LockAccess, PaymentChannels and CustodyLedger, those the relayer was given. */
+  others: OtherContracts;
   forwarder: Deployment;
   relayer: string;
   log: FastifyBaseLogger;
@@ -92,10 +96,22 @@ export class Intake {
     this.limiter = new RateLimiter(ctx.config.rateLimit);
     this.allowedVerifiers = new Set(ctx.config.p256Verifiers.map((v) => v.toLowerCase()));
     this.verifier = new DeviceSignatureVerifier(this.allowedVerifiers);
+    // Every contract of the suite the relayer was given is on its allowlist.
     this.callTargets = new Map([["registry", ctx.registry.verifyingContract.toLowerCase()]]);
     if (ctx.beacons) this.callTargets.set("locationBeacons", ctx.beacons.verifyingContract.toLowerCase());
+    for (const name of ["lockAccess", "paymentChannels", "custodyLedger"] as const) {
+      const address = ctx.others[name];
+      if (address) this.callTargets.set(name, address.toLowerCase());
+    }
+    // Forward requests: every contract of the suite that takes them (ERC-2771), and --forward-target.
     this.forwardTargets = new Set(
-      [ctx.registry.verifyingContract, ...ctx.config.forwardTargets].map((t) => t.toLowerCase()),
+      [
+        ctx.registry.verifyingContract,
+        ...[ctx.others.lockAccess, ctx.others.paymentChannels, ctx.others.custodyLedger].filter(
+          (a): a is string => a !== undefined,
+        ),
+        ...ctx.config.forwardTargets,
+      ].map((t) => t.toLowerCase()),
     );
   }
 
@@ -137,13 +153,19 @@ export class Intake {
     }
     const id = messageId(m);
     const known = this.ctx.store.entries.get(id);
-    if (known) return this.duplicate(known);
+    if (known) return this.duplicate(known, m);
 
     // A type's contract depends on the type alone.
     const contract = CONTRACT_OF[m.type];
     const target = this.callTargets.get(contract);
-    if (target === undefined)
-      throw new Refusal("target_not_allowed", `contract ${contract} is not on the relayer's allowlist`, "type");
+    if (target === undefined) {
+      const { name, flag } = SUITE[contract];
+      throw new Refusal(
+        "target_not_allowed",
+        `${/^[AEIOU]/.test(m.type) ? "an" : "a"} ${m.type} goes to ${name}, which this relayer was not given: its operator starts it with ${flag}`,
+        "type",
+      );
+    }
     const deployment: Deployment = { chainId: this.ctx.registry.chainId, verifyingContract: target };
 
     const key = m.key.toLowerCase();
@@ -165,16 +187,21 @@ export class Intake {
     charge(`d:${device}`, "device");
 
     let nextInLine: boolean;
+    let mustSimulate = false;
+    let slot = nonce;
     if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
+    else if (m.type === "UnlockLog") [nextInLine, slot] = await this.checkUnlockLog(m, id, key, device);
+    else if (m.type === "Checkpoint") [nextInLine, slot, mustSimulate] = await this.checkCheckpoint(m, id, key);
+    else if (m.type === "Voucher") [nextInLine, slot, mustSimulate] = await this.checkVoucher(m, id, key, device);
     else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
-    await this.checkDeviceGas(m, key, nextInLine, target);
+    await this.checkDeviceGas(m, key, nextInLine, target, mustSimulate);
 
     return this.reserve({
       id,
       kind: "device",
       body: m,
       lane: laneOf(m, key, device),
-      nonce,
+      nonce: slot,
       deadline,
     });
   }
@@ -281,6 +308,117 @@ export class Intake {
     return onChain && nonce === chainNonce;
   }
 
+  /** The device `key` belongs to, which must be `device` (when given) and Active. */
+  private async activeDevice(key: string, device: bigint | undefined, field: string, what: string): Promise<bigint> {
+    const ref = await this.read(() => this.ctx.chain.deviceByKey(key));
+    if (ref.id === 0n)
+      throw new Refusal("unknown_key", `no device has key ${key} (never claimed, or rotated away)`, "key");
+    if (device !== undefined && ref.id !== device)
+      throw new Refusal("wrong_device", `key ${key} belongs to device ${ref.id}, not to ${what} ${device}`, field);
+    if (ref.status !== DeviceStatus.Active)
+      throw new Refusal("device_not_active", `device ${ref.id} is ${STATUS_NAMES[ref.status]}, not Active`, "key");
+    return ref.id;
+  }
+
+  /**
+   * A lock's unlock-log batch: signed by the lock's current key, the lock Active, `seq` the lock's
+   * next (its last anchored + 1) or waiting for the batches before it. Returns [next in line, seq].
+   */
+  private async checkUnlockLog(
+    m: SignedDeviceMessage,
+    id: string,
+    key: string,
+    lock: bigint,
+  ): Promise<[boolean, bigint]> {
+    await this.activeDevice(key, lock, "message.lock", "message.lock");
+    const seq = BigInt(m.message.seq as string);
+    const next = await this.read(() => this.ctx.chain.lockNextSeq(lock));
+    this.checkNonce(laneOf(m, key, lock), id, seq, next, "message.seq", `lock ${lock}'s log`, "sequence number");
+    return [seq === next, seq];
+  }
+
+  /**
+   * A tracker's checkpoint: its key an Active device's, the shipment's tracker, `seq` the
+   * shipment's next checkpoint (or waiting for those before it). Returns [next in line, seq, must
+   * simulate (an unknown or delivered shipment: the contract names why)].
+   */
+  private async checkCheckpoint(m: SignedDeviceMessage, id: string, key: string): Promise<[boolean, bigint, boolean]> {
+    const shipment = String(m.message.shipment).toLowerCase();
+    const [tracker, state] = await Promise.all([
+      this.activeDevice(key, undefined, "key", "device"),
+      this.read(() => this.ctx.chain.shipment(shipment)),
+    ]);
+    if (state.tracker !== 0n && state.tracker !== tracker)
+      throw new Refusal(
+        "wrong_device",
+        `key ${key} belongs to device ${tracker}, not to shipment ${shipment}'s tracker ${state.tracker}`,
+        "key",
+      );
+    const seq = BigInt(m.message.seq as string);
+    const next = state.checkpointSeq + 1n;
+    // An unknown or delivered shipment is left to the simulation, which names it.
+    const doomed = state.tracker === 0n || state.delivered;
+    if (!doomed)
+      this.checkNonce(`s:${shipment}`, id, seq, next, "message.seq", `shipment ${shipment}`, "sequence number");
+    return [doomed || seq === next, seq, doomed];
+  }
+
+  /**
+   * A payer's voucher: the terms hash to `message.channel`, the key is the payer's (pinned in the
+   * terms, and its device Active), and it pays more than the channel paid so far. Vouchers are
+   * cumulative: the lane's slot is the amount. Returns [next in line, amount, must simulate (a
+   * channel not open: the contract names why)].
+   */
+  private async checkVoucher(
+    m: SignedDeviceMessage,
+    id: string,
+    key: string,
+    payer: bigint,
+  ): Promise<[boolean, bigint, boolean]> {
+    const t = m.terms!;
+    const channel = String(m.message.channel).toLowerCase();
+    let computed: string;
+    try {
+      computed = keccak256(
+        AbiCoder.defaultAbiCoder().encode(
+          ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32", "uint32"],
+          TERMS_FIELDS.map((f) => t[f]),
+        ),
+      );
+    } catch (err) {
+      throw new Refusal("invalid_field", `terms are malformed: ${(err as Error).message.split(" (")[0]}`, "terms");
+    }
+    if (computed !== channel)
+      throw new Refusal(
+        "invalid_field",
+        `terms are not those of message.channel ${channel} (they give ${computed})`,
+        "terms",
+      );
+    if (keccak256(key) !== String(t.payerKeyHash).toLowerCase())
+      throw new Refusal(
+        "wrong_device",
+        `key ${key} is not the payer key the channel pinned (terms.payerKeyHash)`,
+        "key",
+      );
+    await this.activeDevice(key, payer, "terms.payer", "terms.payer");
+    const amount = BigInt(m.message.cumulativeAmount as string);
+    const state = await this.read(() => this.ctx.chain.channel(channel));
+    if (state.deposit !== 0n && amount <= state.paid)
+      throw new Refusal(
+        "nonce_used",
+        `channel ${channel} has paid ${state.paid} already, as much as this voucher's ${amount} or more`,
+        "message.cumulativeAmount",
+      );
+    const queued = this.ctx.store.queued(`v:${channel}`, amount);
+    if (queued && queued.id !== id)
+      throw new Refusal(
+        "nonce_queued",
+        `a voucher of ${amount} on channel ${channel} is already queued (${queued.id})`,
+        "message.cumulativeAmount",
+      );
+    return [true, amount, state.deposit === 0n];
+  }
+
   /** A claim: key never registered, batch active, leaf and proof lead to the batch's root. */
   private async checkClaim(m: SignedDeviceMessage, id: string, key: string): Promise<boolean> {
     if (ZERO_ADDRESS.test(String(m.message.owner)))
@@ -315,10 +453,21 @@ export class Intake {
     return true;
   }
 
-  private async checkDeviceGas(m: SignedDeviceMessage, key: string, nextInLine: boolean, to: string): Promise<void> {
+  /**
+   * Prices a message by its shape (simulated once per shape, when next in line). `mustSimulate`:
+   * the chain state says it may revert (an unknown or delivered shipment, a channel not open):
+   * simulated whatever the shape, so that the refusal names the contract's reason.
+   */
+  private async checkDeviceGas(
+    m: SignedDeviceMessage,
+    key: string,
+    nextInLine: boolean,
+    to: string,
+    mustSimulate = false,
+  ): Promise<void> {
     const shape = `${m.type}:${key.length}:${m.signature.length}:${m.claim?.proof.length ?? 0}`;
     let gas = this.gasByShape.get(shape);
-    if (gas === undefined && nextInLine) {
+    if ((gas === undefined && nextInLine) || mustSimulate) {
       const data = encodeCall(m).data;
       const r = await this.read(() =>
         tryCall(() => this.ctx.provider.estimateGas({ from: this.ctx.relayer, to, data })),
@@ -346,7 +495,7 @@ export class Intake {
     }
     const id = forwardId(body);
     const known = this.ctx.store.entries.get(id);
-    if (known) return this.duplicate(known);
+    if (known) return this.duplicate(known, body);
 
     if (!this.forwardTargets.has(body.to))
       throw new Refusal("target_not_allowed", `to ${body.to} is not on the relayer's allowlist`, "to");
@@ -428,21 +577,29 @@ export class Intake {
       );
   }
 
-  private checkNonce(lane: string, id: string, nonce: bigint, chainNonce: bigint, field: string, who: string): void {
+  private checkNonce(
+    lane: string,
+    id: string,
+    nonce: bigint,
+    chainNonce: bigint,
+    field: string,
+    who: string,
+    word = "nonce",
+  ): void {
     if (nonce < chainNonce)
       throw new Refusal(
         "nonce_used",
-        `nonce ${nonce} of ${who} is already used on chain (next is ${chainNonce}): a replay`,
+        `${word} ${nonce} of ${who} is already used on chain (next is ${chainNonce}): a replay`,
         field,
       );
     const queued = this.ctx.store.queued(lane, nonce);
     if (queued && queued.id !== id)
-      throw new Refusal("nonce_queued", `nonce ${nonce} of ${who} is already queued (${queued.id})`, field);
+      throw new Refusal("nonce_queued", `${word} ${nonce} of ${who} is already queued (${queued.id})`, field);
     const gap = BigInt(this.ctx.config.maxNonceGap);
     if (nonce > chainNonce + gap)
       throw new Refusal(
         "nonce_too_far",
-        `nonce ${nonce} of ${who} is more than ${gap} past its next nonce ${chainNonce}`,
+        `${word} ${nonce} of ${who} is more than ${gap} past its next ${word} ${chainNonce}`,
         field,
       );
   }
@@ -462,13 +619,18 @@ export class Intake {
     // Synchronous from here to the append: two requests for one nonce cannot both get in.
     const r = this.ctx.store.reserve(e);
     if (!r.fresh) {
-      if (r.entry.id === e.id) return this.duplicate(r.entry);
-      const field = e.kind === "forward" ? "nonce" : e.nonce === null ? "key" : "message.nonce";
-      throw new Refusal(
-        "nonce_queued",
-        `${e.nonce === null ? "a claim of this key" : `nonce ${e.nonce}`} is already queued (${r.entry.id})`,
-        field,
-      );
+      if (r.entry.id === e.id) return this.duplicate(r.entry, e.body);
+      const [field, what] =
+        e.kind === "forward"
+          ? ["nonce", `nonce ${e.nonce}`]
+          : e.nonce === null
+            ? ["key", "a claim of this key"]
+            : /^[ls]:/.test(e.lane)
+              ? ["message.seq", `sequence number ${e.nonce}`]
+              : e.lane.startsWith("v:")
+                ? ["message.cumulativeAmount", `a voucher of ${e.nonce}`]
+                : ["message.nonce", `nonce ${e.nonce}`];
+      throw new Refusal("nonce_queued", `${what} is already queued (${r.entry.id})`, field);
     }
     await r.entry.persisted;
     this.accepted++;
@@ -477,7 +639,23 @@ export class Intake {
     return { status: 202, body: { id: e.id, status: "accepted" } };
   }
 
-  private async duplicate(e: Entry): Promise<Reply> {
+  /**
+   * The same message again: its status. The same id (signature) with other content is not the same
+   * message — answering with the first one's status would tell the sender that altered content
+   * landed — so it is a 409 conflict.
+   */
+  private async duplicate(e: Entry, posted: SignedDeviceMessage | ForwardRequestBody): Promise<Reply> {
+    const diff =
+      e.kind === "forward"
+        ? firstDifference(e.body, posted, ["nonce"])
+        : firstDifference(content(e.body as SignedDeviceMessage), content(posted as SignedDeviceMessage));
+    if (diff !== undefined)
+      throw new Refusal(
+        "conflict",
+        `message ${e.id} was accepted before with other content (${diff} differs): the same signature cannot carry ` +
+          `other fields; its status stays with the message first accepted`,
+        diff,
+      );
     await e.persisted;
     this.duplicates++;
     return { status: 200, body: { id: e.id, status: e.status } };
@@ -500,8 +678,70 @@ export class Intake {
  * beacons (LocationBeacons' beacon nonces), or the device (the registry's device nonces).
  */
 function laneOf(m: SignedDeviceMessage, key: string, device: bigint): string {
-  if (m.type === "DeviceClaim") return `c:${key}`;
-  return m.type === "LocationBeacon" ? `b:${device}` : `d:${device}`;
+  switch (m.type) {
+    case "DeviceClaim":
+      return `c:${key}`;
+    case "LocationBeacon":
+      return `b:${device}`;
+    case "UnlockLog":
+      return `l:${device}`;
+    case "Checkpoint":
+      return `s:${String(m.message.shipment).toLowerCase()}`;
+    case "Voucher":
+      return `v:${String(m.message.channel).toLowerCase()}`;
+    default:
+      return `d:${device}`;
+  }
+}
+
+/**
+ * What a device message says — its type, key, signature, the type's signed fields, a claim's leaf
+ * and proof, a voucher's terms — and nothing a sender may add beside it.
+ */
+function content(m: SignedDeviceMessage): Record<string, unknown> {
+  const fields = TYPES[m.type]?.fields ?? [];
+  return {
+    type: m.type,
+    key: m.key,
+    signature: m.signature,
+    message: Object.fromEntries(fields.map((f) => [f.name, m.message?.[f.name]])),
+    claim: m.claim,
+    terms: m.terms,
+  };
+}
+
+/**
+ * The first field (a dotted path) where two message bodies differ, or undefined when they are the
+ * same message: hex in any case, integers as numbers or strings. `ignore`: top-level fields the
+ * relayer adds or the sender may leave out (a forward request's nonce hint).
+ */
+export function firstDifference(
+  stored: unknown,
+  posted: unknown,
+  ignore: readonly string[] = [],
+  at = "",
+): string | undefined {
+  const norm = (v: unknown) =>
+    typeof v === "number" || typeof v === "bigint" ? String(v) : typeof v === "string" ? v.toLowerCase() : v;
+  const a = norm(stored);
+  const b = norm(posted);
+  if (a === b) return undefined;
+  if (a && b && typeof a === "object" && typeof b === "object") {
+    if (Array.isArray(a) !== Array.isArray(b)) return at || "body";
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) {
+      if (at === "" && ignore.includes(k)) continue;
+      const d = firstDifference(
+        (a as Record<string, unknown>)[k],
+        (b as Record<string, unknown>)[k],
+        ignore,
+        at ? `${at}.${k}` : k,
+      );
+      if (d !== undefined) return d;
+    }
+    return undefined;
+  }
+  return at || "body";
 }
 
 // `checkShape` has checked the leaf and every proof item; the relayer adds a limit of its own.

@@ -11,16 +11,16 @@
  * Logs are JSON lines (pino, through fastify).
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from "fastify";
-import { JsonRpcProvider, Network, Wallet, getAddress } from "ethers";
-import { DOMAINS, type Deployment } from "../eip712/index.js";
+import { Wallet, getAddress } from "ethers";
+import type { Deployment } from "../eip712/index.js";
 import { TypedDataHasher } from "../eip712/fast.js";
-import { ChainView } from "./chain.js";
+import { ChainView, type OtherContracts } from "./chain.js";
 import { resolveConfig, type RelayerConfig } from "./config.js";
 import { Refusal, type RefusalBody } from "./errors.js";
 import { Intake } from "./intake.js";
 import { MessageStore } from "./store.js";
+import { preflight, StartError } from "./preflight.js";
 import { Submitter } from "./submitter.js";
-import { DeviceRegistry__factory } from "../../typechain-types/index.js";
 
 export interface RelayerStats {
   accepted: number;
@@ -43,6 +43,10 @@ export interface RelayerHandle {
   registry: string;
   /** LocationBeacons, when configured (location beacons are delivered to it). */
   locationBeacons?: string;
+  /** LockAccess, PaymentChannels and CustodyLedger, those configured. */
+  lockAccess?: string;
+  paymentChannels?: string;
+  custodyLedger?: string;
   forwarder: string;
   chainId: bigint;
   stats(): RelayerStats;
@@ -52,85 +56,80 @@ export interface RelayerHandle {
 
 const ID = /^0x[0-9a-fA-F]{64}$/;
 
-/** Reads the chain id with one plain JSON-RPC call (ethers would retry network detection forever). */
-async function chainIdOf(rpc: string): Promise<bigint> {
-  const res = await fetch(rpc, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-  });
-  const json = (await res.json()) as { result?: string; error?: { message: string } };
-  if (!json.result) throw new Error(`relayer: eth_chainId failed at ${rpc}: ${json.error?.message ?? res.status}`);
-  return BigInt(json.result);
+/** Fastify's body errors, each with its own refusal: too large (413), not JSON content (415), not JSON. */
+function bodyRefusal(err: { code?: string; statusCode?: number; message: string }, limit: number): Refusal {
+  if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE" || err.statusCode === 413)
+    return new Refusal("body_too_large", `the body is over the relayer's limit of ${limit / 1024} KiB`);
+  if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE" || err.statusCode === 415)
+    return new Refusal(
+      "unsupported_media_type",
+      "the body must be JSON, sent with the header content-type: application/json",
+      "content-type",
+    );
+  return new Refusal("invalid_json", `the body is not JSON: ${err.message}`);
 }
 
-/** Checks that a deployed contract's EIP-712 domain (ERC-5267) is the catalogue's. */
-async function checkDomain(
-  contract: { eip712Domain(): Promise<[string, string, string, bigint, string, string, bigint[]]> },
-  expected: { name: string; version: string },
-  deployment: Deployment,
-  what: string,
-): Promise<void> {
-  const [, name, version, chainId, verifyingContract] = await contract.eip712Domain();
-  if (
-    name !== expected.name ||
-    version !== expected.version ||
-    chainId !== BigInt(deployment.chainId) ||
-    verifyingContract.toLowerCase() !== deployment.verifyingContract.toLowerCase()
-  )
-    throw new Error(
-      `relayer: the ${what}'s EIP-712 domain (${name} v${version}, chain ${chainId}, ${verifyingContract}) ` +
-        `is not the catalogue's (${expected.name} v${expected.version}, chain ${deployment.chainId}, ${deployment.verifyingContract})`,
-    );
-}
+const BODY_LIMIT = 64 * 1024;
 
 export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle> {
   const cfg = resolveConfig(config);
   const app: FastifyInstance = Fastify({
     logger: { level: cfg.logLevel, base: { service: "custos-relayer" } },
-    bodyLimit: 64 * 1024,
+    bodyLimit: BODY_LIMIT,
     // One JSON line per event the relayer names, not two per request.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: true,
   });
   const log = app.log;
 
-  const chainId = await chainIdOf(cfg.rpc);
-  const network = Network.from(chainId);
-  const provider = new JsonRpcProvider(cfg.rpc, network, {
-    staticNetwork: network,
-    batchStallTime: 2,
-    pollingInterval: cfg.pollIntervalMs,
-    cacheTimeout: -1, // ethers would answer repeated reads (the head!) from a 250 ms cache; ChainView caches instead
-  });
-  const account = cfg.privateKey
-    ? new Wallet(cfg.privateKey)
-    : await Wallet.fromEncryptedJson(cfg.keystore!.json, cfg.keystore!.password);
-  const wallet = (account instanceof Wallet ? account : new Wallet(account.privateKey)).connect(provider);
-  const relayer = wallet.address.toLowerCase();
-
-  const registry = getAddress(cfg.registry).toLowerCase();
-  const forwarder = getAddress(
-    cfg.forwarder ?? (await DeviceRegistry__factory.connect(registry, provider).trustedForwarder()),
-  ).toLowerCase();
-  const beacons = cfg.locationBeacons ? getAddress(cfg.locationBeacons).toLowerCase() : undefined;
-  const chain = new ChainView(provider, registry, forwarder, cfg.pollIntervalMs, log, beacons);
-  if (!(await chain.registryContract.isTrustedForwarder(forwarder)))
-    throw new Error(`relayer: the registry at ${registry} does not trust the forwarder ${forwarder}`);
+  let account: Wallet;
+  if (cfg.privateKey) account = new Wallet(cfg.privateKey);
+  else {
+    try {
+      const decrypted = await Wallet.fromEncryptedJson(cfg.keystore!.json, cfg.keystore!.password);
+      account = decrypted instanceof Wallet ? decrypted : new Wallet(decrypted.privateKey);
+    } catch (err) {
+      throw new StartError(
+        cfg.accountSource.split(" ")[0],
+        /password/i.test((err as Error).message)
+          ? `${cfg.accountSource}: the password does not open this keystore`
+          : `${cfg.accountSource}: not a Web3 Secret Storage JSON keystore (${(err as Error).message.split(" (")[0]})`,
+      );
+    }
+  }
+  const relayer = account.address.toLowerCase();
+  const lower = (a: string | undefined) => (a ? getAddress(a).toLowerCase() : undefined);
+  const registry = lower(cfg.registry)!;
+  const beacons = lower(cfg.locationBeacons);
+  const others: OtherContracts = {
+    lockAccess: lower(cfg.lockAccess),
+    paymentChannels: lower(cfg.paymentChannels),
+    custodyLedger: lower(cfg.custodyLedger),
+  };
+  const checked = await preflight(
+    {
+      rpc: cfg.rpc,
+      chainId: cfg.chainId,
+      contracts: { registry, forwarder: lower(cfg.forwarder), locationBeacons: beacons, ...others },
+      account: relayer,
+      accountSource: cfg.accountSource,
+    },
+    cfg.pollIntervalMs,
+  );
+  const { chainId, provider, forwarder } = checked;
+  const wallet = account.connect(provider);
+  const chain = new ChainView(provider, registry, forwarder, cfg.pollIntervalMs, log, beacons, others);
   const registryDeployment: Deployment = { chainId, verifyingContract: registry };
   const forwarderDeployment: Deployment = { chainId, verifyingContract: forwarder };
-  await checkDomain(chain.registryContract, DOMAINS.registry, registryDeployment, "registry");
-  await checkDomain(chain.forwarderContract, DOMAINS.forwarder, forwarderDeployment, "forwarder");
-  let beaconsDeployment: Deployment | undefined;
-  if (beacons) {
-    beaconsDeployment = { chainId, verifyingContract: beacons };
-    const beaconsRegistry = (await chain.beaconsContract!.registry()).toLowerCase();
-    if (beaconsRegistry !== registry)
-      throw new Error(`relayer: the LocationBeacons at ${beacons} read registry ${beaconsRegistry}, not ${registry}`);
-    await checkDomain(chain.beaconsContract!, DOMAINS.beacons, beaconsDeployment, "LocationBeacons");
-  }
+  const beaconsDeployment: Deployment | undefined = beacons ? { chainId, verifyingContract: beacons } : undefined;
 
-  const store = await MessageStore.open(cfg.dataDir, cfg.retainMs);
+  let store: MessageStore;
+  try {
+    store = await MessageStore.open(cfg.dataDir, cfg.retainMs);
+  } catch (err) {
+    provider.destroy();
+    throw err;
+  }
   try {
     return await serve();
   } catch (err) {
@@ -154,6 +153,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       store,
       registry,
       beacons,
+      others,
       forwarder,
       log,
     });
@@ -165,6 +165,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       hasher,
       registry: registryDeployment,
       beacons: beaconsDeployment,
+      others,
       forwarder: forwarderDeployment,
       relayer,
       log,
@@ -184,12 +185,15 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       return reply.code(500).send({ error: "internal error", code: "internal" } satisfies RefusalBody);
     };
 
-    app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
-      if (err.statusCode && err.statusCode < 500) {
-        intake.countRefusal("invalid_json");
-        return reply.code(400).send({ error: err.message, code: "invalid_json" } satisfies RefusalBody);
-      }
+    app.setErrorHandler((err: { code?: string; statusCode?: number; message: string }, _req, reply) => {
+      if (err.statusCode && err.statusCode < 500) return refuse(reply, bodyRefusal(err, BODY_LIMIT));
       return refuse(reply, err);
+    });
+    // A POST must declare JSON: fastify would hand the route an empty body without a content type,
+    // and a string for text/plain (vague "must be an object" refusals); refused by name instead.
+    app.addHook("preValidation", async (req) => {
+      if (req.method === "POST" && !/^application\/json\s*(;|$)/i.test(req.headers["content-type"] ?? ""))
+        throw Object.assign(new Error("not JSON content"), { code: "FST_ERR_CTP_INVALID_MEDIA_TYPE", statusCode: 415 });
     });
     app.setNotFoundHandler((req, reply) =>
       reply.code(404).send({ error: `no route ${req.method} ${req.url}`, code: "not_found" } satisfies RefusalBody),
@@ -235,6 +239,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
           relayer,
           registry,
           ...(beacons ? { locationBeacons: beacons } : {}),
+          ...definedOf(others),
           forwarder,
           stats: stats(),
         });
@@ -270,8 +275,10 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
         relayer,
         registry,
         locationBeacons: beacons,
+        ...definedOf(others),
         forwarder,
         chainId: chainId.toString(),
+        balance: checked.balance.toString(),
       },
       "relayer listening",
     );
@@ -282,6 +289,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       address: relayer,
       registry,
       ...(beacons ? { locationBeacons: beacons } : {}),
+      ...definedOf(others),
       forwarder,
       chainId,
       stats,
@@ -296,4 +304,8 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
         })()),
     };
   }
+}
+
+function definedOf(o: OtherContracts): OtherContracts {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }

@@ -22,7 +22,7 @@ import type { JsonRpcProvider, Wallet } from "ethers";
 import type { FastifyBaseLogger } from "fastify";
 import { encodeCall, isSpent, type SignedDeviceMessage } from "../messages/index.js";
 import { deviceIdOf } from "../registry/batch.js";
-import type { ChainView, RawLog } from "./chain.js";
+import type { ChainView, OtherContracts, RawLog } from "./chain.js";
 import type { ResolvedConfig } from "./config.js";
 import { forwardTuple, type ForwardRequestBody } from "./forward.js";
 import { tryCall } from "./revert.js";
@@ -40,15 +40,36 @@ export interface SubmitterContext {
   registry: string;
   /** LocationBeacons, when the relayer delivers beacons. */
   beacons?: string;
+  /** LockAccess, PaymentChannels and CustodyLedger, those the relayer delivers to. */
+  others: OtherContracts;
   forwarder: string;
   log: FastifyBaseLogger;
 }
 
 /**
- * Where a batch goes: device messages to the registry (claims, and lanes `c:`, `d:`) or to
- * LocationBeacons (lanes `b:`), forward requests to the forwarder.
+ * Where a batch goes: device messages to the registry (claims, and lanes `c:`, `d:`), to
+ * LocationBeacons (lanes `b:`), to LockAccess (locks' log batches, lanes `l:<lock>` by sequence
+ * number) — each in one `multicall` —, vouchers to PaymentChannels (lanes `v:<channel>`, the highest
+ * voucher of each channel, in one `claimMany`), checkpoints to CustodyLedger (lanes `s:<shipment>`
+ * by sequence number; it has no multicall: one per transaction); forward requests to the forwarder.
  */
-type Target = "registry" | "beacons" | "forwarder";
+type Target = "registry" | "beacons" | "locks" | "channels" | "custody" | "forwarder";
+
+/** The lane prefixes of each device target. */
+const LANES: Record<Exclude<Target, "forwarder">, string[]> = {
+  registry: ["c:", "d:"],
+  beacons: ["b:"],
+  locks: ["l:"],
+  channels: ["v:"],
+  custody: ["s:"],
+};
+
+/** Which target a device lane's messages go to. */
+function targetOfLane(lane: string): Exclude<Target, "forwarder"> {
+  for (const [target, prefixes] of Object.entries(LANES))
+    if (prefixes.some((p) => lane.startsWith(p))) return target as Exclude<Target, "forwarder">;
+  return "registry";
+}
 
 export interface SubmitterMetrics {
   batches: number;
@@ -215,11 +236,12 @@ export class Submitter {
     }
     this.lastBuild = Date.now();
     this.windowStart = undefined;
-    const device = await this.submit("registry");
-    const beacons = this.running && this.ctx.beacons ? await this.submit("beacons") : 0;
-    const forward = this.running ? await this.submit("forwarder") : 0;
-    this.unsendable = Math.max(0, ready - device - beacons - forward);
-    return device + beacons + forward > 0;
+    let taken = 0;
+    for (const target of ["registry", "beacons", "locks", "channels", "custody", "forwarder"] as const)
+      if (this.running && (target === "registry" || target === "forwarder" || this.addressOf(target)))
+        taken += await this.submit(target);
+    this.unsendable = Math.max(0, ready - taken);
+    return taken > 0;
   }
 
   /** Builds, simulates and sends one batch to `target`; returns how many messages it took up. */
@@ -231,12 +253,53 @@ export class Submitter {
       if (batch && this.running) await this.send("forward", batch);
       return candidates.length;
     }
-    const candidates = await this.buildDevice(target);
+    const candidates =
+      target === "registry" || target === "beacons"
+        ? await this.buildDevice(target)
+        : target === "channels"
+          ? await this.buildVouchers()
+          : await this.buildSequenced(target);
     if (candidates.length === 0) return 0;
-    const to = target === "beacons" ? this.ctx.beacons! : this.ctx.registry;
-    const batch = await this.simulateDevice(candidates, to);
+    const batch = await this.simulateDevice(candidates, target);
     if (batch && this.running) await this.send("device", batch);
     return candidates.length;
+  }
+
+  /** The contract a device target's batches call (undefined when the relayer was not given it). */
+  private addressOf(target: Exclude<Target, "forwarder">): string | undefined {
+    switch (target) {
+      case "registry":
+        return this.ctx.registry;
+      case "beacons":
+        return this.ctx.beacons;
+      case "locks":
+        return this.ctx.others.lockAccess;
+      case "channels":
+        return this.ctx.others.paymentChannels;
+      case "custody":
+        return this.ctx.others.custodyLedger;
+    }
+  }
+
+  /** The calldata of one batch of `target`: a multicall, a claimMany, or the one checkpoint call. */
+  private encodeBatch(target: Exclude<Target, "forwarder">, entries: Entry[], calls: Map<Entry, string>): string {
+    if (target === "custody") return calls.get(entries[0])!;
+    if (target === "channels") {
+      const iface = this.ctx.chain.channelsContract!.interface;
+      return iface.encodeFunctionData("claimMany", [
+        entries.map((e) => {
+          const m = e.body as SignedDeviceMessage;
+          const t = m.terms!;
+          return {
+            terms: { ...t },
+            amount: BigInt(m.message.cumulativeAmount as string),
+            key: m.key,
+            signature: m.signature,
+          };
+        }),
+      ]);
+    }
+    return this.multicall(entries.map((e) => calls.get(e)!));
   }
 
   // ------------------------------------------------------------------ building
@@ -308,6 +371,56 @@ export class Submitter {
     return out;
   }
 
+  /**
+   * The next LockAccess batch (lanes `l:<lock>`, from the lock's next sequence number on) or the
+   * next checkpoint (lanes `s:<shipment>`, one: CustodyLedger has no multicall).
+   */
+  private async buildSequenced(target: "locks" | "custody"): Promise<Entry[]> {
+    const chain = this.ctx.chain;
+    const max = target === "custody" ? 1 : this.ctx.config.batchSize;
+    const lanes = this.lanesOf(LANES[target]);
+    const out: Entry[] = [];
+    for (const [name, lane] of lanes) {
+      if (out.length >= max) break;
+      const key = name.slice(2);
+      let next: bigint;
+      if (target === "locks") next = await chain.lockNextSeq(BigInt(key));
+      else {
+        const s = await chain.shipment(key);
+        next = s.checkpointSeq + 1n;
+      }
+      for (const e of [...lane.values()]) {
+        if (e.status === "accepted" && e.nonce! < next)
+          await this.finish(e, "spent", "its sequence number was used on chain");
+        else if (e.status === "accepted") await this.expireOrKeep(e);
+      }
+      while (out.length < max) {
+        const e = lane.get(next.toString());
+        if (!e || e.status !== "accepted" || !e.durable) break;
+        out.push(e);
+        next++;
+      }
+    }
+    return out;
+  }
+
+  /** The highest voucher of each channel (lanes `v:<channel>`) that pays more than the channel paid. */
+  private async buildVouchers(): Promise<Entry[]> {
+    const out: Entry[] = [];
+    for (const [name, lane] of this.lanesOf(LANES.channels)) {
+      if (out.length >= this.ctx.config.batchSize) break;
+      const { paid } = await this.ctx.chain.channel(name.slice(2));
+      let best: Entry | undefined;
+      for (const e of [...lane.values()]) {
+        if (e.status !== "accepted") continue;
+        if (e.nonce! <= paid) await this.finish(e, "spent", `the channel has paid ${paid} already`);
+        else if (e.durable && (!best || e.nonce! > best.nonce!)) best = e;
+      }
+      if (best) out.push(best);
+    }
+    return out;
+  }
+
   private async buildForward(): Promise<Entry[]> {
     const lanes = this.lanesOf(["f:"]);
     const nonces = await Promise.all(lanes.map(([name]) => this.ctx.chain.forwardNonce(name.slice(2))));
@@ -335,8 +448,9 @@ export class Submitter {
     );
   }
 
-  /** Simulates the multicall on `to`; drops failing messages (and what depends on them) until it passes. */
-  private async simulateDevice(candidates: Entry[], to: string): Promise<Simulated | null> {
+  /** Simulates the batch for `target`; drops failing messages (and what depends on them) until it passes. */
+  private async simulateDevice(candidates: Entry[], target: Exclude<Target, "forwarder">): Promise<Simulated | null> {
+    const to = this.addressOf(target)!;
     const calls = new Map<Entry, string>();
     let list: Entry[] = [];
     for (const [i, e] of candidates.entries()) {
@@ -356,14 +470,14 @@ export class Submitter {
       list.push(e);
     }
     while (list.length > 0) {
-      const data = this.multicall(list.map((e) => calls.get(e)!));
+      const data = this.encodeBatch(target, list, calls);
       const full = await this.estimate(to, data);
       if (full.ok) return { entries: list, gas: full.value, data, to };
       // Bisect: the shortest failing prefix ends with the first failing message.
       let [lo, hi, reason] = [0, list.length, full.reason];
       while (hi - lo > 1) {
         const mid = (lo + hi) >> 1;
-        const r = await this.estimate(to, this.multicall(list.slice(0, mid).map((e) => calls.get(e)!)));
+        const r = await this.estimate(to, this.encodeBatch(target, list.slice(0, mid), calls));
         if (r.ok) lo = mid;
         else [hi, reason] = [mid, r.reason];
       }
@@ -434,12 +548,27 @@ export class Submitter {
     else await this.finish(e, "failed", reason);
   }
 
+  /**
+   * Whether the chain has `e` (or its nonce, sequence number or amount) already: only then is a
+   * message `spent`; anything else that fails is `failed`, with its reason.
+   */
   private async isSpent(e: Entry): Promise<boolean> {
-    if (e.kind === "device")
-      return isSpent(e.body as SignedDeviceMessage, this.ctx.provider, {
+    if (e.kind === "device") {
+      const m = e.body as SignedDeviceMessage;
+      const chain = this.ctx.chain;
+      // Read here, not through src/messages' isSpent: a checkpoint of a delivered shipment or a
+      // voucher of a closed channel never landed.
+      if (m.type === "Checkpoint")
+        return !!chain.custodyContract && (await chain.shipment(e.lane.slice(2))).checkpointSeq >= e.nonce!;
+      if (m.type === "Voucher")
+        return !!chain.channelsContract && (await chain.channel(e.lane.slice(2))).paid >= e.nonce!;
+      if (m.type === "UnlockLog")
+        return !!chain.lockContract && (await chain.lockNextSeq(BigInt(e.lane.slice(2)))) > e.nonce!;
+      return isSpent(m, this.ctx.provider, {
         registry: this.ctx.registry,
         ...(this.ctx.beacons ? { locationBeacons: this.ctx.beacons } : {}),
       });
+    }
     const from = (e.body as ForwardRequestBody).from;
     this.ctx.chain.invalidateSigner(from);
     return (await this.ctx.chain.forwardNonce(from)) > e.nonce!;
@@ -678,11 +807,18 @@ export class Submitter {
     }
     this.accountNonce = undefined;
     let spent = 0;
-    if (!this.ctx.beacons) {
-      // Beacons accepted by a run that had LocationBeacons configured: this one cannot deliver them.
-      for (const e of [...store.entries.values()])
-        if (e.status === "accepted" && e.lane.startsWith("b:"))
-          await this.finish(e, "failed", "LocationBeacons is not configured (--location-beacons)");
+    // Messages accepted by a run that was given a contract this one was not: it cannot deliver them.
+    const flags = {
+      beacons: "LocationBeacons (--location-beacons)",
+      locks: "LockAccess (--lock-access)",
+      channels: "PaymentChannels (--payment-channels)",
+      custody: "CustodyLedger (--custody-ledger)",
+    } as const;
+    for (const e of [...store.entries.values()]) {
+      if (e.status !== "accepted" || e.kind !== "device") continue;
+      const target = targetOfLane(e.lane);
+      if (target !== "registry" && !this.addressOf(target))
+        await this.finish(e, "failed", `this relayer was not given ${flags[target]}`);
     }
     const queued = [...store.entries.values()].filter((e) => e.status === "accepted");
     const checks = await Promise.all(queued.map((e) => this.isSpent(e)));

@@ -85,13 +85,19 @@ export async function makeFleet(
   return { ...fleet, node: n, admin, owner };
 }
 
-/** Starts a relayer in this process for `fleet` (closed by the root `after` hook if a test does not). */
+/**
+ * Starts a relayer in this process for `fleet` — given every contract of the suite, as an operator
+ * starts it from the Ignition deployment — (closed by the root `after` hook if a test does not).
+ */
 export async function relayerFor(fleet: Fleet, config: Partial<RelayerConfig> = {}): Promise<RelayerHandle> {
   const r = await startRelayer({
     rpc: fleet.node.url,
     privateKey: fleet.relayerWallet.privateKey,
     registry: fleet.addresses.registry,
     locationBeacons: fleet.addresses.locationBeacons,
+    lockAccess: fleet.addresses.lockAccess,
+    paymentChannels: fleet.addresses.paymentChannels,
+    custodyLedger: fleet.addresses.custodyLedger,
     dataDir: config.dataDir ?? tempDir(),
     batchIntervalMs: 50,
     pollIntervalMs: 50,

@@ -48,17 +48,58 @@ export function keystoreFiles(wallet: Wallet): { keystore: string; passwordFile:
   return { keystore, passwordFile };
 }
 
-/** Starts `cli.ts` with `args` (plus --port) and waits for its "listening" log line. */
-export async function spawnRelayer(args: string[], env: Record<string, string> = {}): Promise<RelayerProcess> {
-  const port = await freePort();
-  const root = path.join(import.meta.dirname, "..", "..");
+const ROOT = path.join(import.meta.dirname, "..", "..");
+
+/**
+ * `cli.ts` under tsx, as an --import hook, not its CLI: one process, so a SIGKILL (or a failpoint's)
+ * ends the relayer itself. Both by absolute location, so that the process may run in any directory.
+ */
+function start(args: string[], env: Record<string, string | undefined>, cwd = ROOT): ChildProcess {
+  // A variable set to undefined is removed from the relayer's environment.
+  const merged = Object.fromEntries(
+    Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined),
+  );
   const child = spawn(
     process.execPath,
-    // tsx as an --import hook, not its CLI: one process, so a SIGKILL (or a failpoint's) ends the relayer itself.
-    ["--import", "tsx", "src/relayer/cli.ts", ...args, "--port", String(port)],
-    { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
+    ["--import", import.meta.resolve("tsx"), path.join(ROOT, "src/relayer/cli.ts"), ...args],
+    { cwd, detached: true, stdio: ["ignore", "pipe", "pipe"], env: merged },
   );
   children.add(child);
+  return child;
+}
+
+/** Runs `cli.ts` with `args` (a start that must fail) until it exits: its exit code, stdout and stderr. */
+export async function runRelayerToExit(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = start([...args, "--port", String(await freePort())], env, opts.cwd);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      killGroup(child);
+      reject(new Error(`the relayer did not exit within ${opts.timeoutMs ?? 60_000} ms:\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `cli.ts` with `args` (plus --port) and waits for its "listening" log line. */
+export async function spawnRelayer(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { cwd?: string } = {},
+): Promise<RelayerProcess> {
+  const port = await freePort();
+  const child = start([...args, "--port", String(port)], env, opts.cwd);
   const lines: string[] = [];
   let stderr = "";
   const exited = new Promise<string>((resolve) =>
