@@ -167,7 +167,8 @@ export class Dispatcher {
         }
         if (r.kind === "wait") {
           this.notBefore.set(e.id, Date.now() + r.ms);
-          if (r.hold === "refused") this.log.warn("message held", { id: e.id, reason: r.reason, retryInMs: r.ms });
+          if (r.hold === "refused")
+            this.log.warn("message refused for now; holding it", { id: e.id, reason: r.reason, retryInMs: r.ms });
           else this.log.debug("waiting", { id: e.id, reason: r.reason, ms: r.ms });
           continue;
         }

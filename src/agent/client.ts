@@ -783,14 +783,14 @@ export class RpcCourier implements Courier {
     const target = targetOf(this.chain.deployment, e);
     if (s.filler && hash === s.txHash) {
       // The filler only took the account nonce; where did the message go?
+      // (The entry keeps the filler's hash: it is what this agent's account nonce went to.)
       const found = await this.chain.landed(e.message!);
-      await this.outbox.done(
-        e.id,
-        found ? "spent" : "rejected",
-        found
-          ? { reason: "landed through someone else", txHash: found.txHash }
-          : { reason: "its nonce was used by another message: it can never land", txHash: hash },
-      );
+      await this.outbox.done(e.id, found ? "spent" : "rejected", {
+        reason: found
+          ? `landed through someone else (in ${found.txHash})`
+          : "its nonce was used by another message: it can never land",
+        txHash: hash,
+      });
     } else if (receipt.status === 1 && receipt.logs.some((l) => l.address.toLowerCase() === target)) {
       await this.outbox.done(e.id, "confirmed", { txHash: hash });
       this.log.info("message landed", { id: e.id, type: e.type, device: e.device, nonce: e.nonce, txHash: hash });
