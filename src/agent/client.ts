@@ -46,6 +46,7 @@ import {
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
+import { explainRevertData } from "../errors/index.js";
 import { silentLogger, type Logger } from "./log.js";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
 
@@ -222,13 +223,14 @@ export interface Revert {
 const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
 
 export function decodeRevert(data: string | undefined): Revert {
-  if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
+  if (!data || data === "0x") return { name: "unknown", args: [], text: "reverted without a reason", final: true };
+  // The sentence (arguments readable: device ids, dates, short keys) from the shared decoder.
+  const info = explainRevertData(data);
   for (const iface of [registryInterface, beaconsInterface, lockInterface, channelsInterface, custodyInterface]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
       const args = [...parsed.args];
-      const text = `${parsed.name}(${args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
       const final =
         FINAL_ERRORS.has(parsed.name) ||
         (/^(DeviceRegistryWrongStatus|LocationBeaconsNotQuarantined|LockAccessLockNotActive|PaymentChannelsPayerNotActive)$/.test(
@@ -238,12 +240,12 @@ export function decodeRevert(data: string | undefined): Revert {
         // A log batch behind the chain's sequence never lands; one ahead waits for those before it.
         (/^(LockAccessWrongSequence|CustodyLedgerWrongSequence)$/.test(parsed.name) &&
           BigInt(args[1]) < BigInt(args[0]));
-      return { name: parsed.name, args, text, final };
+      return { name: parsed.name, args, text: info.sentence, final };
     } catch {
       // not one of this contract's errors
     }
   }
-  return { name: "unknown", args: [], text: `reverted with ${data.slice(0, 74)}`, final: true };
+  return { name: info.name ?? "unknown", args: info.argList, text: info.sentence, final: true };
 }
 
 /** Reads of the registry (and beacons) that the agent needs, with endpoint failures turned into {@link Down}. */

@@ -367,7 +367,8 @@ describe("agent (in-process network)", function () {
       await f.ctx.registry.connect(f.ctx.owner).decommission(f.ids[0]);
       await agent.drain();
       expect(agent.outbox.get(s.id)!.outcome).to.equal("rejected");
-      expect(agent.outbox.get(s.id)!.reason).to.match(/DeviceRegistryWrongStatus\(\d+, 3\)/);
+      // Decoded into a sentence: the device, its status, the error name.
+      expect(agent.outbox.get(s.id)!.reason).to.match(/device \S+ is Revoked.*\(DeviceRegistryWrongStatus\)/);
       expect(await payerTxCount(f)).to.equal(0);
       await agent.stop();
     });

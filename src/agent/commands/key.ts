@@ -193,7 +193,7 @@ export function registerKey(program: Command, ctx: Ctx): void {
       .option("--force", "replace an existing --out file")
       .addHelpText(
         "after",
-        "\nThe current key is --keystore. Then the owner sends it: npx hardhat registry:rotate --file rotation.json\n" +
+        "\nThe current key is --keystore. Then the owner sends it: npx hardhat registry:rotate --rotation rotation.json\n" +
           "After it landed, run the agent with --keystore <the new key> (the device keeps its id).\n",
       )
       .action(async (o: RotateFlags) => {

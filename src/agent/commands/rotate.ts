@@ -9,7 +9,8 @@
 import path from "node:path";
 import { DeviceSignatureVerifier } from "../../crypto/verify.js";
 import type { DeviceSigner } from "../../crypto/deviceKey.js";
-import { TypedDataHasher, bytesToHex } from "../../eip712/fast.js";
+import { bytesToHex, hexToBytes } from "../../eip712/fast.js";
+import { rotationDigest, serializeRotation } from "../../registry/rotation.js";
 import { CONTRACT_OF } from "../../messages/index.js";
 import { IDeviceRegistry__factory } from "../../../typechain-types/factories/contracts/interfaces/IDeviceRegistry__factory.js";
 import { Chain } from "../client.js";
@@ -27,22 +28,6 @@ import {
   type Ctx,
 } from "./common.js";
 import { checkWritable, type RotateFlags } from "./key.js";
-
-/** The rotation file (`registry:rotate --file`): `DeviceRegistry.Rotation` with what it is for. */
-export interface RotationFile {
-  format: "custos-key-rotation";
-  version: 1;
-  chainId: string;
-  registry: string;
-  device: string;
-  newKey: string;
-  nonce: string;
-  deadline: string;
-  newKeySignature: string;
-  /** "0x" when the current key is not available (the owner installs the new key alone). */
-  oldKey: string;
-  oldKeySignature: string;
-}
 
 export async function rotate(ctx: Ctx, o: RotateFlags) {
   const cfg = ctx.config();
@@ -117,14 +102,7 @@ export async function rotate(ctx: Ctx, o: RotateFlags) {
   }
 
   const deadline = o.deadline ? parseDeadline(o.deadline) : chainNow + BigInt(cfg.ttl);
-  const hasher = await TypedDataHasher.create();
-  const domain = { chainId, verifyingContract: registry };
-  const digest = hasher.digest("KeyRotation", domain, {
-    device: device.toString(),
-    newKey: fresh.signer,
-    nonce: nonce.toString(),
-    deadline: deadline.toString(),
-  });
+  const digest = hexToBytes(rotationDigest({ chainId, registry, device, newKey: fresh.signer, nonce, deadline }));
   const sign = async (key: DeviceSigner, flag: string) => {
     const signature = await key.sign(digest);
     const verifier = new DeviceSignatureVerifier(key.signer.length === 2 + 2 * 84 ? [key.signer.slice(0, 42)] : []);
@@ -132,28 +110,26 @@ export async function rotate(ctx: Ctx, o: RotateFlags) {
       throw new CliError(`${flag}: the key produced a signature the registry would refuse`);
     return bytesToHex(signature);
   };
-  const file: RotationFile = {
-    format: "custos-key-rotation",
-    version: 1,
-    chainId: chainId.toString(),
+  // The format is src/registry/rotation.ts's (what registry:rotate parses).
+  const text = serializeRotation({
+    chainId,
     registry,
-    device: device.toString(),
+    device,
+    nonce,
+    deadline,
     newKey: fresh.signer,
-    nonce: nonce.toString(),
-    deadline: deadline.toString(),
     newKeySignature: await sign(fresh, "--new-keystore"),
-    oldKey: old ? old.signer : "0x",
-    oldKeySignature: old ? await sign(old, "--keystore") : "0x",
-  };
-  writeFileAtomic(o.out, JSON.stringify(file, null, 2) + "\n", 0o644);
+    ...(old ? { oldKey: old.signer, oldKeySignature: await sign(old, "--keystore") } : {}),
+  });
+  writeFileAtomic(o.out, text, 0o644);
   return {
     file: o.out,
-    device: file.device,
-    newKey: file.newKey,
+    device: device.toString(),
+    newKey: fresh.signer,
     oldKey: old ? old.signer : null,
     signedBy: old ? "the new key and the current key" : "the new key alone (the owner installs it)",
-    nonce: file.nonce,
-    deadline: file.deadline,
-    next: `the owner sends it: npx hardhat registry:rotate --file ${o.out}`,
+    nonce: nonce.toString(),
+    deadline: deadline.toString(),
+    next: `the owner sends it: npx hardhat registry:rotate --rotation ${o.out} --network <its network>`,
   };
 }
