@@ -113,7 +113,7 @@ export async function deliverAndReport(
     if (!e) continue;
     let s: DeliveryStatus;
     if (e.state === "done") s = statusOf(e);
-    else if (why === "timeout") s = isHeld(e) ? "held" : "timed out";
+    else if (why === "timeout") s = "timed out";
     else s = "held";
     if (why === "timeout" && e.state !== "done") worse(EXIT.timedOut);
     else if (s === "held") worse(EXIT.held);

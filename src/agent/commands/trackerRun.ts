@@ -46,11 +46,20 @@ export async function runTracker(ctx: Ctx, agent: Agent, stack: AgentStack, o: T
 
   const fed = new FedSensor();
   const sensor = o.source === "simulated" ? new SimulatedSensor({ base: o.base, amplitude: o.amplitude }) : fed;
+  // Readings are dated by the chain's clock (its latest block), not the wall clock: a checkpoint
+  // must be dated no earlier than the shipment's last one and no later than the block it lands in,
+  // and a node's clock runs ahead of the wall clock (an automining node, several blocks a second)
+  // or behind it (the head lags by up to a block time). The latest block's time meets both.
+  let chainNow = Number((await stack.chain.latestTimestamp()) ?? 0n);
+  const refreshChainTime = async () => {
+    chainNow = Number(await stack.chain.latestTimestamp());
+  };
   const role = new TrackerRole({
     agent,
     sensor,
     dataDir: cfg.dataDir,
     location: () => locationId(o.location),
+    clock: () => chainNow,
   });
   const firstSeq = Number(s.checkpointSeq) + 1;
   const ids: string[] = [];
@@ -76,6 +85,7 @@ export async function runTracker(ctx: Ctx, agent: Agent, stack: AgentStack, o: T
   const sample = (at?: number, temp?: number) =>
     serial(async () => {
       if (temp !== undefined) fed.next = temp;
+      if (at === undefined) await refreshChainTime().catch(() => undefined); // unreachable: the last one read
       await role.sample(o.shipment, at);
       taken++;
     });
