@@ -31,7 +31,7 @@ import {
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
 import { startNode, type HardhatNode } from "../helpers/node.js";
-import { reapAll, runCli, startCli } from "../helpers/cli.js";
+import { reapAll, runCli, saidLines as said, startCli } from "../helpers/cli.js";
 import { eventually, tempDir } from "./helpers.js";
 
 const PASSWORD = "device passphrase";
@@ -133,8 +133,6 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
     "--data-dir",
     tempDir(),
   ];
-  /** The stderr lines that are not JSON log lines (what the user reads). */
-  const said = (stderr: string) => stderr.split("\n").filter((l) => l.startsWith("custos-agent:"));
 
   // ------------------------------------------------------------ preflight (issue item 3)
 
@@ -148,7 +146,8 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
       "--firmware-hash",
       FIRMWARE,
     ];
-    const res = await runCli(args, env({ CUSTOS_LOG_LEVEL: "debug" }));
+    const res = await runCli(args, env({ CUSTOS_LOG_LEVEL: "debug" }), { timeoutMs: 30_000 });
+    expect(res.hung, "the agent hung").to.equal(false);
     expect(res.code, res.stderr).to.equal(2);
     expect(said(res.stderr)).to.have.length(1);
     expect(said(res.stderr)[0]).to.match(/--registry 0x[0-9a-fA-F]{40}: no contract at this address on chain 31337/);
@@ -218,7 +217,10 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
     await (await registry.reportStolen(d.id)).wait();
     const args = base(d.file);
     const started = Date.now();
-    const held = await runCli([...args, "attest-firmware", "--firmware-hash", textHash("fw held")], env());
+    const held = await runCli([...args, "attest-firmware", "--firmware-hash", textHash("fw held")], env(), {
+      timeoutMs: 60_000,
+    });
+    expect(held.hung, "attest-firmware looped on the hold").to.equal(false);
     expect(held.code, held.stderr).to.equal(3);
     expect(Date.now() - started).to.be.below(30_000);
     expect(JSON.parse(held.stdout).messages[0]).to.include({ status: "held", state: "pending" });

@@ -47,9 +47,26 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-/** Runs `custos-agent args…` to its end. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv) {
+/**
+ * Runs `custos-agent args…` to its end. With `timeoutMs`, a run still going then is killed and
+ * reported with `hung: true` (a test of "fails at once, never hangs" asserts on it).
+ */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { timeoutMs?: number } = {}) {
   const run = startCli(args, env);
+  let hung = false;
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          hung = true;
+          run.child.kill("SIGKILL");
+        }, opts.timeoutMs);
   const { code } = await run.exited;
-  return { code, stdout: run.stdout(), stderr: run.stderr() };
+  clearTimeout(timer);
+  return { code, stdout: run.stdout(), stderr: run.stderr(), hung };
+}
+
+/** The lines of a CLI's stderr meant for a person (`custos-agent: …`), not its JSON log lines. */
+export function saidLines(stderr: string): string[] {
+  return stderr.split("\n").filter((l) => l.startsWith("custos-agent:"));
 }
