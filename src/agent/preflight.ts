@@ -178,14 +178,21 @@ export async function preflight(input: PreflightInput): Promise<PreflightResult>
   return { chainId, deployment, devices };
 }
 
+/** Checks that `address` holds the contract `name` on the node at `rpc`; `where` names it in errors. */
+export async function checkContractAt(rpc: string, name: ContractName, address: string, where: string): Promise<void> {
+  const chainId = await readChainId(rpc);
+  await checkContract((m, p) => rpcCall(rpc, m, p), chainId, name, getAddress(address), silentLogger, where);
+}
+
 async function checkContract(
   call: (method: string, params: unknown[]) => Promise<unknown>,
   chainId: bigint,
   name: ContractName,
   address: string,
   log: Logger,
+  where?: string,
 ): Promise<string> {
-  const flag = FLAG[name];
+  const flag = where ?? FLAG[name];
   const expected = DOMAINS[DOMAIN_OF[name]].name;
   const code = (await call("eth_getCode", [address, "latest"])) as string;
   if (!code || code === "0x") {

@@ -25,6 +25,7 @@ import { DeviceBatch } from "../../src/registry/batch.js";
 import { parseRotationText, rotationStruct } from "../../src/registry/rotation.js";
 import { shipmentIdOf } from "../../src/custody/index.js";
 import { decryptKey, deviceKeyOf, generateKey, loadKeyMaterial, saveKeystore } from "../../src/agent/keystore.js";
+import { issueCertificate } from "../../src/agent/roles/lockOwner.js";
 import {
   CustodyLedger__factory,
   DeviceRegistry__factory,
@@ -507,5 +508,48 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
     );
     expect(wrong.code).to.equal(2);
     expect(said(wrong.stderr)[0]).to.match(/--keystore: key .* is not the key channel .* was opened with/);
+  });
+
+  it("mistake: guest show of a certificate signed by someone who is not the lock's owner, or for a lock that does not exist → with --rpc, not usable, exit 4, named", async function () {
+    const lockAccess = { chainId: chain.chainId, verifyingContract: chain.lockAccess };
+    const holder = Wallet.createRandom().address.toLowerCase();
+    const validUntil = Math.floor(Date.now() / 1000) + 3600;
+    const stranger = Wallet.createRandom();
+    const forged = path.join(dir, "forged-key.json");
+    writeFileSync(
+      forged,
+      JSON.stringify(await issueCertificate(stranger, lockAccess, { lock: device.id, holder, keyId: 1n, validUntil })),
+    );
+    const offline = await runCli(["guest", "show", "--cert", forged], {});
+    expect(offline.code, offline.stderr).to.equal(0);
+    expect(JSON.parse(offline.stdout)).to.include({ checkedOnChain: false });
+    const checked = await runCli(["guest", "show", "--cert", forged, "--rpc", node.url], {});
+    expect(checked.code, checked.stderr).to.equal(4);
+    const shown = JSON.parse(checked.stdout);
+    expect(shown).to.include({ checkedOnChain: true, usableNow: false, signatureValid: true });
+    expect(shown.problems.join(" ")).to.match(/not issued for the lock's owner/);
+    expect(said(checked.stderr)[0]).to.match(/the lock will refuse this key/);
+
+    const nowhere = path.join(dir, "nowhere-key.json");
+    writeFileSync(
+      nowhere,
+      JSON.stringify(await issueCertificate(stranger, lockAccess, { lock: 12345n, holder, keyId: 1n, validUntil })),
+    );
+    const missing = await runCli(["guest", "show", "--cert", nowhere, "--rpc", node.url], {});
+    expect(missing.code).to.equal(4);
+    expect(JSON.parse(missing.stdout).problems[0]).to.match(/lock 12345 does not exist/);
+
+    // The owner's own certificate is usable.
+    const ownerKey = await issueCertificate(chain.owner as unknown as Wallet, lockAccess, {
+      lock: device.id,
+      holder,
+      keyId: 2n,
+      validUntil,
+    });
+    const good = path.join(dir, "good-key.json");
+    writeFileSync(good, JSON.stringify(ownerKey));
+    const ok = await runCli(["guest", "show", "--cert", good, "--rpc", node.url], {});
+    expect(ok.code, ok.stderr).to.equal(0);
+    expect(JSON.parse(ok.stdout)).to.include({ checkedOnChain: true, usableNow: true, issuedBy: "owner" });
   });
 });

@@ -1,6 +1,16 @@
 /** `custos-agent guest …`: a lock guest shows a key certificate and answers a lock's challenge. */
 import type { Command } from "commander";
-import { CliError, loadSigners, parseBytes32, parseInteger, pickSigner, print, readJson, type Ctx } from "./common.js";
+import {
+  CliError,
+  EXIT,
+  loadSigners,
+  parseBytes32,
+  parseInteger,
+  pickSigner,
+  print,
+  readJson,
+  type Ctx,
+} from "./common.js";
 
 export const GUEST_EXAMPLES: Record<string, string> = {
   "guest show": "custos-agent guest show --cert key.json",
@@ -24,12 +34,50 @@ export function registerGuest(program: Command, ctx: Ctx): void {
   ctx.example(
     guest
       .command("show")
-      .description("what a key certificate allows, in words, and whether its issuer's signature checks out")
+      .description(
+        "what a key certificate allows, in words, whether its issuer's signature checks out, and (with --rpc) whether the chain backs it",
+      )
       .requiredOption("--cert <file>", "the certificate file the owner gave")
+      .addHelpText(
+        "after",
+        "\nWithout --rpc only the certificate itself is read: who it names as owner is not checked (checkedOnChain: false).\n" +
+          "With --rpc: the lock exists and is active, the issuer is its owner or a manager, the key is not revoked;\n" +
+          "exit status 4 when the lock will refuse the key (the reasons are printed).\n",
+      )
       .action(async (o: { cert: string }) => {
-        const { showCertificate } = await import("../roles/guest.js");
+        const { showCertificate, checkCertificateOnChain } = await import("../roles/guest.js");
         const { TypedDataHasher } = await import("../../eip712/fast.js");
-        print(io, showCertificate(await readCertificate(o.cert), await TypedDataHasher.create()));
+        const cert = await readCertificate(o.cert);
+        const shown = showCertificate(cert, await TypedDataHasher.create());
+        const cfg = ctx.config();
+        if (!cfg.rpc) {
+          print(io, {
+            ...shown,
+            checkedOnChain: false,
+            note: "the owner and issuer are as the certificate states them; give --rpc to check them on chain",
+          });
+          return;
+        }
+        const { readChainId, checkContractAt } = await import("../preflight.js");
+        const chainId = await readChainId(cfg.rpc);
+        if (BigInt(cert.chainId) !== chainId)
+          throw new CliError(
+            `--cert ${o.cert}: it is for chain ${cert.chainId}; the node at --rpc serves chain ${chainId}`,
+          );
+        // The certificate names its LockAccess: check there is one there (a wrong file fails here, named).
+        await checkContractAt(cfg.rpc, "lockAccess", cert.verifyingContract, `--cert ${o.cert}: verifyingContract`);
+        const { Chain } = await import("../client.js");
+        const provider = Chain.provider(cfg.rpc, chainId);
+        try {
+          const chain = await checkCertificateOnChain(cert, provider);
+          print(io, { ...shown, ...chain, usableNow: shown.usableNow && chain.problems.length === 0 });
+          if (chain.problems.length > 0) {
+            io.stderr.write(`custos-agent: the lock will refuse this key: ${chain.problems.join("; ")}\n`);
+            exit.code = EXIT.refused;
+          }
+        } finally {
+          provider.destroy();
+        }
       }),
     "guest show",
     GUEST_EXAMPLES["guest show"],
