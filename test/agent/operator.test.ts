@@ -368,16 +368,15 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
     expect(said(taken.stderr)[0]).to.match(/--new-keystore .*already device \d+'s/);
   });
 
-  it("tracker run --source file: readings kept, checkpoints sealed and landed on the CustodyLedger", async function () {
-    const d = await newDevice("tracker.json");
+  /** A new shipment tracked by device `tracker`, created by the owner; its id. */
+  async function newShipment(tracker: bigint): Promise<string> {
     const ledger = CustodyLedger__factory.connect(chain.custodyLedger, chain.owner);
-    const owner = await chain.owner.getAddress();
-    const epc = `urn:epc:id:sscc:0614141.${Date.now()}`;
+    const epc = `urn:epc:id:sscc:0614141.${Date.now()}${Math.floor(Math.random() * 1000)}`;
     const block = await chain.provider.getBlock("latest");
     await (
       await ledger.createShipment({
         epc,
-        tracker: d.id,
+        tracker,
         receiver: Wallet.createRandom().address,
         deadline: BigInt(block!.timestamp + 86_400),
         maxSilence: 3600,
@@ -388,7 +387,13 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
         acceptOwnerKeys: false,
       })
     ).wait();
-    const shipment = shipmentIdOf(owner, epc);
+    return shipmentIdOf(await chain.owner.getAddress(), epc);
+  }
+
+  it("tracker run --source file: readings kept, checkpoints sealed and landed on the CustodyLedger", async function () {
+    const d = await newDevice("tracker.json");
+    const ledger = CustodyLedger__factory.connect(chain.custodyLedger, chain.owner);
+    const shipment = await newShipment(d.id);
     // Temperatures only (hundredths of °C): each reading is dated when it is read, after the shipment's creation.
     const readings = path.join(dir, "readings.csv");
     writeFileSync(readings, [0, 1, 2, 3, 4].map((i) => `${400 + i}`).join("\n") + "\n");
@@ -551,5 +556,47 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
     const ok = await runCli(["guest", "show", "--cert", good, "--rpc", node.url], {});
     expect(ok.code, ok.stderr).to.equal(0);
     expect(JSON.parse(ok.stdout)).to.include({ checkedOnChain: true, usableNow: true, issuedBy: "owner" });
+  });
+
+  it("tracker run --source stdin and --source simulated: each seals and lands its checkpoint, then exits 0", async function () {
+    const d = await newDevice("tracker-2.json");
+    const ledger = CustodyLedger__factory.connect(chain.custodyLedger, chain.provider);
+    const args = (shipment: string) => [
+      ...base(d.file),
+      "--custody-ledger",
+      chain.custodyLedger,
+      "tracker",
+      "run",
+      "--shipment",
+      shipment,
+    ];
+    const viaStdin = await newShipment(d.id);
+    const piped = await runCli([...args(viaStdin), "--source", "stdin"], env(), {
+      input: "401\n402\n403\n",
+      timeoutMs: 60_000,
+    });
+    expect(piped.code, piped.stderr).to.equal(0);
+    expect(JSON.parse(piped.stdout.trim().split("\n")[0])).to.include({ checkpoint: 1, readings: 3 });
+    expect((await ledger.shipmentOf(viaStdin)).checkpointSeq).to.equal(1n);
+
+    const simulated = await newShipment(d.id);
+    const sim = await runCli(
+      [...args(simulated), "--source", "simulated", "--samples", "3", "--sample-ms", "100"],
+      env(),
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    expect(sim.code, sim.stderr).to.equal(0);
+    expect(JSON.parse(sim.stdout.trim().split("\n")[0])).to.include({ checkpoint: 1, readings: 3 });
+    expect((await ledger.shipmentOf(simulated)).checkpointSeq).to.equal(1n);
+
+    // A bad line on stdin is named by its line number.
+    const bad = await runCli([...args(simulated), "--source", "stdin"], env(), {
+      input: "401\nwarm\n",
+      timeoutMs: 60_000,
+    });
+    expect(bad.code).to.equal(2);
+    expect(said(bad.stderr)[0]).to.match(/stdin:2: temp must be an integer in hundredths of °C/);
   });
 });
