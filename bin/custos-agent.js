@@ -30,9 +30,14 @@ for (const stream of [process.stdout, process.stderr]) {
 
 module.enableCompileCache?.(); // NODE_COMPILE_CACHE or the OS temp dir; a failure only costs speed
 
-await import("ethers"); // ~150 ES modules
+// Help needs none of them (the commands load what they use when they run): skip them for it.
+const args = process.argv.slice(2);
+const helpOnly = args.length === 0 || args.includes("--help") || args.includes("-h") || args[0] === "help";
+if (!helpOnly) {
+  await import("ethers"); // ~150 ES modules
+  await import("hash-wasm"); // one 280 KB CommonJS bundle
+}
 await import("commander");
-await import("hash-wasm"); // one 280 KB CommonJS bundle
 
 const { register } = await import("tsx/esm/api");
 const sourceMaps = process.sourceMapsEnabled;

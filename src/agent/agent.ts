@@ -36,6 +36,7 @@ import {
   type ChainDeployment,
   type Courier,
   type PayerSigner,
+  type StepResult,
 } from "./client.js";
 import { silentLogger, type Logger } from "./log.js";
 import { Outbox, type OutboxEntry, type OutboxOptions } from "./outbox.js";
@@ -66,6 +67,7 @@ export class Dispatcher {
   private readonly concurrency: number;
   private readonly idlePollMs: number;
   private readonly onAdded = () => this.wake();
+  private readonly stepListeners = new Set<(e: OutboxEntry, r: StepResult) => void>();
 
   constructor(
     readonly outbox: Outbox,
@@ -95,6 +97,17 @@ export class Dispatcher {
       this.idleWaiters.push(resolve);
       loop.then(resolve, reject);
     });
+  }
+
+  /** Calls `fn` after every step of every entry (one-shot commands watch their messages with it). */
+  onStep(fn: (e: OutboxEntry, r: StepResult) => void): () => void {
+    this.stepListeners.add(fn);
+    return () => this.stepListeners.delete(fn);
+  }
+
+  /** Whether the loop is running. */
+  get running(): boolean {
+    return this.loop !== null;
   }
 
   /** Stops delivering (after the current step) and waits for the loop to end. */
@@ -147,13 +160,16 @@ export class Dispatcher {
       let down: string | undefined;
       let moved = false;
       for (const [e, r] of results) {
+        for (const fn of this.stepListeners) fn(e, r);
         if (r.kind === "down") {
           down = r.error;
           continue;
         }
         if (r.kind === "wait") {
           this.notBefore.set(e.id, Date.now() + r.ms);
-          this.log.debug("waiting", { id: e.id, reason: r.reason, ms: r.ms });
+          if (r.hold === "refused")
+            this.log.warn("message refused for now; holding it", { id: e.id, reason: r.reason, retryInMs: r.ms });
+          else this.log.debug("waiting", { id: e.id, reason: r.reason, ms: r.ms });
           continue;
         }
         moved = true;
@@ -174,8 +190,8 @@ export class Dispatcher {
   private report(e: OutboxEntry): void {
     if (e.outcome === "confirmed") return; // the courier logged it with its transaction
     const fields = { id: e.id, type: e.type, device: e.device, nonce: e.nonce, reason: e.reason };
-    if (e.outcome === "rejected") this.log.warn("message rejected", fields);
-    else this.log.info("message already on chain; retired", fields);
+    if (e.outcome === "rejected") this.log.warn("message refused", fields);
+    else this.log.info("message already on chain; retired", { ...fields, txHash: e.txHash });
   }
 }
 
@@ -195,6 +211,12 @@ export interface AgentOptions {
   nonceTimeoutMs?: number;
   /** Called by `stop()`: closes what the agent owns (its stack, when it has one of its own). */
   onStop?: () => Promise<void>;
+  /**
+   * The device's id in the registry. Default: the id derived from the key, which is the device's
+   * id only while it has its first key (a rotated-to key keeps the device's id: give it here, e.g.
+   * from `resolveKey`).
+   */
+  deviceId?: bigint;
 }
 
 export interface SignOptions {
@@ -257,9 +279,8 @@ export class Agent {
     this.signer = opts.signer;
     this.outbox = opts.outbox;
     this.dispatcher = opts.dispatcher;
-    // The id the registry derives from the device's first key. (A rotated key keeps the old id;
-    // such a device needs its id configured, which `deviceByKey` would give.)
-    this.deviceId = deviceIdOf(opts.signer.signer);
+    // The id the registry derives from the device's first key, unless told (a rotated key keeps the old id).
+    this.deviceId = opts.deviceId ?? deviceIdOf(opts.signer.signer);
     this.log = (opts.logger ?? silentLogger).child({ device: this.deviceId.toString() });
     const signer = opts.signer.signer;
     this.verifier = new DeviceSignatureVerifier(signer.length === 2 + 2 * 84 ? [signer.slice(0, 42)] : []);
@@ -538,7 +559,7 @@ export interface AgentStack {
   courier: Courier;
   dispatcher: Dispatcher;
   /** An agent for `signer` on this stack. */
-  agentFor(signer: DeviceSigner, opts?: { ttlSeconds?: number; ownsStack?: boolean }): Agent;
+  agentFor(signer: DeviceSigner, opts?: { ttlSeconds?: number; ownsStack?: boolean; deviceId?: bigint }): Agent;
   close(): Promise<void>;
 }
 
@@ -604,6 +625,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
         dispatcher,
         logger,
         ttlSeconds: o.ttlSeconds,
+        deviceId: o.deviceId,
         onStop: o.ownsStack ? () => stack.close() : undefined,
       });
       return agent;

@@ -30,10 +30,12 @@ import {
   CONTRACT_OF,
   addressOf,
   deadlineOf,
+  deviceOf,
   encodeCall,
   isSpent,
   toJson,
   type ContractAddresses,
+  type ContractName,
   type DeviceMessageType,
   type SignedDeviceMessage,
 } from "../messages/index.js";
@@ -44,6 +46,7 @@ import {
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
+import { explainRevertData } from "../errors/index.js";
 import { silentLogger, type Logger } from "./log.js";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
 
@@ -61,8 +64,13 @@ export type StepResult =
   | { kind: "done" }
   /** The entry moved on; step it again at once. */
   | { kind: "progress" }
-  /** Nothing to do before `ms` (a receipt, the relayer, or a device status change is awaited). */
-  | { kind: "wait"; ms: number; reason: string }
+  /**
+   * Nothing to do before `ms` (a receipt, the relayer, or a device status change is awaited).
+   * `hold`: "refused" when the chain or the relayer refuses the message for now (a quarantined
+   * device, an unknown key: it may pass later, until its deadline); "queued" when its nonce waits
+   * for an earlier one.
+   */
+  | { kind: "wait"; ms: number; reason: string; hold?: "refused" | "queued" }
   /** The node or relayer could not be reached or failed: back off. */
   | { kind: "down"; error: string };
 
@@ -215,13 +223,14 @@ export interface Revert {
 const REVOKED = 3n; // IDeviceRegistry.DeviceStatus.Revoked
 
 export function decodeRevert(data: string | undefined): Revert {
-  if (!data) return { name: "unknown", args: [], text: "reverted without data", final: true };
+  if (!data || data === "0x") return { name: "unknown", args: [], text: "reverted without a reason", final: true };
+  // The sentence (arguments readable: device ids, dates, short keys) from the shared decoder.
+  const info = explainRevertData(data);
   for (const iface of [registryInterface, beaconsInterface, lockInterface, channelsInterface, custodyInterface]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
       const args = [...parsed.args];
-      const text = `${parsed.name}(${args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
       const final =
         FINAL_ERRORS.has(parsed.name) ||
         (/^(DeviceRegistryWrongStatus|LocationBeaconsNotQuarantined|LockAccessLockNotActive|PaymentChannelsPayerNotActive)$/.test(
@@ -231,12 +240,12 @@ export function decodeRevert(data: string | undefined): Revert {
         // A log batch behind the chain's sequence never lands; one ahead waits for those before it.
         (/^(LockAccessWrongSequence|CustodyLedgerWrongSequence)$/.test(parsed.name) &&
           BigInt(args[1]) < BigInt(args[0]));
-      return { name: parsed.name, args, text, final };
+      return { name: parsed.name, args, text: info.sentence, final };
     } catch {
       // not one of this contract's errors
     }
   }
-  return { name: "unknown", args: [], text: `reverted with ${data.slice(0, 74)}`, final: true };
+  return { name: info.name ?? "unknown", args: info.argList, text: info.sentence, final: true };
 }
 
 /** Reads of the registry (and beacons) that the agent needs, with endpoint failures turned into {@link Down}. */
@@ -246,6 +255,9 @@ export class Chain {
   private clock: { at: number; timestamp: bigint } | undefined;
   private readonly registry;
   private readonly beacons;
+
+  /** Where the search for a landed message's event starts (a node may limit log ranges). */
+  logsFromBlock = 0;
 
   constructor(
     readonly provider: Provider,
@@ -342,6 +354,119 @@ export class Chain {
     return this.call("isSpent", () => isSpent(m, this.provider, this.deployment));
   }
 
+  /**
+   * Whether the chain has this very message: its nonce (sequence, key, channel amount) is used up,
+   * and its effect is there — the event its call emits, with this message's content, in a
+   * transaction that carried this message's signature. A nonce used by another message is not
+   * this one on chain: that message is refused, never retired as landed.
+   */
+  async onChain(m: SignedDeviceMessage): Promise<{ txHash: string } | undefined> {
+    if (!(await this.isSpent(m))) return undefined;
+    return this.landed(m);
+  }
+
+  /** The transaction that carried `m` (its event with its content, its signature in the calldata). */
+  async landed(m: SignedDeviceMessage): Promise<{ txHash: string } | undefined> {
+    const f = m.message;
+    const device = deviceOf(m);
+    const word = (v: bigint | string) => "0x" + BigInt(v).toString(16).padStart(64, "0");
+    const eq = (a: unknown, b: unknown) => String(a).toLowerCase() === String(b).toLowerCase();
+    const big = (a: unknown, b: unknown) => BigInt(a as string) === BigInt(b as string);
+    let contract: ContractName;
+    let iface: Interface;
+    let event: string;
+    let topics: string[];
+    let match: (args: Record<string, unknown>) => boolean;
+    let needsSignature = true;
+    switch (m.type) {
+      case "DeviceClaim":
+        [contract, iface, event] = ["registry", registryInterface, "DeviceClaimed"];
+        topics = [word(device), word(f.owner as string)];
+        match = (a) => eq(a.deviceKey, m.key);
+        needsSignature = false; // a key is claimed once: the event with this key and owner is this claim
+        break;
+      case "FirmwareAttestation":
+        [contract, iface, event] = ["registry", registryInterface, "FirmwareAttested"];
+        topics = [word(device)];
+        match = (a) => eq(a.firmwareHash, f.firmwareHash);
+        break;
+      case "NonceCancellation":
+        [contract, iface, event] = ["registry", registryInterface, "NonceCancelled"];
+        topics = [word(device)];
+        match = (a) => big(a.nonce, f.nonce);
+        break;
+      case "LocationBeacon":
+        [contract, iface, event] = ["locationBeacons", beaconsInterface, "LocationBeaconPosted"];
+        topics = [word(device)];
+        match = (a) => big(a.latitudeE7, f.latitudeE7) && big(a.longitudeE7, f.longitudeE7) && big(a.at, f.at);
+        break;
+      case "UnlockLog":
+        [contract, iface, event] = ["lockAccess", lockInterface, "LogAnchored"];
+        topics = [word(device), word(f.seq as string)];
+        match = (a) => eq(a.root, f.root) && big(a.count, f.count);
+        break;
+      case "Checkpoint":
+        [contract, iface, event] = ["custodyLedger", custodyInterface, "CheckpointPosted"];
+        topics = [(f.shipment as string).toLowerCase()];
+        match = (a) => big(a.seq, f.seq) && eq(a.readingsRoot, f.readingsRoot);
+        break;
+      case "Voucher": {
+        // A voucher's effect is the channel having paid at least its amount (a later, higher
+        // voucher covers it): a claim or a close that paid that much.
+        const channel = (f.channel as string).toLowerCase();
+        for (const name of ["ChannelClaimed", "ChannelClosed"]) {
+          const found = await this.findLog(
+            "paymentChannels",
+            channelsInterface,
+            name,
+            [channel],
+            (a) => BigInt(a.paid as bigint) >= BigInt(f.cumulativeAmount as string),
+          );
+          if (found) return { txHash: found };
+        }
+        return undefined;
+      }
+    }
+    const sig = m.signature.toLowerCase().replace(/^0x/, "");
+    const txHash = await this.findLog(contract, iface, event, topics, match, needsSignature ? sig : undefined);
+    return txHash ? { txHash } : undefined;
+  }
+
+  /** The hash of a transaction with a matching `event` log of `contract` (and `calldataHas` in its input). */
+  private async findLog(
+    contract: ContractName,
+    iface: Interface,
+    event: string,
+    topics: string[],
+    match: (args: Record<string, unknown>) => boolean,
+    calldataHas?: string,
+  ): Promise<string | undefined> {
+    const address = this.deployment[contract];
+    if (!address) return undefined;
+    const ev = iface.getEvent(event)!;
+    const logs = await this.call("getLogs", () =>
+      this.provider.getLogs({
+        address,
+        topics: [ev.topicHash, ...topics],
+        fromBlock: this.logsFromBlock,
+        toBlock: "latest",
+      }),
+    );
+    for (const log of logs) {
+      const parsed = iface.parseLog(log);
+      if (!parsed) continue;
+      const args: Record<string, unknown> = {};
+      ev.inputs.forEach((input, i) => (args[input.name] = parsed.args[i]));
+      if (!match(args)) continue;
+      if (calldataHas) {
+        const tx = await this.call("getTransaction", () => this.provider.getTransaction(log.transactionHash));
+        if (!tx || !tx.data.toLowerCase().includes(calldataHas)) continue;
+      }
+      return log.transactionHash;
+    }
+    return undefined;
+  }
+
   async latestTimestamp(): Promise<bigint> {
     const block = await this.call("getBlock", () => this.provider.getBlock("latest"));
     if (!block) throw new Down("getBlock: no latest block");
@@ -369,9 +494,9 @@ async function preflight(
   e: OutboxEntry,
   onDeviceNonce?: (device: bigint, nonce: bigint) => void,
 ): Promise<
-  | { kind: "spent"; reason: string }
+  | { kind: "spent"; reason: string; txHash?: string }
   | { kind: "rejected"; reason: string }
-  | { kind: "wait"; reason: string }
+  | { kind: "wait"; reason: string; hold: "queued" }
   | { kind: "go" }
 > {
   const m = e.message!;
@@ -382,7 +507,10 @@ async function preflight(
       reason: `a ${e.type} goes to the ${contract} contract, and no address is configured for it`,
     };
   if (e.nonce === undefined) {
-    if (await chain.isSpent(m)) return { kind: "spent", reason: "the key is already registered" };
+    // Only this very message on chain retires it; a sequence or key used by another message is
+    // left to the simulation, which names the refusal.
+    const found = await chain.onChain(m);
+    if (found) return { kind: "spent", reason: "already on chain", txHash: found.txHash };
   } else {
     // One read answers both questions: spent (isSpent's rule: the nonce moved past it) and ready.
     // A beacon's nonce is LocationBeacons' beacon nonce, a sequence apart from the device nonce.
@@ -390,7 +518,14 @@ async function preflight(
     const what = beacon ? "beacon nonce" : "device nonce";
     const chainNonce = await chain.nonceFor(e.type, e.device);
     if (!beacon) onDeviceNonce?.(e.device, chainNonce);
-    if (chainNonce > e.nonce) return { kind: "spent", reason: `the ${what} is already past it (${chainNonce})` };
+    if (chainNonce > e.nonce) {
+      const found = await chain.landed(m);
+      if (found) return { kind: "spent", reason: "already on chain", txHash: found.txHash };
+      return {
+        kind: "rejected",
+        reason: `${what} ${e.nonce} was used by another message (the ${what} is now ${chainNonce}): this one can never land`,
+      };
+    }
     if (e.nonce > chainNonce) {
       // Everything before this message in its lane is finished; something below it never landed.
       const blocker = outbox
@@ -405,7 +540,11 @@ async function preflight(
         );
       if (blocker)
         return { kind: "rejected", reason: `blocked: nonce ${blocker.nonce} was rejected (${blocker.reason})` };
-      return { kind: "wait", reason: `the ${what} is ${chainNonce}; nonce ${e.nonce} has to wait for it` };
+      return {
+        kind: "wait",
+        reason: `the ${what} is ${chainNonce}; nonce ${e.nonce} has to wait for it`,
+        hold: "queued",
+      };
     }
   }
   const deadline = deadlineOf(m);
@@ -485,10 +624,11 @@ export class RpcCourier implements Courier {
       if (verdict.kind === "spent" || verdict.kind === "rejected") {
         await this.outbox.done(e.id, verdict.kind, {
           reason: verdict.kind === "spent" ? "landed through the relayer" : verdict.reason,
+          ...(verdict.kind === "spent" && verdict.txHash ? { txHash: verdict.txHash } : {}),
         });
         return { kind: "done" };
       }
-      return { kind: "wait", ms: this.holdMs, reason: "handed to the relayer by an earlier run" };
+      return { kind: "wait", ms: this.holdMs, reason: "handed to the relayer by an earlier run", hold: "refused" };
     } catch (err) {
       if (err instanceof Down) {
         this.lastBroadcast.clear(); // the node may have lost its pool: broadcast again once it is back
@@ -507,10 +647,13 @@ export class RpcCourier implements Courier {
   private async sendPending(e: OutboxEntry): Promise<StepResult> {
     const verdict = await preflight(this.chain, this.outbox, e, this.opts.onDeviceNonce);
     if (verdict.kind === "spent" || verdict.kind === "rejected") {
-      await this.outbox.done(e.id, verdict.kind, { reason: verdict.reason });
+      await this.outbox.done(e.id, verdict.kind, {
+        reason: verdict.reason,
+        ...(verdict.kind === "spent" && verdict.txHash ? { txHash: verdict.txHash } : {}),
+      });
       return { kind: "done" };
     }
-    if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason };
+    if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason, hold: verdict.hold };
 
     const { contract, data } = encodeCall(e.message!);
     const to = addressOf(this.chain.deployment, contract);
@@ -525,17 +668,18 @@ export class RpcCourier implements Courier {
       }
       const revert = decodeRevert(data);
       if (revert.final) {
-        // Look again: it may have landed a moment ago through someone else.
-        const spent = await this.chain.isSpent(e.message!);
-        await this.outbox.done(e.id, spent ? "spent" : "rejected", {
-          reason: `refused by the ${contract}: ${revert.text}`,
-        });
+        // Look again: it may have landed a moment ago through someone else (this very message).
+        const found = await this.chain.onChain(e.message!);
+        await this.outbox.done(
+          e.id,
+          found ? "spent" : "rejected",
+          found ? { reason: "already on chain", txHash: found.txHash } : { reason: `refused: ${revert.text}` },
+        );
         return { kind: "done" };
       }
       // Unknown key, a quarantined device or batch: the device's state may still change
       // before the deadline, so hold the message (the deadline retires it otherwise).
-      this.log.warn("message refused for now; holding it", { id: e.id, reason: revert.text });
-      return { kind: "wait", ms: this.holdMs, reason: revert.text };
+      return { kind: "wait", ms: this.holdMs, reason: `refused for now: ${revert.text}`, hold: "refused" };
     }
     const fees = await this.feeData();
     await this.withAccount(async () => {
@@ -581,7 +725,14 @@ export class RpcCourier implements Courier {
       const again = await this.findReceipt(e, s, hashes);
       if (again) return again;
       if (await this.chain.isSpent(e.message!)) {
-        await this.outbox.done(e.id, "spent", { reason: "landed through someone else" });
+        const found = await this.chain.landed(e.message!);
+        await this.outbox.done(
+          e.id,
+          found ? "spent" : "rejected",
+          found
+            ? { reason: "landed through someone else", txHash: found.txHash }
+            : { reason: "its nonce was used by another message: it can never land" },
+        );
         return { kind: "done" };
       }
       // Sending again is the one step that could deliver twice if the node misinformed us (a node
@@ -633,7 +784,15 @@ export class RpcCourier implements Courier {
   private async settle(e: OutboxEntry, s: RpcSubmission, hash: string, receipt: TransactionReceipt): Promise<void> {
     const target = targetOf(this.chain.deployment, e);
     if (s.filler && hash === s.txHash) {
-      await this.outbox.done(e.id, "spent", { reason: "landed through someone else", txHash: hash });
+      // The filler only took the account nonce; where did the message go?
+      // (The entry keeps the filler's hash: it is what this agent's account nonce went to.)
+      const found = await this.chain.landed(e.message!);
+      await this.outbox.done(e.id, found ? "spent" : "rejected", {
+        reason: found
+          ? `landed through someone else (in ${found.txHash})`
+          : "its nonce was used by another message: it can never land",
+        txHash: hash,
+      });
     } else if (receipt.status === 1 && receipt.logs.some((l) => l.address.toLowerCase() === target)) {
       await this.outbox.done(e.id, "confirmed", { txHash: hash });
       this.log.info("message landed", { id: e.id, type: e.type, device: e.device, nonce: e.nonce, txHash: hash });
@@ -641,9 +800,15 @@ export class RpcCourier implements Courier {
       await this.outbox.done(e.id, "rejected", { reason: "mined without an event of its contract", txHash: hash });
       this.log.error("transaction mined without an event of its contract", { id: e.id, txHash: hash });
     } else {
-      const spent = await this.chain.isSpent(e.message!);
-      await this.outbox.done(e.id, spent ? "spent" : "rejected", { reason: "the transaction reverted", txHash: hash });
-      this.log.error("transaction reverted", { id: e.id, txHash: hash, spent });
+      const found = await this.chain.onChain(e.message!);
+      await this.outbox.done(
+        e.id,
+        found ? "spent" : "rejected",
+        found
+          ? { reason: "already on chain", txHash: found.txHash }
+          : { reason: "the transaction reverted", txHash: hash },
+      );
+      this.log.error("transaction reverted", { id: e.id, txHash: hash, alreadyOnChain: !!found });
     }
     this.lastBroadcast.delete(hash);
     this.spentChecked.delete(hash);
@@ -772,7 +937,7 @@ export function relayerRefusal(code: string | undefined, error: string | undefin
   if (code && RELAYER_SPENT.has(code)) return "spent";
   if (code && RELAYER_HOLD.has(code)) return "hold";
   if (code === "would_revert") {
-    const name = /(DeviceRegistry|LocationBeacons)\w+/.exec(error ?? "")?.[0];
+    const name = /(DeviceRegistry|LocationBeacons|LockAccess|PaymentChannels|CustodyLedger)\w+/.exec(error ?? "")?.[0];
     return name && (FINAL_ERRORS.has(name) || /Revoked|, 3\)/.test(error ?? "")) ? "final" : "hold";
   }
   if (!code && /status|active|quarantin|rate/i.test(error ?? "")) return "hold";
@@ -851,13 +1016,29 @@ export class RelayerCourier implements Courier {
         !(s.filler && hash === s.txHash) &&
         receipt.logs.some((l) => l.address.toLowerCase() === target);
       if (landed) await outbox.done(e.id, "confirmed", { txHash: hash });
-      else await outbox.done(e.id, (await chain.isSpent(e.message!)) ? "spent" : "rejected", { txHash: hash });
+      else {
+        const found = await chain.onChain(e.message!);
+        await outbox.done(
+          e.id,
+          found ? "spent" : "rejected",
+          found
+            ? { reason: "already on chain", txHash: found.txHash }
+            : { reason: "the transaction failed", txHash: hash },
+        );
+      }
       return { kind: "done" };
     }
     const latest = await chain.call("getTransactionCount", () => chain.provider.getTransactionCount(s.from, "latest"));
     if (latest > s.accountNonce) {
       if (await chain.isSpent(e.message!)) {
-        await outbox.done(e.id, "spent", { reason: "landed through someone else" });
+        const found = await chain.landed(e.message!);
+        await outbox.done(
+          e.id,
+          found ? "spent" : "rejected",
+          found
+            ? { reason: "landed through someone else", txHash: found.txHash }
+            : { reason: "its nonce was used by another message: it can never land" },
+        );
         return { kind: "done" };
       }
       const since = this.suspectedDead.get(s.txHash);
@@ -888,10 +1069,13 @@ export class RelayerCourier implements Courier {
       this.log.debug("chain unreachable; relying on the relayer's checks", { id: e.id, error: err.message });
     }
     if (verdict.kind === "spent" || verdict.kind === "rejected") {
-      await outbox.done(e.id, verdict.kind, { reason: verdict.reason });
+      await outbox.done(e.id, verdict.kind, {
+        reason: verdict.reason,
+        ...(verdict.kind === "spent" && verdict.txHash ? { txHash: verdict.txHash } : {}),
+      });
       return { kind: "done" };
     }
-    if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason };
+    if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason, hold: verdict.hold };
 
     const res = await this.request("POST", "/v1/messages", toJson(e.message));
     if (res.status === 200 || res.status === 202) {
@@ -912,16 +1096,15 @@ export class RelayerCourier implements Courier {
       body.field ? ` ${body.field}` : ""
     }): ${body.error ?? "no reason given"}`;
     const meaning = relayerRefusal(body.code, body.error);
-    if (meaning === "spent" || (await this.spentNow(e))) {
-      await outbox.done(e.id, "spent", { reason });
+    // Retired as landed only if the chain has this very message (the relayer's "used" may mean
+    // used by another message); otherwise a refusal is a refusal.
+    const found = await this.onChainNow(e, meaning === "spent");
+    if (found) {
+      await outbox.done(e.id, "spent", { reason: "already on chain", txHash: found.txHash });
       return { kind: "done" };
     }
-    if (meaning === "hold") {
-      this.log.warn("relayer refused the message for now; holding it", { id: e.id, reason });
-      return { kind: "wait", ms: this.holdMs, reason };
-    }
+    if (meaning === "hold") return { kind: "wait", ms: this.holdMs, reason, hold: "refused" };
     await outbox.done(e.id, "rejected", { reason });
-    this.log.warn("relayer refused the message", { id: e.id, reason });
     return { kind: "done" };
   }
 
@@ -947,14 +1130,21 @@ export class RelayerCourier implements Courier {
         });
         return { kind: "done" };
       case "spent":
-        await this.opts.outbox.done(e.id, "spent", { reason: "the relayer found it already on chain" });
-        return { kind: "done" };
       case "failed": {
-        const spent = await this.spentNow(e);
-        await this.opts.outbox.done(e.id, spent ? "spent" : "rejected", {
-          reason: `relayer: ${st.error ?? "failed"}`,
-          ...(st.txHash ? { txHash: st.txHash } : {}),
-        });
+        const found = await this.onChainNow(e, true);
+        await this.opts.outbox.done(
+          e.id,
+          found ? "spent" : "rejected",
+          found
+            ? { reason: "already on chain", txHash: found.txHash }
+            : {
+                reason:
+                  st.status === "spent"
+                    ? "relayer: its nonce was used by another message: it can never land"
+                    : `relayer: ${st.error ?? "failed"}`,
+                ...(st.txHash ? { txHash: st.txHash } : {}),
+              },
+        );
         return { kind: "done" };
       }
       default:
@@ -962,11 +1152,15 @@ export class RelayerCourier implements Courier {
     }
   }
 
-  private async spentNow(e: OutboxEntry): Promise<boolean> {
+  /**
+   * Whether the chain has this very message. When the relayer said it is used (`mustKnow`), an
+   * unreachable node means "ask again later" (Down); otherwise it means "not known to be".
+   */
+  private async onChainNow(e: OutboxEntry, mustKnow: boolean): Promise<{ txHash: string } | undefined> {
     try {
-      return await this.opts.chain.isSpent(e.message!);
+      return await this.opts.chain.onChain(e.message!);
     } catch (err) {
-      if (err instanceof Down) return false;
+      if (err instanceof Down && !mustKnow) return undefined;
       throw err;
     }
   }

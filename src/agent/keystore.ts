@@ -13,9 +13,24 @@
  * 0600, and never overwritten unless asked: losing a device key loses the device.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
-import { createPrivateKey as nodeCreatePrivateKey, type KeyObject } from "node:crypto";
+import {
+  createCipheriv,
+  createPrivateKey as nodeCreatePrivateKey,
+  randomBytes,
+  scryptSync,
+  type KeyObject,
+} from "node:crypto";
 import path from "node:path";
-import { Wallet, decryptKeystoreJson, encryptKeystoreJson, getAddress, hexlify, isKeystoreJson } from "ethers";
+import {
+  Wallet,
+  decryptKeystoreJson,
+  encryptKeystoreJson,
+  getAddress,
+  hexlify,
+  computeAddress,
+  isKeystoreJson,
+  keccak256,
+} from "ethers";
 import { p256Key, secp256k1Key, type DeviceKey, type DeviceKeyKind } from "../crypto/deviceKey.js";
 import { generateP256Key, p256KeyFromScalar, p256Signer } from "../crypto/p256.js";
 import { deviceIdOf } from "../registry/batch.js";
@@ -67,10 +82,21 @@ export class KeystoreError extends Error {
 
 /** A new random device key. A P-256 key needs the address of the ERC-7913 verifier it is used behind. */
 export function generateKey(kind: DeviceKeyKind, opts: { verifier?: string } = {}): KeyMaterial {
-  if (kind === "secp256k1") return { kind, privateKey: Wallet.createRandom().privateKey };
+  if (kind === "secp256k1") return { kind, privateKey: randomSecp256k1Key() };
   if (kind === "p256")
     return { kind, privateKey: generateP256Key().privateKey, verifier: checkVerifier(opts.verifier) };
   throw new Error(`kind must be secp256k1 or p256, not ${String(kind)}`);
+}
+
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+/** 32 random bytes that are a valid secp256k1 scalar (not a mnemonic wallet: that costs a PBKDF2). */
+function randomSecp256k1Key(): string {
+  for (;;) {
+    const hex = randomBytes(32).toString("hex");
+    const n = BigInt("0x" + hex);
+    if (n > 0n && n < SECP256K1_N) return "0x" + hex;
+  }
 }
 
 /** The signing key behind `material`. */
@@ -304,4 +330,97 @@ function checkPassphrase(passphrase: string): void {
 function checkScryptN(n: number): number {
   if (!Number.isSafeInteger(n) || n < 2 || (n & (n - 1)) !== 0) throw new Error("scryptN must be a power of two");
   return n;
+}
+
+/**
+ * Web3 Secret Storage (v3) files for many secp256k1 keys under one passphrase, with one scrypt
+ * derivation for all of them: they share the salt (and so the derived key) and each has its own
+ * random IV, so AES-CTR never reuses a key stream. Sharing the salt costs nothing here: the files
+ * share the passphrase, so whoever breaks one has them all anyway, and no precomputation spans
+ * salts. This is what makes `key create --count 1000` take seconds rather than minutes of
+ * scrypt; every wallet reads the files as usual (the cost N is recorded in each).
+ */
+export class SharedScryptEncryptor {
+  private readonly salt: Buffer;
+  private readonly dk: Buffer;
+
+  constructor(
+    passphrase: string,
+    readonly scryptN = 1 << 17,
+  ) {
+    checkPassphrase(passphrase);
+    checkScryptN(scryptN);
+    this.salt = randomBytes(32);
+    // ethers reads passwords as NFKD UTF-8; r = 8, p = 1 as geth and ethers write them.
+    this.dk = scryptSync(Buffer.from(passphrase.normalize("NFKD"), "utf8"), this.salt, 32, {
+      N: scryptN,
+      r: 8,
+      p: 1,
+      maxmem: 256 * scryptN * 8 + 1024 * 1024,
+    });
+  }
+
+  /** The key file's text for a secp256k1 `privateKey`. */
+  encrypt(privateKey: string): string {
+    const key = Buffer.from(privateKey.replace(/^0x/, ""), "hex");
+    const iv = randomBytes(16);
+    const cipher = createCipheriv("aes-128-ctr", this.dk.subarray(0, 16), iv);
+    const ciphertext = Buffer.concat([cipher.update(key), cipher.final()]);
+    const mac = keccak256(Buffer.concat([this.dk.subarray(16, 32), ciphertext])).slice(2);
+    const address = computeAddress(privateKey);
+    const uuid = randomBytes(16);
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    const h = uuid.toString("hex");
+    return JSON.stringify({
+      address: address.slice(2).toLowerCase(),
+      id: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`,
+      version: 3,
+      Crypto: {
+        cipher: "aes-128-ctr",
+        cipherparams: { iv: iv.toString("hex") },
+        ciphertext: ciphertext.toString("hex"),
+        kdf: "scrypt",
+        kdfparams: { salt: this.salt.toString("hex"), n: this.scryptN, dklen: 32, p: 1, r: 8 },
+        mac,
+      },
+    });
+  }
+}
+
+/**
+ * What a key file says about its key without decrypting it (no passphrase): a Web3 file records
+ * its address, a P-256 file its signer bytes and verifier. Not checked against the key itself
+ * (`loadKeyMaterial` does that).
+ */
+export function publicInfo(file: string): KeyInfo {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new KeystoreError(file, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new KeystoreError(file, "not a key file (not JSON)");
+  }
+  if (isKeystoreJson(text)) {
+    if (typeof json.address !== "string" || !/^(0x)?[0-9a-fA-F]{40}$/.test(json.address)) {
+      throw new KeystoreError(file, "records no address; its public key needs the passphrase (add --verify)");
+    }
+    const address = getAddress(json.address.startsWith("0x") ? json.address : `0x${json.address}`);
+    return { kind: "secp256k1", signer: address.toLowerCase(), address, deviceId: deviceIdOf(address) };
+  }
+  const f = json as Partial<P256KeyFile>;
+  if (f.format !== "custos-device-key" || f.kind !== "p256" || typeof f.signer !== "string" || !f.verifier) {
+    throw new KeystoreError(file, "not a key file (neither Web3 Secret Storage nor a custos-device-key file)");
+  }
+  return {
+    kind: "p256",
+    signer: f.signer.toLowerCase(),
+    verifier: getAddress(f.verifier),
+    deviceId: deviceIdOf(f.signer),
+  };
 }

@@ -367,7 +367,8 @@ describe("agent (in-process network)", function () {
       await f.ctx.registry.connect(f.ctx.owner).decommission(f.ids[0]);
       await agent.drain();
       expect(agent.outbox.get(s.id)!.outcome).to.equal("rejected");
-      expect(agent.outbox.get(s.id)!.reason).to.match(/DeviceRegistryWrongStatus\(\d+, 3\)/);
+      // Decoded into a sentence: the device, its status, the error name.
+      expect(agent.outbox.get(s.id)!.reason).to.match(/device \S+ is Revoked.*\(DeviceRegistryWrongStatus\)/);
       expect(await payerTxCount(f)).to.equal(0);
       await agent.stop();
     });
@@ -385,7 +386,9 @@ describe("agent (in-process network)", function () {
       expect(agent.outbox.get(held.id)!.state).to.equal("pending"); // held, not rejected: the status may change
       await f.ctx.registry.connect(f.ctx.owner).release(f.ids[0]); // moves the nonce on
       await draining;
-      expect(agent.outbox.get(held.id)).to.deep.include({ outcome: "spent" });
+      // Its nonce went to the release, not to it: a refusal, never "already on chain".
+      expect(agent.outbox.get(held.id)).to.deep.include({ outcome: "rejected" });
+      expect(agent.outbox.get(held.id)!.reason).to.match(/device nonce 0 was used by another message/);
       expect(await payerTxCount(f)).to.equal(0);
       // The agent follows the chain's nonce again.
       const next = await agent.sign("FirmwareAttestation", { firmwareHash: fw("after") });

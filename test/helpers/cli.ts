@@ -26,13 +26,17 @@ export interface CliRun {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `custos-agent args…` with only PATH and HOME of this process's environment, plus `env`. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
+/**
+ * Starts `custos-agent args…` with only PATH and HOME of this process's environment, plus `env`;
+ * `input`, when given, is its stdin (then closed).
+ */
+export function startCli(args: string[], env: NodeJS.ProcessEnv, input?: string): CliRun {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   });
+  if (input !== undefined) child.stdin!.end(input);
   children.add(child);
   let out = "";
   let err = "";
@@ -47,9 +51,30 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-/** Runs `custos-agent args…` to its end. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv) {
-  const run = startCli(args, env);
+/**
+ * Runs `custos-agent args…` to its end. With `timeoutMs`, a run still going then is killed and
+ * reported with `hung: true` (a test of "fails at once, never hangs" asserts on it).
+ */
+export async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { timeoutMs?: number; input?: string } = {},
+) {
+  const run = startCli(args, env, opts.input);
+  let hung = false;
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          hung = true;
+          run.child.kill("SIGKILL");
+        }, opts.timeoutMs);
   const { code } = await run.exited;
-  return { code, stdout: run.stdout(), stderr: run.stderr() };
+  clearTimeout(timer);
+  return { code, stdout: run.stdout(), stderr: run.stderr(), hung };
+}
+
+/** The lines of a CLI's stderr meant for a person (`custos-agent: …`), not its JSON log lines. */
+export function saidLines(stderr: string): string[] {
+  return stderr.split("\n").filter((l) => l.startsWith("custos-agent:"));
 }

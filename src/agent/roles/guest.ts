@@ -163,3 +163,61 @@ export async function unlockAt(
   if (!answer.ok) throw new Error(`${base}/v1/unlock: ${body.error ?? `HTTP ${answer.status}`}`);
   return body as { open: boolean; reason?: string; at: number; record: number };
 }
+
+/** What the chain says of a certificate: the problems that make the lock refuse it (none: usable). */
+export interface CertificateOnChain {
+  checkedOnChain: true;
+  lockStatus: "unknown" | "active" | "quarantined" | "revoked";
+  /** The lock's owner now, per the registry. */
+  lockOwner?: string;
+  /** Why the lock would refuse it, in words; empty when the chain has nothing against it. */
+  problems: string[];
+}
+
+/**
+ * Checks a certificate against the chain, as the lock will: the lock device exists and is active,
+ * the certificate's owner is the lock's owner in the ownership period it names, its issuer is that
+ * owner or a manager appointed by them (and not expired), all keys were not revoked since (epoch),
+ * and this key was not revoked. A certificate signed by someone else is never "issued by owner".
+ */
+export async function checkCertificateOnChain(
+  cert: CertificateFile,
+  provider: import("ethers").Provider,
+  now = Math.floor(Date.now() / 1000),
+): Promise<CertificateOnChain> {
+  const { LockAccess__factory } =
+    await import("../../../typechain-types/factories/contracts/access/LockAccess__factory.js");
+  const { IDeviceRegistry__factory } =
+    await import("../../../typechain-types/factories/contracts/interfaces/IDeviceRegistry__factory.js");
+  const k = cert.key;
+  const lock = BigInt(k.lock as string);
+  const access = LockAccess__factory.connect(cert.verifyingContract, provider);
+  const registry = IDeviceRegistry__factory.connect(await access.registry(), provider);
+  const statuses = ["unknown", "active", "quarantined", "revoked"] as const;
+  const lockStatus = statuses[Number(await registry.deviceStatus(lock))] ?? "unknown";
+  const problems: string[] = [];
+  if (lockStatus === "unknown") {
+    problems.push(`lock ${lock} does not exist: no device has that id in the registry`);
+    return { checkedOnChain: true, lockStatus, problems };
+  }
+  if (lockStatus !== "active") problems.push(`lock ${lock} is ${lockStatus}: it opens nothing`);
+  const [owner, ownerEpoch] = await registry.ownership(lock);
+  const claimed = String(k.owner).toLowerCase();
+  if (claimed !== owner.toLowerCase())
+    problems.push(`not issued for the lock's owner: the certificate names ${k.owner}, the lock's owner is ${owner}`);
+  else if (ownerEpochOf(k.epoch) !== Number(ownerEpoch))
+    problems.push("issued in an earlier ownership period of the lock (it changed hands since)");
+  const issuer = String(k.issuer).toLowerCase();
+  if (issuer !== owner.toLowerCase()) {
+    const until = await access.managerExpiry(lock, ownerEpoch, issuer);
+    if (until === 0n) problems.push(`signed by ${k.issuer}, who is neither the lock's owner nor a manager of it`);
+    else if (until < BigInt(now)) problems.push(`signed by manager ${k.issuer}, whose appointment ended`);
+  }
+  if (problems.length === 0) {
+    if (BigInt(await access.keyEpoch(lock)) !== BigInt(k.epoch as string))
+      problems.push("every key of the lock was revoked since it was issued (key epoch moved)");
+    else if (await access.isRevoked(lock, ownerEpoch, BigInt(k.keyId as string)))
+      problems.push(`key ${k.keyId} was revoked`);
+  }
+  return { checkedOnChain: true, lockStatus, lockOwner: owner, problems };
+}
