@@ -15,7 +15,7 @@ import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardha
 import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
 import type { NetworkConnection } from "hardhat/types/network";
 import { DOMAINS, type DomainName } from "../src/eip712/index.js";
-import { explainContractError } from "./revert.js";
+import { decodeContractError, explainContractError } from "../src/errors/index.js";
 import { inputError, type SignerArgs } from "./support.js";
 
 /** The chain a task acts on, and what it knows about it. */
@@ -320,12 +320,6 @@ function isHardhatError(err: unknown): boolean {
   );
 }
 
-/** The first line of an error's message. */
-export function firstLine(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return message.split("\n")[0];
-}
-
 /**
  * Runs an action with its failures as one line: bad input (already named) as it is, a revert of
  * a contract as the shared decoder's sentence, anything else as its first line (the whole error is
@@ -340,7 +334,7 @@ export function taskAction<A, R>(task: string, action: (args: A, hre: HardhatRun
       const revert = explainContractError(err);
       if (revert !== undefined)
         throw new HardhatPluginError("custos", `${task}: the chain refused it: ${revert.sentence}`, err as Error);
-      throw new HardhatPluginError("custos", `${task}: ${firstLine(err)}`, err as Error);
+      throw new HardhatPluginError("custos", `${task}: ${decodeContractError(err)}`, err as Error);
     }
   };
 }
