@@ -135,7 +135,11 @@ export async function contractAddress(chain: Chain, name: ContractName, flag?: s
   if (cached) return cached;
   if ((await chain.provider.getCode(address)) === "0x") {
     if (chain.fresh) throw inputError(`${source}: no contract at ${address}: ${noNetwork(chain)}`);
-    throw inputError(`${source}: no contract at ${address} on network ${chain.network} (is --network the right one?)`);
+    throw inputError(
+      chosen
+        ? `${source}: no contract at ${address} on network ${chain.network} (is --network the right one?)`
+        : `${source}: no contract at ${address} on network ${chain.network}: the deployment file is older than this chain (a restarted node?); deploy again, or name the address with ${flagName}`,
+    );
   }
   const expected = DOMAINS[domain].name;
   let domainName: string | undefined;
@@ -233,16 +237,23 @@ export async function signerOf(chain: Chain, args: SignerArgs): Promise<TaskSign
     if (value === undefined) {
       // The keystore plugin answers for the variables it holds (asking for its password); the
       // last link of the chain is reached only when nobody has it.
-      value = await chain.hre.hooks.runHandlerChain(
-        "configurationVariables",
-        "fetchValue",
-        [configVariable(name)],
-        async () => {
-          throw inputError(
-            `--signer-var: ${name} is not set: export it, or store it with \`npx hardhat keystore set ${name}\``,
-          );
-        },
-      );
+      try {
+        value = await chain.hre.hooks.runHandlerChain(
+          "configurationVariables",
+          "fetchValue",
+          [configVariable(name)],
+          async () => {
+            throw inputError(
+              `--signer-var: ${name} is not set: export it, or store it with \`npx hardhat keystore set ${name}\``,
+            );
+          },
+        );
+      } catch (err) {
+        // The keystore plugin's own refusals (a wrong password; under `hardhat test` it reads only
+        // its development keystore), named by the flag.
+        if (!isHardhatError(err)) throw err;
+        throw inputError(`--signer-var: ${(err as Error).message.replace(/^HHE\d+: /, "")}`);
+      }
     }
     const key = value.trim().startsWith("0x") ? value.trim() : `0x${value.trim()}`;
     if (!isHexString(key, 32)) throw inputError(`--signer-var: ${name} does not hold a private key (32 bytes of hex)`);

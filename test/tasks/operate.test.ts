@@ -1,50 +1,16 @@
 import { expect } from "chai";
 import { ethers, time } from "../helpers/hardhat.js";
 import { runTask } from "./run.js";
+import { provisionFor } from "./fixtures.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite.js";
+import { deploySuite } from "../../src/deploy/suite.js";
 import { digest } from "../../src/eip712/index.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
-import { DeviceBatch } from "../../src/registry/batch.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { showCertificate } from "../../src/agent/roles/guest.js";
-import { FIRMWARE, MODEL } from "../helpers/registry.js";
-import { deviceByKey } from "../../src/registry/lookup.js";
 import { shipmentIdOf } from "../../src/custody/index.js";
-
-/** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
-async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {
-  const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
-  const [manufacturer] = await ethers.getSigners(); // commits the batch: its id is the manufacturer's
-  const batch = new DeviceBatch(
-    keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })),
-    manufacturer.address,
-  );
-  await (await registry.commitBatch(batch.root)).wait();
-  const { chainId } = await ethers.provider.getNetwork();
-  const ids: bigint[] = [];
-  for (const key of keys) {
-    const claim = { owner: owner.address, batch: batch.id, deadline: BigInt((await time.latest()) + 3600) };
-    const signature = key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: suite.registry }, claim));
-    await registry.connect(owner).claim(
-      {
-        owner: owner.address,
-        batchId: batch.id,
-        deviceKey: key.signer,
-        model: MODEL,
-        firmwareHash: FIRMWARE,
-        deadline: claim.deadline,
-      },
-      batch.proof(key.signer),
-      signature,
-    );
-    ids.push((await deviceByKey(registry, key.signer)).id);
-  }
-  return ids;
-}
 
 describe("Hardhat tasks: locks, channels and shipments", function () {
   const dir = mkdtempSync(path.join(tmpdir(), "custos-operate-"));
