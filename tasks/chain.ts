@@ -8,14 +8,25 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { Contract, getAddress, isAddress, isHexString, Wallet, type Provider, type Signer } from "ethers";
+import {
+  Contract,
+  FetchRequest,
+  getAddress,
+  isAddress,
+  isHexString,
+  JsonRpcProvider,
+  Network,
+  Wallet,
+  type Provider,
+  type Signer,
+} from "ethers";
 import { HardhatPluginError } from "hardhat/plugins";
 import { configVariable } from "hardhat/config";
-import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
 import type { NetworkConnection } from "hardhat/types/network";
 import { DOMAINS, type DomainName } from "../src/eip712/index.js";
-import { decodeContractError, explainContractError } from "../src/errors/index.js";
+import type { CustodyLedger, DeviceRegistry, LockAccess, PaymentChannels } from "../typechain-types/index.js";
 import { inputError, type SignerArgs } from "./support.js";
 
 /** The chain a task acts on, and what it knows about it. */
@@ -23,9 +34,10 @@ export interface Chain {
   hre: HardhatRuntimeEnvironment;
   /** The task's name, for messages. */
   task: string;
-  connection: NetworkConnection;
-  ethers: HardhatEthers;
-  provider: HardhatEthers["provider"];
+  /** Reads (and, through the connection's signers, writes) go here. */
+  provider: Provider;
+  /** Hardhat's connection to the network: opened for a task that writes, or when accounts are needed. */
+  connection?: NetworkConnection;
   /** The network's name (`localhost`, `default`…). */
   network: string;
   /** Hardhat's in-process network: a chain that lives as long as this process. */
@@ -38,25 +50,49 @@ export interface Chain {
 }
 
 /**
- * The `--network` chain (one connection per process: a test's or a script's, when one runs the
- * task). A task that `writes` refuses a fresh in-process chain: without `--network` Hardhat runs
- * one that starts empty and is gone when the command ends, so a transaction "sent" there is lost
- * (a test that deployed on its in-process chain has blocks on it, and may write).
+ * The `--network` chain. A task that writes, or runs without `--network` (a test's or a script's
+ * chain: one connection per process), acts through Hardhat's connection. A task that only reads an
+ * HTTP network it was named (`--network localhost`) talks JSON-RPC to it directly: Hardhat's
+ * connection loads every plugin's network hooks and an HTTP client of its own first, a good part of
+ * such a task's start-up for one or two calls.
+ *
+ * A task that `writes` refuses a fresh in-process chain: without `--network` Hardhat runs one that
+ * starts empty and is gone when the command ends, so a transaction "sent" there is lost (a test
+ * that deployed on its in-process chain has blocks on it, and may write).
  */
 export async function openChain(hre: HardhatRuntimeEnvironment, task: string, writes: boolean): Promise<Chain> {
+  const named = hre.globalOptions.network;
+  const config = named === undefined ? undefined : hre.config.networks[named];
+  if (!writes && config?.type === "http") {
+    const request = new FetchRequest(await config.url.getUrl());
+    for (const [k, v] of Object.entries(config.httpHeaders)) request.setHeader(k, v);
+    request.timeout = config.timeout;
+    // The chain id first, by hand: ethers' own network detection retries forever when no node answers.
+    const probe = request.clone();
+    probe.setHeader("content-type", "application/json");
+    probe.body = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] });
+    let chainId: bigint;
+    try {
+      const answer = await probe.send();
+      answer.assertOk();
+      chainId = BigInt((answer.bodyJson as { result: string }).result);
+    } catch (err) {
+      throw inputError(
+        `--network ${named}: no chain answers at ${request.url} (${(err as { shortMessage?: string }).shortMessage ?? (err as Error).message}): is the node running?`,
+      );
+    }
+    const provider = new JsonRpcProvider(request, Network.from(chainId), { staticNetwork: true, batchMaxCount: 1 });
+    return { hre, task, provider, network: named!, inProcess: false, fresh: false, chainId, contracts: new Map() };
+  }
   const connection = await hre.network.getOrCreate();
-  const { ethers } = connection;
+  const provider = connection.ethers.provider as unknown as Provider;
   const inProcess = connection.networkConfig.type === "edr-simulated";
-  const [network, block] = await Promise.all([
-    ethers.provider.getNetwork(),
-    inProcess ? ethers.provider.getBlockNumber() : 1,
-  ]);
+  const [network, block] = await Promise.all([provider.getNetwork(), inProcess ? provider.getBlockNumber() : 1]);
   const chain: Chain = {
     hre,
     task,
+    provider,
     connection,
-    ethers,
-    provider: ethers.provider,
     network: connection.networkName,
     inProcess,
     fresh: inProcess && block === 0,
@@ -65,6 +101,30 @@ export async function openChain(hre: HardhatRuntimeEnvironment, task: string, wr
   };
   if (writes && chain.fresh) throw inputError(`${task}: ${noNetwork(chain)}`);
   return chain;
+}
+
+/** Hardhat's connection to the chain (opened now if the task had only read until now). */
+export async function connectionOf(chain: Chain): Promise<NetworkConnection> {
+  chain.connection ??= await chain.hre.network.getOrCreate();
+  return chain.connection;
+}
+
+type Typed = {
+  DeviceRegistry: DeviceRegistry;
+  LockAccess: LockAccess;
+  PaymentChannels: PaymentChannels;
+  CustodyLedger: CustodyLedger;
+};
+
+/** The contract `name` at `address` (its artifact's ABI), signing as `runner` when given. */
+export async function contractAt<N extends keyof Typed>(
+  chain: Chain,
+  name: N,
+  address: string,
+  runner?: TaskSigner,
+): Promise<Typed[N]> {
+  const { abi } = await chain.hre.artifacts.readArtifact(name);
+  return new Contract(address, abi, runner?.signer ?? chain.provider) as unknown as Typed[N];
 }
 
 /** Why a fresh in-process chain is not the one meant, naming `--network`. */
@@ -133,7 +193,15 @@ export async function contractAddress(chain: Chain, name: ContractName, flag?: s
   }
   const cached = chain.contracts.get(`${name}:${address}`);
   if (cached) return cached;
-  if ((await chain.provider.getCode(address)) === "0x") {
+  // Both questions at once (one round trip on a node): is there code, and whose EIP-712 domain is it.
+  const [code, domainOf] = await Promise.all([
+    chain.provider.getCode(address),
+    new Contract(address, EIP712_DOMAIN_ABI, chain.provider).eip712Domain().then(
+      (d) => ({ name: String(d.name), chainId: BigInt(d.chainId), verifyingContract: String(d.verifyingContract) }),
+      () => undefined, // no such function (or no code): told apart below
+    ),
+  ]);
+  if (code === "0x") {
     if (chain.fresh) throw inputError(`${source}: no contract at ${address}: ${noNetwork(chain)}`);
     throw inputError(
       chosen
@@ -142,16 +210,9 @@ export async function contractAddress(chain: Chain, name: ContractName, flag?: s
     );
   }
   const expected = DOMAINS[domain].name;
-  let domainName: string | undefined;
-  try {
-    const d = await new Contract(address, EIP712_DOMAIN_ABI, chain.provider).eip712Domain();
-    if (BigInt(d.chainId) !== chain.chainId || getAddress(d.verifyingContract) !== address)
-      throw inputError(`${source}: ${address} answers for another chain or address: not the ${name} it names`);
-    domainName = String(d.name);
-  } catch (err) {
-    if (HardhatPluginError.isHardhatPluginError(err)) throw err;
-    domainName = undefined;
-  }
+  const domainName = domainOf?.name;
+  if (domainOf && (domainOf.chainId !== chain.chainId || getAddress(domainOf.verifyingContract) !== address))
+    throw inputError(`${source}: ${address} answers for another chain or address: not the ${name} it names`);
   if (domainName !== expected) {
     const other = Object.entries(CONTRACTS).find(([, c]) => DOMAINS[c.domain].name === domainName)?.[0];
     const what = other
@@ -180,7 +241,7 @@ export interface TaskSigner {
 
 /** The network's accounts (`eth_accounts` of a node, or the keys its config lists). */
 export async function accountsOf(chain: Chain): Promise<HardhatEthersSigner[]> {
-  chain.accounts ??= await chain.ethers.getSigners();
+  chain.accounts ??= await (await connectionOf(chain)).ethers.getSigners();
   return chain.accounts;
 }
 
@@ -202,7 +263,7 @@ export async function signerOf(chain: Chain, args: SignerArgs): Promise<TaskSign
   if (given.length > 1) throw inputError("give one of --signer, --keystore and --signer-var, not several");
   if (args.passwordFile !== undefined && args.keystore === undefined)
     throw inputError("--password-file goes with --keystore (the key file it unlocks)");
-  const provider = chain.provider as unknown as Provider;
+  const provider = chain.provider;
   if (args.keystore !== undefined) {
     const file = args.keystore;
     const passFile = args.passwordFile ?? (process.env.CUSTOS_PASSWORD_FILE || undefined);
@@ -342,6 +403,8 @@ export function taskAction<A, R>(task: string, action: (args: A, hre: HardhatRun
       return await action(args, hre);
     } catch (err) {
       if (HardhatPluginError.isHardhatPluginError(err) || isHardhatError(err)) throw err;
+      // Loaded on failure only: its tables are read from the artifacts when first used anyway.
+      const { decodeContractError, explainContractError } = await import("../src/errors/index.js");
       const revert = explainContractError(err);
       if (revert !== undefined)
         throw new HardhatPluginError("custos", `${task}: the chain refused it: ${revert.sentence}`, err as Error);

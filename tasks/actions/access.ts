@@ -6,10 +6,10 @@
  */
 import { dataLength, getAddress, isAddress, isHexString } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
-import { issueCertificate } from "../../src/agent/roles/lockOwner.js";
 import { deviceIdArg } from "../addresses.js";
 import {
   contractAddress,
+  contractAt,
   howToSignAs,
   needAccount,
   openChain,
@@ -26,12 +26,9 @@ const STATUS = ["Unknown", "Active", "Quarantined", "Revoked"];
 
 /** LockAccess (checked to be one) connected to `who`, and what the registry it uses says of `lock`. */
 async function lockOf(chain: Chain, flag: string | undefined, who: TaskSigner, lock: bigint) {
-  const locks = await chain.ethers.getContractAt(
-    "LockAccess",
-    await contractAddress(chain, "LockAccess", flag),
-    who.signer as never,
-  );
-  const registry = await chain.ethers.getContractAt(
+  const locks = await contractAt(chain, "LockAccess", await contractAddress(chain, "LockAccess", flag), who);
+  const registry = await contractAt(
+    chain,
     "DeviceRegistry",
     await contractAddress(chain, "DeviceRegistry", await locks.registry()),
   );
@@ -114,6 +111,7 @@ export const grant = taskAction(
       );
     // The key epoch names the lock's ownership period too: a certificate of another one is dead.
     const epoch = Number(await l.locks.keyEpoch(lock));
+    const { issueCertificate } = await import("../../src/agent/roles/lockOwner.js");
     const cert = await issueCertificate(
       who.signer,
       { chainId: chain.chainId, verifyingContract: await l.locks.getAddress() },

@@ -10,6 +10,7 @@ import { termsFromOpened } from "../../src/agent/roles/meter.js";
 import { amountArg, deviceIdArg, readJsonArg } from "../addresses.js";
 import {
   contractAddress,
+  contractAt,
   needAccount,
   openChain,
   short,
@@ -24,12 +25,14 @@ import { inputError, required, type SignerArgs } from "../support.js";
 async function channelsFor(hre: HardhatRuntimeEnvironment, task: string, flag: string | undefined, args: SignerArgs) {
   const chain = await openChain(hre, task, true);
   const who = await signerOf(chain, args);
-  const channels = await chain.ethers.getContractAt(
+  const channels = await contractAt(
+    chain,
     "PaymentChannels",
     await contractAddress(chain, "PaymentChannels", flag),
-    who.signer as never,
+    who,
   );
-  const registry = await chain.ethers.getContractAt(
+  const registry = await contractAt(
+    chain,
     "DeviceRegistry",
     await contractAddress(chain, "DeviceRegistry", await channels.registry()),
   );

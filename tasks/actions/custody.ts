@@ -9,14 +9,13 @@ import { getAddress, id as textHash, isAddress, isHexString, ZeroHash } from "et
 import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
 import { cbv, locationId, shipmentIdOf } from "../../src/custody/index.js";
 import { shipmentHistory, timeline, type ShipmentHistory } from "../../src/custody/history.js";
-import { toEpcisDocument } from "../../src/custody/epcis.js";
-import { submitExcursion } from "../../src/custody/excursion.js";
 import { typedData } from "../../src/eip712/index.js";
-import { TrackerRole } from "../../src/agent/roles/tracker.js";
+import type { TrackerRole } from "../../src/agent/roles/tracker.js";
 import { deviceIdArg, readJsonArg } from "../addresses.js";
 import {
   accountsOf,
   contractAddress,
+  contractAt,
   howToSignAs,
   openChain,
   short,
@@ -35,7 +34,7 @@ export function ledgerAddress(chain: Chain, flag?: string): Promise<string> {
 
 /** The CustodyLedger (checked to be one), connected to `who` when given. */
 async function ledgerAt(chain: Chain, flag: string | undefined, who?: TaskSigner) {
-  return chain.ethers.getContractAt("CustodyLedger", await ledgerAddress(chain, flag), who?.signer as never);
+  return contractAt(chain, "CustodyLedger", await ledgerAddress(chain, flag), who);
 }
 
 type Ledger = Awaited<ReturnType<typeof ledgerAt>>;
@@ -134,9 +133,11 @@ export const proveReading = taskAction(
     const shipment = await shipmentOfArgs(chain, args);
     const dir = existsSync(path.join(readings, "tracker.jsonl")) ? readings : path.dirname(readings);
     if (!existsSync(path.join(dir, "tracker.jsonl"))) throw inputError(`--readings: no tracker.jsonl in ${readings}`);
+    // What only this task needs is imported here: the other tasks start without it.
+    const { TrackerRole: Tracker } = await import("../../src/agent/roles/tracker.js");
     let p: Awaited<ReturnType<typeof TrackerRole.proofFrom>>;
     try {
-      p = await TrackerRole.proofFrom(dir, shipment, seq, index);
+      p = await Tracker.proofFrom(dir, shipment, seq, index);
     } catch (err) {
       throw inputError(`--seq/--index: ${(err as Error).message}`);
     }
@@ -158,6 +159,7 @@ export const proveReading = taskAction(
       if (!outOfRange)
         throw inputError(`--submit: ${p.reading.temp / 100} °C is within the allowed range: not an excursion`);
       const sender = await signerOf(chain, args);
+      const { submitExcursion } = await import("../../src/custody/excursion.js");
       const { tx, latest } = await submitExcursion(await ledger.getAddress(), sender.signer as never, p);
       submitted = (await tx.wait())!.hash;
       against = latest ? "the tracker's latest checkpoint" : "a signed earlier checkpoint";
@@ -194,6 +196,7 @@ export const epcis = taskAction(
     const ledger = await ledgerAt(chain, args.ledger);
     await needShipment(ledger, shipment);
     const h = await shipmentHistory(chain.provider, await ledger.getAddress(), shipment);
+    const { toEpcisDocument } = await import("../../src/custody/epcis.js");
     const doc = toEpcisDocument(h, { locations });
     const text = JSON.stringify(doc, null, 2) + "\n";
     if (args.out) {
@@ -235,7 +238,8 @@ export const create = taskAction(
     const chain = await openChain(hre, "custody:create", true);
     const who = await signerOf(chain, args);
     const ledger = await ledgerAt(chain, args.ledger, who);
-    const registry = await chain.ethers.getContractAt(
+    const registry = await contractAt(
+      chain,
       "DeviceRegistry",
       await contractAddress(chain, "DeviceRegistry", await ledger.registry()),
     );

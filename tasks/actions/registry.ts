@@ -7,14 +7,12 @@ import { existsSync, readFileSync } from "node:fs";
 // Used row by row: straight from ethers, not through the connection's `ethers` (a lazy proxy).
 import { dataLength, encodeBytes32String, getAddress, id as textHash, isAddress, isHexString, ZeroHash } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
-import { DeviceBatch, deviceIdOf, type ProvisionedDevice } from "../../src/registry/batch.js";
+import type { DeviceBatch, ProvisionedDevice } from "../../src/registry/batch.js";
 import { deviceByKey } from "../../src/registry/lookup.js";
-import { parseRotationText, RotationFileError, rotationStruct } from "../../src/registry/rotation.js";
-import { loadKeccak } from "../../src/eip712/fast.js";
-import { checkShape, encodeCall } from "../../src/messages/index.js";
 import { deviceIdArg, readJsonArg } from "../addresses.js";
 import {
   contractAddress,
+  contractAt,
   howToSignAs,
   needAccount,
   needRole,
@@ -35,7 +33,7 @@ const DEFAULT_ADMIN_ROLE = ZeroHash;
 /** The DeviceRegistry (checked to be one), connected to `runner` when given. */
 export async function registryAt(chain: Chain, flag?: string, runner?: TaskSigner) {
   const address = await contractAddress(chain, "DeviceRegistry", flag);
-  return chain.ethers.getContractAt("DeviceRegistry", address, runner?.signer as never);
+  return contractAt(chain, "DeviceRegistry", address, runner);
 }
 
 type Registry = Awaited<ReturnType<typeof registryAt>>;
@@ -108,7 +106,10 @@ export const batch = taskAction(
       throw inputError(`--manufacturer: ${args.manufacturer} is not an address`);
     const devices = readDevicesCsv(csv);
     if (devices.length === 0) throw inputError(`--csv: ${csv} has no devices`);
+    // What only this task needs is imported here: a task that reads starts without it.
+    const { DeviceBatch, deviceIdOf } = await import("../../src/registry/batch.js");
     const build = async () => {
+      const { loadKeccak } = await import("../../src/eip712/fast.js");
       await loadKeccak();
       progress("hashing", 0, devices.length);
       const built = new DeviceBatch(devices);
@@ -201,6 +202,8 @@ export const claim = taskAction(
   async (args: SignerArgs & { message?: string; registry?: string }, hre: HardhatRuntimeEnvironment) => {
     const file = required(args.message, "--message");
     const json = readJsonArg(file, "--message");
+    const { checkShape, encodeCall } = await import("../../src/messages/index.js");
+    const { deviceIdOf } = await import("../../src/registry/batch.js");
     let m;
     try {
       m = checkShape(json);
@@ -345,6 +348,7 @@ export const rotate = taskAction(
   ) => {
     const file = required(args.rotation, "--rotation");
     if (!existsSync(file)) throw inputError(`--rotation: ${file} does not exist`);
+    const { parseRotationText, RotationFileError, rotationStruct } = await import("../../src/registry/rotation.js");
     let r;
     try {
       r = parseRotationText(readFileSync(file, "utf8"), file);
@@ -433,7 +437,7 @@ async function openChannelsPaidBy(chain: Chain, device: bigint, flag?: string): 
     ? await contractAddress(chain, "PaymentChannels", flag)
     : await contractAddress(chain, "PaymentChannels").catch(() => null);
   if (address === null) return [];
-  const channels = await chain.ethers.getContractAt("PaymentChannels", address);
+  const channels = await contractAt(chain, "PaymentChannels", address);
   const opened = await channels.queryFilter(channels.filters.ChannelOpened(undefined, device));
   const open: string[] = [];
   for (const e of opened) if ((await channels.channelState(e.args.channel)).deposit !== 0n) open.push(e.args.channel);
