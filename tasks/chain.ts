@@ -81,7 +81,12 @@ export async function openChain(hre: HardhatRuntimeEnvironment, task: string, wr
         `--network ${named}: no chain answers at ${request.url} (${(err as { shortMessage?: string }).shortMessage ?? (err as Error).message}): is the node running?`,
       );
     }
-    const provider = new JsonRpcProvider(request, Network.from(chainId), { staticNetwork: true, batchMaxCount: 1 });
+    // No result cache: its clean-up timer (250 ms) would keep the process alive after the task.
+    const provider = new JsonRpcProvider(request, Network.from(chainId), {
+      staticNetwork: true,
+      batchMaxCount: 1,
+      cacheTimeout: -1,
+    });
     return { hre, task, provider, network: named!, inProcess: false, fresh: false, chainId, contracts: new Map() };
   }
   const connection = await hre.network.getOrCreate();
