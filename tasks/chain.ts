@@ -262,8 +262,20 @@ export async function howToSignAs(chain: Chain, address: string, as?: string): P
     : `${getAddress(address)}${role} does, which is not an account of network ${chain.network}: sign with its key (--keystore FILE or --signer-var NAME)`;
 }
 
-/** The signer the task's signer options name (default: account #0 of the network). */
-export async function signerOf(chain: Chain, args: SignerArgs): Promise<TaskSigner> {
+/**
+ * The signer the task's signer options name (default: account #0 of the network). One that `sends`
+ * a transaction must have ETH for its gas: an empty account is refused before anything is sent.
+ */
+export async function signerOf(chain: Chain, args: SignerArgs, sends = false): Promise<TaskSigner> {
+  const who = await chooseSigner(chain, args);
+  if (sends && (await chain.provider.getBalance(who.address)) === 0n)
+    throw inputError(
+      `${chain.task}: ${who.label} has no ETH to pay for gas on network ${chain.network}: fund it, or sign with another account (--signer, --keystore or --signer-var)`,
+    );
+  return who;
+}
+
+async function chooseSigner(chain: Chain, args: SignerArgs): Promise<TaskSigner> {
   const given = (["signer", "keystore", "signerVar"] as const).filter((k) => args[k] !== undefined);
   if (given.length > 1) throw inputError("give one of --signer, --keystore and --signer-var, not several");
   if (args.passwordFile !== undefined && args.keystore === undefined)

@@ -142,7 +142,7 @@ export const revoke = taskAction(
     const lock = deviceIdArg(required(args.lock, "--lock"), "--lock");
     const keyId = keyIdArg(required(args.keyId, "--key-id"));
     const chain = await openChain(hre, "lock:revoke", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const l = await lockOf(chain, args.locks, who, lock);
     await needOwnerOrManager(chain, who, l, lock, "lock:revoke", true);
     if (await l.locks.isRevoked(lock, l.ownerEpoch, keyId))
@@ -159,7 +159,7 @@ export const revokeAll = taskAction(
   async (args: SignerArgs & { lock?: string; locks?: string }, hre: HardhatRuntimeEnvironment) => {
     const lock = deviceIdArg(required(args.lock, "--lock"), "--lock");
     const chain = await openChain(hre, "lock:revoke-all", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const l = await lockOf(chain, args.locks, who, lock);
     await needAccount(chain, who, l.owner, `lock:revoke-all needs lock ${lock}'s owner`);
     const receipt = (await (await l.locks.revokeAll(lock)).wait())!;
@@ -181,7 +181,7 @@ export const appointManager = taskAction(
     if (!isAddress(manager)) throw inputError(`--manager: ${manager} is not an address`);
     if (!(validFor > 0)) throw inputError("--valid-for must be a positive number of seconds");
     const chain = await openChain(hre, "lock:appoint-manager", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const l = await lockOf(chain, args.locks, who, lock);
     await needAccount(chain, who, l.owner, `lock:appoint-manager needs lock ${lock}'s owner`);
     const receipt = (await (await l.locks.appointManager(lock, manager, l.now + validFor)).wait())!;

@@ -24,7 +24,7 @@ import { inputError, required, type SignerArgs } from "../support.js";
 /** PaymentChannels (checked to be one) connected to the signer, and the registry it uses. */
 async function channelsFor(hre: HardhatRuntimeEnvironment, task: string, flag: string | undefined, args: SignerArgs) {
   const chain = await openChain(hre, task, true);
-  const who = await signerOf(chain, args);
+  const who = await signerOf(chain, args, true);
   const channels = await contractAt(
     chain,
     "PaymentChannels",

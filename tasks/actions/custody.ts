@@ -158,7 +158,7 @@ export const proveReading = taskAction(
     if (args.submit) {
       if (!outOfRange)
         throw inputError(`--submit: ${p.reading.temp / 100} °C is within the allowed range: not an excursion`);
-      const sender = await signerOf(chain, args);
+      const sender = await signerOf(chain, args, true);
       const { submitExcursion } = await import("../../src/custody/excursion.js");
       const { tx, latest } = await submitExcursion(await ledger.getAddress(), sender.signer as never, p);
       submitted = (await tx.wait())!.hash;
@@ -236,7 +236,7 @@ export const create = taskAction(
     const maxTemp = signedIntArg(args.maxTemp, "--max-temp");
     const trackerId = deviceIdArg(tracker, "--tracker");
     const chain = await openChain(hre, "custody:create", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const ledger = await ledgerAt(chain, args.ledger, who);
     const registry = await contractAt(
       chain,
@@ -372,7 +372,7 @@ export const handoff = taskAction(
     if (!fromSig) throw inputError(`--message: no signature by the sender ${m.from}`);
     if (!toSig) throw inputError(`--message: no signature by the receiver ${m.to}`);
     const chain = await openChain(hre, "custody:handoff", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const ledger = await ledgerAt(chain, args.ledger, who);
     const receipt = await (await ledger.handoff(m as never, fromSig, toSig)).wait();
     const result = { tx: receipt!.hash, gas: Number(receipt!.gasUsed), seq: Number(m.seq) };

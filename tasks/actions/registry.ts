@@ -124,7 +124,7 @@ export const batch = taskAction(
     if (args.commit) {
       // Everything the commit needs is checked before a file is staged.
       const chain = await openChain(hre, "registry:batch --commit", true);
-      const who = await signerOf(chain, args);
+      const who = await signerOf(chain, args, true);
       const registry = await registryAt(chain, args.registry, who);
       if (args.manufacturer !== undefined && getAddress(args.manufacturer) !== who.address)
         throw inputError(
@@ -212,7 +212,7 @@ export const claim = taskAction(
     }
     if (m.type !== "DeviceClaim") throw inputError(`--message: expected a DeviceClaim, got ${m.type}`);
     const chain = await openChain(hre, "registry:claim", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const registry = await registryAt(chain, args.registry, who);
     const taken = await deviceByKey(registry, m.key);
     if (taken.id !== 0n)
@@ -274,7 +274,7 @@ function ownerCall(task: string, fn: "reportStolen" | "release" | "decommission"
     async (args: SignerArgs & { device?: string; registry?: string }, hre: HardhatRuntimeEnvironment) => {
       const id = deviceIdArg(required(args.device, "--device"));
       const chain = await openChain(hre, task, true);
-      const who = await signerOf(chain, args);
+      const who = await signerOf(chain, args, true);
       const registry = await registryAt(chain, args.registry, who);
       await needAccount(chain, who, await ownerOfDevice(registry, id), `${task} needs device ${id}'s owner`);
       const receipt = (await (await registry[fn](id)).wait())!;
@@ -314,7 +314,7 @@ export const recall = taskAction(
     }
     const device = args.device === undefined ? undefined : deviceIdArg(args.device);
     const chain = await openChain(hre, "registry:recall", true);
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const registry = await registryAt(chain, args.registry, who);
     let batchId: bigint;
     if (device !== undefined) {
@@ -363,7 +363,7 @@ export const rotate = taskAction(
       throw inputError(
         `--rotation: ${file} was signed for chain ${r.chainId}; network ${chain.network} is chain ${chain.chainId}`,
       );
-    const who = await signerOf(chain, args);
+    const who = await signerOf(chain, args, true);
     const registry = await registryAt(chain, args.registry, who);
     const address = await registry.getAddress();
     if (r.registry !== address)
@@ -407,7 +407,7 @@ export const transfer = taskAction(
     const to = required(args.to, "--to");
     if (!isAddress(to)) throw inputError(`--to: ${to} is not an address`);
     const chain = await openChain(hre, "registry:transfer", true);
-    const owner = await signerOf(chain, args);
+    const owner = await signerOf(chain, args, true);
     const registry = await registryAt(chain, args.registry, owner);
     await needAccount(chain, owner, await ownerOfDevice(registry, id), `registry:transfer needs device ${id}'s owner`);
     // Refunds follow the payer device's owner at close (PaymentChannels): a sale hands them over.

@@ -108,6 +108,7 @@ describe("Hardhat tasks: each operator mistake gets its clear error", function (
     const [admin] = await ethers.getSigners();
     const poor = Wallet.createRandom();
     const suite = await deploySuite(admin, { manufacturers: [poor.address] });
+    await setBalance(poor.address, 1n); // not nothing (that is refused before sending), but too little
     const keystore = path.join(dir, "poor.json");
     await saveKeystore(keystore, { kind: "secp256k1", privateKey: poor.privateKey }, "correct horse", {
       scryptN: 1024,
@@ -124,8 +125,25 @@ describe("Hardhat tasks: each operator mistake gets its clear error", function (
         keystore,
         passwordFile,
       }),
-    ).to.be.rejectedWith(/funds|balance/i);
+    ).to.be.rejectedWith(/^registry:batch: Sender doesn't have enough funds to send tx/);
     expect(existsSync(root), "nothing is left behind by a failed commit").to.equal(false);
+    // With no ETH at all, the signer is refused before anything is hashed or sent.
+    await setBalance(poor.address, 0n);
+    await expect(
+      runTask("registry:batch", {
+        csv: devicesCsv(4),
+        out: path.join(root, "batch"),
+        commit: true,
+        registry: suite.registry,
+        keystore,
+        passwordFile,
+      }),
+    ).to.be.rejectedWith(
+      new RegExp(
+        `^registry:batch --commit: --keystore .*poor\\.json \\(${A}\\) has no ETH to pay for gas on network \\w+: fund it, or sign with another account \\(--signer, --keystore or --signer-var\\)$`,
+      ),
+    );
+    expect(existsSync(root)).to.equal(false);
   });
 
   describe("signer selection", function () {
