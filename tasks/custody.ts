@@ -10,10 +10,15 @@
  * A shipment is named by its id, or by its EPC and its creator: ids belong to their creators
  * (keccak256(abi.encode(creator, keccak256(epc)))), so the same EPC created by someone else is
  * another shipment. `--creator` defaults to the network's first account, the one `custody:create`
- * creates with unless told `--signer`.
+ * creates with unless told otherwise. A task that sends (or signs a handoff) needs `--network` and
+ * signs as account #0 unless told `--signer N|ADDRESS`, `--keystore FILE` or `--signer-var NAME`;
+ * a handoff is signed only by one of its two custodians.
+ *
+ * `custody:history` dates a handoff or checkpoint by the time it was signed (as the EPCIS export
+ * does), with the block that recorded it alongside.
  */
 import { task } from "hardhat/config";
-import { int, lazy, needed, optional, text } from "./support.js";
+import { int, lazy, needed, optional, signing, text } from "./support.js";
 
 const actions = () => import("./actions/custody.js");
 const ledger = optional("ledger", "CustodyLedger address");
@@ -36,18 +41,20 @@ export const custodyTasks = [
     .setAction(lazy(actions, "history"))
     .build(),
 
-  namesShipment(
-    "custody:prove-reading",
-    "Proves one raw reading of a tracker against its checkpoint's root (and, with --submit, posts an excursion)",
+  signing(
+    namesShipment(
+      "custody:prove-reading",
+      "Proves one raw reading of a tracker against its checkpoint's root (and, with --submit, posts an excursion)",
+    )
+      .addOption(needed("seq", "the checkpoint's sequence number"))
+      .addOption(needed("index", "the reading's index within that checkpoint"))
+      .addOption(needed("readings", "the tracker's data directory (or its tracker.jsonl)"))
+      .addOption(ledger)
+      .addFlag({
+        name: "submit",
+        description: "post the proof on chain as an excursion (the reading must be out of range)",
+      }),
   )
-    .addOption(needed("seq", "the checkpoint's sequence number"))
-    .addOption(needed("index", "the reading's index within that checkpoint"))
-    .addOption(needed("readings", "the tracker's data directory (or its tracker.jsonl)"))
-    .addOption(ledger)
-    .addFlag({
-      name: "submit",
-      description: "post the proof on chain as an excursion (the reading must be out of range)",
-    })
     .setAction(lazy(actions, "proveReading"))
     .build(),
 
@@ -58,58 +65,64 @@ export const custodyTasks = [
     .setAction(lazy(actions, "epcis"))
     .build(),
 
-  task("custody:create", "Creates a shipment; the signer is its first custodian")
-    .addOption(needed("epc", "the shipment's GS1 EPC URI (e.g. urn:epc:id:sscc:0614141.1234567890)"))
-    .addOption(needed("tracker", "the tracker device id"))
-    .addOption(needed("receiver", "the receiver's address"))
-    .addOption(int("deadlineIn", "seconds from now it must be delivered by", 172_800))
-    .addOption(int("maxSilence", "longest allowed silence between checkpoints (s)", 3_600))
-    // Text, not INT: Hardhat 3's INT has no sign, and a word starting with "-" reads as an option.
-    .addOption(
-      text(
-        "minTemp",
-        'lowest allowed temperature (hundredths of °C; a negative one with a leading space: " -2000")',
-        "200",
-      ),
-    )
-    .addOption(text("maxTemp", "highest allowed temperature (hundredths of °C)", "800"))
-    .addOption(text("metadata", "text whose keccak256 is the metadata hash", ""))
-    .addOption(
-      optional(
-        "childrenRoot",
-        "for a pallet: the Merkle root of its children (StandardMerkleTree over [bytes32 keccak256(epc)])",
-      ),
-    )
-    .addFlag({
-      name: "acceptOwnerKeys",
-      description: "accept a tracker key its owner installed alone (provenance not reaching the manufacturer)",
-    })
-    .addOption(ledger)
-    .addOption(int("signer", "index of the creating account", 0))
+  signing(
+    task("custody:create", "Creates a shipment; the signer is its first custodian")
+      .addOption(needed("epc", "the shipment's GS1 EPC URI (e.g. urn:epc:id:sscc:0614141.1234567890)"))
+      .addOption(needed("tracker", "the tracker device id"))
+      .addOption(needed("receiver", "the receiver's address"))
+      .addOption(int("deadlineIn", "seconds from now it must be delivered by", 172_800))
+      .addOption(int("maxSilence", "longest allowed silence between checkpoints (s)", 3_600))
+      // Text, not INT: Hardhat 3's INT has no sign, and a word starting with "-" reads as an option.
+      .addOption(
+        text(
+          "minTemp",
+          'lowest allowed temperature (hundredths of °C; a negative one with a leading space: " -2000")',
+          "200",
+        ),
+      )
+      .addOption(text("maxTemp", "highest allowed temperature (hundredths of °C)", "800"))
+      .addOption(text("metadata", "text whose keccak256 is the metadata hash", ""))
+      .addOption(
+        optional(
+          "childrenRoot",
+          "for a pallet: the Merkle root of its children (StandardMerkleTree over [bytes32 keccak256(epc)])",
+        ),
+      )
+      .addFlag({
+        name: "acceptOwnerKeys",
+        description: "accept a tracker key its owner installed alone (provenance not reaching the manufacturer)",
+      })
+      .addOption(ledger),
+  )
     .setAction(lazy(actions, "create"))
     .build(),
 
-  namesShipment(
-    "custody:sign-handoff",
-    "Signs a handoff as the signer (the next seq is read from the chain) and writes it to a file",
+  signing(
+    namesShipment(
+      "custody:sign-handoff",
+      "Signs a handoff as the signer (the next seq is read from the chain) and writes it to a file",
+    )
+      .addOption(needed("from", "the current custodian"))
+      .addOption(needed("to", "the next custodian"))
+      .addOption(text("bizStep", "GS1 CBV business step", "shipping"))
+      .addOption(text("disposition", "GS1 CBV disposition", "in_transit"))
+      .addOption(text("readPoint", "the read point's URI", "urn:epc:id:sgln:0614141.00001.0"))
+      .addOption(int("validFor", "seconds the signature stays valid", 3_600))
+      .addOption(optional("message", "a handoff file to countersign (instead of building one)"))
+      .addOption(needed("out", "the handoff file to write (message and signatures)"))
+      .addOption(ledger),
   )
-    .addOption(needed("from", "the current custodian"))
-    .addOption(needed("to", "the next custodian"))
-    .addOption(text("bizStep", "GS1 CBV business step", "shipping"))
-    .addOption(text("disposition", "GS1 CBV disposition", "in_transit"))
-    .addOption(text("readPoint", "the read point's URI", "urn:epc:id:sgln:0614141.00001.0"))
-    .addOption(int("validFor", "seconds the signature stays valid", 3_600))
-    .addOption(optional("message", "a handoff file to countersign (instead of building one)"))
-    .addOption(needed("out", "the handoff file to write (message and signatures)"))
-    .addOption(ledger)
-    .addOption(int("signer", "index of the signing account", 0))
     .setAction(lazy(actions, "signHandoff"))
     .build(),
 
-  task("custody:handoff", "Submits a handoff signed by both custodians (a file from custody:sign-handoff); anyone may")
-    .addOption(needed("message", "the handoff file with both signatures"))
-    .addOption(ledger)
-    .addOption(int("signer", "index of the sending account", 0))
+  signing(
+    task(
+      "custody:handoff",
+      "Submits a handoff signed by both custodians (a file from custody:sign-handoff); anyone may",
+    )
+      .addOption(needed("message", "the handoff file with both signatures"))
+      .addOption(ledger),
+  )
     .setAction(lazy(actions, "handoff"))
     .build(),
 ];

@@ -1,21 +1,11 @@
 /**
- * What every task shares: the chain it acts on, how bad input is reported, and lazy actions.
+ * What every task definition shares: its options, how bad input is reported, and lazy actions.
  * Loaded by the config (through the task definitions): it imports no ethers and no contract types.
+ * The chain a task acts on and the checks before it acts are in ./chain.ts (loaded by the actions).
  */
 import { HardhatPluginError } from "hardhat/plugins";
 import { ArgumentType } from "hardhat/types/arguments";
-import type { HardhatEthers } from "@nomicfoundation/hardhat-ethers/types";
-import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
-
-/**
- * The chain the tasks act on: the `--network` one, one connection per process. Each
- * `network.create()` would be a chain of its own (an in-process network starts empty every time);
- * `getOrCreate()` gives a script or a test that runs a task the chain it already holds, when it took
- * its own connection with `getOrCreate()` too.
- */
-export async function chainOf(hre: HardhatRuntimeEnvironment): Promise<HardhatEthers> {
-  return (await hre.network.getOrCreate()).ethers;
-}
+import type { NewTaskDefinitionBuilder, TaskArguments } from "hardhat/types/tasks";
 
 /**
  * Bad input to a task. Hardhat prints it as one line ("Error in community plugin custos: …"); a
@@ -74,6 +64,39 @@ export function needed<N extends string>(name: N, description: string) {
 /** A string option with a default. */
 export function text<N extends string>(name: N, description: string, defaultValue: string) {
   return { name, description, type: ArgumentType.STRING, defaultValue } as const;
+}
+
+/**
+ * Who signs what a task sends (or, for `lock:grant` and `custody:sign-handoff`, signs off chain):
+ * one of an account of the network by index or address (`--signer`, default account #0), an
+ * encrypted key file (`--keystore`, its password from `--password-file`, CUSTOS_PASSWORD_FILE or
+ * CUSTOS_PASSWORD, as the agent reads its own), or a Hardhat configuration variable holding a
+ * private key (`--signer-var CUSTOS_SIGNER_KEY`: the environment, or `npx hardhat keystore set`).
+ */
+export const SIGNER_OPTIONS = [
+  optional("signer", "the signing account: its index among the network's accounts, or its address (default: 0)"),
+  optional("keystore", "sign with this encrypted key file (Web3 Secret Storage) instead of an account of the network"),
+  optional("passwordFile", "the --keystore file's password (else CUSTOS_PASSWORD_FILE or CUSTOS_PASSWORD)"),
+  optional(
+    "signerVar",
+    "sign with the private key in this Hardhat configuration variable (the environment, or `npx hardhat keystore set NAME`)",
+  ),
+] as const;
+
+/** The signer options of a task: `--signer`, `--keystore`, `--password-file`, `--signer-var`. */
+export interface SignerArgs {
+  signer?: string;
+  keystore?: string;
+  passwordFile?: string;
+  signerVar?: string;
+}
+
+/** Adds {@link SIGNER_OPTIONS} to a task definition. */
+export function signing<B extends NewTaskDefinitionBuilder<TaskArguments>>(builder: B): B {
+  // The actions type their arguments themselves (lazy actions): the builder's type may stay as it was.
+  let b: NewTaskDefinitionBuilder<TaskArguments> = builder;
+  for (const option of SIGNER_OPTIONS) b = b.addOption(option);
+  return b as B;
 }
 
 /** An integer option with a default. */

@@ -11,6 +11,11 @@
  *
  *   npx hardhat ignition deploy ignition/modules/Custos.ts --network localhost \
  *     --parameters ignition/parameters.example.json
+ *   npx hardhat registry:batch --csv ignition/devices.example.csv --out batch/ --commit --signer 1 --network localhost
+ *
+ * In the example parameters account #0 proposes to the timelock and account #1 is the manufacturer:
+ * it commits batches (`--signer 1`). The tasks find the contracts in this deployment's
+ * deployed_addresses.json (chain-31337 for `npx hardhat node`).
  */
 import { buildModule } from "@nomicfoundation/hardhat-ignition/modules";
 

@@ -129,7 +129,9 @@ describe("Hardhat tasks: the command line against a real node", function () {
       env(),
     );
     expect(wrong.code).to.equal(1);
-    expect(wrong.stderr).to.include(`--registry: no contract at ${receiver.address} on this network`);
+    expect(wrong.stderr).to.include(
+      `--registry: no contract at ${receiver.address} on network localhost (is --network the right one?)`,
+    );
     const missing = await hardhat(["custody:create", "--tracker", entry.deviceId, "--network", "localhost"], env());
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.include("--epc is required");

@@ -1,50 +1,16 @@
 import { expect } from "chai";
 import { ethers, time } from "../helpers/hardhat.js";
 import { runTask } from "./run.js";
+import { provisionFor } from "./fixtures.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite.js";
+import { deploySuite } from "../../src/deploy/suite.js";
 import { digest } from "../../src/eip712/index.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
-import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
-import { DeviceBatch } from "../../src/registry/batch.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { showCertificate } from "../../src/agent/roles/guest.js";
-import { FIRMWARE, MODEL } from "../helpers/registry.js";
-import { deviceByKey } from "../../src/registry/lookup.js";
 import { shipmentIdOf } from "../../src/custody/index.js";
-
-/** Commits a batch of `keys` and claims each for `owner`; returns their device ids. */
-async function provisionFor(suite: SuiteAddresses, keys: DeviceKey[], owner: HardhatEthersSigner) {
-  const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
-  const [manufacturer] = await ethers.getSigners(); // commits the batch: its id is the manufacturer's
-  const batch = new DeviceBatch(
-    keys.map((k) => ({ deviceKey: k.signer, model: MODEL, firmwareHash: FIRMWARE })),
-    manufacturer.address,
-  );
-  await (await registry.commitBatch(batch.root)).wait();
-  const { chainId } = await ethers.provider.getNetwork();
-  const ids: bigint[] = [];
-  for (const key of keys) {
-    const claim = { owner: owner.address, batch: batch.id, deadline: BigInt((await time.latest()) + 3600) };
-    const signature = key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: suite.registry }, claim));
-    await registry.connect(owner).claim(
-      {
-        owner: owner.address,
-        batchId: batch.id,
-        deviceKey: key.signer,
-        model: MODEL,
-        firmwareHash: FIRMWARE,
-        deadline: claim.deadline,
-      },
-      batch.proof(key.signer),
-      signature,
-    );
-    ids.push((await deviceByKey(registry, key.signer)).id);
-  }
-  return ids;
-}
 
 describe("Hardhat tasks: locks, channels and shipments", function () {
   const dir = mkdtempSync(path.join(tmpdir(), "custos-operate-"));
@@ -64,25 +30,27 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       amount: "1000",
       allowance: "0",
       salt: 7,
-      signer: 1,
+      signer: "1",
       ...common,
     });
     await expect(
-      runTask("registry:transfer", { device: carId.toString(), to: buyer.address, signer: 2, ...both }),
-    ).to.be.rejectedWith(/--signer: account 2 .* does not own device/);
+      runTask("registry:transfer", { device: carId.toString(), to: buyer.address, signer: "2", ...both }),
+    ).to.be.rejectedWith(
+      /^registry:transfer needs device \d+'s owner: account #2 \(0x.{4}….{4}\) is not; account #1 \(0x.{4}….{4}\), the owner, does: add --signer 1$/,
+    );
     const result = await runTask("registry:transfer", {
       device: carId.toString(),
       to: buyer.address,
-      signer: 1,
+      signer: "1",
       ...both,
     });
     expect(result).to.deep.include({ to: buyer.address, refundsMoveTo: buyer.address, channels: [channel] });
     const registry = await ethers.getContractAt("DeviceRegistry", suite.registry);
     expect(await registry.ownerOf(carId)).to.equal(buyer.address);
     // The refund follows the device: the buyer starts the close and gets it, not the seller.
-    await runTask("channel:start-close", { channel, signer: 2, ...common });
+    await runTask("channel:start-close", { channel, signer: "2", ...common });
     await time.increase(601);
-    await runTask("channel:settle", { channel, signer: 0, ...common });
+    await runTask("channel:settle", { channel, signer: "0", ...common });
     const channels = await ethers.getContractAt("PaymentChannels", suite.paymentChannels);
     expect(await channels.accountBalance(buyer.address, ethers.ZeroAddress)).to.equal(1000n);
     expect(await channels.accountBalance(seller.address, ethers.ZeroAddress)).to.equal(0n);
@@ -102,7 +70,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       schedule: "0",
       out,
       locks: suite.lockAccess,
-      signer: 1,
+      signer: "1",
     });
     const shown = showCertificate(cert, await TypedDataHasher.create(), await time.latest());
     expect(shown).to.include({
@@ -117,17 +85,19 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       manager: manager.address,
       validFor: "600",
       locks: suite.lockAccess,
-      signer: 1,
+      signer: "1",
     });
     const locks = await ethers.getContractAt("LockAccess", suite.lockAccess);
     expect(await locks.managerExpiry(lock, 0, manager.address)).to.be.greaterThan(0n); // ownership epoch 0: never sold
-    await runTask("lock:revoke", { lock: lock.toString(), keyId: "7", locks: suite.lockAccess, signer: 1 });
+    await runTask("lock:revoke", { lock: lock.toString(), keyId: "7", locks: suite.lockAccess, signer: "1" });
     expect(await locks.isRevoked(lock, 0, 7n)).to.equal(true);
-    expect(await runTask("lock:revoke-all", { lock: lock.toString(), locks: suite.lockAccess, signer: 1 })).to.include({
+    expect(
+      await runTask("lock:revoke-all", { lock: lock.toString(), locks: suite.lockAccess, signer: "1" }),
+    ).to.include({
       epoch: 1,
     });
     await expect(
-      runTask("lock:revoke", { lock: "x", keyId: "7", locks: suite.lockAccess, signer: 1 }),
+      runTask("lock:revoke", { lock: "x", keyId: "7", locks: suite.lockAccess, signer: "1" }),
     ).to.be.rejectedWith(/--lock: x is not a device id/);
     await expect(
       runTask("lock:grant", {
@@ -138,7 +108,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
         schedule: "0",
         out,
         locks: suite.lockAccess,
-        signer: 1,
+        signer: "1",
       }),
     ).to.be.rejectedWith(/--holder/);
   });
@@ -157,10 +127,10 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       amount: "1000000",
       allowance: "0",
       salt: 0,
-      signer: 1,
+      signer: "1",
       ...common,
     });
-    expect(await runTask("channel:top-up", { channel, amount: "500", signer: 0, ...common })).to.include({
+    expect(await runTask("channel:top-up", { channel, amount: "500", signer: "0", ...common })).to.include({
       deposit: 1000500n,
     });
     const { chainId } = await ethers.provider.getNetwork();
@@ -173,7 +143,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
     };
     const file = path.join(dir, "voucher.json");
     writeFileSync(file, JSON.stringify(voucher));
-    await runTask("channel:close", { channel, voucher: file, signer: 2, ...common });
+    await runTask("channel:close", { channel, voucher: file, signer: "2", ...common });
     const channels = await ethers.getContractAt("PaymentChannels", suite.paymentChannels);
     expect(await channels.deviceBalance(chargerId, ethers.ZeroAddress)).to.equal(4000n);
     expect(await channels.accountBalance(carOwner.address, ethers.ZeroAddress)).to.equal(1000500n - 4000n);
@@ -185,21 +155,21 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       amount: "777",
       allowance: "0",
       salt: 1,
-      signer: 1,
+      signer: "1",
       ...common,
     });
-    await runTask("channel:start-close", { channel: second.channel, signer: 1, ...common });
+    await runTask("channel:start-close", { channel: second.channel, signer: "1", ...common });
     await time.increase(600);
-    expect(await runTask("channel:settle", { channel: second.channel, signer: 0, ...common })).to.include({
+    expect(await runTask("channel:settle", { channel: second.channel, signer: "0", ...common })).to.include({
       settled: 1,
     });
-    await runTask("channel:withdraw", { signer: 1, ...common });
-    await runTask("channel:withdraw", { device: chargerId.toString(), signer: 2, ...common });
+    await runTask("channel:withdraw", { signer: "1", ...common });
+    await runTask("channel:withdraw", { device: chargerId.toString(), signer: "2", ...common });
     expect(await channels.accountBalance(carOwner.address, ethers.ZeroAddress)).to.equal(0n);
-    await expect(runTask("channel:top-up", { channel: "0x12", amount: "1", signer: 0, ...common })).to.be.rejectedWith(
-      /--channel/,
-    );
-    await expect(runTask("channel:top-up", { channel, amount: "0", signer: 0, ...common })).to.be.rejectedWith(
+    await expect(
+      runTask("channel:top-up", { channel: "0x12", amount: "1", signer: "0", ...common }),
+    ).to.be.rejectedWith(/--channel/);
+    await expect(runTask("channel:top-up", { channel, amount: "0", signer: "0", ...common })).to.be.rejectedWith(
       /--amount/,
     );
   });
@@ -219,7 +189,7 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       maxTemp: "800",
       metadata: "vaccines",
       ledger: suite.custodyLedger,
-      signer: 1,
+      signer: "1",
     });
     // The id is the creator's: the shipper (account 1) created it.
     expect([shipment, creator]).to.deep.equal([shipmentIdOf(shipper.address, epc), shipper.address]);
@@ -234,13 +204,13 @@ describe("Hardhat tasks: locks, channels and shipments", function () {
       out: file,
       ledger: suite.custodyLedger,
     };
-    await runTask("custody:sign-handoff", { ...common, shipment, signer: 1 });
+    await runTask("custody:sign-handoff", { ...common, shipment, signer: "1" });
     await expect(
-      runTask("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 }),
+      runTask("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: "0" }),
     ).to.be.rejectedWith(/no signature by the receiver/);
     // Named by its EPC and creator instead of its id.
-    await runTask("custody:sign-handoff", { ...common, epc, creator: shipper.address, message: file, signer: 2 });
-    expect(await runTask("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: 0 })).to.include({
+    await runTask("custody:sign-handoff", { ...common, epc, creator: shipper.address, message: file, signer: "2" });
+    expect(await runTask("custody:handoff", { message: file, ledger: suite.custodyLedger, signer: "0" })).to.include({
       seq: 1,
     });
     const ledger = await ethers.getContractAt("CustodyLedger", suite.custodyLedger);

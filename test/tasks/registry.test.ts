@@ -9,6 +9,7 @@ import { deploySuite } from "../../src/deploy/suite.js";
 import { digest } from "../../src/eip712/index.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { deviceIdOf } from "../../src/registry/batch.js";
+import { serializeRotation } from "../../src/registry/rotation.js";
 import { deadlineIn, FIRMWARE, rotation, type RegistryContext } from "../helpers/registry.js";
 
 describe("Hardhat tasks: registry", function () {
@@ -74,9 +75,23 @@ describe("Hardhat tasks: registry", function () {
 
     const ctx = { registry, deployment } as unknown as RegistryContext;
     const next = randomDeviceKey("secp256k1");
+    const nonce = await registry.deviceNonce(BigInt(device));
     const r = await rotation(ctx, BigInt(device), next, keys[0]);
     const rotationFile = path.join(dir, "rotation.json");
-    writeFileSync(rotationFile, JSON.stringify({ ...r, deadline: r.deadline.toString() }));
+    writeFileSync(
+      rotationFile,
+      serializeRotation({
+        chainId,
+        registry: suite.registry,
+        device: BigInt(device),
+        nonce: BigInt(nonce),
+        deadline: BigInt(r.deadline),
+        newKey: String(r.newKey),
+        newKeySignature: String(r.newKeySignature),
+        oldKey: String(r.oldKey),
+        oldKeySignature: String(r.oldKeySignature),
+      }),
+    );
     await runTask("registry:rotate", { device, rotation: rotationFile, registry: suite.registry });
     expect((await status({ key: next.signer })).keyGeneration).to.equal(1);
 
