@@ -12,6 +12,25 @@ export const ROOT = path.join(import.meta.dirname, "..", "..");
 const manifest = require.resolve("hardhat/package.json");
 const CLI = path.join(path.dirname(manifest), (require(manifest) as { bin: { hardhat: string } }).bin.hardhat);
 
+// The variables by which Hardhat decides it runs in CI (hardhat-utils' isCi), where it adds a stack
+// trace to every error: the tests check what an operator at a terminal sees, in CI too.
+const CI_VARIABLES = [
+  "CI",
+  "CONTINUOUS_INTEGRATION",
+  "GITHUB_ACTIONS",
+  "BUILD_NUMBER",
+  "RUN_ID",
+  "CODEBUILD_BUILD_NUMBER",
+  "NOW",
+  "DEPLOYMENT_ID",
+];
+
+function operatorEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of CI_VARIABLES) delete env[name];
+  return env;
+}
+
 export interface HardhatRun {
   code: number;
   stdout: string;
@@ -26,7 +45,7 @@ export function hardhat(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Ha
       [CLI, ...args],
       {
         cwd: ROOT,
-        env: { ...process.env, HARDHAT_DISABLE_TELEMETRY_PROMPT: "true", ...env },
+        env: { ...operatorEnv(), HARDHAT_DISABLE_TELEMETRY_PROMPT: "true", ...env },
         timeout: 120_000,
         maxBuffer: 64 * 1024 * 1024,
       },
