@@ -491,6 +491,11 @@ describe("agent CLI: operator mistakes fail loudly, with their exit status", fun
     expect(JSON.parse(pay.stdout)).to.deep.include({ paid: "40000" });
     const state = PaymentChannels__factory.connect(chain.paymentChannels, chain.provider);
     await eventually(async () => (await state.channelState(channel)).paid === 40_000n, 30_000, "the payee's claim");
+    // The payee's view of the channel: its amounts are bigints, which once crashed the payee.
+    const view = await fetch(`${url}/v1/channels/${channel}`);
+    expect(view.status, serve.stderr()).to.equal(200);
+    expect(await view.json()).to.include({ channel: channel.toLowerCase(), best: "40000" });
+    expect(serve.child.exitCode, serve.stderr()).to.equal(null);
     serve.child.kill("SIGTERM");
     const { code } = await serve.exited;
     expect(code, serve.stderr()).to.equal(0);

@@ -91,7 +91,8 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
       const server = createServer((req, res) => {
         handle(req, res).catch((err: Error) => {
           log.error("request failed", { error: err.message });
-          send(res, 500, { error: "internal error" });
+          if (!res.headersSent) send(res, 500, { error: "internal error" });
+          else res.destroy();
         });
       });
       const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -202,8 +203,11 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
+  // Amounts are bigints: serialised as decimal strings, before the head goes out, so a body that
+  // cannot be written never leaves a response half sent.
+  const text = JSON.stringify(body, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
   res.writeHead(status, { "content-type": "application/json" });
-  res.end(JSON.stringify(body));
+  res.end(text);
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
