@@ -13,7 +13,7 @@ import path from "node:path";
 import { id, JsonRpcProvider, Wallet } from "ethers";
 import { startHardhatNode } from "../test/helpers/node.js";
 import { deploySuite } from "../src/deploy/suite.js";
-import { digest } from "../src/eip712/index.js";
+import { writeClaimFile } from "../test/tasks/hardhatCli.js";
 import { randomDeviceKey } from "../src/crypto/deviceKey.js";
 
 const root = path.join(import.meta.dirname, "..");
@@ -49,28 +49,16 @@ async function taskStart(dir: string): Promise<{ p50: number; p99: number }> {
     writeFileSync(csv, ["deviceKey,model,firmwareHash", `${key.signer},m,${firmware}`, ...filler].join("\n"));
     const out = path.join(dir, "batch");
     const hh = (args: string[]) => run("npx", ["hardhat", ...args, "--network", "localhost"], env);
-    const summary = last(
-      (await hh(["registry:batch", "--csv", csv, "--out", out, "--commit", "--registry", suite.registry])).stdout,
-    );
-    const entry = readFileSync(path.join(out, "proofs.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l))
-      .find((p) => p.deviceKey === key.signer.toLowerCase());
-    const { chainId } = await provider.getNetwork();
-    const deadline = (await provider.getBlock("latest"))!.timestamp + 3600;
-    const message = { owner: admin.address, batch: summary.batchId, deadline: String(deadline) };
+    await hh(["registry:batch", "--csv", csv, "--out", out, "--commit", "--registry", suite.registry]);
     const claimFile = path.join(dir, "claim.json");
-    writeFileSync(
-      claimFile,
-      JSON.stringify({
-        type: "DeviceClaim",
-        key: key.signer,
-        message,
-        signature: key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: suite.registry }, message)),
-        claim: { model: entry.model, firmwareHash: entry.firmwareHash, proof: entry.proof },
-      }),
-    );
+    const entry = await writeClaimFile({
+      file: claimFile,
+      batchDir: out,
+      key,
+      owner: admin.address,
+      registry: suite.registry,
+      provider,
+    });
     await hh(["registry:claim", "--message", claimFile, "--registry", suite.registry]);
     const times: number[] = [];
     for (let i = 0; i < RUNS; i++) {

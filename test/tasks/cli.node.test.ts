@@ -1,12 +1,11 @@
 import { expect } from "chai";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { id, JsonRpcProvider, Wallet } from "ethers";
 import { startNode, type HardhatNode } from "../helpers/node.js";
-import { hardhat } from "./hardhatCli.js";
+import { hardhat, writeClaimFile } from "./hardhatCli.js";
 import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite.js";
-import { digest } from "../../src/eip712/index.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { CustodyLedger__factory, DeviceRegistry__factory } from "../../typechain-types/index.js";
 
@@ -68,25 +67,15 @@ describe("Hardhat tasks: the command line against a real node", function () {
     const registry = DeviceRegistry__factory.connect(suite.registry, provider);
     expect((await registry.batch(BigInt(summary.batchId))).root).to.equal(summary.root);
 
-    const entry = readFileSync(path.join(out, "proofs.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l))
-      .find((p) => p.deviceKey === key.signer.toLowerCase());
-    const { chainId } = await provider.getNetwork();
-    const deadline = (await provider.getBlock("latest"))!.timestamp + 3600;
-    const message = { owner: admin.address, batch: summary.batchId, deadline: String(deadline) };
     const claimFile = path.join(dir, "claim.json");
-    writeFileSync(
-      claimFile,
-      JSON.stringify({
-        type: "DeviceClaim",
-        key: key.signer,
-        message,
-        signature: key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: suite.registry }, message)),
-        claim: { model: entry.model, firmwareHash: entry.firmwareHash, proof: entry.proof },
-      }),
-    );
+    const entry = await writeClaimFile({
+      file: claimFile,
+      batchDir: out,
+      key,
+      owner: admin.address,
+      registry: suite.registry,
+      provider,
+    });
     const claim = await hardhat(
       ["registry:claim", "--message", claimFile, "--network", "localhost"],
       { ...env(), CUSTOS_REGISTRY: suite.registry }, // the variable instead of the flag

@@ -3,8 +3,12 @@
  * (option parsing, `--network`, what is printed and the exit code) against a node of their own.
  */
 import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import type { JsonRpcProvider } from "ethers";
+import type { DeviceKey } from "../../src/crypto/deviceKey.js";
+import { digest } from "../../src/eip712/index.js";
 
 const require = createRequire(import.meta.url);
 export const ROOT = path.join(import.meta.dirname, "..", "..");
@@ -56,4 +60,38 @@ export function hardhat(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Ha
       },
     );
   });
+}
+
+/**
+ * Writes the `registry:claim --message` file for `key`'s leaf of a committed batch (from its
+ * `proofs.jsonl` in `batchDir`), claimed for `owner` and signed by the device, valid for an hour.
+ */
+export async function writeClaimFile(opts: {
+  file: string;
+  batchDir: string;
+  key: DeviceKey;
+  owner: string;
+  registry: string;
+  provider: JsonRpcProvider;
+}): Promise<{ deviceId: string; batchId: string }> {
+  const entry = readFileSync(path.join(opts.batchDir, "proofs.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+    .find((p) => p.deviceKey === opts.key.signer.toLowerCase());
+  if (!entry) throw new Error(`${opts.batchDir}/proofs.jsonl has no leaf for ${opts.key.signer}`);
+  const { chainId } = await opts.provider.getNetwork();
+  const deadline = (await opts.provider.getBlock("latest"))!.timestamp + 3600;
+  const message = { owner: opts.owner, batch: entry.batchId, deadline: String(deadline) };
+  writeFileSync(
+    opts.file,
+    JSON.stringify({
+      type: "DeviceClaim",
+      key: opts.key.signer,
+      message,
+      signature: opts.key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: opts.registry }, message)),
+      claim: { model: entry.model, firmwareHash: entry.firmwareHash, proof: entry.proof },
+    }),
+  );
+  return { deviceId: entry.deviceId, batchId: entry.batchId };
 }

@@ -4,8 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { id, JsonRpcProvider, Wallet } from "ethers";
 import { startHardhatNode, type HardhatNode } from "../helpers/node.js";
-import { hardhat, ROOT, type HardhatRun } from "./hardhatCli.js";
-import { digest } from "../../src/eip712/index.js";
+import { hardhat, ROOT, writeClaimFile, type HardhatRun } from "./hardhatCli.js";
 import { secp256k1Key } from "../../src/crypto/deviceKey.js";
 import { DeviceRegistry__factory } from "../../typechain-types/index.js";
 import parameters from "../../ignition/parameters.example.json" with { type: "json" };
@@ -152,27 +151,17 @@ describe("Hardhat tasks from the command line: the README's deployment and an op
     expect(existsSync(path.join(dir, "dup"))).to.equal(false);
 
     // Device 0 of the example batch, claimed for account #2 (its key is known: the example's own).
-    const proofs = readFileSync(path.join(dir, "batch", "proofs.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l));
     const key = secp256k1Key(id("custos example device 0"));
-    const entry = proofs.find((p) => p.deviceKey === key.signer.toLowerCase());
     const owner = await provider.getSigner(2);
-    const { chainId } = await provider.getNetwork();
-    const deadline = (await provider.getBlock("latest"))!.timestamp + 3600;
-    const message = { owner: owner.address, batch: entry.batchId, deadline: String(deadline) };
     const claimFile = path.join(dir, "claim.json");
-    writeFileSync(
-      claimFile,
-      JSON.stringify({
-        type: "DeviceClaim",
-        key: key.signer,
-        message,
-        signature: key.signDigest(digest("DeviceClaim", { chainId, verifyingContract: registry }, message)),
-        claim: { model: entry.model, firmwareHash: entry.firmwareHash, proof: entry.proof },
-      }),
-    );
+    const entry = await writeClaimFile({
+      file: claimFile,
+      batchDir: path.join(dir, "batch"),
+      key,
+      owner: owner.address,
+      registry,
+      provider,
+    });
     const claim = await hardhat(["registry:claim", "--message", claimFile, "--network", "localhost"], env());
     expect(claim.code, claim.stderr).to.equal(0);
     refused(
