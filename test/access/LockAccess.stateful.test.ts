@@ -38,7 +38,7 @@ import { digest } from "../../src/eip712/index.js";
 import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey.js";
 import { deployLocks } from "../helpers/lock.js";
 import { Status, rotation } from "../helpers/registry.js";
-import { expectOutcome, tick } from "../helpers/stateful.js";
+import { CheckedStep, expectOutcome, tick } from "../helpers/stateful.js";
 import { assertProperty, propertyTimeout } from "../helpers/property.js";
 
 /**
@@ -296,21 +296,17 @@ async function checkInvariants(m: Model, w: World, after: string): Promise<void>
 
 // ---------------------------------------------------------------------------------- commands
 
-abstract class Step implements fc.AsyncCommand<Model, World> {
-  constructor(readonly which: number) {}
-  check(): boolean {
-    return true;
+abstract class Step extends CheckedStep<Model, World> {
+  constructor(readonly which: number) {
+    super();
   }
   lock(m: Model): LockModel {
     return m.locks[this.which % m.locks.length];
   }
-  abstract apply(m: Model, w: World): Promise<void>;
-  async run(m: Model, w: World): Promise<void> {
+  protected async checkInvariants(m: Model, w: World, label: string): Promise<void> {
     tally.steps++;
-    await this.apply(m, w);
-    await checkInvariants(m, w, this.toString());
+    await checkInvariants(m, w, label);
   }
-  abstract toString(): string;
 }
 
 /** Who acts on a lock: its current owner, or the other of the two owning accounts (the former owner, or the next). */

@@ -32,7 +32,7 @@ import { rotation } from "../helpers/registry.js";
 import { ReadingsBatch, cbv, locationId, shipmentIdOf } from "../../src/custody/index.js";
 import { checkpointSummary, type ExcursionEvidence } from "../../src/custody/excursion.js";
 import { HOUR, deployCustody, signHandoff } from "../helpers/custody.js";
-import { expectOutcome, tick } from "../helpers/stateful.js";
+import { CheckedStep, expectOutcome, tick } from "../helpers/stateful.js";
 import { assertProperty, propertyTimeout } from "../helpers/property.js";
 
 const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
@@ -145,22 +145,18 @@ async function checkInvariants(m: Model, w: World, at: string): Promise<void> {
   }
 }
 
-abstract class Step implements fc.AsyncCommand<Model, World> {
-  constructor(readonly which: number) {}
-  check(): boolean {
-    return true;
+abstract class Step extends CheckedStep<Model, World> {
+  constructor(readonly which: number) {
+    super();
   }
   shipment(m: Model): ShipmentModel {
     return m.shipments[this.which % m.shipments.length];
   }
-  abstract apply(m: Model, w: World): Promise<void>;
-  async run(m: Model, w: World): Promise<void> {
+  protected async checkInvariants(m: Model, w: World, label: string): Promise<void> {
     tally.steps++;
-    await this.apply(m, w);
-    await checkInvariants(m, w, this.toString());
-    await checkTrackerInvariants(m, w, this.toString());
+    await checkInvariants(m, w, label);
+    await checkTrackerInvariants(m, w, label);
   }
-  abstract toString(): string;
 }
 
 type Signing = "both" | "fromOnly" | "strangerFrom" | "strangerTo";

@@ -2,6 +2,25 @@
 import { expect } from "chai";
 import { time } from "./hardhat.js";
 import type { BaseContract } from "ethers";
+import type { AsyncCommand } from "fast-check";
+
+/**
+ * A step of a model-based test: `run` applies it to the model and the chain, then checks every
+ * invariant of the model against the chain, labelled with the step.
+ */
+export abstract class CheckedStep<M extends object, W> implements AsyncCommand<M, W> {
+  check(_m: Readonly<M>): boolean {
+    return true;
+  }
+  abstract apply(m: M, w: W): Promise<void>;
+  /** What must hold after every step. */
+  protected abstract checkInvariants(m: M, w: W, label: string): Promise<void>;
+  async run(m: M, w: W): Promise<void> {
+    await this.apply(m, w);
+    await this.checkInvariants(m, w, this.toString());
+  }
+  abstract toString(): string;
+}
 
 /** Mines the next transaction one second later (the model knows every block's time). */
 export async function tick(m: { now: bigint }): Promise<void> {

@@ -26,7 +26,7 @@ import fc from "fast-check";
 import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
-import { expectOutcome, tick } from "../helpers/stateful.js";
+import { CheckedStep, expectOutcome, tick } from "../helpers/stateful.js";
 import { rotation } from "../helpers/registry.js";
 import { assertProperty, propertyTimeout } from "../helpers/property.js";
 import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openedTerms, voucher, type Terms } from "../helpers/channels.js";
@@ -151,17 +151,11 @@ async function checkInvariants(m: Model, w: World, at: string): Promise<void> {
 /** Steps run and refusals met over the whole property (printed, so a run that tests nothing shows). */
 const tally = { steps: 0, refused: 0, claims: 0, bounded: 0, settled: 0, ownerMoves: 0, endedClaims: 0 };
 
-abstract class Step implements fc.AsyncCommand<Model, World> {
-  check(_m: Readonly<Model>): boolean {
-    return true;
-  }
-  abstract apply(m: Model, w: World): Promise<void>;
-  async run(m: Model, w: World): Promise<void> {
+abstract class Step extends CheckedStep<Model, World> {
+  protected async checkInvariants(m: Model, w: World, label: string): Promise<void> {
     tally.steps++;
-    await this.apply(m, w);
-    await checkInvariants(m, w, this.toString());
+    await checkInvariants(m, w, label);
   }
-  abstract toString(): string;
 }
 
 class Open extends Step {

@@ -26,7 +26,7 @@ import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types/index
 import { digest, type Message, type TypeName } from "../../src/eip712/index.js";
 import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
 import { deviceIdOf, type DeviceBatch } from "../../src/registry/batch.js";
-import { tick } from "../helpers/stateful.js";
+import { CheckedStep, tick } from "../helpers/stateful.js";
 import {
   BatchStatus,
   FIRMWARE,
@@ -715,18 +715,10 @@ type Cmd = fc.AsyncCommand<Model, World>;
  * arguments), sends the transaction, asserts exactly that verdict, applies the effect to the
  * model, and re-checks every invariant.
  */
-abstract class Step implements Cmd {
-  check(): boolean {
-    return true;
+abstract class Step extends CheckedStep<Model, World> {
+  protected checkInvariants(m: Model, w: World, label: string): Promise<void> {
+    return checkInvariants(m, w, label);
   }
-
-  async run(m: Model, w: World): Promise<void> {
-    await this.step(m, w);
-    await checkInvariants(m, w, this.toString());
-  }
-
-  protected abstract step(m: Model, w: World): Promise<void>;
-  abstract toString(): string;
 }
 
 class ClaimStep extends Step {
@@ -739,7 +731,7 @@ class ClaimStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     // 0..9: that leaf; 10+: a leaf that can still be claimed, when there is one.
     const claimable = w.leaves.filter(
       (l) => m.batches[l.batch].status === BatchStatus.Active && !m.used.has(l.key.signer),
@@ -795,7 +787,7 @@ class OwnerStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const prefer = {
       reportStolen: (d: DeviceModel) => !d.revoked && !d.reported,
       release: (d: DeviceModel) => !d.revoked && d.reported,
@@ -869,7 +861,7 @@ class GuardianStep extends Step {
   }
 
   /** Unused: `run` casts the votes one by one, each followed by the invariant checks. */
-  protected async step(): Promise<void> {}
+  async apply(): Promise<void> {}
 
   private async vote(m: Model, w: World, id: bigint, guardian: number) {
     const d = m.devices.get(id);
@@ -933,7 +925,7 @@ class QuorumStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const caller = this.byAdmin ? w.ctx.admin : w.guardians[0];
     const outcome = this.byAdmin
       ? null
@@ -957,7 +949,7 @@ class RecallStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const id = pickDevice(m, w, this.pick, (d) => !d.revoked);
     const d = m.devices.get(id);
     const { account, authorized } = batchCaller(w, d ? d.batch : 0, this.caller);
@@ -996,7 +988,7 @@ class AttestKeyStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const id = pickDevice(m, w, this.pick, (d) => !d.attested);
     const d = m.devices.get(id);
     const { account, authorized } = batchCaller(w, d ? d.batch : 0, this.caller);
@@ -1040,7 +1032,7 @@ class BatchStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const target = {
       quarantineBatch: BatchStatus.Quarantined,
       releaseBatch: BatchStatus.Active,
@@ -1098,7 +1090,7 @@ class RotateStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const id = pickDevice(m, w, this.pick, (d) => !d.revoked);
     const d = m.devices.get(id);
     const caller = pickCaller(m, w, id, this.who);
@@ -1172,7 +1164,7 @@ class TransferStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const id = pickDevice(m, w, this.pick, (d) => statusOf(m, d) === Status.Active);
     const d = m.devices.get(id);
     const caller = pickCaller(m, w, id, this.who);
@@ -1220,7 +1212,7 @@ class DeviceMessageStep extends Step {
     super();
   }
 
-  protected async step(m: Model, w: World) {
+  async apply(m: Model, w: World) {
     const id = pickDevice(m, w, this.pick, (d) =>
       this.keyMode === "retired" ? d.retired.length > 0 : statusOf(m, d) === Status.Active,
     );
