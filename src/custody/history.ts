@@ -9,12 +9,13 @@
  * revocable); a checkpoint by the tracker key generation the shipment pinned, dated no later than
  * the end of its pinned trust period (registry `keyTrustedUntil`).
  */
-import { TypedDataEncoder, type Provider, type Result } from "ethers";
+import { TypedDataEncoder, type EventLog, type Provider, type Result } from "ethers";
 import { domainOf, typesOf, type Deployment } from "../eip712/index.js";
 import { DeviceSignatureVerifier } from "../crypto/verify.js";
 import { isValidAccountSignature } from "../crypto/signatureChecker.js";
 import { hexToBytes } from "../eip712/fast.js";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
+import type { CustodyLedger } from "../../typechain-types/contracts/custody/CustodyLedger.js";
 import { DeviceRegistry__factory } from "../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
 import { cbvName } from "./index.js";
 
@@ -80,21 +81,25 @@ export async function shipmentHistory(
   provider: Provider,
   ledgerAddress: string,
   shipment: string,
-  opts: { fromBlock?: number } = {},
+  opts: HistorySource = {},
 ): Promise<ShipmentHistory> {
   const ledger = CustodyLedger__factory.connect(ledgerAddress, provider);
   const { chainId } = await provider.getNetwork();
   const deployment: Deployment = { chainId, verifyingContract: ledgerAddress };
   const registry = DeviceRegistry__factory.connect(await ledger.registry(), provider);
-  const from = opts.fromBlock ?? 0;
   const id = shipment.toLowerCase();
-  const [created] = await ledger.queryFilter(ledger.filters.ShipmentCreated(id), from);
+  const events = opts.txHashes
+    ? await ledgerEventsIn(provider, ledgerAddress, opts.txHashes)
+    : await ledgerEventsOf(ledger, id, opts.fromBlock ?? 0);
+  const named = (name: string, field: string) =>
+    events.filter((e) => e.name === name && String(e.args[field]).toLowerCase() === id);
+  const [created] = named("ShipmentCreated", "shipment");
   if (!created) throw new Error(`--shipment: no shipment ${shipment} on this ledger`);
-  const [split] = await ledger.queryFilter(ledger.filters.ChildSplit(undefined, id), from);
+  const [split] = named("ChildSplit", "child");
   const entries: HistoryEntry[] = [];
   let parent: string | undefined;
   if (split) {
-    parent = split.args.pallet;
+    parent = String(split.args.pallet);
     const before = await shipmentHistory(provider, ledgerAddress, parent, opts);
     entries.push(
       ...before.entries.filter(
@@ -142,8 +147,8 @@ export async function shipmentHistory(
   });
   if (split) entries.push({ ...(await base(split)), kind: "split", pallet: split.args.pallet, child: id });
 
-  for (const e of await ledger.queryFilter(ledger.filters.HandedOff(id), from)) {
-    const a = (e.args as unknown as Result).toObject() as typeof e.args;
+  for (const e of named("HandedOff", "shipment")) {
+    const a = e.args.toObject();
     const call = await callOf(e.transactionHash, "handoff");
     let signatures: { from: Verified; to: Verified } = { from: "not in calldata", to: "not in calldata" };
     if (call) {
@@ -194,8 +199,8 @@ export async function shipmentHistory(
   const tracker = BigInt(c.tracker);
   // The tracker key generation and trust period the shipment pinned at creation (a child: its pallet's).
   const pinned = await ledger.shipmentOf(id);
-  for (const e of await ledger.queryFilter(ledger.filters.CheckpointPosted(id), from)) {
-    const a = (e.args as unknown as Result).toObject() as typeof e.args;
+  for (const e of named("CheckpointPosted", "shipment")) {
+    const a = e.args.toObject();
     const call = await callOf(e.transactionHash, "checkpoint");
     let signature: Verified = "not in calldata";
     let key: string | undefined;
@@ -236,15 +241,15 @@ export async function shipmentHistory(
       signature,
     });
   }
-  for (const e of await ledger.queryFilter(ledger.filters.Breached(id), from))
+  for (const e of named("Breached", "shipment"))
     entries.push({
       ...(await base(e)),
       kind: "breached",
       checkpointSeq: Number(e.args.checkpointSeq),
       temp: Number(e.args.temp),
-      at: Number((e.args as unknown as Result).toObject().at),
+      at: Number(e.args.toObject().at),
     });
-  for (const e of await ledger.queryFilter(ledger.filters.DeviceContradicted(undefined, id), from))
+  for (const e of named("DeviceContradicted", "shipment"))
     entries.push({
       ...(await base(e)),
       kind: "contradicted",
@@ -252,20 +257,116 @@ export async function shipmentHistory(
       checkpointSeq: Number(e.args.checkpointSeq),
       temp: Number(e.args.temp),
     });
-  for (const e of await ledger.queryFilter(ledger.filters.MarkedOverdue(id), from))
+  for (const e of named("MarkedOverdue", "shipment"))
     entries.push({ ...(await base(e)), kind: "overdue", deadline: Number(e.args.deadline) });
-  for (const e of await ledger.queryFilter(ledger.filters.MarkedSilent(id), from))
+  for (const e of named("MarkedSilent", "shipment"))
     entries.push({ ...(await base(e)), kind: "silent", lastCheckpointAt: Number(e.args.lastCheckpointAt) });
-  for (const e of await ledger.queryFilter(ledger.filters.Delivered(id), from))
+  for (const e of named("Delivered", "shipment"))
     entries.push({ ...(await base(e)), kind: "delivered", receiver: e.args.receiver });
 
   entries.sort((a, b) => a.block - b.block || a.logIndex - b.logIndex);
+  if (opts.txHashes) await checkComplete(ledger, id, entries, opts.sourceName ?? "the index");
   const allVerified = entries.every(
     (e) =>
       (e.kind !== "handoff" || (e.signatures.from === true && e.signatures.to === true)) &&
       (e.kind !== "checkpoint" || e.signature === true),
   );
   return { shipment: id, epc: c.epc, ...(parent ? { parent } : {}), entries, allVerified };
+}
+
+/** Where a history's events come from: the chain's logs (from `fromBlock`), or the transactions an index named. */
+export interface HistorySource {
+  fromBlock?: number;
+  /**
+   * The transactions that carry the shipment's events (and, for a child, its pallet's), as an index
+   * such as the watch lists them. Their receipts are read from the chain and only the ledger's logs
+   * in them count; the history is then checked complete against the ledger's own counters, so an
+   * index can make a history slower or refuse it, never shorter or different.
+   */
+  txHashes?: string[];
+  /** How errors name that index, e.g. "the watch at http://…". */
+  sourceName?: string;
+}
+
+interface LedgerEvent {
+  name: string;
+  args: Result;
+  blockNumber: number;
+  index: number;
+  transactionHash: string;
+}
+
+/** The ledger's events about `id` (as shipment or as child), from the chain's logs. */
+async function ledgerEventsOf(ledger: CustodyLedger, id: string, fromBlock: number): Promise<LedgerEvent[]> {
+  const f = ledger.filters;
+  const queries = [
+    f.ShipmentCreated(id),
+    f.ChildSplit(undefined, id),
+    f.HandedOff(id),
+    f.CheckpointPosted(id),
+    f.Breached(id),
+    f.DeviceContradicted(undefined, id),
+    f.MarkedOverdue(id),
+    f.MarkedSilent(id),
+    f.Delivered(id),
+  ];
+  const logs = (await Promise.all(queries.map((q) => ledger.queryFilter(q, fromBlock)))).flat();
+  return logs.map((e) => ({
+    name: (e as unknown as EventLog).eventName,
+    args: (e as unknown as EventLog).args,
+    blockNumber: e.blockNumber,
+    index: e.index,
+    transactionHash: e.transactionHash,
+  }));
+}
+
+/** The ledger's events in the receipts of `txHashes`, read from the chain (a hash it does not know is an error). */
+async function ledgerEventsIn(provider: Provider, ledgerAddress: string, txHashes: string[]): Promise<LedgerEvent[]> {
+  const iface = CustodyLedger__factory.createInterface();
+  const out: LedgerEvent[] = [];
+  for (const hash of [...new Set(txHashes.map((h) => h.toLowerCase()))]) {
+    const receipt = await provider.getTransactionReceipt(hash);
+    if (!receipt) throw new Error(`the index names transaction ${hash}, which this chain does not have`);
+    for (const log of receipt.logs) {
+      if (log.address.toLowerCase() !== ledgerAddress.toLowerCase()) continue;
+      const parsed = iface.parseLog(log);
+      if (parsed)
+        out.push({
+          name: parsed.name,
+          args: parsed.args,
+          blockNumber: log.blockNumber,
+          index: log.index,
+          transactionHash: log.transactionHash,
+        });
+    }
+  }
+  return out;
+}
+
+/** An index-sourced history must have every handoff and checkpoint the ledger counted, and its marks. */
+async function checkComplete(ledger: CustodyLedger, id: string, entries: HistoryEntry[], source: string) {
+  const v = await ledger.shipmentOf(id);
+  const seqs = (kind: "handoff" | "checkpoint") =>
+    new Set(entries.flatMap((e) => (e.kind === kind && e.shipment === id ? [e.seq] : [])));
+  const gaps: string[] = [];
+  const handoffs = seqs("handoff");
+  const palletHandoffs = entries.filter((e) => e.kind === "handoff" && e.shipment !== id).length;
+  if (handoffs.size + palletHandoffs < Number(v.handoffSeq))
+    gaps.push(`handoffs: ${handoffs.size + palletHandoffs} of ${v.handoffSeq}`);
+  if (seqs("checkpoint").size < Number(v.checkpointSeq))
+    gaps.push(`checkpoints: ${seqs("checkpoint").size} of ${v.checkpointSeq}`);
+  for (const [flag, kind] of [
+    [v.breached, "breached"],
+    [v.overdue, "overdue"],
+    [v.silent, "silent"],
+    [v.delivered, "delivered"],
+  ] as const)
+    if (flag && !entries.some((e) => e.kind === kind && e.shipment === id)) gaps.push(`the ${kind} mark`);
+  if (gaps.length)
+    throw new Error(
+      `${source} left out part of shipment ${id}'s history that the chain has (${gaps.join(", ")}); ` +
+        "it may lag the chain: try again, or leave out --watch to read the history from the chain's logs",
+    );
 }
 
 /** One line per entry: when, what, and whether its signatures verified. */
