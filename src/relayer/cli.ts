@@ -12,14 +12,12 @@
  * CUSTOS_RELAYER_FAILPOINT=before-broadcast[:N] | after-broadcast[:N] makes the process kill itself
  * (SIGKILL) the Nth time it reaches that point: crash tests use it; never set it in production.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { RelayerHooks } from "./config.js";
 import { DEFAULTS } from "./config.js";
-
-/** A setting the operator must change: printed as one line, exit code 2. */
-class SettingError extends Error {}
+import { SettingError, suiteAddresses } from "../deploy/addresses.js";
 
 function int(name: string) {
   return (value: string): number => {
@@ -189,72 +187,6 @@ interface Options {
   logLevel: string;
 }
 
-/** The Ignition future ids of the Custos module, by the relayer's setting. */
-const IGNITION_IDS = {
-  registry: "Custos#DeviceRegistry",
-  locationBeacons: "Custos#LocationBeacons",
-  lockAccess: "Custos#LockAccess",
-  paymentChannels: "Custos#PaymentChannels",
-  custodyLedger: "Custos#CustodyLedger",
-  forwarder: "Custos#ERC2771Forwarder",
-} as const;
-
-type Addresses = { -readonly [K in keyof typeof IGNITION_IDS]?: string };
-
-/**
- * The suite's addresses: each flag, else the Ignition deployment — `--deployment`, or this chain's
- * (used only when it holds `--registry`, or when `--registry` is not given).
- */
-async function suiteAddresses(o: Options): Promise<{ addresses: Addresses; from?: string }> {
-  const flags: Addresses = {
-    registry: o.registry,
-    locationBeacons: o.locationBeacons,
-    lockAccess: o.lockAccess,
-    paymentChannels: o.paymentChannels,
-    custodyLedger: o.custodyLedger,
-    forwarder: o.forwarder,
-  };
-  let file: string | undefined;
-  if (o.deployment) {
-    file = o.deployment;
-    if (existsSync(file) && statSync(file).isDirectory()) file = path.join(file, "deployed_addresses.json");
-    if (!existsSync(file)) throw new SettingError(`--deployment ${o.deployment}: no deployed_addresses.json there`);
-  } else {
-    const { chainIdOf } = await import("./preflight.js");
-    const chainId = await chainIdOf(o.rpc);
-    // `npm run relayer` runs in the project's root, where Ignition keeps its deployments.
-    const candidate = path.resolve("ignition", "deployments", `chain-${chainId}`, "deployed_addresses.json");
-    if (existsSync(candidate)) file = candidate;
-    else if (!o.registry)
-      throw new SettingError(
-        `--registry is required: no Ignition deployment of chain ${chainId} at ${path.relative(process.cwd(), candidate)} (or name one with --deployment)`,
-      );
-  }
-  if (!file) return { addresses: flags };
-  let deployed: Record<string, string>;
-  try {
-    deployed = JSON.parse(readFileSync(file, "utf8")) as Record<string, string>;
-  } catch (err) {
-    throw new SettingError(`--deployment ${file}: not JSON (${(err as Error).message})`);
-  }
-  const registry = deployed[IGNITION_IDS.registry];
-  if (!registry) {
-    if (o.deployment || !o.registry)
-      throw new SettingError(`--deployment ${file}: holds no ${IGNITION_IDS.registry} (not a Custos deployment?)`);
-    return { addresses: flags };
-  }
-  if (o.registry && registry.toLowerCase() !== o.registry.toLowerCase()) {
-    if (o.deployment)
-      throw new SettingError(
-        `--deployment ${file}: its registry is ${registry}, not --registry ${o.registry} (another deployment?)`,
-      );
-    return { addresses: flags }; // this chain's deployment is another one: only the flags count
-  }
-  const addresses: Addresses = { ...flags };
-  for (const [key, id] of Object.entries(IGNITION_IDS) as [keyof Addresses, string][]) addresses[key] ??= deployed[id];
-  return { addresses, from: path.relative(process.cwd(), file) };
-}
-
 export async function main(argv = process.argv): Promise<void> {
   const o = program.parse(argv).opts<Options>();
   let password: string | undefined;
@@ -291,7 +223,10 @@ export async function main(argv = process.argv): Promise<void> {
         : `--keystore ${o.keystore}: not a Web3 Secret Storage JSON keystore (${(err as Error).message.split(" (")[0]})`,
     );
   }
-  const { addresses, from } = await suiteAddresses(o);
+  const { addresses, from } = await suiteAddresses(o, async () => {
+    const { chainIdOf } = await import("./preflight.js");
+    return chainIdOf(o.rpc);
+  });
   const { startRelayer } = await import("./server.js"); // loaded only when running (keeps --help quick)
   const relayer = await startRelayer({
     rpc: o.rpc,
