@@ -19,6 +19,7 @@ const IGNITION_IDS = {
   custodyLedger: "Custos#CustodyLedger",
   forwarder: "Custos#ERC2771Forwarder",
   guardianQuorum: "Custos#GuardianQuorum",
+  p256Verifier: "Custos#ERC7913P256SHA256Verifier",
 } as const;
 
 export type SuiteAddressFlags = { -readonly [K in keyof typeof IGNITION_IDS]?: string };
@@ -29,11 +30,13 @@ type Addresses = SuiteAddressFlags;
  * (used only when it holds `--registry`, or when `--registry` is not given).
  */
 export async function suiteAddresses(
-  o: Addresses & { deployment?: string },
+  given: Addresses,
+  deployment: string | undefined,
   chainIdOf: () => Promise<bigint>,
 ): Promise<{ addresses: Addresses; from?: string }> {
+  const o = { ...given, deployment };
   const flags: Addresses = {};
-  for (const key of Object.keys(IGNITION_IDS) as (keyof Addresses)[]) if (o[key]) flags[key] = o[key];
+  for (const key of Object.keys(IGNITION_IDS) as (keyof Addresses)[]) if (given[key]) flags[key] = given[key];
   let file: string | undefined;
   if (o.deployment) {
     file = o.deployment;
@@ -72,4 +75,48 @@ export async function suiteAddresses(
   const addresses: Addresses = { ...flags };
   for (const [key, id] of Object.entries(IGNITION_IDS) as [keyof Addresses, string][]) addresses[key] ??= deployed[id];
   return { addresses, from: path.relative(process.cwd(), file) };
+}
+
+/**
+ * The private key in a Web3 Secret Storage keystore (`--keystore`), its password from
+ * `--password-file` or the environment variable `passwordVariable`. Each failure names the setting
+ * to change (a wrong password by where it came from).
+ */
+export async function openKeystoreSetting(
+  keystore: string,
+  passwordFile: string | undefined,
+  passwordVariable: string,
+): Promise<string> {
+  let password: string | undefined;
+  let passwordSource = passwordVariable;
+  if (passwordFile) {
+    passwordSource = `--password-file ${passwordFile}`;
+    try {
+      password = readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new SettingError(
+        `--password-file ${passwordFile}: cannot be read (${(err as NodeJS.ErrnoException).code})`,
+      );
+    }
+  } else password = process.env[passwordVariable];
+  if (password === undefined)
+    throw new SettingError(
+      `--keystore ${keystore} needs its password: give --password-file FILE, or set ${passwordVariable}`,
+    );
+  let json: string;
+  try {
+    json = readFileSync(keystore, "utf8");
+  } catch (err) {
+    throw new SettingError(`--keystore ${keystore}: cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const { Wallet } = await import("ethers");
+  try {
+    return (await Wallet.fromEncryptedJson(json, password)).privateKey;
+  } catch (err) {
+    throw new SettingError(
+      /password/i.test((err as Error).message)
+        ? `--keystore ${keystore}: the password from ${passwordSource} does not open it (a different key's password?)`
+        : `--keystore ${keystore}: not a Web3 Secret Storage JSON keystore (${(err as Error).message.split(" (")[0]})`,
+    );
+  }
 }

@@ -12,12 +12,11 @@
  * CUSTOS_RELAYER_FAILPOINT=before-broadcast[:N] | after-broadcast[:N] makes the process kill itself
  * (SIGKILL) the Nth time it reaches that point: crash tests use it; never set it in production.
  */
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { RelayerHooks } from "./config.js";
 import { DEFAULTS } from "./config.js";
-import { SettingError, suiteAddresses } from "../deploy/addresses.js";
+import { SettingError, openKeystoreSetting, suiteAddresses } from "../deploy/addresses.js";
 
 function int(name: string) {
   return (value: string): number => {
@@ -189,44 +188,22 @@ interface Options {
 
 export async function main(argv = process.argv): Promise<void> {
   const o = program.parse(argv).opts<Options>();
-  let password: string | undefined;
-  let passwordSource = "CUSTOS_RELAYER_PASSWORD";
-  if (o.passwordFile) {
-    passwordSource = `--password-file ${o.passwordFile}`;
-    try {
-      password = readFileSync(o.passwordFile, "utf8").replace(/\r?\n$/, "");
-    } catch (err) {
-      throw new SettingError(
-        `--password-file ${o.passwordFile}: cannot be read (${(err as NodeJS.ErrnoException).code})`,
-      );
-    }
-  } else password = process.env.CUSTOS_RELAYER_PASSWORD;
-  if (password === undefined)
-    throw new SettingError(
-      `--keystore ${o.keystore} needs its password: give --password-file FILE, or set CUSTOS_RELAYER_PASSWORD`,
-    );
-  let json: string;
-  try {
-    json = readFileSync(o.keystore, "utf8");
-  } catch (err) {
-    throw new SettingError(`--keystore ${o.keystore}: cannot be read (${(err as NodeJS.ErrnoException).code})`);
-  }
-  // Decrypted here, so that a wrong password is named by where it came from.
-  const { Wallet } = await import("ethers");
-  let privateKey: string;
-  try {
-    privateKey = (await Wallet.fromEncryptedJson(json, password)).privateKey;
-  } catch (err) {
-    throw new SettingError(
-      /password/i.test((err as Error).message)
-        ? `--keystore ${o.keystore}: the password from ${passwordSource} does not open it (a different key's password?)`
-        : `--keystore ${o.keystore}: not a Web3 Secret Storage JSON keystore (${(err as Error).message.split(" (")[0]})`,
-    );
-  }
-  const { addresses, from } = await suiteAddresses(o, async () => {
-    const { chainIdOf } = await import("./preflight.js");
-    return chainIdOf(o.rpc);
-  });
+  const privateKey = await openKeystoreSetting(o.keystore, o.passwordFile, "CUSTOS_RELAYER_PASSWORD");
+  const { addresses, from } = await suiteAddresses(
+    {
+      registry: o.registry,
+      locationBeacons: o.locationBeacons,
+      lockAccess: o.lockAccess,
+      paymentChannels: o.paymentChannels,
+      custodyLedger: o.custodyLedger,
+      forwarder: o.forwarder,
+    },
+    o.deployment,
+    async () => {
+      const { chainIdOf } = await import("./preflight.js");
+      return chainIdOf(o.rpc);
+    },
+  );
   const { startRelayer } = await import("./server.js"); // loaded only when running (keeps --help quick)
   const relayer = await startRelayer({
     rpc: o.rpc,
