@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
+import { freePort } from "../../src/watch/port.js";
 import path from "node:path";
 
 const require = createRequire(import.meta.url);
@@ -30,18 +30,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): voi
   }
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../../src/watch/port.js";
 
 export type NodeKind = "hardhat" | "anvil";
 
