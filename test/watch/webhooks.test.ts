@@ -19,7 +19,21 @@ import { Dispatcher, type DispatcherOptions } from "../../src/watch/webhooks/dis
 import { WebhookReceiver, type WebhookEvent } from "../../src/watch/webhooks/receiver.js";
 import { SubscriptionStore } from "../../src/watch/webhooks/subscriptions.js";
 import type { Subscription } from "../../src/watch/webhooks/subscription.js";
-import { makeAlert, MemoryFeed, startReceiver, subscriptionFor, type Received } from "./webhookHelpers.js";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { startHardhatNode, type HardhatNode } from "../helpers/node.js";
+import { rpcProvider, simulateFleet } from "../../src/relayer/fleet.js";
+import { startWebhooks } from "../../src/watch/webhooks/index.js";
+import {
+  makeAlert,
+  MemoryFeed,
+  serve,
+  signRequest,
+  signUnsubscribe,
+  startReceiver,
+  subscriptionFor,
+  type Received,
+} from "./webhookHelpers.js";
 
 const OWNER = Wallet.createRandom().address;
 const OTHER = Wallet.createRandom().address;
@@ -331,5 +345,92 @@ describe("watch webhooks: signed, durable deliveries", function () {
     await r.up();
     await until("cancelled", () => deliveries.list({ subscription: r.sub.id, status: "cancelled" }).length === 2);
     expect(r.events).to.have.length(0);
+  });
+});
+
+describe("startWebhooks on a real node: subscribe over HTTP, receive the alert", function () {
+  this.timeout(120_000);
+  let node: HardhatNode;
+  before(async function () {
+    node = await startHardhatNode();
+  });
+  after(async function () {
+    await node?.stop();
+  });
+
+  it("an owner subscribes through the routes; its receiver (the library's Node handler) gets the device's alert, signed with the secret it was given", async function () {
+    const provider = rpcProvider(node.url);
+    const fleet = await simulateFleet({
+      provider,
+      admin: await provider.getSigner(0),
+      owner: await provider.getSigner(1),
+      devices: 2,
+    });
+    const feed = new MemoryFeed();
+    const hooks = await startWebhooks({
+      feed,
+      chain: { rpcUrl: node.url, addresses: fleet.addresses, chainId: 31337 },
+      dataDir: mkdtempSync(path.join(tmpdir(), "custos-start-webhooks-")),
+      pollIntervalMs: 20,
+    });
+    const api = await serve(hooks.routes);
+    // The subscriber's server is up before it subscribes; its handler needs the secret it will be given.
+    let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+    const server = createServer((req, res) => (handler ? handler(req, res) : res.writeHead(503).end()));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/custos`;
+    try {
+      const device = fleet.devices[0].id.toString();
+      const deadline = String(Math.floor(Date.now() / 1000) + 3600);
+      const request = {
+        owner: fleet.ownerAddress,
+        scope: "device" as const,
+        target: device,
+        url,
+        events: ["device.quarantined" as const],
+        nonce: "1",
+        deadline,
+      };
+      const res = await api.call("POST", "/subscriptions", await signRequest(fleet.owner, fleet.deployment, request));
+      expect(res.status, JSON.stringify(res.body)).to.equal(201);
+      const events: WebhookEvent[] = [];
+      handler = new WebhookReceiver({ secret: res.body.secret }).nodeHandler((e) => void events.push(e));
+
+      const alert = {
+        ...makeAlert({ block: Number(res.body.fromBlock), owner: fleet.ownerAddress }),
+        subjects: { owners: [fleet.ownerAddress.toLowerCase()], device },
+      };
+      const otherDevice = {
+        ...makeAlert({ block: Number(res.body.fromBlock), owner: fleet.ownerAddress, logIndex: 1 }),
+        subjects: { owners: [fleet.ownerAddress.toLowerCase()], device: "1" },
+      };
+      feed.push(alert, otherDevice);
+      await until("the delivery", () => events.length === 1);
+      expect(events[0]).to.include({ id: deliveryIdOf(res.body.id, alert), type: "device.quarantined" });
+      await until("delivered", () => hooks.deliveries.get(events[0].id)?.status === "delivered");
+      const listed = await api.call("GET", `/deliveries?subscription=${res.body.id}`);
+      expect(listed.body.deliveries).to.have.length(1);
+      expect(listed.body.deliveries[0]).to.include({ id: events[0].id, status: "delivered", failures: 0 });
+
+      // Unsubscribed (signed), it gets nothing more.
+      const bye = await signUnsubscribe(
+        fleet.owner,
+        fleet.deployment,
+        fleet.ownerAddress,
+        res.body.id,
+        2n,
+        BigInt(deadline),
+      );
+      expect((await api.call("DELETE", `/subscriptions/${res.body.id}`, bye)).status).to.equal(200);
+      feed.push({ ...alert, id: alert.id + ":later", blockNumber: String(Number(alert.blockNumber) + 1) });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(events).to.have.length(1);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await api.close();
+      await hooks.stop();
+      provider.destroy();
+    }
   });
 });
