@@ -120,9 +120,16 @@ export class Dispatcher {
     const fresh: Delivery[] = [];
     const seen = new Set<string>();
     const listed = new Set<string>();
+    // Every match needs the subscriber among the alert's owners: look subscriptions up by owner.
+    const byOwner = new Map<string, Subscription[]>();
+    for (const sub of subs) {
+      const key = sub.owner.toLowerCase();
+      byOwner.set(key, [...(byOwner.get(key) ?? []), sub]);
+    }
     for (const alert of alerts) {
       if (BigInt(alert.blockNumber) > indexedBlock) continue;
-      for (const sub of subs) {
+      const candidates = new Set(alert.subjects.owners.flatMap((o) => byOwner.get(o.toLowerCase()) ?? []));
+      for (const sub of candidates) {
         if (!matches(sub, alert)) continue;
         const id = deliveryIdOf(sub.id, alert);
         listed.add(id);
