@@ -358,6 +358,30 @@ describe("startWebhooks on a real node: subscribe over HTTP, receive the alert",
     await node?.stop();
   });
 
+  it("a misconfigured start is refused, naming the option: another chain's id, a registry with no code, no feed", async function () {
+    const base = {
+      feed: new MemoryFeed(),
+      chain: { rpcUrl: node.url, addresses: { registry: Wallet.createRandom().address }, chainId: 31337 },
+      dataDir: mkdtempSync(path.join(tmpdir(), "custos-start-webhooks-")),
+    };
+    const refusal = async (o: unknown) => {
+      try {
+        await startWebhooks(o as Parameters<typeof startWebhooks>[0]);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error("startWebhooks started");
+    };
+    expect(await refusal({ ...base, chain: { ...base.chain, chainId: 1 } }))
+      .to.include("chain.chainId is 1")
+      .and.include("31337");
+    expect(await refusal(base))
+      .to.include("chain.addresses.registry")
+      .and.include("no code");
+    expect(await refusal({ ...base, feed: undefined })).to.include("feed");
+    expect(await refusal({ ...base, chain: { ...base.chain, rpcUrl: "localhost:8545" } })).to.include("chain.rpcUrl");
+  });
+
   it("an owner subscribes through the routes; its receiver (the library's Node handler) gets the device's alert, signed with the secret it was given", async function () {
     const provider = rpcProvider(node.url);
     const fleet = await simulateFleet({

@@ -69,12 +69,12 @@ export function alertDelivery(subscription: string, alert: Alert, queuedAt: numb
 }
 
 /** The follow-up to `original`, whose alert's block was orphaned by a reorg. */
-export function retractionDelivery(original: Delivery, queuedAt: number): Delivery {
+export function retractionDelivery(original: Delivery, queuedAt: number, at = new Date()): Delivery {
   const id = retractionIdOf(original.id);
   const { data } = JSON.parse(original.body) as AlertBody;
   const body: AlertBody = {
     type: "alert.retracted",
-    timestamp: new Date(queuedAt).toISOString(),
+    timestamp: at.toISOString(), // when the watch saw the alert gone
     data: { delivery: id, subscription: original.subscription, retracts: original.id, alert: data.alert },
   };
   return { ...original, id, type: "retraction", retracts: original.id, body: JSON.stringify(body), queuedAt };
