@@ -42,7 +42,7 @@ async function rate(subscriptions: number, alerts: number): Promise<number> {
     feed.push(makeAlert({ block: 1 + Math.floor(i / 20), owner: owners[i % subscriptions], logIndex: i % 20 }));
   const dispatcher = new Dispatcher({ feed, subscriptions: subs, deliveries, pollIntervalMs: 10, concurrency: 8 });
   const t0 = performance.now();
-  dispatcher.start();
+  await dispatcher.start();
   while (received < alerts) await new Promise((r) => setTimeout(r, 5));
   const seconds = (performance.now() - t0) / 1000;
   await dispatcher.stop();

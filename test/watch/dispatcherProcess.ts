@@ -9,9 +9,9 @@ import { Dispatcher } from "../../src/watch/webhooks/dispatcher.js";
 import { SubscriptionStore } from "../../src/watch/webhooks/subscriptions.js";
 import { httpFeed } from "./webhookHelpers.js";
 
-if (process.argv[1] === import.meta.filename) run();
+if (process.argv[1] === import.meta.filename) await run();
 
-function run(): void {
+async function run(): Promise<void> {
   const dataDir = process.env.CUSTOS_DATA_DIR!;
   const subscriptions = SubscriptionStore.open(dataDir);
   const deliveries = DeliveryStore.open(dataDir);
@@ -25,7 +25,7 @@ function run(): void {
       if (e.event === "poll_failed") console.error(JSON.stringify(e));
     },
   });
-  dispatcher.start();
+  await dispatcher.start(); // compacts the log first: a kill may land in that too
   console.log(JSON.stringify({ event: "started" }));
   process.on("SIGTERM", async () => {
     await dispatcher.stop();

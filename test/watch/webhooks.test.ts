@@ -81,9 +81,9 @@ describe("watch webhooks: signed, durable deliveries", function () {
     return { sub, ...r };
   }
 
-  function start(opts: Partial<DispatcherOptions> = {}): Dispatcher {
+  async function start(opts: Partial<DispatcherOptions> = {}): Promise<Dispatcher> {
     dispatcher = new Dispatcher({ feed, subscriptions: subs, deliveries, pollIntervalMs: 20, ...opts });
-    dispatcher.start();
+    await dispatcher.start();
     return dispatcher;
   }
 
@@ -98,7 +98,7 @@ describe("watch webhooks: signed, durable deliveries", function () {
     });
     const alert = makeAlert({ block: 5, owner: OWNER });
     feed.push(alert, makeAlert({ block: 5, owner: OTHER, logIndex: 1 })); // not this subscriber's
-    start();
+    await start();
     await until("the delivery", () => r.events.length === 1);
     const [event] = r.events;
     expect(event.id).to.equal(deliveryIdOf(r.sub.id, alert));
@@ -206,7 +206,7 @@ describe("watch webhooks: signed, durable deliveries", function () {
       makeAlert({ block: 4, owner: OTHER, kind: "device.released" }), // sold: the owner is OTHER now
       makeAlert({ block: 5, owner: OWNER, kind: "device.released" }),
     );
-    start();
+    await start();
     await until("two deliveries", () => r.events.length === 2);
     await until("the narrow one", () => narrow.events.length >= 1);
     expect(r.events.map((e) => e.data.alert.blockNumber)).to.deep.equal(["3", "5"]);
@@ -232,7 +232,7 @@ describe("watch webhooks: signed, durable deliveries", function () {
     };
     const receivers = await Promise.all([0, 1, 2, 3].map(() => receiverFor({ hold })));
     for (let i = 0; i < 40; i++) feed.push(makeAlert({ block: 10 + i, owner: OWNER }));
-    start({ concurrency: 4 });
+    await start({ concurrency: 4 });
     await until("all delivered", () => receivers.every((r) => r.events.length === 40));
     expect(maxPerSub).to.equal(1);
     expect(maxAll).to.be.greaterThan(1);
@@ -247,7 +247,7 @@ describe("watch webhooks: signed, durable deliveries", function () {
     const kept = makeAlert({ block: 10, owner: OWNER });
     const orphaned = makeAlert({ block: 11, owner: OWNER, kind: "shipment.breached" });
     feed.push(kept, orphaned);
-    start();
+    await start();
     await until("both delivered", () => r.events.length === 2);
     // The reorg: block 11 replaced; the index has not reached it on the new chain yet.
     feed.alerts = [kept];
@@ -280,7 +280,7 @@ describe("watch webhooks: signed, durable deliveries", function () {
     await b.down();
     for (let i = 0; i < 30; i++) feed.push(makeAlert({ block: 100 + i, owner: OWNER }));
     const t0 = clock.now();
-    start({
+    await start({
       clock,
       policy: PRODUCTION_BACKOFF,
       log: (e) => {
@@ -311,7 +311,7 @@ describe("watch webhooks: signed, durable deliveries", function () {
     const r = await receiverFor();
     await r.down();
     feed.push(makeAlert({ block: 1, owner: OWNER }));
-    start({ clock, policy: { ...PRODUCTION_BACKOFF, horizonMs: 10 * 60_000 } });
+    await start({ clock, policy: { ...PRODUCTION_BACKOFF, horizonMs: 10 * 60_000 } });
     await until("given up", () => deliveries.list({ status: "failed" }).length === 1);
     const [failed] = deliveries.list({ subscription: r.sub.id, status: "failed" });
     expect(failed.lastError).to.match(/^gave up after \d+ attempts: ECONNREFUSED/);
@@ -335,11 +335,47 @@ describe("watch webhooks: signed, durable deliveries", function () {
     }
   });
 
+  it("compaction keeps what a restart needs: pending deliveries in order with their failures, recent ones whole, the cursor", async function () {
+    const up = await receiverFor();
+    const down = await receiverFor({ owner: OTHER });
+    await down.down();
+    for (let b = 1; b <= 100; b++) feed.push(makeAlert({ block: b, owner: b % 10 === 0 ? OTHER : OWNER }));
+    await start();
+    await until("delivered", () => up.events.length === 90);
+    await until("some failures", () => (deliveries.pendingOf(down.sub.id)[0]?.failures ?? 0) >= 2);
+    await dispatcher!.stop();
+    dispatcher = undefined;
+    const pendingBefore = deliveries.pendingOf(down.sub.id).map((s) => [s.delivery.id, s.failures]);
+    const size = () => readFileSync(path.join(dataDir, "deliveries.log")).length;
+    const sizeBefore = size();
+    await deliveries.close();
+    deliveries = DeliveryStore.open(dataDir);
+    // Finished ones done over 0 ms ago and out of the next poll's reach (below 101 - 50) are forgotten.
+    const { before, after } = await deliveries.compact({ now: Date.now() + 1, retainMs: 0, finalityDepth: 50 });
+    expect(after).to.be.below(before);
+    expect(size()).to.be.below(sizeBefore);
+    await deliveries.close();
+    deliveries = DeliveryStore.open(dataDir);
+    expect(deliveries.pendingOf(down.sub.id).map((s) => [s.delivery.id, s.failures])).to.deep.equal(pendingBefore);
+    const kept = deliveries.list({ subscription: up.sub.id });
+    expect(kept.map((d) => Number(d.blockNumber))).to.deep.equal(
+      [...Array(50).keys()].map((i) => 51 + i).filter((b) => b % 10 !== 0),
+    );
+    expect(kept.every((d) => d.status === "delivered")).to.equal(true);
+    expect(deliveries.cursor).to.equal(101n);
+    // Restarted, it delivers the pending ones once the receiver is back, and nothing twice.
+    await down.up();
+    await start({ finalityDepth: 50 });
+    await until("the pending ones", () => down.events.length === 10);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(up.requests).to.have.length(90);
+  });
+
   it("an ended subscription's pending deliveries are cancelled, not sent", async function () {
     const r = await receiverFor();
     await r.down();
     feed.push(makeAlert({ block: 1, owner: OWNER }), makeAlert({ block: 2, owner: OWNER }));
-    start();
+    await start();
     await until("queued", () => deliveries.pendingOf(r.sub.id).length === 2);
     await subs.remove(r.sub.id, "end", Date.now());
     await r.up();

@@ -11,7 +11,8 @@ import type { Delivery } from "./delivery.js";
 
 type DeliveryRecord =
   | { t: "queued"; d: Delivery }
-  | { t: "attempted"; id: string; at: number; error: string }
+  /** A failed attempt; `failures` (in a compacted log) stands for all of them so far. */
+  | { t: "attempted"; id: string; at: number; error: string; failures?: number }
   | { t: "delivered"; id: string; at: number; status: number }
   | { t: "failed"; id: string; at: number; reason: string }
   | { t: "cancelled"; id: string; at: number; reason: string }
@@ -88,7 +89,7 @@ export class DeliveryStore {
     const state = this.states.get(r.id);
     if (!state) return;
     if (r.t === "attempted") {
-      state.failures++;
+      state.failures = r.failures ?? state.failures + 1;
       state.lastError = r.error;
       state.lastAttemptAt = r.at;
       return;
@@ -193,6 +194,44 @@ export class DeliveryStore {
       });
     }
     return out;
+  }
+
+  /**
+   * Rewrites the log with what is still needed (atomically, `DurableLog.rewrite`): every pending
+   * delivery with its failures so far, in queue order; finished ones whose block is within
+   * `finalityDepth` of the cursor (the dispatcher's next poll looks at those blocks again: forgotten,
+   * they would be sent again; and a reorg may still take them back); and finished ones
+   * done less than `retainMs` ago, for `GET /deliveries` (their bodies dropped once out of reach of
+   * a reorg). The rest is forgotten. Returns how many records the log had and has.
+   */
+  async compact(o: {
+    now: number;
+    retainMs: number;
+    finalityDepth: number;
+  }): Promise<{ before: number; after: number }> {
+    const before = this.log.replayed.length;
+    const depth = BigInt(o.finalityDepth);
+    const c = this.cursorBlock;
+    if (c === null) return { before, after: before };
+    const keepFromBlock = c > depth ? c - depth : 0n;
+    const records: DeliveryRecord[] = [];
+    for (const [id, s] of this.states) {
+      const inReach = BigInt(s.delivery.blockNumber) >= keepFromBlock;
+      if (s.status !== "pending" && !inReach && (s.doneAt ?? 0) < o.now - o.retainMs) {
+        this.states.delete(id);
+        this.recent.delete(id);
+        continue;
+      }
+      const d = s.status === "pending" || inReach ? s.delivery : { ...s.delivery, body: "" };
+      records.push({ t: "queued", d });
+      if (s.failures > 0)
+        records.push({ t: "attempted", id, at: s.lastAttemptAt ?? 0, error: s.lastError ?? "", failures: s.failures });
+      if (s.status === "delivered") records.push({ t: "delivered", id, at: s.doneAt!, status: 200 });
+      else if (s.status !== "pending") records.push({ t: s.status, id, at: s.doneAt!, reason: s.lastError ?? "" });
+    }
+    records.push({ t: "cursor", block: c.toString() });
+    await this.log.rewrite(records);
+    return { before, after: records.length };
   }
 
   close(): Promise<void> {

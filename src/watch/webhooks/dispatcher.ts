@@ -23,6 +23,8 @@ import type { DeliveryState, DeliveryStore } from "./deliveries.js";
 import { matches, type Subscription } from "./subscription.js";
 import type { SubscriptionStore } from "./subscriptions.js";
 
+export const DEFAULT_FINALITY_DEPTH = 64;
+
 export interface DispatcherOptions {
   feed: AlertFeed;
   subscriptions: SubscriptionStore;
@@ -36,6 +38,8 @@ export interface DispatcherOptions {
   pollIntervalMs?: number;
   /** How many blocks back each poll looks for alerts a reorg took away (default 64). */
   finalityDepth?: number;
+  /** How long finished deliveries stay listed (and in the log) once out of reach of a reorg (default 7 days). */
+  retainMs?: number;
   /** Wall-clock ms an attempt may take before it counts as failed (default 10 s). */
   timeoutMs?: number;
   /** One JSON-able event per thing that happened (queued, delivered, retry, failed…). */
@@ -78,8 +82,16 @@ export class Dispatcher {
     this.log = opts.log ?? (() => {});
   }
 
-  /** Starts polling, and resumes the deliveries left pending by the last run. */
-  start(): void {
+  /**
+   * Compacts the log (what a restart needs, not every attempt ever made), then starts polling and
+   * resumes the deliveries left pending by the last run.
+   */
+  async start(): Promise<void> {
+    await this.opts.deliveries.compact({
+      now: this.clock.now(),
+      retainMs: this.opts.retainMs ?? 7 * 24 * 3600_000,
+      finalityDepth: this.opts.finalityDepth ?? DEFAULT_FINALITY_DEPTH,
+    });
     for (const sub of this.opts.deliveries.subscriptionsWithPending()) this.wake(sub);
     this.polling = this.pollLoop();
   }
@@ -110,7 +122,7 @@ export class Dispatcher {
     const { feed, deliveries } = this.opts;
     const subs = this.opts.subscriptions.active();
     const cursor = deliveries.cursor;
-    const depth = BigInt(this.opts.finalityDepth ?? 64);
+    const depth = BigInt(this.opts.finalityDepth ?? DEFAULT_FINALITY_DEPTH);
     let from: bigint;
     if (cursor !== null) from = cursor > depth ? cursor - depth : 0n;
     else if (subs.length > 0) from = subs.map((s) => BigInt(s.fromBlock)).reduce((a, b) => (a < b ? a : b));

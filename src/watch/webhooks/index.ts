@@ -24,6 +24,8 @@ export interface WebhooksOptions {
   pollIntervalMs?: number;
   finalityDepth?: number;
   timeoutMs?: number;
+  /** How long finished deliveries stay listed (and in `deliveries.log`) once out of reach of a reorg (default 7 days). */
+  retainMs?: number;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -72,7 +74,7 @@ export async function startWebhooks(opts: WebhooksOptions) {
     opts.chain.addresses,
   );
   const dispatcher = new Dispatcher({ ...opts, subscriptions, deliveries });
-  dispatcher.start();
+  await dispatcher.start(); // compacts deliveries.log first
   return {
     routes: webhookRoutes({ service, subscriptions, deliveries }),
     service,
