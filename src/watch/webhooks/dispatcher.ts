@@ -180,11 +180,17 @@ export class Dispatcher {
 
   private wake(subscription: string): void {
     if (this.lanes.has(subscription) || this.stopped) return;
-    const lane = this.runLane(subscription).finally(() => {
-      this.lanes.delete(subscription);
-      // Queued while the lane was finishing: go on.
-      if (this.opts.deliveries.head(subscription) && !this.stopped) this.wake(subscription);
-    });
+    const lane = this.runLane(subscription)
+      .catch(async (err: Error) => {
+        // The log could not be written: nothing was lost (what is not on disk is not done); try again later.
+        this.log({ event: "lane_failed", subscription, error: err.message });
+        await WALL_CLOCK.sleep(1000, this.stopper.signal);
+      })
+      .finally(() => {
+        this.lanes.delete(subscription);
+        // Queued while the lane was finishing: go on.
+        if (this.opts.deliveries.head(subscription) && !this.stopped) this.wake(subscription);
+      });
     this.lanes.set(subscription, lane);
   }
 
