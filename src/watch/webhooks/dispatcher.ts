@@ -16,7 +16,7 @@
  *   a poll that finds an alert already queued queues nothing (the id is derived, not drawn).
  */
 import { Webhook } from "standardwebhooks";
-import type { Alert, AlertFeed } from "../alerts.js";
+import type { AlertFeed } from "../alerts.js";
 import { backoffDelay, PRODUCTION_BACKOFF, WALL_CLOCK, type BackoffPolicy, type Clock } from "./backoff.js";
 import { alertDelivery, deliveryIdOf, retractionDelivery, type Delivery } from "./delivery.js";
 import type { DeliveryState, DeliveryStore } from "./deliveries.js";
@@ -151,12 +151,15 @@ export class Dispatcher {
         }
       }
     }
+    // An alert listed in the same block is not orphaned, even if it no longer matches (a device
+    // sold since: the alert did happen).
+    const occurrences = new Set(alerts.map((a) => `${a.id} ${a.blockHash.toLowerCase()}`));
     const retractions: Delivery[] = [];
     for (const state of deliveries.unretractedFrom(from)) {
       const d = state.delivery;
       if (BigInt(d.blockNumber) > indexedBlock || listed.has(d.id)) continue;
       if (!this.opts.subscriptions.isActive(d.subscription) || state.status === "cancelled") continue;
-      if (!this.stillListed(d, alerts)) retractions.push(retractionDelivery(d, now));
+      if (!occurrences.has(`${d.alertId} ${d.blockHash}`)) retractions.push(retractionDelivery(d, now));
     }
     const all = [...fresh, ...retractions];
     if (all.length > 0) {
@@ -168,14 +171,6 @@ export class Dispatcher {
     // The next poll starts `depth` blocks before what the index has reached.
     await deliveries.setCursor(indexedBlock + 1n);
     return { queued: fresh.length, retractions: retractions.length };
-  }
-
-  /**
-   * Whether the feed still lists the alert of `d` in the same block (it may no longer match the
-   * subscription — a device sold since — which is not a retraction: the alert did happen).
-   */
-  private stillListed(d: Delivery, alerts: Alert[]): boolean {
-    return alerts.some((a) => a.id === d.alertId && a.blockHash.toLowerCase() === d.blockHash);
   }
 
   private wake(subscription: string): void {
