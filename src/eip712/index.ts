@@ -14,6 +14,8 @@ export const DOMAINS = {
   beacons: { name: "Custos LocationBeacons", version: "1" },
   /** OpenZeppelin's ERC2771Forwarder, deployed unchanged under this name. */
   forwarder: { name: "Custos Forwarder", version: "1" },
+  /** The watch (off chain): bound to the chain id and the DeviceRegistry's address it watches. */
+  watch: { name: "Custos Watch", version: "1" },
 } as const;
 
 export type DomainName = keyof typeof DOMAINS;
@@ -200,6 +202,35 @@ export const TYPES = {
       { name: "nonce", type: "uint256" },
       { name: "deadline", type: "uint48" },
       { name: "data", type: "bytes" },
+    ],
+  },
+  /**
+   * An owner asks the watch for webhooks: alerts about `target` (by `scope`: 0 owner — the owner's
+   * own address, 1 device, 2 lock — their ids, 3 shipment, 4 channel — their bytes32 ids) of the
+   * kinds set in the bit mask `events`, POSTed to `url`. The URL and the events are signed so that
+   * nobody can redirect or widen an owner's alerts; `nonce` is any number the owner has not used
+   * with this watch before.
+   */
+  WatchSubscription: {
+    domain: "watch",
+    fields: [
+      { name: "owner", type: "address" },
+      { name: "scope", type: "uint8" },
+      { name: "target", type: "bytes32" },
+      { name: "url", type: "string" },
+      { name: "events", type: "bytes32" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ],
+  },
+  /** The owner of watch subscription `subscription` ends it. */
+  WatchUnsubscription: {
+    domain: "watch",
+    fields: [
+      { name: "owner", type: "address" },
+      { name: "subscription", type: "bytes32" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
     ],
   },
 } as const satisfies Record<string, { domain: DomainName; fields: readonly Field[] }>;

@@ -42,6 +42,7 @@ function valueOf(type: string): fc.Arbitrary<unknown> {
   const fixed = /^bytes(\d+)$/.exec(type);
   if (fixed) return bytes(Number(fixed[1]));
   if (type === "bytes") return bytes(0, 200);
+  if (type === "string") return fc.oneof(fc.string(), fc.string({ unit: "grapheme" })); // URLs, any text
   if (type === "address")
     return fc.tuple(bytes(20), fc.boolean()).map(([a, checksum]) => (checksum ? getAddress(a) : a));
   throw new Error(`no arbitrary for ${type}`);
