@@ -342,6 +342,18 @@ export class Chain {
   }
 
   /**
+   * The packed recipient keys a beacon of `device` must be sealed to now: those its current owner
+   * registered on LocationBeacons (empty when the owner has set no beacon key).
+   */
+  async beaconRecipients(device: bigint): Promise<string> {
+    const beacons = this.beacons;
+    if (!beacons) throw new Error("no locationBeacons address is configured");
+    await this.beaconNonce(device); // checks, once, that the node serves these LocationBeacons
+    const owner = await this.call("ownerOf", () => this.registry.ownerOf(device));
+    return (await this.call("beaconRecipients", () => beacons.beaconRecipients(owner))).toLowerCase();
+  }
+
+  /**
    * The next nonce of `device` that a message of `type` must carry: LocationBeacons' beacon nonce
    * for a beacon, the registry's device nonce for the rest.
    */
