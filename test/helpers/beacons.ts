@@ -75,13 +75,22 @@ export async function recipientsOf(beacons: LocationBeacons, id: bigint): Promis
   return (await beacons.beaconRecipients(await registry.ownerOf(id))).toLowerCase();
 }
 
-/** Opens the location of a `LocationBeaconPosted` event's args with `holder`'s beacon key. */
-export async function openPosted(
-  beacons: LocationBeacons,
-  args: { deviceId: bigint; at: bigint; recipients: string; ciphertext: string },
-  holder: BeaconKeyPair,
-) {
+/** A `LocationBeaconPosted` event's fields that opening needs: by name, or an ethers `Result` (by position). */
+export type PostedBeacon =
+  { deviceId: bigint; at: bigint; recipients: string; ciphertext: string } | readonly unknown[];
+
+/** Opens the location of a `LocationBeaconPosted` event with `holder`'s beacon key. */
+export async function openPosted(beacons: LocationBeacons, posted: PostedBeacon, holder: BeaconKeyPair) {
+  // By position for a Result: `at` is also the name of a method of ethers' Result.
+  const [deviceId, , , at, recipients, ciphertext] = Array.isArray(posted)
+    ? (posted as unknown[])
+    : [
+        (posted as { deviceId: bigint }).deviceId,
+        0,
+        0,
+        ...["at", "recipients", "ciphertext"].map((k) => (posted as Record<string, unknown>)[k]),
+      ];
   const { chainId } = await ethers.provider.getNetwork();
-  const context = { chainId, contract: await beacons.getAddress(), device: args.deviceId, at: args.at };
-  return openLocation(args.ciphertext, args.recipients, context, holder.privateKey);
+  const context = { chainId, contract: await beacons.getAddress(), device: deviceId as bigint, at: at as bigint };
+  return openLocation(ciphertext as string, recipients as string, context, holder.privateKey);
 }

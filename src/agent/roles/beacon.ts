@@ -4,7 +4,7 @@
  * when the beacon is built, so a device that changed hands reports to its new owner only. The
  * sealed beacon goes through the outbox like any device message (its own beacon nonce).
  */
-import { sealLocation, type Location } from "../../beacons/index.js";
+import { BeaconError, sealLocation, type Location } from "../../beacons/index.js";
 import { AgentError, type Agent, type Signed } from "../agent.js";
 
 export interface BeaconOptions {
@@ -18,6 +18,7 @@ export interface BeaconOptions {
 
 /** Seals `location` to the device's owner's current recipients and signs it as a `LocationBeacon`. */
 export async function signLocationBeacon(agent: Agent, location: Location, opts: BeaconOptions = {}): Promise<Signed> {
+  const d = agent.deploymentOf("LocationBeacon"); // refuses first when no LocationBeacons is configured
   const recipients = await agent.chain.beaconRecipients(agent.deviceId);
   if (recipients === "0x") {
     throw new AgentError(
@@ -26,13 +27,18 @@ export async function signLocationBeacon(agent: Agent, location: Location, opts:
     );
   }
   const at = opts.at ?? BigInt(Math.floor(Date.now() / 1000));
-  const d = agent.deploymentOf("LocationBeacon");
-  const ciphertext = await sealLocation(location, recipients, {
-    chainId: BigInt(d.chainId),
-    contract: d.verifyingContract,
-    device: agent.deviceId,
-    at,
-  });
+  let ciphertext: string;
+  try {
+    ciphertext = await sealLocation(location, recipients, {
+      chainId: BigInt(d.chainId),
+      contract: d.verifyingContract,
+      device: agent.deviceId,
+      at,
+    });
+  } catch (err) {
+    if (err instanceof BeaconError) throw new AgentError(err.field, err.message);
+    throw err;
+  }
   const fields = { recipients, ciphertext, at, ...(opts.deadline === undefined ? {} : { deadline: opts.deadline }) };
   return agent.sign("LocationBeacon", fields, opts.ref === undefined ? {} : { ref: opts.ref });
 }
