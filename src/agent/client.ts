@@ -410,7 +410,7 @@ export class Chain {
       case "LocationBeacon":
         [contract, iface, event] = ["locationBeacons", beaconsInterface, "LocationBeaconPosted"];
         topics = [word(device)];
-        match = (a) => big(a.latitudeE7, f.latitudeE7) && big(a.longitudeE7, f.longitudeE7) && big(a.at, f.at);
+        match = (a) => big(a.nonce, f.nonce) && eq(a.ciphertext, f.ciphertext);
         break;
       case "UnlockLog":
         [contract, iface, event] = ["lockAccess", lockInterface, "LogAnchored"];
