@@ -192,6 +192,8 @@ const FINAL_ERRORS = new Set([
   "DeviceRegistryBatchRevoked",
   "LocationBeaconsExpired",
   "LocationBeaconsInvalidSignature",
+  // Sealed to a recipient list that is no longer the owner's: it never lands (the device seals anew).
+  "LocationBeaconsWrongRecipients",
 ]);
 
 /** The revert data carried somewhere in a provider error, if any. */
