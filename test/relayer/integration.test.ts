@@ -34,7 +34,7 @@ import { crashSeed } from "../helpers/crashSeed.js";
 import { rpcProvider, simulateFleet } from "../../src/relayer/fleet.js";
 import { deviceById } from "../../src/registry/lookup.js";
 import { LocationBeacons__factory } from "../../typechain-types/index.js";
-import { openLocation, sealLocation } from "../../src/beacons/index.js";
+import { generateBeaconKey, openLocation, sealLocation } from "../../src/beacons/index.js";
 
 type Status = { id: string; status: string; txHash?: string; error?: string };
 
@@ -318,6 +318,7 @@ describe(`relayer integration (${NODE_KIND} node on loopback)`, function () {
         node,
         admin: await provider.getSigner(0),
         owner: await provider.getSigner(1),
+        ownerBeaconKey: await generateBeaconKey(), // no beacon is sent here
       });
       await node.stop();
       const r = await post(
