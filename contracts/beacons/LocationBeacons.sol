@@ -189,11 +189,20 @@ contract LocationBeacons is EIP712, Multicall {
         LocationBeacon calldata beacon
     ) private view returns (bytes32) {
         bytes32 ciphertextHash = keccak256(beacon.ciphertext);
-        return _hashTypedDataV4(
-            keccak256(
-                abi.encode(LOCATION_BEACON_TYPEHASH, deviceId, nonce, recipientsHash, ciphertextHash, beacon.at, beacon.deadline)
-            )
-        );
+        return
+            _hashTypedDataV4(
+                keccak256(
+                    abi.encode(
+                        LOCATION_BEACON_TYPEHASH,
+                        deviceId,
+                        nonce,
+                        recipientsHash,
+                        ciphertextHash,
+                        beacon.at,
+                        beacon.deadline
+                    )
+                )
+            );
     }
 
     function _rehash(bytes32[] storage list) private {

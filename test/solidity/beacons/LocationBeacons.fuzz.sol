@@ -63,11 +63,12 @@ contract LocationBeaconsFuzz is CustosTest {
         return signDigest(keys[d], typedDigest(beacons.DOMAIN_SEPARATOR(), structHash));
     }
 
-    function _beacon(address owner, bytes memory ciphertext, uint64 at, uint256 deadline)
-        internal
-        view
-        returns (LocationBeacons.LocationBeacon memory)
-    {
+    function _beacon(
+        address owner,
+        bytes memory ciphertext,
+        uint64 at,
+        uint256 deadline
+    ) internal view returns (LocationBeacons.LocationBeacon memory) {
         return LocationBeacons.LocationBeacon(beacons.beaconRecipients(owner), ciphertext, at, deadline);
     }
 
@@ -201,7 +202,11 @@ contract LocationBeaconsFuzz is CustosTest {
         vm.expectRevert(abi.encodeWithSelector(LocationBeacons.LocationBeaconsUnknownResponder.selector, 9));
         beacons.removeResponder(bytes32(uint256(9)));
         vm.stopPrank();
-        vm.assertEq(keccak256(beacons.beaconRecipients(OWNER)), keccak256(abi.encodePacked(OWNER_KEY)), "another owner list is untouched");
+        vm.assertEq(
+            keccak256(beacons.beaconRecipients(OWNER)),
+            keccak256(abi.encodePacked(OWNER_KEY)),
+            "another owner list is untouched"
+        );
     }
 
     function _word(bytes memory b, uint256 i) private pure returns (uint256 w) {

@@ -65,9 +65,10 @@ contract BeaconsHandler is HandlerBase {
         uint256 v = variant % 12;
         uint256 ki = v == 9 && d.keys.length > 1 ? d.keys.length - 2 : d.keys.length - 1;
         bytes memory current = beacons.beaconRecipients(d.owner);
-        bytes memory to = v == 10
-            ? beacons.beaconRecipients(d.owner == OWNER ? BUYER : OWNER)
-            : (v == 11 ? _staleRecipients[d.owner] : current);
+        bytes memory to =
+            v == 10
+                ? beacons.beaconRecipients(d.owner == OWNER ? BUYER : OWNER)
+                : (v == 11 ? _staleRecipients[d.owner] : current);
         LocationBeacons.LocationBeacon memory b = LocationBeacons.LocationBeacon(
             to,
             ciphertext,
@@ -107,7 +108,9 @@ contract BeaconsHandler is HandlerBase {
         _expect(invariant, quarantined && currentKey && wellFormed && toOwner, ok, "beacon");
         if (!ok) return;
         ++d.beaconNonce;
-        (_lastBeacon, _lastKey, _lastSig) = (b, d.keys[ki].signer, sig);
+        _lastBeacon = b;
+        _lastKey = d.keys[ki].signer;
+        _lastSig = sig;
     }
 
     /// @notice Anyone relays the last accepted beacon again: refused (invariant 2).
