@@ -5,7 +5,9 @@ import { DeviceBatch, deviceIdOf } from "../src/registry/batch.js";
 import { p256Key, secp256k1Key, type DeviceKey } from "../src/crypto/deviceKey.js";
 import { p256KeyFromScalar } from "../src/crypto/p256.js";
 import { deployRegistry, claimArgs, rotation, signAs, deadlineIn, MODEL, FIRMWARE } from "../test/helpers/registry.js";
-import { deployBeacons } from "../test/helpers/beacons.js";
+import { beaconArgs, deployBeacons } from "../test/helpers/beacons.js";
+import { generateBeaconKey } from "../src/beacons/index.js";
+import { benchEvidence } from "./guardian/evidence.js";
 import type { GasRecorder } from "./lib.js";
 import { deviceById } from "../src/registry/lookup.js";
 
@@ -56,6 +58,10 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
   await gas.record("registry.guardianFlag.quorum", quorum.connect(guardians[1]).flag(id, ethers.id("tamper")));
   await quorum.connect(guardians[0]).clearFlag(id);
   await quorum.connect(guardians[1]).clearFlag(id);
+  // A guardian service's vote: a flag whose reason is the keccak256 of its canonical evidence JSON
+  // (src/guardian/policy), the first on its device (below the quorum).
+  const evidence = benchEvidence(deviceIdOf(p256.signer));
+  await gas.record("guardian.vote", quorum.connect(guardians[2]).flag(deviceIdOf(p256.signer), evidence.reason));
 
   const firmware = ethers.id("firmware 1.0.1");
   let nonce = await registry.deviceNonce(id);
@@ -87,18 +93,26 @@ export async function benchRegistry(gas: GasRecorder): Promise<void> {
   const p256Owner = await ethers.getImpersonatedSigner((await deviceById(registry, p256Id)).owner);
   await admin.sendTransaction({ to: p256Owner.address, value: ethers.parseEther("1") });
   await registry.connect(p256Owner).reportStolen(p256Id);
-  // Beacons go to LocationBeacons, with its own domain and the device's beacon nonce (its first: 0).
-  const { beacons, deployment: beaconsDeployment } = await deployBeacons(ctx);
-  nonce = await beacons.beaconNonce(p256Id);
-  deadline = await deadlineIn();
-  const beacon = { latitudeE7: 525200660, longitudeE7: 134049540, at: 1_700_000_000n, deadline };
+  // Beacons go to LocationBeacons, with its own domain and the device's beacon nonce (its first: 0),
+  // the location sealed (HPKE) to the owner's beacon key. Ciphertexts are random (fresh ephemeral
+  // keys) but of fixed length, so gas moves by a few units at most between runs.
+  const { beacons } = await deployBeacons(ctx);
+  const ownerKey = await generateBeaconKey();
+  await beacons.connect(p256Owner).setBeaconKey(ownerKey.publicKey);
+  const position = { latitudeE7: 525200660, longitudeE7: 134049540, at: 1_700_000_000n };
   await gas.record(
     "beacons.postLocationBeacon.p256",
-    beacons.postLocationBeacon(
-      p256.signer,
-      beacon,
-      signAs(p256, "LocationBeacon", beaconsDeployment, { device: p256Id, nonce, ...beacon }),
-    ),
+    beacons.postLocationBeacon(...(await beaconArgs(beacons, p256, p256Id, { position }))),
+  );
+  // The figure of issue 17: a first beacon sealed to the owner and two responders (police, insurer).
+  for (let i = 0; i < 2; i++) await beacons.connect(p256Owner).addResponder((await generateBeaconKey()).publicKey);
+  a = await claimArgs(ctx, spare, batch, batchId, p256Owner.address);
+  await registry.connect(relayer).claim(a.claim, a.proof, a.signature);
+  const spareId = deviceIdOf(spare.signer);
+  await registry.connect(p256Owner).reportStolen(spareId);
+  await gas.record(
+    "guardian.encryptedBeacon",
+    beacons.postLocationBeacon(...(await beaconArgs(beacons, spare, spareId, { position }))),
   );
   await gas.record("registry.decommission", registry.connect(p256Owner).decommission(p256Id));
   await gas.record(

@@ -26,7 +26,13 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types"
 import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
 import type { NetworkConnection } from "hardhat/types/network";
 import { DOMAINS, type DomainName } from "../src/eip712/index.js";
-import type { CustodyLedger, DeviceRegistry, LockAccess, PaymentChannels } from "../typechain-types/index.js";
+import type {
+  CustodyLedger,
+  DeviceRegistry,
+  LocationBeacons,
+  LockAccess,
+  PaymentChannels,
+} from "../typechain-types/index.js";
 import { inputError, type SignerArgs } from "./support.js";
 
 /** The chain a task acts on, and what it knows about it. */
@@ -119,6 +125,7 @@ type Typed = {
   LockAccess: LockAccess;
   PaymentChannels: PaymentChannels;
   CustodyLedger: CustodyLedger;
+  LocationBeacons: LocationBeacons;
 };
 
 /** The contract `name` at `address` (its artifact's ABI), signing as `runner` when given. */
@@ -148,6 +155,7 @@ export const CONTRACTS = {
   LockAccess: { flag: "--locks", env: "CUSTOS_LOCK_ACCESS", domain: "lock" },
   PaymentChannels: { flag: "--channels", env: "CUSTOS_PAYMENT_CHANNELS", domain: "channels" },
   CustodyLedger: { flag: "--ledger", env: "CUSTOS_CUSTODY_LEDGER", domain: "custody" },
+  LocationBeacons: { flag: "--beacons", env: "CUSTOS_LOCATION_BEACONS", domain: "beacons" },
 } as const satisfies Record<string, { flag: string; env: string; domain: DomainName }>;
 
 export type ContractName = keyof typeof CONTRACTS;

@@ -4,6 +4,7 @@
  */
 import module from "node:module";
 import { accessTasks } from "./access.js";
+import { beaconTasks } from "./beacons.js";
 import { channelTasks } from "./channels.js";
 import { custodyTasks } from "./custody.js";
 import { registryTasks } from "./registry.js";
@@ -13,4 +14,4 @@ import { registryTasks } from "./registry.js";
 // command: a task's start-up is mostly loading modules. A failure to cache only costs speed.
 module.enableCompileCache?.();
 
-export const tasks = [...registryTasks, ...accessTasks, ...channelTasks, ...custodyTasks];
+export const tasks = [...registryTasks, ...accessTasks, ...channelTasks, ...custodyTasks, ...beaconTasks];

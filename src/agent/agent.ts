@@ -12,7 +12,7 @@
 import { Serial } from "./serial.js";
 import path from "node:path";
 import { getAddress, type Provider } from "ethers";
-import { TYPES, type Message } from "../eip712/index.js";
+import { TYPES, type Deployment, type Message } from "../eip712/index.js";
 import { TypedDataHasher, bytesToHex } from "../eip712/fast.js";
 import type { DeviceSigner } from "../crypto/deviceKey.js";
 import { DeviceSignatureVerifier } from "../crypto/verify.js";
@@ -390,6 +390,16 @@ export class Agent {
   async stop(): Promise<void> {
     this.outbox.off("done", this.onDone);
     await this.opts.onStop?.();
+  }
+
+  /** The chain connection the agent reads (nonces, the clock, a beacon's recipients). */
+  get chain(): Chain {
+    return this.opts.chain;
+  }
+
+  /** Where a message of `type` goes: its contract's EIP-712 deployment. */
+  deploymentOf(type: DeviceMessageType): Deployment {
+    return this.deployment(type);
   }
 
   /** The EIP-712 deployment a message of `type` is signed for: its contract's domain. */

@@ -23,6 +23,7 @@ import { LOCK_EXAMPLES, registerLock } from "./commands/lock.js";
 import { METER_EXAMPLES, registerMeter } from "./commands/meter.js";
 import { OUTBOX_EXAMPLES, registerOutbox } from "./commands/outbox.js";
 import { SEND_EXAMPLES, registerSend } from "./commands/send.js";
+import { BEACON_EXAMPLES, registerBeacon } from "./commands/beacon.js";
 import { TRACKER_EXAMPLES, registerTracker } from "./commands/tracker.js";
 
 export { CliError, EXIT, resolveConfig, type AgentConfig } from "./commands/common.js";
@@ -32,6 +33,7 @@ export { parseDeadline } from "./commands/common.js";
 export const EXAMPLES: Record<string, string> = {
   ...KEY_EXAMPLES,
   ...SEND_EXAMPLES,
+  ...BEACON_EXAMPLES,
   ...OUTBOX_EXAMPLES,
   ...GUEST_EXAMPLES,
   ...LOCK_EXAMPLES,
@@ -101,6 +103,7 @@ export function buildProgram(io: Io, exit: { code: number }): Command {
 
   registerKey(program, ctx);
   registerSend(program, ctx);
+  registerBeacon(program, ctx);
   registerOutbox(program, ctx);
   registerGuest(program, ctx);
   registerLock(program, ctx);

@@ -192,6 +192,8 @@ const FINAL_ERRORS = new Set([
   "DeviceRegistryBatchRevoked",
   "LocationBeaconsExpired",
   "LocationBeaconsInvalidSignature",
+  // Sealed to a recipient list that is no longer the owner's: it never lands (the device seals anew).
+  "LocationBeaconsWrongRecipients",
 ]);
 
 /** The revert data carried somewhere in a provider error, if any. */
@@ -342,6 +344,18 @@ export class Chain {
   }
 
   /**
+   * The packed recipient keys a beacon of `device` must be sealed to now: those its current owner
+   * registered on LocationBeacons (empty when the owner has set no beacon key).
+   */
+  async beaconRecipients(device: bigint): Promise<string> {
+    const beacons = this.beacons;
+    if (!beacons) throw new Error("no locationBeacons address is configured");
+    await this.beaconNonce(device); // checks, once, that the node serves these LocationBeacons
+    const owner = await this.call("ownerOf", () => this.registry.ownerOf(device));
+    return (await this.call("beaconRecipients", () => beacons.beaconRecipients(owner))).toLowerCase();
+  }
+
+  /**
    * The next nonce of `device` that a message of `type` must carry: LocationBeacons' beacon nonce
    * for a beacon, the registry's device nonce for the rest.
    */
@@ -398,7 +412,7 @@ export class Chain {
       case "LocationBeacon":
         [contract, iface, event] = ["locationBeacons", beaconsInterface, "LocationBeaconPosted"];
         topics = [word(device)];
-        match = (a) => big(a.latitudeE7, f.latitudeE7) && big(a.longitudeE7, f.longitudeE7) && big(a.at, f.at);
+        match = (a) => big(a.nonce, f.nonce) && eq(a.ciphertext, f.ciphertext);
         break;
       case "UnlockLog":
         [contract, iface, event] = ["lockAccess", lockInterface, "LogAnchored"];

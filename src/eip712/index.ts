@@ -54,16 +54,18 @@ export const TYPES = {
     ],
   },
   /**
-   * A quarantined device reports where it is, for its owner. Posted to LocationBeacons, whose
-   * per-device `beaconNonce` it carries (not the registry's device nonce).
+   * A quarantined device reports where it is, sealed to its owner's recipient keys. Posted to
+   * LocationBeacons, whose per-device `beaconNonce` it carries (not the registry's device nonce).
+   * `recipients` is the owner's packed 32-byte X25519 keys (`beaconRecipients(owner)`), `ciphertext`
+   * the location HPKE-sealed to each of them (src/beacons); both are signed as their keccak256.
    */
   LocationBeacon: {
     domain: "beacons",
     fields: [
       { name: "device", type: "uint256" },
       { name: "nonce", type: "uint256" },
-      { name: "latitudeE7", type: "int32" },
-      { name: "longitudeE7", type: "int32" },
+      { name: "recipients", type: "bytes" },
+      { name: "ciphertext", type: "bytes" },
       { name: "at", type: "uint64" },
       { name: "deadline", type: "uint256" },
     ],

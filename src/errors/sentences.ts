@@ -94,6 +94,16 @@ export const SENTENCES: Record<string, Sentence> = {
   LocationBeaconsExpired: expired("the location beacon's"),
   LocationBeaconsInvalidSignature: () =>
     "the location beacon's signature does not verify against the device's key (altered fields, another key, chain or contract)",
+  LocationBeaconsNoRecipients: (a) =>
+    `${addr(a.owner)} has registered no beacon key: its devices' beacons would reach nobody (it calls setBeaconKey first)`,
+  LocationBeaconsWrongRecipients: (a) =>
+    `the beacon is sealed to recipients other than ${addr(a.owner)}'s current ones (a previous owner's, or a list it has changed since): the device seals it again to beaconRecipients(owner)`,
+  LocationBeaconsInvalidRecipientKey: () => "the all-zero key is not a beacon key: give a 32-byte X25519 public key",
+  LocationBeaconsNoBeaconKey: (a) =>
+    `${addr(a.owner)} has no beacon key yet: set it (setBeaconKey) before adding responders`,
+  LocationBeaconsDuplicateRecipient: (a) => `${shortHex(a.key)} is already one of the caller's beacon recipients`,
+  LocationBeaconsTooManyRecipients: (a) => `a beacon goes to at most ${a.max} keys: remove a responder first`,
+  LocationBeaconsUnknownResponder: (a) => `${shortHex(a.key)} is not one of the caller's responders: nothing to remove`,
 
   // ---------------------------------------------------------------- LockAccess
   LockAccessNotOwner: (a) => `${addr(a.account)} is not the owner of lock ${dev(a.lock)}: only its owner may do this`,

@@ -133,7 +133,7 @@ const SELECTORS = {
   LocationBeacon: selectorOf(
     "locationBeacons",
     "postLocationBeacon",
-    "postLocationBeacon(bytes,(int32,int32,uint64,uint256),bytes)",
+    "postLocationBeacon(bytes,(bytes,bytes,uint64,uint256),bytes)",
   ),
   NonceCancellation: selectorOf("registry", "cancelNonce", "cancelNonce(bytes,uint256,bytes)"),
   UnlockLog: selectorOf(
@@ -344,23 +344,28 @@ export function encodeCall(m: SignedDeviceMessage): { contract: ContractName; da
       };
     }
     case "LocationBeacon": {
-      // postLocationBeacon(bytes key, (int32 latitudeE7, int32 longitudeE7, uint64 at, uint256
-      //                    deadline) beacon, bytes signature); the beacon is static: in the head
+      // postLocationBeacon(bytes key, (bytes recipients, bytes ciphertext, uint64 at, uint256
+      //                    deadline) beacon, bytes signature); the beacon is dynamic: a tail of
+      // its own (four head words, then its recipients' and ciphertext's tails)
       const key = bytes(m.key, "key");
-      const latitude = int(f.latitudeE7, 32, "message.latitudeE7");
-      const longitude = int(f.longitudeE7, 32, "message.longitudeE7");
+      const recipients = bytes(f.recipients, "message.recipients");
+      const ciphertext = bytes(f.ciphertext, "message.ciphertext");
       const at = uint(f.at, 64, "message.at");
       const deadline = uint(f.deadline, 256, "message.deadline");
       const signature = bytes(m.signature, "signature");
-      const sig = 6 * WORD + tailSize(key);
+      const beacon = 3 * WORD + tailSize(key);
+      const sig = beacon + 4 * WORD + tailSize(recipients) + tailSize(ciphertext);
       return {
         contract: "locationBeacons",
         data:
           SELECTORS.LocationBeacon +
-          size(6 * WORD) +
-          (latitude + longitude + at + deadline) +
+          size(3 * WORD) +
+          size(beacon) +
           size(sig) +
           tail(key) +
+          (size(4 * WORD) + size(4 * WORD + tailSize(recipients)) + at + deadline) +
+          tail(recipients) +
+          tail(ciphertext) +
           tail(signature),
       };
     }

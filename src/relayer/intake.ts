@@ -42,13 +42,14 @@ const ZERO_ADDRESS = /^0x0{40}$/i;
  * Gas a device message of a shape not yet estimated is assumed to cost alone (21,000 included),
  * until one of that shape is next in line and gets a real `eth_estimateGas`. Measured on the
  * registry (secp256k1 / P-256 key): attestation 52k / 63k, cancellation 50k / 61k, claim with a
- * 14-deep proof 127k / 139k; on LocationBeacons, a device's first beacon 67k / 79k (its nonce slot
- * written from zero). These bounds leave headroom.
+ * 14-deep proof 127k / 139k; on LocationBeacons, a device's first beacon (its nonce slot written
+ * from zero) 78k sealed to three recipients from a secp256k1 key, 85k to one from a P-256 key; each
+ * further recipient adds its key and 56 bytes of ciphertext, up to eight. These bounds leave headroom.
  */
 const GAS_BOUND: Record<SignedDeviceMessage["type"], bigint> = {
   DeviceClaim: 200_000n,
   FirmwareAttestation: 100_000n,
-  LocationBeacon: 100_000n,
+  LocationBeacon: 150_000n,
   NonceCancellation: 100_000n,
   UnlockLog: 100_000n,
   Voucher: 100_000n,

@@ -16,6 +16,8 @@ import { FakeRelayer } from "./fakeRelayer.js";
 import { agentFixture, eventually, firmwareEvents, tempDir } from "./helpers.js";
 import { freePort } from "../helpers/node.js";
 import { deviceByKey } from "../../src/registry/lookup.js";
+import { signLocationBeacon } from "../../src/agent/roles/beacon.js";
+import { openPosted } from "../helpers/beacons.js";
 
 type Fixture = Awaited<ReturnType<typeof agentFixture>>;
 
@@ -50,7 +52,13 @@ async function relayElsewhere(f: Fixture, m: SignedDeviceMessage) {
   await (await f.ctx.stranger.sendTransaction({ to, data })).wait();
 }
 
-const position = (n: number) => ({ latitudeE7: 473_700_000 + n, longitudeE7: 85_400_000, at: 1_767_225_600 + n });
+/** Device `agent`'s n-th location beacon, sealed to its owner's recipients (the beacon role). */
+const beacon = (agent: Agent, n: number, opts: { deadline?: bigint } = {}) =>
+  signLocationBeacon(
+    agent,
+    { latitudeE7: 473_700_000 + n, longitudeE7: 85_400_000 },
+    { at: BigInt(1_767_225_600 + n), ...opts },
+  );
 
 /** Records a direct submission as the courier does just before it broadcasts: the crash window. */
 async function persistUnbroadcastTx(f: Fixture, agent: Agent, id: string, nonce?: number): Promise<RpcSubmission> {
@@ -134,7 +142,7 @@ describe("agent (in-process network)", function () {
         ["device", () => agent.sign("FirmwareAttestation", { firmwareHash: fw("x"), device: f.ids[1] })],
         ["nonce", () => agent.sign("FirmwareAttestation", { firmwareHash: fw("x"), nonce: 7 })],
         ["colour", () => agent.sign("NonceCancellation", { colour: "red" })],
-        ["latitudeE7", () => agent.sign("LocationBeacon", { latitudeE7: 2n ** 31n, longitudeE7: 0, at: 1 })],
+        ["latitudeE7", () => signLocationBeacon(agent, { latitudeE7: 2 ** 31, longitudeE7: 0 }, { at: 1n })],
         ["deadline", () => agent.sign("NonceCancellation", { deadline: "soon" })],
         ["type", () => agent.sign("KeyRotation" as never, {})],
         ["claim", () => agent.sign("DeviceClaim", { owner: f.ctx.owner.address, batch: 1 })],
@@ -159,7 +167,7 @@ describe("agent (in-process network)", function () {
       await agent.drain();
       await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[0]);
       const signed = [];
-      for (let i = 0; i < 3; i++) signed.push(await agent.sign("LocationBeacon", position(i)));
+      for (let i = 0; i < 3; i++) signed.push(await beacon(agent, i));
       expect(signed.map((s) => s.message.message.nonce)).to.deep.equal(["0", "1", "2"]);
       // The registry sequence goes on where it was.
       const held = await agent.sign("FirmwareAttestation", { firmwareHash: fw("while stolen") });
@@ -177,7 +185,7 @@ describe("agent (in-process network)", function () {
         payer: f.payer,
         ...FAST,
       });
-      const err = await agent.sign("LocationBeacon", position(0)).then(
+      const err = await beacon(agent, 0).then(
         () => null,
         (e: Error) => e,
       );
@@ -240,7 +248,7 @@ describe("agent (in-process network)", function () {
       await secp.sign("FirmwareAttestation", { firmwareHash: fw("a1") });
       await stack.dispatcher.drain();
       await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[1]);
-      await p256.sign("LocationBeacon", { latitudeE7: 473_700_000, longitudeE7: -85_400_000, at: 1_767_225_600 });
+      await signLocationBeacon(p256, { latitudeE7: 473_700_000, longitudeE7: -85_400_000 }, { at: 1_767_225_600n });
       await stack.dispatcher.drain();
 
       expect(stack.outbox.stats()).to.deep.include({ confirmed: 6, pending: 0, submitted: 0, spent: 0, rejected: 0 });
@@ -254,9 +262,10 @@ describe("agent (in-process network)", function () {
       expect(events.filter((e) => e.startsWith(`${f.ids[1]}:`))).to.deep.equal([`${f.ids[1]}:${fw("b0")}`]);
       // The beacon went to LocationBeacons with the device's first beacon nonce, apart from its device nonce.
       const beacons = await f.beacons.queryFilter(f.beacons.filters.LocationBeaconPosted());
-      expect(beacons.map((e) => [e.args.deviceId, e.args.owner, e.args.latitudeE7, e.args.longitudeE7])).to.deep.equal([
-        [f.ids[1], f.ctx.owner.address, 473_700_000n, -85_400_000n],
-      ]);
+      const opened = await Promise.all(beacons.map((e) => openPosted(f.beacons, e.args, f.ownerKey)));
+      expect(
+        beacons.map((e, i) => [e.args.deviceId, e.args.owner, opened[i].latitudeE7, opened[i].longitudeE7]),
+      ).to.deep.equal([[f.ids[1], f.ctx.owner.address, 473_700_000, -85_400_000]]);
       expect(await f.ctx.registry.deviceNonce(f.ids[0])).to.equal(3n);
       expect(await f.ctx.registry.deviceNonce(f.ids[1])).to.equal(2n);
       expect(await f.beacons.beaconNonce(f.ids[1])).to.equal(1n);
@@ -273,7 +282,7 @@ describe("agent (in-process network)", function () {
       // Signed first: held while the device is quarantined (the chain refuses it for now).
       const held = await agent.sign("FirmwareAttestation", { firmwareHash: fw("held") });
       const beacons: Signed[] = [];
-      for (let i = 0; i < 2; i++) beacons.push(await agent.sign("LocationBeacon", position(i)));
+      for (let i = 0; i < 2; i++) beacons.push(await beacon(agent, i));
       const draining = agent.drain();
       await eventually(
         () => beacons.every((b) => agent.outbox.get(b.id)!.outcome === "confirmed"),
@@ -282,7 +291,8 @@ describe("agent (in-process network)", function () {
       );
       expect(agent.outbox.get(held.id)!.state).to.not.equal("done");
       const posted = await f.beacons.queryFilter(f.beacons.filters.LocationBeaconPosted());
-      expect(posted.map((e) => e.args.latitudeE7)).to.deep.equal([0n, 1n].map((n) => BigInt(473_700_000) + n));
+      const opened = await Promise.all(posted.map((e) => openPosted(f.beacons, e.args, f.ownerKey)));
+      expect(opened.map((o) => o.latitudeE7)).to.deep.equal([0, 1].map((n) => 473_700_000 + n));
       expect(await f.beacons.beaconNonce(f.ids[1])).to.equal(2n);
       expect(await f.ctx.registry.deviceNonce(f.ids[1])).to.equal(0n);
       await agent.stop();
@@ -293,13 +303,13 @@ describe("agent (in-process network)", function () {
       const f = await loadFixture(agentFixture);
       const agent = await agentFor(f, 0);
       await f.ctx.registry.connect(f.ctx.owner).reportStolen(f.ids[0]);
-      const s = await agent.sign("LocationBeacon", position(0));
+      const s = await beacon(agent, 0);
       await relayElsewhere(f, s.message);
       await agent.drain();
       expect(agent.outbox.get(s.id)).to.deep.include({ state: "done", outcome: "spent" });
       expect(await payerTxCount(f)).to.equal(0);
       // The next beacon follows the beacons' nonce; the device nonce is untouched.
-      expect((await agent.sign("LocationBeacon", position(1))).message.message.nonce).to.equal("1");
+      expect((await beacon(agent, 1)).message.message.nonce).to.equal("1");
       await agent.drain();
       expect(await f.beacons.beaconNonce(f.ids[0])).to.equal(2n);
       expect(await f.ctx.registry.deviceNonce(f.ids[0])).to.equal(0n);
@@ -310,7 +320,7 @@ describe("agent (in-process network)", function () {
       const f = await loadFixture(agentFixture);
       const agent = await agentFor(f, 0);
       const deadline = BigInt(await time.latest()) + 60n;
-      const s = await agent.sign("LocationBeacon", { ...position(0), deadline });
+      const s = await beacon(agent, 0, { deadline });
       const draining = agent.drain();
       await new Promise((r) => setTimeout(r, 300)); // simulated, refused for now, held
       expect(agent.outbox.get(s.id)!.state).to.equal("pending");

@@ -7,14 +7,14 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { loadFixture } from "../helpers/hardhat.js";
+import { ethers, loadFixture } from "../helpers/hardhat.js";
 import { TypedDataEncoder, getAddress, hexlify } from "ethers";
 import { TYPES, domainOf, typesOf, type Deployment, type Message, type TypeName } from "../../src/eip712/index.js";
 import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast.js";
 import { randomDeviceKey, type DeviceKey, type DeviceKeyKind } from "../../src/crypto/deviceKey.js";
 import { deviceIdOf } from "../../src/registry/batch.js";
 import { commit, deadlineIn, deployRegistry, makeBatch, provision, type RegistryContext } from "../helpers/registry.js";
-import { deployBeacons } from "../helpers/beacons.js";
+import { deployBeacons, recipientsOf } from "../helpers/beacons.js";
 import type { LocationBeacons } from "../../typechain-types/index.js";
 import { assertProperty } from "../helpers/property.js";
 
@@ -82,7 +82,7 @@ describe("agent EIP-712 digests (property-based)", function () {
       ["DeviceClaim", "owner", "0x1234"],
       ["FirmwareAttestation", "firmwareHash", "0x" + "00".repeat(31)],
       ["FirmwareAttestation", "nonce", -1n],
-      ["LocationBeacon", "latitudeE7", 1n << 31n],
+      ["LocationBeacon", "ciphertext", "0xabc"],
       ["LocationBeacon", "at", "twelve"],
       ["KeyRotation", "newKey", "0xabc"],
     ];
@@ -203,16 +203,15 @@ describe("agent EIP-712 digests (property-based)", function () {
     },
     LocationBeacon: {
       fields: fc.record({
-        latitudeE7: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
-        longitudeE7: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+        ciphertext: fc.uint8Array({ maxLength: 300 }).map((b) => ethers.hexlify(b)),
         at: fc.bigInt(0n, (1n << 64n) - 1n),
         deadline,
       }),
       async run({ ctx, key, id, beacons, beaconsDeployment }, fields) {
         await ctx.registry.connect(ctx.owner).reportStolen(id); // beacons come from quarantined devices
         const beacon = {
-          latitudeE7: fields.latitudeE7 as number,
-          longitudeE7: fields.longitudeE7 as number,
+          recipients: await recipientsOf(beacons, id),
+          ciphertext: fields.ciphertext as string,
           at: fields.at as bigint,
           deadline: await deadlineIn(fields.deadline as number),
         };
@@ -220,7 +219,7 @@ describe("agent EIP-712 digests (property-based)", function () {
         const signature = sign(key, "LocationBeacon", ctx, message, beaconsDeployment);
         await expect(beacons.connect(ctx.stranger).postLocationBeacon(key.signer, beacon, signature))
           .to.emit(beacons, "LocationBeaconPosted")
-          .withArgs(id, ctx.owner.address, beacon.latitudeE7, beacon.longitudeE7, beacon.at);
+          .withArgs(id, ctx.owner.address, 0n, beacon.at, beacon.recipients, beacon.ciphertext);
       },
     },
     NonceCancellation: {

@@ -34,7 +34,7 @@ export async function fundedWallet(): Promise<Wallet> {
 /** The registry (and LocationBeacons) with a secp256k1 and a P-256 device claimed by `owner`, and a funded payer. */
 export async function agentFixture() {
   const ctx = await deployRegistry();
-  const { beacons } = await deployBeacons(ctx);
+  const { beacons, ownerKey } = await deployBeacons(ctx);
   const keys = makeKeys(ctx, 2, ["secp256k1", "p256"]);
   const { ids, batch, batchId } = await provision(ctx, keys);
   const payer = await fundedWallet();
@@ -42,6 +42,7 @@ export async function agentFixture() {
   return {
     ctx,
     beacons,
+    ownerKey,
     keys: keys as [DeviceKey, DeviceKey],
     ids,
     batch,

@@ -27,6 +27,7 @@ import { createLogger } from "../../src/agent/log.js";
 import { generateKey, saveKeystore } from "../../src/agent/keystore.js";
 import { Outbox } from "../../src/agent/outbox.js";
 import { DeviceRegistry__factory, LocationBeacons__factory } from "../../typechain-types/index.js";
+import { generateBeaconKey, openLocation } from "../../src/beacons/index.js";
 import { NODE_KIND, freePort, startNode, type HardhatNode } from "../helpers/node.js";
 import { eventually, onceWritten, tempDir } from "./helpers.js";
 import { reapAll, runCli, startCli, type CliRun } from "../helpers/cli.js";
@@ -152,7 +153,7 @@ describe(`agent against ${NODE_KIND === "anvil" ? "anvil" : "a hardhat node"} on
       await node?.stop();
     });
 
-    it("CLI end to end: key create, key show, sign claim, send --signed, attest-firmware, send LocationBeacon, outbox", async function () {
+    it("CLI end to end: key create, key show, sign claim, send --signed, attest-firmware, beacon, outbox", async function () {
       const dir = tempDir();
       const keystore = path.join(dir, "device.json");
       const payer = await fundedPayer(chain);
@@ -208,19 +209,22 @@ describe(`agent against ${NODE_KIND === "anvil" ? "anvil" : "a hardhat node"} on
       expect((await attested(chain)).get(BigInt(deviceId))).to.deep.equal([firmware]);
 
       // Stolen: the device posts where it is to LocationBeacons, with its first beacon nonce.
+      // Sealed to the owner's beacon key, registered on LocationBeacons first.
+      const beacons = LocationBeacons__factory.connect(chain.locationBeacons, chain.provider);
+      const ownerBeaconKey = await generateBeaconKey();
+      await (await beacons.connect(chain.owner).setBeaconKey(ownerBeaconKey.publicKey)).wait();
       await (await registry.connect(chain.owner).reportStolen(deviceId)).wait();
       const beacon = await runCli(
         [
           "--config",
           config,
-          "send",
-          "LocationBeacon",
-          "--field",
-          "latitudeE7=473700000",
-          "--field",
-          "longitudeE7=-85400000",
-          "--field",
-          "at=1767225600",
+          "beacon",
+          "--latitude-e7",
+          "473700000",
+          "--longitude-e7",
+          "-85400000",
+          "--at",
+          "1767225600",
         ],
         env,
       );
@@ -230,11 +234,15 @@ describe(`agent against ${NODE_KIND === "anvil" ? "anvil" : "a hardhat node"} on
         nonce: "0",
         outcome: "confirmed",
       });
-      const beacons = LocationBeacons__factory.connect(chain.locationBeacons, chain.provider);
       const posted = await beacons.queryFilter(beacons.filters.LocationBeaconPosted(deviceId));
-      expect(posted.map((e) => [e.args.owner, e.args.latitudeE7, e.args.longitudeE7])).to.deep.equal([
-        [owner, 473_700_000n, -85_400_000n],
-      ]);
+      expect(posted.map((e) => [e.args.owner, e.args.recipients])).to.deep.equal([[owner, ownerBeaconKey.publicKey]]);
+      const { chainId } = await chain.provider.getNetwork();
+      const [, , , at, recipients, ciphertext] = posted[0].args;
+      const context = { chainId, contract: chain.locationBeacons, device: BigInt(deviceId), at };
+      expect(await openLocation(ciphertext, recipients, context, ownerBeaconKey.privateKey)).to.deep.equal({
+        latitudeE7: 473_700_000,
+        longitudeE7: -85_400_000,
+      });
       expect(await registry.deviceNonce(deviceId)).to.equal(1n);
 
       const outbox = await runCli(["--config", config, "outbox", "--all"], env);

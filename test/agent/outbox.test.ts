@@ -33,8 +33,8 @@ function beacon(key: string, device: bigint, nonce: number): SignedDeviceMessage
     message: {
       device: device.toString(),
       nonce: String(nonce),
-      latitudeE7: "1",
-      longitudeE7: "2",
+      recipients: "0x" + "11".repeat(32),
+      ciphertext: "0x" + "22".repeat(56),
       at: String(nonce),
       deadline: "99999999999",
     },

@@ -1,13 +1,23 @@
 /**
- * LocationBeacons: the one message a quarantined device can still post (for its owner, relayed by
- * anyone), under its own EIP-712 domain and its own per-device beacon nonce.
+ * LocationBeacons: the one message a quarantined device can still post (relayed by anyone), under
+ * its own EIP-712 domain and its own per-device beacon nonce, its location sealed to its owner's
+ * beacon key and responders (HPKE): readable by them, by nobody else.
  */
 import { expect } from "chai";
 import { ethers, loadFixture, time } from "../helpers/hardhat.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { DOMAINS, typeHash } from "../../src/eip712/index.js";
 import { deviceIdOf } from "../../src/registry/batch.js";
-import { beaconArgs, deployBeacons, ZURICH } from "../helpers/beacons.js";
+import { anyValue } from "@nomicfoundation/hardhat-ethers-chai-matchers/withArgs";
+import {
+  BEACON_INFO,
+  BEACON_SUITE,
+  BeaconError,
+  generateBeaconKey,
+  importBeaconKey,
+  SEALED_BYTES,
+} from "../../src/beacons/index.js";
+import { beaconArgs, deployBeacons, openPosted, recipientsOf, ZURICH } from "../helpers/beacons.js";
 import { deployRegistry, highS, makeKeys, provision, rotation, Status } from "../helpers/registry.js";
 
 async function beaconsFixture() {
@@ -15,9 +25,14 @@ async function beaconsFixture() {
   // Devices 0 and 1: secp256k1 and P-256, claimed by the owner.
   const keys = makeKeys(ctx, 2, ["secp256k1", "p256"]);
   const { ids, batchId } = await provision(ctx, keys);
-  const { beacons, deployment } = await deployBeacons(ctx);
+  const { beacons, deployment, ownerKey, otherKey } = await deployBeacons(ctx);
+  // The owner's responders: the police and an insurer.
+  const police = await generateBeaconKey();
+  const insurer = await generateBeaconKey();
+  await beacons.connect(ctx.owner).addResponder(police.publicKey);
+  await beacons.connect(ctx.owner).addResponder(insurer.publicKey);
   const quorum = await ethers.getContractAt("GuardianQuorum", await ctx.registry.guardianQuorum());
-  return { ctx, keys, ids, batchId, beacons, deployment, quorum };
+  return { ctx, keys, ids, batchId, beacons, deployment, quorum, ownerKey, otherKey, police, insurer };
 }
 
 /** The fixture with both devices reported stolen by their owner. */
@@ -49,11 +64,12 @@ describe("LocationBeacons", function () {
       ["secp256k1", 0],
       ["P-256", 1],
     ] as const) {
-      it(`a ${kind} device reported stolen posts its location, relayed by a stranger; the event names its owner`, async function () {
-        const { ctx, keys, ids, beacons } = await loadFixture(stolenFixture);
+      it(`a ${kind} device reported stolen posts its location, relayed by a stranger; the event names its owner and recipients`, async function () {
+        const { ctx, keys, ids, beacons, ownerKey, police, insurer } = await loadFixture(stolenFixture);
+        const recipients = ownerKey.publicKey + police.publicKey.slice(2) + insurer.publicKey.slice(2);
         await expect(beacons.connect(ctx.stranger).postLocationBeacon(...(await beaconArgs(beacons, keys[i], ids[i]))))
           .to.emit(beacons, "LocationBeaconPosted")
-          .withArgs(ids[i], ctx.owner.address, ZURICH.latitudeE7, ZURICH.longitudeE7, ZURICH.at);
+          .withArgs(ids[i], ctx.owner.address, 0n, ZURICH.at, recipients, anyValue);
       });
     }
 
@@ -82,7 +98,7 @@ describe("LocationBeacons", function () {
       await ctx.registry.connect(ctx.other).reportStolen(ids[0]);
       await expect(beacons.postLocationBeacon(...(await beaconArgs(beacons, keys[0], ids[0]))))
         .to.emit(beacons, "LocationBeaconPosted")
-        .withArgs(ids[0], ctx.other.address, ZURICH.latitudeE7, ZURICH.longitudeE7, ZURICH.at);
+        .withArgs(ids[0], ctx.other.address, 0n, ZURICH.at, await recipientsOf(beacons, ids[0]), anyValue);
     });
 
     it("attack: an active device's beacon is refused (only a quarantined device posts one)", async function () {
@@ -220,12 +236,14 @@ describe("LocationBeacons", function () {
       }
     });
 
-    it("attack: fields changed after signing are refused", async function () {
+    it("attack: the ciphertext swapped or extended, the time or the deadline changed after signing: refused", async function () {
       const { keys, ids, beacons } = await loadFixture(stolenFixture);
       const [key, beacon, signature] = await beaconArgs(beacons, keys[0], ids[0]);
+      const flipped = ethers.getBytes(beacon.ciphertext);
+      flipped[40] ^= 1;
       for (const changed of [
-        { ...beacon, latitudeE7: -ZURICH.latitudeE7 },
-        { ...beacon, longitudeE7: 0 },
+        { ...beacon, ciphertext: ethers.hexlify(flipped) },
+        { ...beacon, ciphertext: ethers.concat([beacon.ciphertext, "0x00"]) },
         { ...beacon, at: ZURICH.at + 1n },
         { ...beacon, deadline: BigInt(beacon.deadline) + 1n },
       ])
@@ -298,6 +316,175 @@ describe("LocationBeacons", function () {
       const onTime = await beaconArgs(beacons, keys[0], ids[0], { deadline: later });
       await time.setNextBlockTimestamp(later);
       await expect(beacons.postLocationBeacon(...onTime)).to.emit(beacons, "LocationBeaconPosted");
+    });
+  });
+
+  describe("sealed location: its owner and its responders read it, nobody else", function () {
+    /** Posts device `i`'s beacon at ZURICH and returns its event's args. */
+    async function post(f: Awaited<ReturnType<typeof stolenFixture>>, i: number) {
+      const receipt = await (
+        await f.beacons.postLocationBeacon(...(await beaconArgs(f.beacons, f.keys[i], f.ids[i])))
+      ).wait();
+      // Positional: `at` is also the name of a method of ethers' Result.
+      const a = f.beacons.interface.parseLog(receipt!.logs[0])!.args;
+      return { deviceId: a[0] as bigint, at: a[3] as bigint, recipients: a[4] as string, ciphertext: a[5] as string };
+    }
+
+    /** Every HPKE slot of a posted ciphertext, tried with `key` (with the right associated data). */
+    async function opensAnySlot(
+      f: Awaited<ReturnType<typeof stolenFixture>>,
+      posted: { ciphertext: string },
+      privateKey: string,
+    ) {
+      const bytes = ethers.getBytes(posted.ciphertext);
+      const pair = await importBeaconKey(privateKey);
+      let opened = 0;
+      for (let o = 0; o < bytes.length; o += SEALED_BYTES) {
+        try {
+          await BEACON_SUITE.open(
+            { recipientKey: pair, enc: bytes.slice(o, o + 32), info: BEACON_INFO },
+            bytes.slice(o + 32, o + SEALED_BYTES),
+          );
+          opened++;
+        } catch {
+          // expected: not sealed to this key
+        }
+      }
+      return opened;
+    }
+
+    it("the owner, the police and the insurer each open the position", async function () {
+      const f = await loadFixture(stolenFixture);
+      const posted = await post(f, 1);
+      for (const holder of [f.ownerKey, f.police, f.insurer])
+        expect(await openPosted(f.beacons, posted, holder)).to.deep.equal({
+          latitudeE7: ZURICH.latitudeE7,
+          longitudeE7: ZURICH.longitudeE7,
+        });
+    });
+
+    it("attack: a stranger's beacon key opens nothing (not a recipient; no slot opens with it)", async function () {
+      const f = await loadFixture(stolenFixture);
+      const posted = await post(f, 0);
+      const stranger = await generateBeaconKey();
+      await expect(openPosted(f.beacons, posted, stranger)).to.be.rejectedWith(
+        BeaconError,
+        /not among the beacon's recipients/,
+      );
+      expect(await opensAnySlot(f, posted, stranger.privateKey)).to.equal(0);
+    });
+
+    it("attack: after a sale the previous owner cannot read the device's beacons; the buyer can", async function () {
+      const f = await loadFixture(beaconsFixture);
+      await f.ctx.registry.connect(f.ctx.owner).transferFrom(f.ctx.owner.address, f.ctx.other.address, f.ids[0]);
+      await f.ctx.registry.connect(f.ctx.other).reportStolen(f.ids[0]);
+      const posted = await post(f, 0);
+      expect(posted.recipients).to.equal(f.otherKey.publicKey);
+      expect(await openPosted(f.beacons, posted, f.otherKey)).to.deep.include({ latitudeE7: ZURICH.latitudeE7 });
+      for (const previous of [f.ownerKey, f.police, f.insurer]) {
+        await expect(openPosted(f.beacons, posted, previous)).to.be.rejectedWith(BeaconError, /not among/);
+        expect(await opensAnySlot(f, posted, previous.privateKey)).to.equal(0);
+      }
+    });
+
+    it("attack: a beacon sealed to the previous owner's recipients (signed before the sale) is refused by the chain", async function () {
+      const f = await loadFixture(beaconsFixture);
+      const stale = await recipientsOf(f.beacons, f.ids[0]);
+      await f.ctx.registry.connect(f.ctx.owner).transferFrom(f.ctx.owner.address, f.ctx.other.address, f.ids[0]);
+      await f.ctx.registry.connect(f.ctx.other).reportStolen(f.ids[0]);
+      await expect(
+        f.beacons.postLocationBeacon(...(await beaconArgs(f.beacons, f.keys[0], f.ids[0], { recipients: stale }))),
+      )
+        .to.be.revertedWithCustomError(f.beacons, "LocationBeaconsWrongRecipients")
+        .withArgs(f.ctx.other.address, ethers.keccak256(f.otherKey.publicKey), ethers.keccak256(stale));
+    });
+
+    it("attack: a removed responder cannot read beacons posted after its removal; a beacon still sealed to it is refused", async function () {
+      const f = await loadFixture(stolenFixture);
+      const before = await recipientsOf(f.beacons, f.ids[0]);
+      await expect(f.beacons.connect(f.ctx.owner).removeResponder(f.insurer.publicKey))
+        .to.emit(f.beacons, "ResponderRemoved")
+        .withArgs(f.ctx.owner.address, f.insurer.publicKey);
+      await expect(
+        f.beacons.postLocationBeacon(...(await beaconArgs(f.beacons, f.keys[0], f.ids[0], { recipients: before }))),
+      ).to.be.revertedWithCustomError(f.beacons, "LocationBeaconsWrongRecipients");
+      const posted = await post(f, 0);
+      await expect(openPosted(f.beacons, posted, f.insurer)).to.be.rejectedWith(BeaconError, /not among/);
+      expect(await opensAnySlot(f, posted, f.insurer.privateKey)).to.equal(0);
+      expect(await openPosted(f.beacons, posted, f.police)).to.deep.include({ longitudeE7: ZURICH.longitudeE7 });
+    });
+
+    it("attack: a tampered slot of the ciphertext opens for nobody (its recipient is refused, the others still read theirs)", async function () {
+      const f = await loadFixture(stolenFixture);
+      const posted = await post(f, 0);
+      for (const at of [5, SEALED_BYTES + 40, 2 * SEALED_BYTES + SEALED_BYTES - 1]) {
+        const bytes = ethers.getBytes(posted.ciphertext);
+        bytes[at] ^= 0x80;
+        const tampered = { ...posted, ciphertext: ethers.hexlify(bytes) };
+        for (const holder of [f.ownerKey, f.police, f.insurer]) {
+          const slot = Math.floor(at / SEALED_BYTES);
+          const mine = [f.ownerKey, f.police, f.insurer].indexOf(holder) === slot;
+          if (mine)
+            await expect(openPosted(f.beacons, tampered, holder)).to.be.rejectedWith(BeaconError, /does not open/);
+          else expect(await openPosted(f.beacons, tampered, holder)).to.deep.include({ latitudeE7: ZURICH.latitudeE7 });
+        }
+      }
+    });
+
+    it("attack: a ciphertext moved to another device's beacon, or to another time, does not open", async function () {
+      const f = await loadFixture(stolenFixture);
+      const posted = await post(f, 0);
+      await expect(openPosted(f.beacons, { ...posted, deviceId: f.ids[1] }, f.ownerKey)).to.be.rejectedWith(
+        BeaconError,
+        /does not open/,
+      );
+      await expect(openPosted(f.beacons, { ...posted, at: posted.at + 1n }, f.ownerKey)).to.be.rejectedWith(
+        BeaconError,
+        /does not open/,
+      );
+    });
+
+    it("attack: an owner with no beacon key gets no beacon (none is posted in clear or to nobody)", async function () {
+      const f = await loadFixture(beaconsFixture);
+      await f.ctx.registry.connect(f.ctx.owner).transferFrom(f.ctx.owner.address, f.ctx.stranger.address, f.ids[0]);
+      await f.ctx.registry.connect(f.ctx.stranger).reportStolen(f.ids[0]);
+      await expect(
+        f.beacons.postLocationBeacon(
+          ...(await beaconArgs(f.beacons, f.keys[0], f.ids[0], { recipients: "0x", ciphertext: "0x" })),
+        ),
+      )
+        .to.be.revertedWithCustomError(f.beacons, "LocationBeaconsNoRecipients")
+        .withArgs(f.ctx.stranger.address);
+    });
+  });
+
+  describe("recipient keys", function () {
+    it("each change is an event; the list is the owner's key first, then its responders", async function () {
+      const { ctx, beacons } = await loadFixture(beaconsFixture);
+      const [k1, k2, r1] = await Promise.all([generateBeaconKey(), generateBeaconKey(), generateBeaconKey()]);
+      const who = ctx.stranger;
+      await expect(beacons.connect(who).setBeaconKey(k1.publicKey))
+        .to.emit(beacons, "BeaconKeySet")
+        .withArgs(who.address, k1.publicKey);
+      await expect(beacons.connect(who).addResponder(r1.publicKey))
+        .to.emit(beacons, "ResponderAdded")
+        .withArgs(who.address, r1.publicKey);
+      await expect(beacons.connect(who).setBeaconKey(k2.publicKey))
+        .to.emit(beacons, "BeaconKeySet")
+        .withArgs(who.address, k2.publicKey);
+      expect(await beacons.beaconRecipients(who.address)).to.equal(k2.publicKey + r1.publicKey.slice(2));
+      await expect(beacons.connect(who).removeResponder(r1.publicKey)).to.emit(beacons, "ResponderRemoved");
+      expect(await beacons.beaconRecipients(who.address)).to.equal(k2.publicKey);
+    });
+
+    it("attack: nobody changes another owner's recipients (the list is the caller's own)", async function () {
+      const { ctx, beacons, police } = await loadFixture(beaconsFixture);
+      const before = await beacons.beaconRecipients(ctx.owner.address);
+      await expect(beacons.connect(ctx.stranger).removeResponder(police.publicKey))
+        .to.be.revertedWithCustomError(beacons, "LocationBeaconsUnknownResponder")
+        .withArgs(police.publicKey);
+      await beacons.connect(ctx.stranger).setBeaconKey((await generateBeaconKey()).publicKey);
+      expect(await beacons.beaconRecipients(ctx.owner.address)).to.equal(before);
     });
   });
 });

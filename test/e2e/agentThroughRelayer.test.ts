@@ -9,6 +9,8 @@ import { openAgentStack } from "../../src/agent/agent.js";
 import { makeFleet, relayerFor, tempDir } from "../relayer/fixtures.js";
 import { NODE_KIND } from "../helpers/node.js";
 import { LocationBeacons__factory } from "../../typechain-types/index.js";
+import { openLocation } from "../../src/beacons/index.js";
+import { signLocationBeacon } from "../../src/agent/roles/beacon.js";
 
 describe(`e2e: device agents deliver through the relayer (${NODE_KIND} node)`, function () {
   it("firmware attestations from a secp256k1 and a P-256 device land once each, in nonce order, gas paid by the relayer", async function () {
@@ -76,7 +78,11 @@ describe(`e2e: device agents deliver through the relayer (${NODE_KIND} node)`, f
       const beacons = [];
       for (let i = 0; i < 3; i++)
         beacons.push(
-          await agent.sign("LocationBeacon", { latitudeE7: 100 + i, longitudeE7: -200, at: 1_700_000_000 + i }),
+          await signLocationBeacon(
+            agent,
+            { latitudeE7: 100 + i, longitudeE7: -200 },
+            { at: BigInt(1_700_000_000 + i) },
+          ),
         );
       expect(beacons.map((b) => b.message.message.nonce)).to.deep.equal(["0", "1", "2"]);
       void stack.dispatcher.drain({ watch: true });
@@ -87,8 +93,17 @@ describe(`e2e: device agents deliver through the relayer (${NODE_KIND} node)`, f
         await new Promise((r) => setTimeout(r, 50));
       }
       const posted = await contract.queryFilter(contract.filters.LocationBeaconPosted(device.id));
-      expect(posted.map((e) => [e.args.owner, e.args.latitudeE7])).to.deep.equal(
-        [100n, 101n, 102n].map((lat) => [fleet.ownerAddress, lat]),
+      const context = (at: bigint) => ({
+        chainId: BigInt(fleet.deployment.chainId),
+        contract: fleet.addresses.locationBeacons,
+        device: device.id,
+        at,
+      });
+      const opened = await Promise.all(
+        posted.map((e) => openLocation(e.args[5], e.args[4], context(e.args[3]), fleet.ownerBeaconKey.privateKey)),
+      );
+      expect(posted.map((e, i) => [e.args.owner, opened[i].latitudeE7])).to.deep.equal(
+        [100, 101, 102].map((lat) => [fleet.ownerAddress, lat]),
       );
       expect(await contract.beaconNonce(device.id)).to.equal(3n);
       expect(stack.outbox.get(held.id)!.state).to.not.equal("done");

@@ -54,7 +54,7 @@ function ethersCall(m: SignedDeviceMessage): string {
     case "LocationBeacon":
       return beacons.encodeFunctionData("postLocationBeacon", [
         m.key,
-        { latitudeE7: f.latitudeE7, longitudeE7: f.longitudeE7, at: f.at, deadline: f.deadline },
+        { recipients: f.recipients, ciphertext: f.ciphertext, at: f.at, deadline: f.deadline },
         m.signature,
       ]);
     case "NonceCancellation":
@@ -159,19 +159,21 @@ function messageOf(type: DeviceMessageType): fc.Arbitrary<SignedDeviceMessage> {
         message: { device: r.device, firmwareHash: r.firmwareHash, nonce: r.nonce, deadline: r.deadline },
       }));
     case "LocationBeacon":
-      return fc.record({ ...base, latitudeE7: int(32), longitudeE7: int(32), at: uint(64) }).map((r) => ({
-        type,
-        key: r.key,
-        signature: r.signature,
-        message: {
-          device: r.device,
-          nonce: r.nonce,
-          latitudeE7: r.latitudeE7,
-          longitudeE7: r.longitudeE7,
-          at: r.at,
-          deadline: r.deadline,
-        },
-      }));
+      return fc
+        .record({ ...base, recipients: anyCaseHex(32, 256), ciphertext: anyCaseHex(0, 500), at: uint(64) })
+        .map((r) => ({
+          type,
+          key: r.key,
+          signature: r.signature,
+          message: {
+            device: r.device,
+            nonce: r.nonce,
+            recipients: r.recipients,
+            ciphertext: r.ciphertext,
+            at: r.at,
+            deadline: r.deadline,
+          },
+        }));
     case "NonceCancellation":
       return fc.record(base).map((r) => ({
         type,
@@ -374,7 +376,7 @@ describe("messages: hand-written calldata and fast ids", function () {
       type: "LocationBeacon",
       key,
       signature,
-      message: { device: "1", nonce: "0", latitudeE7: "-1", longitudeE7: "2", at: "3", deadline: "100", ...message },
+      message: { device: "1", nonce: "0", recipients: h32, ciphertext: "0x", at: "3", deadline: "100", ...message },
     });
     const claim = (message: Record<string, unknown>, c: Record<string, unknown> = {}): SignedDeviceMessage => ({
       type: "DeviceClaim",
@@ -391,8 +393,8 @@ describe("messages: hand-written calldata and fast ids", function () {
       [attestation({ firmwareHash: "nope" }), /^message\.firmwareHash must be 0x-prefixed hex bytes/],
       [{ ...attestation({}), key: "0x123" }, /^key must be 0x-prefixed hex bytes/],
       [{ ...attestation({}), signature: "0xzz" }, /^signature must be 0x-prefixed hex bytes/],
-      [beacon({ latitudeE7: (2n ** 31n).toString() }), /^message\.latitudeE7 is out of range for int32/],
-      [beacon({ longitudeE7: (-(2n ** 31n) - 1n).toString() }), /^message\.longitudeE7 is out of range for int32/],
+      [beacon({ recipients: "0x1" }), /^message\.recipients must be/],
+      [beacon({ ciphertext: 7 }), /^message\.ciphertext must be/],
       [beacon({ at: "-5" }), /^message\.at is out of range for uint64/],
       [beacon({ at: 1.5 }), /^message\.at must be an integer/],
       [{ ...beacon({}), type: "NonceCancellation", message: { deadline: null } }, /^message\.deadline must be an/],

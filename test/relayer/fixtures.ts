@@ -6,6 +6,7 @@
  * posts, and a small HTTP client.
  */
 import { mkdtempSync, rmSync } from "node:fs";
+import { generateBeaconKey, type BeaconKeyPair } from "../../src/beacons/index.js";
 import http, { type IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -25,7 +26,7 @@ import {
   type SimDevice,
   type SimFleet,
 } from "../../src/relayer/fleet.js";
-import { ERC2771Forwarder__factory } from "../../typechain-types/index.js";
+import { ERC2771Forwarder__factory, LocationBeacons__factory } from "../../typechain-types/index.js";
 
 let node: Promise<HardhatNode> | undefined;
 const relayers = new Set<RelayerHandle>();
@@ -61,6 +62,8 @@ export interface Fleet extends SimFleet {
   node: HardhatNode;
   admin: JsonRpcSigner;
   owner: JsonRpcSigner;
+  /** The owner's beacon key, registered on the fleet's LocationBeacons (its devices' beacons are sealed to it). */
+  ownerBeaconKey: BeaconKeyPair;
 }
 
 /**
@@ -82,7 +85,10 @@ export async function makeFleet(
     unclaimed: opts.unclaimed,
     kinds: opts.kinds,
   });
-  return { ...fleet, node: n, admin, owner };
+  const ownerBeaconKey = await generateBeaconKey();
+  const beacons = LocationBeacons__factory.connect(fleet.addresses.locationBeacons, owner);
+  await (await beacons.setBeaconKey(ownerBeaconKey.publicKey)).wait();
+  return { ...fleet, node: n, admin, owner, ownerBeaconKey };
 }
 
 /**

@@ -34,6 +34,7 @@ import { crashSeed } from "../helpers/crashSeed.js";
 import { rpcProvider, simulateFleet } from "../../src/relayer/fleet.js";
 import { deviceById } from "../../src/registry/lookup.js";
 import { LocationBeacons__factory } from "../../typechain-types/index.js";
+import { generateBeaconKey, openLocation, sealLocation } from "../../src/beacons/index.js";
 
 type Status = { id: string; status: string; txHash?: string; error?: string };
 
@@ -117,7 +118,14 @@ describe(`relayer integration (${NODE_KIND} node on loopback)`, function () {
         }),
       ),
     );
-    // The stolen device's beacons: LocationBeacons' domain and beacon nonces, a multicall of their own.
+    // The stolen device's beacons: LocationBeacons' domain and beacon nonces, a multicall of their own;
+    // their locations sealed to the owner's beacon key.
+    const beaconContext = (device: bigint, at: bigint) => ({
+      chainId: BigInt(fleet.deployment.chainId),
+      contract: fleet.addresses.locationBeacons,
+      device,
+      at,
+    });
     for (const nonce of [1n, 0n])
       ids.push(
         await accept(
@@ -126,8 +134,12 @@ describe(`relayer integration (${NODE_KIND} node on loopback)`, function () {
           signDeviceMessage(h, fleet.devices[3].key, "LocationBeacon", fleet.beaconsDeployment, {
             device: fleet.devices[3].id,
             nonce,
-            latitudeE7: 485_000_000 + Number(nonce),
-            longitudeE7: 23_000_000,
+            recipients: fleet.ownerBeaconKey.publicKey,
+            ciphertext: await sealLocation(
+              { latitudeE7: 485_000_000 + Number(nonce), longitudeE7: 23_000_000 },
+              fleet.ownerBeaconKey.publicKey,
+              beaconContext(fleet.devices[3].id, 1_700_000_000n),
+            ),
             at: 1_700_000_000n,
             deadline,
           }),
@@ -146,9 +158,14 @@ describe(`relayer integration (${NODE_KIND} node on loopback)`, function () {
     const beacons = LocationBeacons__factory.connect(fleet.addresses.locationBeacons, fleet.provider);
     expect(await beacons.beaconNonce(fleet.devices[3].id)).to.equal(2n);
     const posted = await beacons.queryFilter(beacons.filters.LocationBeaconPosted(), start);
-    expect(posted.map((e) => [e.args.deviceId, e.args.owner, e.args.latitudeE7])).to.deep.equal([
-      [fleet.devices[3].id, fleet.ownerAddress, 485_000_000n],
-      [fleet.devices[3].id, fleet.ownerAddress, 485_000_001n],
+    const opened = await Promise.all(
+      posted.map((e) =>
+        openLocation(e.args[5], e.args[4], beaconContext(e.args[0], e.args[3]), fleet.ownerBeaconKey.privateKey),
+      ),
+    );
+    expect(posted.map((e, i) => [e.args.deviceId, e.args.owner, opened[i].latitudeE7])).to.deep.equal([
+      [fleet.devices[3].id, fleet.ownerAddress, 485_000_000],
+      [fleet.devices[3].id, fleet.ownerAddress, 485_000_001],
     ]);
     const txs = await noFailingTransaction(fleet, relayer.address, start + 1);
     expect(txs.length).to.be.lessThan(ids.length);
@@ -301,6 +318,7 @@ describe(`relayer integration (${NODE_KIND} node on loopback)`, function () {
         node,
         admin: await provider.getSigner(0),
         owner: await provider.getSigner(1),
+        ownerBeaconKey: await generateBeaconKey(), // no beacon is sent here
       });
       await node.stop();
       const r = await post(

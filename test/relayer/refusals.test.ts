@@ -222,13 +222,16 @@ describe("relayer refusals: each attack is refused before any gas is spent", fun
       await expectRefused("/v1/messages", msg(4), 409, "device_not_active", "key");
     });
 
-    /** Device `i`'s location beacon, signed for LocationBeacons (or `deployment`) with beacon nonce `nonce`. */
-    const beacon = (i: number, nonce = 0n, deployment = fleet.beaconsDeployment, latitudeE7 = -339_000_000) =>
+    /**
+     * Device `i`'s location beacon, signed for LocationBeacons (or `deployment`) with beacon nonce
+     * `nonce`, naming its owner's recipients; its ciphertext is opaque to the relayer (any bytes do).
+     */
+    const beacon = (i: number, nonce = 0n, deployment = fleet.beaconsDeployment, ciphertext = "0xc1") =>
       signDeviceMessage(h, fleet.devices[i].key, "LocationBeacon", deployment, {
         device: fleet.devices[i].id,
         nonce,
-        latitudeE7,
-        longitudeE7: 1_512_000_000,
+        recipients: fleet.ownerBeaconKey.publicKey,
+        ciphertext,
         at: 1_700_000_000n,
         deadline,
       });
@@ -253,7 +256,7 @@ describe("relayer refusals: each attack is refused before any gas is spent", fun
     });
 
     it("attack: another beacon with a beacon nonce already queued is refused", async function () {
-      await expectRefused("/v1/messages", beacon(5, 0n, undefined, 1), 409, "nonce_queued", "message.nonce");
+      await expectRefused("/v1/messages", beacon(5, 0n, undefined, "0xc2"), 409, "nonce_queued", "message.nonce");
     });
 
     it("attack: a beacon nonce far past the device's next one is refused", async function () {

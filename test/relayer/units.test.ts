@@ -283,7 +283,12 @@ describe("relayer units", function () {
       const { provider, chain } = view();
       await chain.deviceNonce(7n);
       await chain.beaconNonce(7n);
-      chain.applyLogs([log(BEACONS, beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 1, 2, 3]))]);
+      chain.applyLogs([
+        log(
+          BEACONS,
+          beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 0n, 3n, "0x" + "11".repeat(32), "0xc1"]),
+        ),
+      ]);
       expect(await chain.deviceNonce(7n)).to.equal(1n);
       expect(await chain.beaconNonce(7n)).to.equal(3n);
       expect(provider.calls).to.equal(3);
@@ -300,8 +305,16 @@ describe("relayer units", function () {
       chain.markOwnTx("0xaa");
       const own = [
         log(REGISTRY, registry.encodeEventLog("NonceCancelled", [7n, 1]), "0xaa"),
-        log(BEACONS, beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 1, 2, 3]), "0xaa"),
-        log(BEACONS, beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 1, 2, 3]), "0xaa"),
+        log(
+          BEACONS,
+          beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 0n, 3n, "0x" + "11".repeat(32), "0xc1"]),
+          "0xaa",
+        ),
+        log(
+          BEACONS,
+          beacons.encodeEventLog("LocationBeaconPosted", [7n, REGISTRY, 0n, 3n, "0x" + "11".repeat(32), "0xc1"]),
+          "0xaa",
+        ),
       ];
       // The poll sees the same logs: they are the receipt's to apply.
       chain.applyLogs(own);

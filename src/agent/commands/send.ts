@@ -38,8 +38,11 @@ const ALL_TYPES = [
   "Checkpoint",
 ] as const;
 
-/** What `send TYPE` signs: a claim is signed by `sign claim`; a voucher is streamed by `meter pay`. */
-export const SENDABLE = ALL_TYPES.filter((t) => t !== "DeviceClaim" && t !== "Voucher");
+/**
+ * What `send TYPE` signs: a claim is signed by `sign claim`; a voucher is streamed by `meter pay`; a
+ * location beacon is sealed to its recipients by `beacon`.
+ */
+export const SENDABLE = ALL_TYPES.filter((t) => t !== "DeviceClaim" && t !== "Voucher" && t !== "LocationBeacon");
 
 const CONTRACT_OF_TYPE: Record<string, keyof typeof CONTRACT_FLAGS> = {
   DeviceClaim: "registry",
@@ -56,10 +59,14 @@ export const SEND_EXAMPLES: Record<string, string> = {
     "custos-agent sign claim --owner 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --batch 184467440737 --deadline +1h --leaf leaf.json",
   "attest-firmware":
     "custos-agent attest-firmware --firmware-hash 0x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-  send: "custos-agent send LocationBeacon --location-beacons 0xCf7E…0Fc9 --field latitudeE7=473700000 --field longitudeE7=85400000 --field at=1767225600",
+  send: "custos-agent send FirmwareAttestation --field firmwareHash=0x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 };
 
 function typeRefusal(type: string): CliError {
+  if (type === "LocationBeacon")
+    return new CliError(
+      "send LocationBeacon: a beacon's location is sealed to its owner's keys; use `custos-agent beacon --latitude-e7 N --longitude-e7 N`",
+    );
   if (type === "Voucher")
     return new CliError(
       "send Voucher: a voucher is streamed by the payer with `custos-agent meter pay` and presented by the payee's `meter serve`",

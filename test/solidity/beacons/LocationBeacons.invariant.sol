@@ -10,19 +10,22 @@ import {ERC7913P256SHA256Verifier} from "../../../contracts/crypto/ERC7913P256SH
 /**
  * @title BeaconsHandler
  * @notice Bounded actions on LocationBeacons: beacons signed by two devices (secp256k1, P-256) with
- * their next beacon nonce (or a wrong one, an expired deadline, a rotated-away key, another domain),
- * relayed by anyone and replayed; and the devices' owner's moves (theft reports, releases, key
- * rotations, a rare decommission).
+ * their next beacon nonce (or a wrong one, an expired deadline, a rotated-away key, another domain,
+ * the recipients of the other owner or of before the last change), relayed by anyone and replayed;
+ * the devices' owners' moves (theft reports, releases, key rotations, sales between two owners, a
+ * rare decommission); and the owners' recipient changes (beacon key, responders added and removed).
  */
 contract BeaconsHandler is HandlerBase {
     DeviceRegistry public immutable registry;
     LocationBeacons public immutable beacons;
     address public immutable verifier;
     address internal constant OWNER = address(0xC1);
+    address internal constant BUYER = address(0xC2);
 
     struct Device {
         uint256 id;
         DeviceKey[] keys;
+        address owner;
         bool stolen;
         bool revoked;
         uint32 beaconNonce;
@@ -33,6 +36,9 @@ contract BeaconsHandler is HandlerBase {
     LocationBeacons.LocationBeacon internal _lastBeacon;
     bytes internal _lastKey;
     bytes internal _lastSig;
+    /// @dev Per owner: the recipients before its last change (a stale list a device might still hold).
+    mapping(address => bytes) internal _staleRecipients;
+    uint256 internal _keyCounter;
 
     constructor(DeviceRegistry registry_, LocationBeacons beacons_, address verifier_) {
         (registry, beacons, verifier) = (registry_, beacons_, verifier_);
@@ -43,18 +49,29 @@ contract BeaconsHandler is HandlerBase {
         for (uint256 i = 0; i < 2; ++i) {
             _devices[i].id = ids[i];
             _devices[i].keys.push(keys[i]);
+            _devices[i].owner = OWNER;
         }
     }
 
+    function _owner(uint256 seed) internal pure returns (address) {
+        return seed % 2 == 0 ? OWNER : BUYER;
+    }
+
     /// @notice A device's beacon relayed by anyone: valid (mostly), or with a wrong nonce, an expired
-    /// deadline, a rotated-away key or another domain's signature.
-    function post(uint256 deviceSeed, uint256 variant, int32 latitude, int32 longitude) external {
+    /// deadline, a rotated-away key, another domain's signature, or recipients that are not its
+    /// owner's current ones (the other owner's, or its owner's before the last change).
+    function post(uint256 deviceSeed, uint256 variant, bytes calldata ciphertext) external {
         Device storage d = _devices[deviceSeed % 2];
-        uint256 v = variant % 10;
+        uint256 v = variant % 12;
         uint256 ki = v == 9 && d.keys.length > 1 ? d.keys.length - 2 : d.keys.length - 1;
+        bytes memory current = beacons.beaconRecipients(d.owner);
+        bytes memory to =
+            v == 10
+                ? beacons.beaconRecipients(d.owner == OWNER ? BUYER : OWNER)
+                : (v == 11 ? _staleRecipients[d.owner] : current);
         LocationBeacons.LocationBeacon memory b = LocationBeacons.LocationBeacon(
-            latitude,
-            longitude,
+            to,
+            ciphertext,
             uint64(block.timestamp),
             v == 7 ? block.timestamp - 1 : block.timestamp + HOUR
         );
@@ -62,7 +79,20 @@ contract BeaconsHandler is HandlerBase {
         bytes32 domain = v == 8 ? keccak256(abi.encode(beacons.DOMAIN_SEPARATOR())) : beacons.DOMAIN_SEPARATOR();
         bytes memory sig = signDigest(
             d.keys[ki],
-            typedDigest(domain, keccak256(abi.encode(beacons.LOCATION_BEACON_TYPEHASH(), d.id, nonce, b)))
+            typedDigest(
+                domain,
+                keccak256(
+                    abi.encode(
+                        beacons.LOCATION_BEACON_TYPEHASH(),
+                        d.id,
+                        nonce,
+                        keccak256(b.recipients),
+                        keccak256(b.ciphertext),
+                        b.at,
+                        b.deadline
+                    )
+                )
+            )
         );
         bool ok;
         try beacons.postLocationBeacon(d.keys[ki].signer, b, sig) {
@@ -70,12 +100,17 @@ contract BeaconsHandler is HandlerBase {
         } catch {}
         bool quarantined = d.stolen && !d.revoked;
         bool currentKey = ki == d.keys.length - 1;
-        // Variants 6–8 are wrong (nonce, deadline, domain); 9 is a rotated-away key when there is one.
-        bool wellFormed = v < 6 || v == 9;
-        _expect(!currentKey ? 10 : (quarantined ? 2 : 1), quarantined && currentKey && wellFormed, ok, "beacon");
+        // Variants 6–8 are wrong (nonce, deadline, domain); 9 is a rotated-away key when there is one;
+        // 10 and 11 name recipients other than the owner's current ones (never its own current list).
+        bool toOwner = current.length > 0 && keccak256(to) == keccak256(current);
+        bool wellFormed = (v < 6 || v == 9) || (v >= 10 && toOwner);
+        uint256 invariant = !currentKey || !toOwner ? 10 : (quarantined ? 2 : 1);
+        _expect(invariant, quarantined && currentKey && wellFormed && toOwner, ok, "beacon");
         if (!ok) return;
         ++d.beaconNonce;
-        (_lastBeacon, _lastKey, _lastSig) = (b, d.keys[ki].signer, sig);
+        _lastBeacon = b;
+        _lastKey = d.keys[ki].signer;
+        _lastSig = sig;
     }
 
     /// @notice Anyone relays the last accepted beacon again: refused (invariant 2).
@@ -88,18 +123,54 @@ contract BeaconsHandler is HandlerBase {
         _expect(2, false, ok, "replayed beacon");
     }
 
-    /// @notice The owner reports a device stolen, releases it, rotates its key, or (rarely) decommissions it.
+    /// @notice An owner sets a new beacon key, adds a responder, or removes one.
+    function recipients(uint256 ownerSeed, uint256 action, uint256 pick) external {
+        address o = _owner(ownerSeed);
+        bytes memory before = beacons.beaconRecipients(o);
+        uint256 a = action % 3;
+        bytes32 key = keccak256(abi.encode("recipient", o, ++_keyCounter));
+        if (a == 0) {
+            vm.prank(o);
+            beacons.setBeaconKey(key);
+        } else if (a == 1) {
+            vm.prank(o);
+            try beacons.addResponder(key) {} catch {
+                return;
+            }
+        } else {
+            if (before.length <= 32) return;
+            bytes32 victim;
+            uint256 i = 1 + _pick(pick, before.length / 32 - 1);
+            assembly ("memory-safe") {
+                victim := mload(add(add(before, 32), mul(i, 32)))
+            }
+            vm.prank(o);
+            beacons.removeResponder(victim);
+        }
+        _staleRecipients[o] = before;
+    }
+
+    /// @notice The owner reports a device stolen, releases it, rotates its key, sells it to the other
+    /// owner, or (rarely) decommissions it.
     function owner(uint256 deviceSeed, uint256 action) external {
         uint256 di = deviceSeed % 2;
         Device storage d = _devices[di];
-        uint256 a = action % 10;
+        uint256 a = action % 11;
+        if (a == 10) {
+            address buyer = d.owner == OWNER ? BUYER : OWNER;
+            vm.prank(d.owner);
+            try registry.transferFrom(d.owner, buyer, d.id) {
+                d.owner = buyer;
+            } catch {}
+            return;
+        }
         if (a < 4) {
-            vm.prank(OWNER);
+            vm.prank(d.owner);
             try registry.reportStolen(d.id) {
                 d.stolen = true;
             } catch {}
         } else if (a < 7) {
-            vm.prank(OWNER);
+            vm.prank(d.owner);
             try registry.release(d.id) {
                 d.stolen = false;
                 ++d.registryNonce;
@@ -112,13 +183,13 @@ contract BeaconsHandler is HandlerBase {
                 verifier
             );
             DeviceRegistry.Rotation memory r = rotationOf(registry, d.id, next, d.keys[d.keys.length - 1], true);
-            vm.prank(OWNER);
+            vm.prank(d.owner);
             try registry.rotateKey(d.id, r) {
                 d.keys.push(next);
                 ++d.registryNonce;
             } catch {}
         } else if ((action >> 8) % 4 == 0) {
-            vm.prank(OWNER);
+            vm.prank(d.owner);
             try registry.decommission(d.id) {
                 d.revoked = true;
             } catch {}
@@ -149,9 +220,12 @@ contract LocationBeaconsInvariants is CustosTest {
         beacons = new LocationBeacons(registry_);
         handler = new BeaconsHandler(registry_, beacons, address(verifier));
         handler.owner(0, 0);
+        handler.recipients(0, 0, 0);
+        handler.recipients(1, 0, 0);
         weigh(BeaconsHandler.post.selector, 8);
         weigh(BeaconsHandler.replay.selector, 2);
         weigh(BeaconsHandler.owner.selector, 3);
+        weigh(BeaconsHandler.recipients.selector, 2);
         weigh(handler.advance.selector, 1);
         targetHandler(address(handler));
     }
@@ -176,7 +250,8 @@ contract LocationBeaconsInvariants is CustosTest {
         }
     }
 
-    /// @notice Invariant 10: a rotated-away key's beacon is never accepted.
+    /// @notice Invariant 10: a rotated-away key's beacon is never accepted, nor one sealed to a previous
+    /// owner's recipients or to a list the owner has since changed (a removed responder).
     function invariant_10_rotatedAwayKeysPostNothing() public view {
         vm.assertEq(handler.broken(10), 0, handler.firstBroken(10));
     }

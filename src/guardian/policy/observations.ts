@@ -1,0 +1,83 @@
+/**
+ * What a guardian observes about one device: typed inputs of the policy's rules. Times are unix
+ * seconds; every on-chain observation names its transaction (the evidence points at it). The
+ * guardian service fills these from the watch's index and from the messages devices send.
+ */
+
+/** Where an observation came from on chain. */
+export interface OnChain {
+  txHash: string;
+  blockNumber: number;
+}
+
+/** A position the device reported (a custody checkpoint, a beacon a guardian can read, a report). */
+export interface LocationReport extends OnChain {
+  at: number;
+  latitudeE7: number;
+  longitudeE7: number;
+  source: "checkpoint" | "beacon" | "report";
+}
+
+/** A firmware attestation by the device (`FirmwareAttested`). */
+export interface FirmwareAttestation extends OnChain {
+  at: number;
+  firmwareHash: string;
+}
+
+/** A firmware image its manufacturer revoked. */
+export interface FirmwareRevocation extends OnChain {
+  at: number;
+  firmwareHash: string;
+}
+
+/** An excursion proof that exposed the device as a tracker contradicted by its own readings. */
+export interface ExcursionProof extends OnChain {
+  at: number;
+  shipment: string;
+}
+
+/** A key rotation; `provenance` when the old key co-signed it (a chain of keys back to the manufacturer). */
+export interface KeyRotation extends OnChain {
+  at: number;
+  provenance: boolean;
+}
+
+/** A message signed by the device that a relayer refused (off chain: named by the relayer's id). */
+export interface RelayerRefusal {
+  at: number;
+  id: string;
+  code: string;
+}
+
+/** A voucher the device signed as a payer: in total `cumulativeAmount` (base units) on `channel`. */
+export interface VoucherSeen {
+  at: number;
+  channel: string;
+  cumulativeAmount: bigint;
+  /** Its claim's transaction, when it reached the chain. */
+  txHash?: string;
+}
+
+/** Everything a guardian knows about one device at evaluation time `now`. */
+export interface DeviceObservations {
+  device: bigint;
+  /** The fleet it belongs to (the owner's or operator's label), if known. */
+  fleet?: string;
+  /** Its manufacturer's address. */
+  manufacturer: string;
+  /** The heartbeat it declared (s): it sends something at least this often. */
+  heartbeatSeconds?: number;
+  /** The metered rate it pays at, when it is a payer: base units per second. */
+  meteredRatePerSecond?: bigint;
+  /** When it last did anything the chain or a relayer saw (the latest of its messages). */
+  lastSeenAt?: number;
+  /** When it was first seen (silence before that is not silence). */
+  firstSeenAt: number;
+  locations: LocationReport[];
+  firmware: FirmwareAttestation[];
+  revokedFirmware: FirmwareRevocation[];
+  excursions: ExcursionProof[];
+  rotations: KeyRotation[];
+  refusals: RelayerRefusal[];
+  vouchers: VoucherSeen[];
+}
