@@ -200,6 +200,8 @@ export const lock = onchainTable("lock", (t) => ({
   revokedKeys: t.integer().notNull(),
   anchoredBatches: t.integer().notNull(),
   lastAnchorSeq: t.bigint(),
+  /** The log chain's head after the last anchored batch (LockAccess.lockState's logHead). */
+  logHead: t.hex(),
 }));
 
 export const lockKeyRevocation = onchainTable(

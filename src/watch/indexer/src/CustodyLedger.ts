@@ -29,7 +29,8 @@ ponder.on("CustodyLedger:ShipmentCreated", async ({ event, context }) => {
     pallet: palletOf?.pallet ?? null,
     handoffSeq: 0n,
     checkpointSeq: 0n,
-    lastCheckpointAt: null,
+    // Silence is counted from the creation until the first checkpoint.
+    lastCheckpointAt: event.block.timestamp,
     breached: false,
     excursionProven: false,
     overdue: false,

@@ -97,7 +97,7 @@ ponder.on("LockAccess:LogAnchored", async ({ event, context }) => {
   const row = await touch(context, lockId);
   await context.db
     .update(lock, { id: lockId })
-    .set({ anchoredBatches: row.anchoredBatches + 1, lastAnchorSeq: BigInt(seq) });
+    .set({ anchoredBatches: row.anchoredBatches + 1, lastAnchorSeq: BigInt(seq), logHead: head });
 });
 
 ponder.on("LockAccess:EIP712DomainChanged", admin("LockAccess", "EIP712DomainChanged"));

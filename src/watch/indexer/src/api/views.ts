@@ -31,7 +31,16 @@ import type { Alert, AlertKind } from "../../../alerts.js";
 
 type Database = typeof Db;
 
-const json = <T>(value: T) => replaceBigInts(value, (v) => v.toString());
+/** What a value becomes in JSON here: every bigint a decimal string. */
+export type Json<T> = T extends bigint
+  ? string
+  : T extends readonly (infer U)[]
+    ? Json<U>[]
+    : T extends object
+      ? { [K in keyof T]: Json<T[K]> }
+      : T;
+
+const json = <T>(value: T) => replaceBigInts(value, (v) => v.toString()) as unknown as Json<T>;
 
 const RANK: Record<string, number> = { active: 0, quarantined: 1, revoked: 2 };
 
