@@ -349,21 +349,19 @@ export async function runStory(s: Suite): Promise<Story> {
   // A channel: opened with 1 ETH, topped up, a voucher claimed, a close started by the payer's
   // owner, and closed by the payee's owner with a later voucher.
   const opened = await (
-    await s.channels
-      .connect(s.owner)
-      .open(
-        {
-          payer: id.payer,
-          payee: id.payee,
-          token: "0x" + "00".repeat(20),
-          rate: (1n << 96n) - 1n,
-          allowance: 0n,
-          salt: 1,
-        },
-        keys.payer.signer,
-        parseEther("1"),
-        { value: parseEther("1") },
-      )
+    await s.channels.connect(s.owner).open(
+      {
+        payer: id.payer,
+        payee: id.payee,
+        token: "0x" + "00".repeat(20),
+        rate: (1n << 96n) - 1n,
+        allowance: 0n,
+        salt: 1,
+      },
+      keys.payer.signer,
+      parseEther("1"),
+      { value: parseEther("1") },
+    )
   ).wait();
   const log0 = opened!.logs.map((l) => s.channels.interface.parseLog(l)).find((p) => p?.name === "ChannelOpened")!;
   const channel = log0.args.channel as string;
