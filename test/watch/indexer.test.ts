@@ -275,6 +275,21 @@ for (const backend of BACKENDS) {
       expect(body.data.devices.items.map((d) => d.id).sort()).to.deep.equal(fleet.devices.map((d) => d.id).sort());
     });
 
+    it("Ponder's SQL over HTTP reads the same tables, and refuses a write (attack: a DELETE through /sql/db)", async function () {
+      const owner = (await suite.owner.getAddress()).toLowerCase();
+      const sqlOverHttp = (sql: string) =>
+        fetch(`${indexer.url}/sql/db?sql=${encodeURIComponent(JSON.stringify({ json: { sql, params: [] } }))}`);
+      const reply = await sqlOverHttp(`SELECT count(*) AS n FROM device WHERE owner = '${owner}'`);
+      expect(reply.status).to.equal(200);
+      const body = (await reply.json()) as { rows: { n: number | string }[] };
+      const fleet = await indexer.client.fleet(owner, { limit: 1000 });
+      expect(Number(body.rows[0].n)).to.equal(fleet.total);
+      const attack = await sqlOverHttp("DELETE FROM device");
+      expect(attack.status).to.equal(500);
+      expect(await attack.text()).to.match(/not supported/);
+      expect((await indexer.client.fleet(owner, { limit: 1000 })).total).to.equal(fleet.total);
+    });
+
     it("bad input is refused with the field named, and an unknown id is a 404 that says so", async function () {
       const bad = await fetch(`${indexer.url}/watch/devices/not-a-number`);
       expect(bad.status).to.equal(400);
