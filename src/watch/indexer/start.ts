@@ -39,7 +39,12 @@ export interface IndexerOptions {
   pollingInterval?: number;
   /** Receives Ponder's log lines (JSON); dropped by default. */
   log?: (line: string) => void;
-  /** How long to wait for the backfill to finish before giving up, ms (120,000 by default). */
+  /**
+   * What `startIndexer` waits for: "ready" (the default), the backfill done (Ponder's `/ready`); or
+   * "serving", the API up while the backfill runs (a long chain's backfill can take minutes).
+   */
+  waitFor?: "ready" | "serving";
+  /** How long to wait for that before giving up, ms (120,000 by default). */
   readyTimeoutMs?: number;
 }
 
