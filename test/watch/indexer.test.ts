@@ -7,6 +7,7 @@
 import { expect } from "chai";
 import { parseEther } from "ethers";
 import { alertId, ALERT_KINDS, type Alert } from "../../src/watch/alerts.js";
+import { readIndexerEnv } from "../../src/watch/indexer/env.js";
 import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
 import { BACKENDS, dataDir, freshSchema } from "./backends.js";
@@ -301,3 +302,76 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe("watch indexer settings: bad input names the variable and the fix", function () {
+  const complete = {
+    CUSTOS_WATCH_RPC_URL: "http://127.0.0.1:8545",
+    CUSTOS_WATCH_CHAIN_ID: "31337",
+    CUSTOS_WATCH_REGISTRY: "0x" + "11".repeat(20),
+    CUSTOS_WATCH_GUARDIAN_QUORUM: "0x" + "22".repeat(20),
+    CUSTOS_WATCH_LOCATION_BEACONS: "0x" + "33".repeat(20),
+    CUSTOS_WATCH_LOCK_ACCESS: "0x" + "44".repeat(20),
+    CUSTOS_WATCH_CUSTODY_LEDGER: "0x" + "55".repeat(20),
+    CUSTOS_WATCH_PAYMENT_CHANNELS: "0x" + "66".repeat(20),
+  };
+
+  it("a complete environment is read, addresses lowercased, defaults filled in", function () {
+    const env = readIndexerEnv({ ...complete, CUSTOS_WATCH_REGISTRY: "0x" + "AB".repeat(20) });
+    expect(env.addresses.registry).to.equal("0x" + "ab".repeat(20));
+    expect([env.chainId, env.startBlock, env.pollingInterval]).to.deep.equal([31337, 0, 200]);
+    expect(env.databaseUrl).to.equal(undefined);
+  });
+
+  it("a missing address, a malformed one, a bad number or a polling interval under Ponder's minimum is refused by name", function () {
+    const without = { ...complete } as Record<string, string>;
+    delete without.CUSTOS_WATCH_CUSTODY_LEDGER;
+    expect(() => readIndexerEnv(without)).to.throw(
+      /^CUSTOS_WATCH_CUSTODY_LEDGER is not set: give the custodyLedger contract's address/,
+    );
+    expect(() => readIndexerEnv({ ...complete, CUSTOS_WATCH_LOCK_ACCESS: "0x1234" })).to.throw(
+      /^CUSTOS_WATCH_LOCK_ACCESS must be an address \(0x \+ 40 hex digits\), not 0x1234/,
+    );
+    expect(() => readIndexerEnv({ ...complete, CUSTOS_WATCH_CHAIN_ID: "mainnet" })).to.throw(
+      /^CUSTOS_WATCH_CHAIN_ID must be a whole number/,
+    );
+    expect(() => readIndexerEnv({ ...complete, CUSTOS_WATCH_POLLING_MS: "50" })).to.throw(
+      /^CUSTOS_WATCH_POLLING_MS must be ≥ 100/,
+    );
+  });
+
+  it("startIndexer refuses a port that is not one, before starting anything", async function () {
+    const refused = await startIndexer({
+      rpcUrl: "http://127.0.0.1:1",
+      chainId: 31337,
+      addresses: {} as never,
+      port: 0,
+      dataDir: dataDir(),
+    }).then(
+      () => null,
+      (error: Error) => error.message,
+    );
+    expect(refused).to.match(/^startIndexer: port must be a TCP port \(1–65535\), not 0/);
+  });
+
+  it("startIndexer refuses a suite address that is not one, by the variable it would set, before spawning Ponder", async function () {
+    const addresses = {
+      registry: "0x" + "11".repeat(20),
+      guardianQuorum: "0x" + "22".repeat(20),
+      locationBeacons: "0x" + "33".repeat(20),
+      lockAccess: "0x" + "44".repeat(20),
+      custodyLedger: "not an address",
+      paymentChannels: "0x" + "66".repeat(20),
+    };
+    const refused = await startIndexer({
+      rpcUrl: "http://127.0.0.1:1",
+      chainId: 31337,
+      addresses,
+      port: 1,
+      dataDir: dataDir(),
+    }).then(
+      () => null,
+      (error: Error) => error.message,
+    );
+    expect(refused).to.match(/^CUSTOS_WATCH_CUSTODY_LEDGER must be an address/);
+  });
+});

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ADDRESS_VARIABLES } from "./env.js";
+import { ADDRESS_VARIABLES, readIndexerEnv } from "./env.js";
 import { IndexClient } from "./client.js";
 
 const APP_DIR = import.meta.dirname;
@@ -79,6 +79,8 @@ export async function startIndexer(opts: IndexerOptions): Promise<Indexer> {
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   for (const [key, name] of Object.entries(ADDRESS_VARIABLES))
     env[name] = opts.addresses[key as keyof IndexerAddresses];
+  // The app reads the same settings: refuse bad ones here, by name, before a process is spawned.
+  readIndexerEnv(env);
 
   // Ponder's CLI sits beside its entry point (the package exports no path to it).
   const bin = path.join(path.dirname(fileURLToPath(import.meta.resolve("ponder"))), "bin", "ponder.js");
