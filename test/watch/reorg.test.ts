@@ -35,6 +35,15 @@ for (const backend of BACKENDS) {
         this.skip();
       }
       suite = await deployOn(await startNode());
+      indexer = await startIndexer({
+        rpcUrl: suite.node.url,
+        chainId: 31337,
+        addresses: suite.addresses,
+        port: await freePort(),
+        dataDir: dataDir(),
+        databaseUrl: backend.databaseUrl,
+        schema: freshSchema("reorg"),
+      });
     });
 
     after(async function () {
@@ -46,15 +55,6 @@ for (const backend of BACKENDS) {
       const keys = [randomDeviceKey("secp256k1"), randomDeviceKey("secp256k1")];
       await provision(suite, keys, [suite.owner, suite.owner]);
       const [victim, bystander] = keys.map((k) => deviceIdOf(k.signer));
-      indexer = await startIndexer({
-        rpcUrl: suite.node.url,
-        chainId: 31337,
-        addresses: suite.addresses,
-        port: await freePort(),
-        dataDir: dataDir(),
-        databaseUrl: backend.databaseUrl,
-        schema: freshSchema("reorg"),
-      });
       await indexer.waitForBlock(await suite.provider.getBlockNumber());
 
       // The branch that will be orphaned: the victim reported stolen, then two more blocks.
@@ -117,6 +117,43 @@ for (const backend of BACKENDS) {
       ]);
       const status = await indexer.client.status();
       expect(status.indexedBlock).to.be.greaterThanOrEqual(BigInt(head));
+    });
+
+    it("attack: anvil_reorg replaces the theft's block at the same height — the index follows, the orphaned alert is gone", async function () {
+      if (NODE_KIND !== "anvil") {
+        console.log("      skipped: anvil_reorg is anvil's (CUSTOS_NODE=anvil runs it)");
+        this.skip();
+      }
+      const keys = [randomDeviceKey("secp256k1"), randomDeviceKey("secp256k1")];
+      await provision(suite, keys, [suite.owner, suite.owner]);
+      const [victim, bystander] = keys.map((k) => deviceIdOf(k.signer));
+      await indexer.waitForBlock(await suite.provider.getBlockNumber());
+      const stolen = await (await suite.registry.connect(suite.owner).reportStolen(victim)).wait();
+      const theftBlock = stolen!.blockNumber;
+      await indexer.waitForBlock(theftBlock);
+      const orphaned = (await indexer.client.alertsFrom(BigInt(theftBlock))).alerts;
+      expect(orphaned.map((a) => a.subjects.device)).to.deep.equal([victim.toString()]);
+
+      // Anvil rewinds to before the theft and mines the same number of blocks, the bystander's theft in the first.
+      const depth = (await suite.provider.getBlockNumber()) - theftBlock + 1;
+      const data = suite.registry.interface.encodeFunctionData("reportStolen", [bystander]);
+      const from = await suite.owner.getAddress();
+      await suite.node.send("anvil_reorg", [depth, [[{ from, to: suite.addresses.registry, data }, 0]]]);
+      const head = (await suite.provider.getBlockNumber()) + 1;
+      await indexer.waitForBlock(head);
+      await until(
+        "the index follows the new chain",
+        async () => (await indexer.client.alertsFrom(BigInt(theftBlock))).alerts.map((a) => a.subjects.device),
+        (devices) => devices.length === 1 && devices[0] === bystander.toString(),
+      );
+      const after = await indexer.client.alertsFrom(BigInt(theftBlock));
+      expect(after.alerts.map((a) => a.id)).to.not.include(orphaned[0].id);
+      for (const a of after.alerts)
+        expect(a.blockHash).to.equal((await suite.provider.getBlock(Number(a.blockNumber)))!.hash);
+      for (const id of [victim, bystander]) {
+        const info = await suite.registry.deviceInfo(id);
+        expect((await indexer.client.device(id))!.device.reportedStolen).to.equal(info.reportedStolen);
+      }
     });
   });
 }
