@@ -10,6 +10,7 @@ import { alertId, ALERT_KINDS, type Alert } from "../../src/watch/alerts.js";
 import { readIndexerEnv } from "../../src/watch/indexer/env.js";
 import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
+import { RpcGate } from "../helpers/rpcGate.js";
 import { BACKENDS, dataDir, freshSchema } from "./backends.js";
 import { deployOn, runStory, type Story, type Suite } from "./story.js";
 
@@ -22,6 +23,8 @@ for (const backend of BACKENDS) {
     let suite: Suite;
     let story: Story;
     let indexer: Indexer;
+    /** Between the indexer and the node: the lag test holds Ponder's block polls there. */
+    let gate: RpcGate;
 
     before(async function () {
       if (backend.skip) {
@@ -30,8 +33,9 @@ for (const backend of BACKENDS) {
       }
       suite = await deployOn(await startHardhatNode());
       story = await runStory(suite);
+      gate = await RpcGate.start(suite.node.url);
       indexer = await startIndexer({
-        rpcUrl: suite.node.url,
+        rpcUrl: gate.url,
         chainId: 31337,
         addresses: suite.addresses,
         port: await freePort(),
@@ -44,6 +48,7 @@ for (const backend of BACKENDS) {
 
     after(async function () {
       await indexer?.stop();
+      await gate?.close();
       await suite?.node.stop();
     });
 
@@ -259,6 +264,28 @@ for (const backend of BACKENDS) {
       expect(alerts.map((a) => [a.kind, a.subjects.device])).to.deep.equal([
         ["device.revoked", story.devices.payer.toString()],
       ]);
+    });
+
+    it("lag: while Ponder cannot see new blocks the answers say how many it is behind, and 0 once it caught up", async function () {
+      const start = await suite.provider.getBlockNumber();
+      await indexer.waitForBlock(start);
+      // Ponder learns of new blocks by eth_getBlockByNumber; the API reads the head by eth_blockNumber.
+      const held = gate.arm({ before: (call) => call.method === "eth_getBlockByNumber", keep: true });
+      await held;
+      for (let i = 0; i < 3; i++) await suite.node.mine();
+      await new Promise((r) => setTimeout(r, 150)); // past the API's 100 ms head cache
+      const behind = await indexer.client.status();
+      expect([behind.indexedBlock, behind.headBlock, behind.lagBlocks]).to.deep.equal([
+        BigInt(start),
+        BigInt(start + 3),
+        3,
+      ]);
+      const device = (await indexer.client.device(story.devices.lock))!;
+      expect([device.indexedBlock, device.lagBlocks]).to.deep.equal([String(start), 3]);
+      gate.disarm();
+      await indexer.waitForBlock(start + 3);
+      await new Promise((r) => setTimeout(r, 150));
+      expect((await indexer.client.status()).lagBlocks).to.equal(0);
     });
 
     it("Ponder's GraphQL answers from the same tables", async function () {
