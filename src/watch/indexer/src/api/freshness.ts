@@ -19,10 +19,16 @@ export interface Freshness {
 const BLOCK_NUMBER_AT = 10 + 16;
 const BLOCK_NUMBER_DIGITS = 16;
 
-/** The schema Ponder writes to (`DATABASE_SCHEMA`, which the launcher sets): its checkpoint table lives there. */
-const table = process.env.DATABASE_SCHEMA
-  ? `"${process.env.DATABASE_SCHEMA.replace(/"/g, '""')}"._ponder_checkpoint`
-  : "_ponder_checkpoint";
+/**
+ * Ponder's checkpoint table, in the schema Ponder writes to (`--schema` or `DATABASE_SCHEMA`; Ponder
+ * keeps the one it chose in a global, which its own SQL middleware reads too).
+ */
+function checkpointTable(): string {
+  const chosen =
+    (globalThis as { PONDER_NAMESPACE_BUILD?: { schema?: string } }).PONDER_NAMESPACE_BUILD?.schema ??
+    process.env.DATABASE_SCHEMA;
+  return chosen ? `"${chosen.replace(/"/g, '""')}"._ponder_checkpoint` : "_ponder_checkpoint";
+}
 
 const HEAD_CACHE_MS = 100;
 let head: { at: number; value: Promise<bigint> } | undefined;
@@ -39,7 +45,7 @@ function headBlock(chain: PublicClient): Promise<bigint> {
 
 export async function freshness(db: typeof Db, chain: PublicClient): Promise<Freshness> {
   const [rows, headNumber] = await Promise.all([
-    db.execute(sql.raw(`SELECT chain_id, latest_checkpoint FROM ${table}`)),
+    db.execute(sql.raw(`SELECT chain_id, latest_checkpoint FROM ${checkpointTable()}`)),
     headBlock(chain),
   ]);
   const row = (Array.isArray(rows) ? rows : (rows as { rows: unknown[] }).rows)[0] as
