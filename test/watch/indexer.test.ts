@@ -25,6 +25,7 @@ for (const backend of BACKENDS) {
     let indexer: Indexer;
     /** Between the indexer and the node: the lag test holds Ponder's block polls there. */
     let gate: RpcGate;
+    let options: Parameters<typeof startIndexer>[0];
 
     before(async function () {
       if (backend.skip) {
@@ -34,7 +35,7 @@ for (const backend of BACKENDS) {
       suite = await deployOn(await startHardhatNode());
       story = await runStory(suite);
       gate = await RpcGate.start(suite.node.url);
-      indexer = await startIndexer({
+      options = {
         rpcUrl: gate.url,
         chainId: 31337,
         addresses: suite.addresses,
@@ -42,7 +43,8 @@ for (const backend of BACKENDS) {
         dataDir: dataDir(),
         databaseUrl: backend.databaseUrl,
         schema: freshSchema("idx"),
-      });
+      };
+      indexer = await startIndexer(options);
       await indexer.waitForBlock(await suite.provider.getBlockNumber());
     });
 
@@ -326,6 +328,21 @@ for (const backend of BACKENDS) {
       expect(from.status).to.equal(400);
       expect(await indexer.client.device(12345n)).to.equal(null);
       expect(await indexer.client.shipment("0x" + "ab".repeat(32))).to.equal(null);
+    });
+
+    it("restart: stopped, then started again on the same database, it resumes and indexes what happened meanwhile", async function () {
+      const before = await indexer.client.alertsFrom(0n);
+      await indexer.stop();
+      await (await suite.registry.connect(suite.owner).reportStolen(story.devices.tracker)).wait();
+      const head = await suite.provider.getBlockNumber();
+      indexer = await startIndexer(options);
+      await indexer.waitForBlock(head);
+      const after = await indexer.client.alertsFrom(0n);
+      expect(after.alerts.slice(0, before.alerts.length)).to.deep.equal(before.alerts);
+      expect(after.alerts.slice(before.alerts.length).map((a) => [a.kind, a.subjects.device])).to.deep.equal([
+        ["device.quarantined", story.devices.tracker.toString()],
+      ]);
+      expect((await indexer.client.device(story.devices.tracker))!.device.status).to.equal("quarantined");
     });
   });
 }
