@@ -7,6 +7,7 @@
 import { expect } from "chai";
 import { parseEther } from "ethers";
 import { alertId, ALERT_KINDS, type Alert } from "../../src/watch/alerts.js";
+import { generateBeaconKey, openLocation } from "../../src/beacons/index.js";
 import { readIndexerEnv } from "../../src/watch/indexer/env.js";
 import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
@@ -88,9 +89,26 @@ for (const backend of BACKENDS) {
         [story.keys.stolen.signer.toLowerCase(), 0, true, "claim"],
         [story.keys.rotated.signer.toLowerCase(), 1, true, "rotation"],
       ]);
-      expect(stolen.locationBeacons.map((b) => [b.latitudeE7, b.longitudeE7])).to.deep.equal([
-        [473_700_000, 85_400_000],
-      ]);
+      // The index holds the beacon sealed: the owner's and the responder's keys open it, a stranger's does not.
+      expect(stolen.locationBeacons).to.have.length(1);
+      const [b] = stolen.locationBeacons;
+      const context = {
+        chainId: suite.chainId,
+        contract: suite.addresses.locationBeacons,
+        device: story.devices.stolen,
+        at: BigInt(b.at),
+      };
+      for (const holder of [story.beaconKeys.owner, story.beaconKeys.responder])
+        expect(await openLocation(b.ciphertext, b.recipients, context, holder.privateKey)).to.deep.include({
+          latitudeE7: 473_700_000,
+          longitudeE7: 85_400_000,
+        });
+      const stranger = await generateBeaconKey();
+      const refused = await openLocation(b.ciphertext, b.recipients, context, stranger.privateKey).then(
+        () => "opened",
+        (err: Error) => err.message,
+      );
+      expect(refused).to.match(/not among the beacon's recipients/);
       const flagged = (await indexer.client.device(story.devices.flagged))!;
       expect(flagged.statusHistory.map((c) => c.cause)).to.deep.equal([
         "DeviceClaimed",

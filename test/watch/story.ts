@@ -20,6 +20,7 @@ import {
   shipmentIdOf,
   type Reading,
 } from "../../src/custody/index.js";
+import { generateBeaconKey, sealLocation, type BeaconKeyPair } from "../../src/beacons/index.js";
 import { termsFromOpened, type ChannelTerms } from "../../src/agent/roles/meter.js";
 import {
   CustodyLedger__factory,
@@ -160,6 +161,8 @@ export interface Story {
     flagged: bigint;
     recalled: bigint;
   };
+  /** The owner's and a responder's beacon keys (the stolen device's beacon is sealed to both). */
+  beaconKeys: { owner: BeaconKeyPair; responder: BeaconKeyPair };
   keys: {
     lock: DeviceKey;
     tracker: DeviceKey;
@@ -199,13 +202,20 @@ export async function runStory(s: Suite): Promise<Story> {
 
   // Theft: reported, a beacon from the quarantined device, released.
   await sent(s.registry.connect(s.owner).reportStolen(id.stolen));
-  const beaconDeadline = BigInt((await now(s)) + 3_600);
-  const beacon = {
-    latitudeE7: 473_700_000,
-    longitudeE7: 85_400_000,
-    at: BigInt(await now(s)),
-    deadline: beaconDeadline,
-  };
+  // The owner's beacon key and a responder's: the location is sealed to both, readable by no one else.
+  const ownerBeaconKey = await generateBeaconKey();
+  const responderBeaconKey = await generateBeaconKey();
+  await sent(s.beacons.connect(s.owner).setBeaconKey(ownerBeaconKey.publicKey));
+  await sent(s.beacons.connect(s.owner).addResponder(responderBeaconKey.publicKey));
+  const recipients = (await s.beacons.beaconRecipients(await s.owner.getAddress())).toLowerCase();
+  const at = BigInt(await now(s));
+  const ciphertext = await sealLocation({ latitudeE7: 473_700_000, longitudeE7: 85_400_000 }, recipients, {
+    chainId: s.chainId,
+    contract: s.addresses.locationBeacons,
+    device: id.stolen,
+    at,
+  });
+  const beacon = { recipients, ciphertext, at, deadline: BigInt((await now(s)) + 3_600) };
   const beaconSig = keys.stolen.signDigest(
     digest("LocationBeacon", deployment(s, s.addresses.locationBeacons), { device: id.stolen, nonce: 0n, ...beacon }),
   );
@@ -381,6 +391,7 @@ export async function runStory(s: Suite): Promise<Story> {
   return {
     devices: { ...id, recalled: deviceIdOf(recalledKey.signer) },
     keys: { ...keys, rotated },
+    beaconKeys: { owner: ownerBeaconKey, responder: responderBeaconKey },
     batches: { main, quarantined },
     shipment,
     pallet,

@@ -181,12 +181,28 @@ export const locationBeacon = onchainTable(
     id: t.text().primaryKey(),
     deviceId: t.bigint().notNull(),
     owner: t.hex().notNull(),
-    latitudeE7: t.integer().notNull(),
-    longitudeE7: t.integer().notNull(),
+    nonce: t.bigint().notNull(),
     at: t.bigint().notNull(),
+    /** The recipients' X25519 keys, packed (the owner's beacon key first, then its responders). */
+    recipients: t.hex().notNull(),
+    /** One HPKE-sealed location per recipient (src/beacons): only their keys open it. */
+    ciphertext: t.hex().notNull(),
     ...at(t),
   }),
   (table) => ({ deviceIdx: index().on(table.deviceId) }),
+);
+
+/** Every change of an owner's beacon recipients: its own beacon key, responders added and removed. */
+export const beaconRecipientChange = onchainTable(
+  "beacon_recipient_change",
+  (t) => ({
+    id: t.text().primaryKey(),
+    owner: t.hex().notNull(),
+    change: t.text().notNull(),
+    key: t.hex().notNull(),
+    ...at(t),
+  }),
+  (table) => ({ ownerIdx: index().on(table.owner) }),
 );
 
 // ------------------------------------------------------------------ locks
