@@ -40,6 +40,7 @@ import {
 } from "./client.js";
 import { silentLogger, type Logger } from "./log.js";
 import { Outbox, type OutboxEntry, type OutboxOptions } from "./outbox.js";
+import { contractOf } from "../messages/calls.js";
 
 // ---------------------------------------------------------------- dispatcher
 
@@ -269,7 +270,7 @@ export class Agent {
   private readonly serial = new Serial();
   private readonly onDone = (e: OutboxEntry) => {
     if (e?.device === this.deviceId && e.outcome !== "confirmed") {
-      const seq = this.sequence(CONTRACT_OF[e.type]);
+      const seq = this.sequence(contractOf(e.type));
       seq.stale = true;
       seq.changes++;
     }

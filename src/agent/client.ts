@@ -46,6 +46,14 @@ import {
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
+import {
+  contractOf,
+  effectOf,
+  encodePublicCall,
+  isCallSpent,
+  isPublicCall,
+  type PublicCall,
+} from "../messages/calls.js";
 import { explainRevertData } from "../errors/index.js";
 import { silentLogger, type Logger } from "./log.js";
 import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
@@ -168,6 +176,22 @@ const lockInterface: Interface = LockAccess__factory.createInterface();
 const channelsInterface: Interface = PaymentChannels__factory.createInterface();
 const custodyInterface: Interface = CustodyLedger__factory.createInterface();
 
+/** What an outbox entry delivers: a signed device message, or a public call. */
+export type Payload = SignedDeviceMessage | PublicCall;
+
+/** The payload of a live entry. */
+export function payloadOf(e: OutboxEntry): Payload {
+  const p = e.message ?? e.call;
+  if (!p) throw new Error(`outbox entry ${e.id} is finished and compacted: nothing to deliver`);
+  return p;
+}
+
+/** The contract and calldata that deliver an entry. */
+function encodeEntry(e: OutboxEntry): { contract: ContractName; data: string } {
+  const p = payloadOf(e);
+  return isPublicCall(p) ? encodePublicCall(p) : encodeCall(p);
+}
+
 /** Errors of the device messages' contracts after which a message can never land: they retire it as rejected. */
 const FINAL_ERRORS = new Set([
   "LockAccessExpired",
@@ -183,6 +207,8 @@ const FINAL_ERRORS = new Set([
   "CustodyLedgerNotTrackerKey",
   "CustodyLedgerInvalidTrackerSignature",
   "CustodyLedgerBadTime",
+  // A public call whose flag is set already (by anyone): the chain never takes it again.
+  "CustodyLedgerAlreadyFlagged",
   "DeviceRegistryExpired",
   "DeviceRegistryInvalidSignature",
   "DeviceRegistryInvalidProof",
@@ -349,8 +375,9 @@ export class Chain {
     return CONTRACT_OF[type] === "locationBeacons" ? this.beaconNonce(device) : this.deviceNonce(device);
   }
 
-  async isSpent(m: SignedDeviceMessage): Promise<boolean> {
+  async isSpent(m: Payload): Promise<boolean> {
     await this.ensure();
+    if (isPublicCall(m)) return this.call("isSpent", () => isCallSpent(m, this.provider, this.deployment));
     return this.call("isSpent", () => isSpent(m, this.provider, this.deployment));
   }
 
@@ -360,13 +387,19 @@ export class Chain {
    * transaction that carried this message's signature. A nonce used by another message is not
    * this one on chain: that message is refused, never retired as landed.
    */
-  async onChain(m: SignedDeviceMessage): Promise<{ txHash: string } | undefined> {
+  async onChain(m: Payload): Promise<{ txHash: string } | undefined> {
     if (!(await this.isSpent(m))) return undefined;
     return this.landed(m);
   }
 
   /** The transaction that carried `m` (its event with its content, its signature in the calldata). */
-  async landed(m: SignedDeviceMessage): Promise<{ txHash: string } | undefined> {
+  async landed(m: Payload): Promise<{ txHash: string } | undefined> {
+    if (isPublicCall(m)) {
+      // Whoever made the call, its effect is the same: the event is the answer.
+      const { contract, event, topics } = effectOf(m);
+      const txHash = await this.findLog(contract, custodyInterface, event, topics, () => true);
+      return txHash ? { txHash } : undefined;
+    }
     const f = m.message;
     const device = deviceOf(m);
     const word = (v: bigint | string) => "0x" + BigInt(v).toString(16).padStart(64, "0");
@@ -499,14 +532,14 @@ async function preflight(
   | { kind: "wait"; reason: string; hold: "queued" }
   | { kind: "go" }
 > {
-  const m = e.message!;
-  const contract = CONTRACT_OF[e.type];
+  const m = payloadOf(e);
+  const contract = contractOf(e.type);
   if (!chain.deployment[contract])
     return {
       kind: "rejected",
       reason: `a ${e.type} goes to the ${contract} contract, and no address is configured for it`,
     };
-  if (e.nonce === undefined) {
+  if (isPublicCall(m) || e.nonce === undefined) {
     // Only this very message on chain retires it; a sequence or key used by another message is
     // left to the simulation, which names the refusal.
     const found = await chain.onChain(m);
@@ -514,9 +547,9 @@ async function preflight(
   } else {
     // One read answers both questions: spent (isSpent's rule: the nonce moved past it) and ready.
     // A beacon's nonce is LocationBeacons' beacon nonce, a sequence apart from the device nonce.
-    const beacon = CONTRACT_OF[e.type] === "locationBeacons";
+    const beacon = contract === "locationBeacons";
     const what = beacon ? "beacon nonce" : "device nonce";
-    const chainNonce = await chain.nonceFor(e.type, e.device);
+    const chainNonce = await chain.nonceFor(m.type, e.device);
     if (!beacon) onDeviceNonce?.(e.device, chainNonce);
     if (chainNonce > e.nonce) {
       const found = await chain.landed(m);
@@ -534,7 +567,7 @@ async function preflight(
           (o) =>
             o.outcome === "rejected" &&
             o.nonce !== undefined &&
-            CONTRACT_OF[o.type] === CONTRACT_OF[e.type] &&
+            contractOf(o.type) === contract &&
             o.nonce >= chainNonce &&
             o.nonce < e.nonce!,
         );
@@ -547,6 +580,8 @@ async function preflight(
       };
     }
   }
+  // A public call has no deadline: the simulation says when it no longer makes sense.
+  if (isPublicCall(m)) return { kind: "go" };
   const deadline = deadlineOf(m);
   if ((await chain.recentTimestamp()) > deadline) return { kind: "rejected", reason: `expired (deadline ${deadline})` };
   return { kind: "go" };
@@ -554,7 +589,7 @@ async function preflight(
 
 /** The (lower-case) address of the contract an entry's message is delivered to. */
 function targetOf(deployment: ChainDeployment, e: OutboxEntry): string {
-  return addressOf(deployment, CONTRACT_OF[e.type]).toLowerCase();
+  return addressOf(deployment, contractOf(e.type)).toLowerCase();
 }
 
 // ---------------------------------------------------------------- direct JSON-RPC
@@ -655,7 +690,7 @@ export class RpcCourier implements Courier {
     }
     if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason, hold: verdict.hold };
 
-    const { contract, data } = encodeCall(e.message!);
+    const { contract, data } = encodeEntry(e);
     const to = addressOf(this.chain.deployment, contract);
     let gas: bigint;
     try {
@@ -669,7 +704,7 @@ export class RpcCourier implements Courier {
       const revert = decodeRevert(data);
       if (revert.final) {
         // Look again: it may have landed a moment ago through someone else (this very message).
-        const found = await this.chain.onChain(e.message!);
+        const found = await this.chain.onChain(payloadOf(e));
         await this.outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -724,8 +759,8 @@ export class RpcCourier implements Courier {
       // The account nonce is used; unless one of ours used it (look once more), ours are dead.
       const again = await this.findReceipt(e, s, hashes);
       if (again) return again;
-      if (await this.chain.isSpent(e.message!)) {
-        const found = await this.chain.landed(e.message!);
+      if (await this.chain.isSpent(payloadOf(e))) {
+        const found = await this.chain.landed(payloadOf(e));
         await this.outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -751,7 +786,7 @@ export class RpcCourier implements Courier {
 
     // Not mined yet. Before broadcasting again, make sure the message is still needed.
     if (!s.filler && !this.spentChecked.has(s.txHash)) {
-      if (await this.chain.isSpent(e.message!)) {
+      if (await this.chain.isSpent(payloadOf(e))) {
         await this.fill(e, s);
         return { kind: "progress" };
       }
@@ -786,7 +821,7 @@ export class RpcCourier implements Courier {
     if (s.filler && hash === s.txHash) {
       // The filler only took the account nonce; where did the message go?
       // (The entry keeps the filler's hash: it is what this agent's account nonce went to.)
-      const found = await this.chain.landed(e.message!);
+      const found = await this.chain.landed(payloadOf(e));
       await this.outbox.done(e.id, found ? "spent" : "rejected", {
         reason: found
           ? `landed through someone else (in ${found.txHash})`
@@ -800,7 +835,7 @@ export class RpcCourier implements Courier {
       await this.outbox.done(e.id, "rejected", { reason: "mined without an event of its contract", txHash: hash });
       this.log.error("transaction mined without an event of its contract", { id: e.id, txHash: hash });
     } else {
-      const found = await this.chain.onChain(e.message!);
+      const found = await this.chain.onChain(payloadOf(e));
       await this.outbox.done(
         e.id,
         found ? "spent" : "rejected",
@@ -1017,7 +1052,7 @@ export class RelayerCourier implements Courier {
         receipt.logs.some((l) => l.address.toLowerCase() === target);
       if (landed) await outbox.done(e.id, "confirmed", { txHash: hash });
       else {
-        const found = await chain.onChain(e.message!);
+        const found = await chain.onChain(payloadOf(e));
         await outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -1030,8 +1065,8 @@ export class RelayerCourier implements Courier {
     }
     const latest = await chain.call("getTransactionCount", () => chain.provider.getTransactionCount(s.from, "latest"));
     if (latest > s.accountNonce) {
-      if (await chain.isSpent(e.message!)) {
-        const found = await chain.landed(e.message!);
+      if (await chain.isSpent(payloadOf(e))) {
+        const found = await chain.landed(payloadOf(e));
         await outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -1060,6 +1095,16 @@ export class RelayerCourier implements Courier {
 
   private async post(e: OutboxEntry): Promise<StepResult> {
     const { outbox, chain } = this.opts;
+    if (e.call) {
+      // The relayer takes device messages and owners' forward requests: a public call is neither.
+      // Held, not dropped: an operator who configures a payer account gets it sent.
+      return {
+        kind: "wait",
+        ms: this.holdMs,
+        reason: `a ${e.type} is a plain call, which the relayer does not take: send it with a payer account`,
+        hold: "refused",
+      };
+    }
     // The node may be down while the relayer is up: the relayer checks nonces itself, so go on.
     let verdict: Awaited<ReturnType<typeof preflight>> = { kind: "go" };
     try {
@@ -1158,7 +1203,7 @@ export class RelayerCourier implements Courier {
    */
   private async onChainNow(e: OutboxEntry, mustKnow: boolean): Promise<{ txHash: string } | undefined> {
     try {
-      return await this.opts.chain.onChain(e.message!);
+      return await this.opts.chain.onChain(payloadOf(e));
     } catch (err) {
       if (err instanceof Down && !mustKnow) return undefined;
       throw err;
