@@ -47,6 +47,7 @@ import {
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
 import {
+  CALL_GAS_LIMIT,
   contractOf,
   effectOf,
   encodePublicCall,
@@ -696,27 +697,10 @@ export class RpcCourier implements Courier {
     try {
       gas = await this.chain.provider.estimateGas({ from: this.payer.address, to, data });
     } catch (err) {
-      if (isTransient(err)) throw new Down(`estimateGas: ${describe(err)}`);
-      const data = revertData(err);
-      if (!data && !/revert|CALL_EXCEPTION|execution/i.test(`${(err as { code?: string }).code} ${describe(err)}`)) {
-        throw new Down(`estimateGas: ${describe(err)}`);
-      }
-      const revert = decodeRevert(data);
-      if (revert.final) {
-        // Look again: it may have landed a moment ago through someone else (this very message).
-        const found = await this.chain.onChain(payloadOf(e));
-        await this.outbox.done(
-          e.id,
-          found ? "spent" : "rejected",
-          found ? { reason: "already on chain", txHash: found.txHash } : { reason: `refused: ${revert.text}` },
-        );
-        return { kind: "done" };
-      }
-      // Unknown key, a quarantined device or batch: the device's state may still change
-      // before the deadline, so hold the message (the deadline retires it otherwise).
-      return { kind: "wait", ms: this.holdMs, reason: `refused for now: ${revert.text}`, hold: "refused" };
-    }
-    const fees = await this.feeData();
+      const early = e.call ? await this.dueInNextBlock(e.call, err) : undefined;
+      if (early === undefined) return this.refused(e, err);
+      gas = early;
+    }    const fees = await this.feeData();
     await this.withAccount(async () => {
       await this.syncAccountNonce();
       const accountNonce = this.nextAccountNonce!;
@@ -745,6 +729,44 @@ export class RpcCourier implements Courier {
       await this.broadcast(e, submission);
     });
     return { kind: "progress" };
+  }
+
+  /** What a simulation's refusal means for the entry: retired (refused for good, or landed), or held. */
+  private async refused(e: OutboxEntry, err: unknown): Promise<StepResult> {
+    if (isTransient(err)) throw new Down(`estimateGas: ${describe(err)}`);
+    const data = revertData(err);
+    if (!data && !/revert|CALL_EXCEPTION|execution/i.test(`${(err as { code?: string }).code} ${describe(err)}`)) {
+      throw new Down(`estimateGas: ${describe(err)}`);
+    }
+    const revert = decodeRevert(data);
+    if (revert.final) {
+      // Look again: it may have landed a moment ago through someone else (this very message).
+      const found = await this.chain.onChain(payloadOf(e));
+      await this.outbox.done(
+        e.id,
+        found ? "spent" : "rejected",
+        found ? { reason: "already on chain", txHash: found.txHash } : { reason: `refused: ${revert.text}` },
+      );
+      return { kind: "done" };
+    }
+    // Unknown key, a quarantined device or batch: the device's state may still change
+    // before the deadline, so hold the message (the deadline retires it otherwise).
+    return { kind: "wait", ms: this.holdMs, reason: `refused for now: ${revert.text}`, hold: "refused" };
+  }
+
+  /**
+   * The gas limit to send a public call with, when its simulation said only "not yet"
+   * (`CustodyLedgerNotYet(at)`) and the latest block's time is already at or past `at`: the
+   * condition is `block.timestamp > at`, and every next block is later than the latest one. Some
+   * nodes (anvil) simulate in the latest block's time, where the call fails; sending it now is what
+   * lands it in the first block where it holds. Undefined when that is not the refusal.
+   */
+  private async dueInNextBlock(call: PublicCall, err: unknown): Promise<bigint | undefined> {
+    if (isTransient(err)) return undefined;
+    const revert = decodeRevert(revertData(err));
+    if (revert.name !== "CustodyLedgerNotYet") return undefined;
+    if ((await this.chain.latestTimestamp()) < BigInt(revert.args[0] as bigint)) return undefined;
+    return CALL_GAS_LIMIT[call.type];
   }
 
   private async followSubmitted(e: OutboxEntry, s: RpcSubmission): Promise<StepResult> {

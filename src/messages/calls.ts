@@ -43,6 +43,15 @@ const SHAPE = {
   MarkSilent: { fn: "markSilent", event: "MarkedSilent", flag: "silent" },
 } as const satisfies Record<PublicCallType, { fn: string; event: string; flag: string }>;
 
+/**
+ * The gas limit of a call sent without a simulation (see the RpcCourier's `dueInNextBlock`): each
+ * reads three slots and writes one (about 31,000 gas); the margin covers cold-access pricing changes.
+ */
+export const CALL_GAS_LIMIT = {
+  MarkOverdue: 80_000n,
+  MarkSilent: 80_000n,
+} as const satisfies Record<PublicCallType, bigint>;
+
 const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
 
 export function isPublicCallType(type: unknown): type is PublicCallType {
