@@ -1,0 +1,204 @@
+import { expect } from "chai";
+import { ZeroAddress, parseEther } from "ethers";
+import { digest } from "../../src/eip712/index.js";
+import { TypedDataHasher } from "../../src/eip712/fast.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { MeterPayee, UNCAPPED, termsFromOpened } from "../../src/agent/roles/meter.js";
+import { startTower, type TowerHandle } from "../../src/watch/tower/index.js";
+import { dueCalls, type ShipmentState } from "../../src/watch/tower/rules.js";
+import {
+  automine,
+  createShipment,
+  expectedBlock,
+  firstBlockPast,
+  oneSecondBlocks,
+  removeTempDirs,
+  tempDir,
+  towerChain,
+  waitForEvent,
+  type TowerChain,
+} from "./towerFixture.js";
+
+describe("watchtower", function () {
+  this.timeout(180_000);
+  let c: TowerChain;
+  let tower: TowerHandle | undefined;
+
+  before(async function () {
+    c = await towerChain();
+  });
+
+  afterEach(async function () {
+    await tower?.stop();
+    tower = undefined;
+    await automine(c.node);
+  });
+
+  after(async function () {
+    await c?.node.stop();
+    removeTempDirs();
+  });
+
+  const start = (payeeStores?: string[]) =>
+    startTower({
+      rpcUrl: c.node.url,
+      chainId: 31337,
+      addresses: c.fleet.addresses,
+      sender: { key: c.towerKey.privateKey },
+      dataDir: tempDir(),
+      ...(payeeStores ? { payeeStores } : {}),
+    });
+
+  describe("rules (the contract's strict comparisons)", function () {
+    const s: ShipmentState = {
+      id: "0x" + "11".repeat(32),
+      deadline: 1000n,
+      lastCheckpointAt: 900n,
+      maxSilence: 50n,
+      overdue: false,
+      silent: false,
+      delivered: false,
+    };
+
+    it("a call is due only for a next block later than the limit, not equal to it", function () {
+      expect(dueCalls(s, 950n)).to.deep.equal([]);
+      expect(dueCalls(s, 951n).map((x) => x.type)).to.deep.equal(["MarkSilent"]);
+      expect(dueCalls(s, 1000n).map((x) => x.type)).to.deep.equal(["MarkSilent"]);
+      expect(dueCalls(s, 1001n).map((x) => x.type)).to.deep.equal(["MarkOverdue", "MarkSilent"]);
+    });
+
+    it("nothing is due for a delivered shipment, nor what is marked already", function () {
+      expect(dueCalls({ ...s, delivered: true }, 5000n)).to.deep.equal([]);
+      expect(dueCalls({ ...s, overdue: true, silent: true }, 5000n)).to.deep.equal([]);
+      expect(dueCalls({ ...s, overdue: true }, 5000n).map((x) => x.type)).to.deep.equal(["MarkSilent"]);
+    });
+  });
+
+  it("marks a shipment overdue in the first block after its deadline; nothing early, nothing delivered", async function () {
+    const late = await createShipment(c, { deadlineIn: 8, maxSilence: 1_000_000 });
+    const notYet = await createShipment(c, { deadlineIn: 3600, maxSilence: 1_000_000 });
+    // Held by its receiver (the owner ships to itself) and delivered: never marked, though its deadline passes.
+    const delivered = await createShipment(c, {
+      deadlineIn: 6,
+      maxSilence: 1_000_000,
+      receiver: await c.owner.getAddress(),
+    });
+    await (await c.ledger.deliver(delivered.id)).wait();
+    tower = await start();
+    await oneSecondBlocks(c.node);
+
+    const log = await waitForEvent(c, "MarkedOverdue", late.id);
+    const first = await firstBlockPast(c, late.deadline, late.createdIn);
+    // The tower sends when the head's timestamp reaches the deadline; its call lands in the next
+    // block: the first block past the deadline, or the one after when no block had its timestamp.
+    expect(log.blockNumber).to.equal(expectedBlock(first, late.deadline));
+    const tx = await c.provider.getTransaction(log.transactionHash);
+    expect(tx!.from).to.equal(c.towerKey.address);
+
+    // A few more blocks past the delivered shipment's deadline: still nothing for it or the early one.
+    const head = await c.provider.getBlockNumber();
+    while ((await c.provider.getBlockNumber()) < head + 3) await new Promise((r) => setTimeout(r, 200));
+    const marked = await c.provider.getLogs({
+      address: c.fleet.addresses.custodyLedger,
+      topics: [c.ledger.interface.getEvent("MarkedOverdue").topicHash],
+      fromBlock: late.createdIn,
+      toBlock: "latest",
+    });
+    expect(marked.map((l) => l.topics[1])).to.deep.equal([late.id]);
+    expect((await c.ledger.shipmentOf(notYet.id)).overdue).to.equal(false);
+    expect((await c.ledger.shipmentOf(delivered.id)).overdue).to.equal(false);
+    const shipmentsQueued = tower.outbox.all().map((e) => e.call?.shipment);
+    expect(shipmentsQueued).to.not.include(notYet.id);
+    expect(shipmentsQueued).to.not.include(delivered.id);
+  });
+
+  it("marks a shipment silent in the first block after its allowed silence", async function () {
+    const quiet = await createShipment(c, { deadlineIn: 3600, maxSilence: 7 });
+    const state = await c.ledger.shipmentOf(quiet.id);
+    const limit = BigInt(state.lastCheckpointAt) + BigInt(state.maxSilence);
+    tower = await start();
+    await oneSecondBlocks(c.node);
+
+    const log = await waitForEvent(c, "MarkedSilent", quiet.id);
+    const first = await firstBlockPast(c, limit, quiet.createdIn);
+    expect(log.blockNumber).to.equal(expectedBlock(first, limit));
+    expect((await c.ledger.shipmentOf(quiet.id)).overdue).to.equal(false);
+  });
+
+  it("answers a payer's unilateral close with the payee's best voucher before the challenge period ends", async function () {
+    const [payer, payee] = c.fleet.devices;
+    const opened = await (
+      await c.channels.open(
+        { payer: payer.id, payee: payee.id, token: ZeroAddress, rate: UNCAPPED, allowance: 0n, salt: 7 },
+        payer.key.signer,
+        parseEther("1"),
+        { value: parseEther("1") },
+      )
+    ).wait();
+    const event = opened!.logs.map((l) => c.channels.interface.parseLog(l)).find((p) => p?.name === "ChannelOpened")!;
+    const terms = termsFromOpened(event.args);
+    const channel = (event.args.channel as string).toLowerCase();
+    const deployment = { chainId: 31337n, verifyingContract: c.fleet.addresses.paymentChannels };
+
+    // The payee's book, as `meter serve` keeps it: three vouchers, the highest 0.3 ETH.
+    const store = tempDir("custos-payee-");
+    const book = MeterPayee.open({
+      hasher: await TypedDataHasher.create(),
+      deployment,
+      verifier: new DeviceSignatureVerifier([c.fleet.addresses.p256Verifier]),
+      dataDir: store,
+    });
+    await book.addChannel({ terms, deposit: parseEther("1"), pricePerUnit: 1n, payerKey: payer.key.signer });
+    for (const amount of [parseEther("0.1"), parseEther("0.2"), parseEther("0.3")]) {
+      const signature = payer.key.signDigest(digest("Voucher", deployment, { channel, cumulativeAmount: amount }));
+      const r = book.accept({ channel, cumulativeAmount: amount, key: payer.key.signer, signature });
+      expect(r.accepted).to.equal(true);
+      if (r.accepted) await r.persisted;
+    }
+    await book.close();
+
+    tower = await start([store]);
+    await oneSecondBlocks(c.node);
+    const close = await (await c.channels.startClose(terms)).wait();
+    const closesAt = BigInt(
+      close!.logs.map((l) => c.channels.interface.parseLog(l)).find((p) => p?.name === "ChannelCloseStarted")!.args
+        .closesAt,
+    );
+
+    const claimedTopic = c.channels.interface.getEvent("ChannelClaimed").topicHash;
+    const until = Date.now() + 30_000;
+    let claims: Awaited<ReturnType<typeof c.provider.getLogs>> = [];
+    while (claims.length === 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 200));
+      claims = await c.provider.getLogs({
+        address: c.fleet.addresses.paymentChannels,
+        topics: [claimedTopic, channel],
+        fromBlock: close!.blockNumber,
+        toBlock: "latest",
+      });
+    }
+    expect(claims, "the tower presented no voucher").to.have.length(1);
+    const block = await c.provider.getBlock(claims[0].blockNumber);
+    expect(BigInt(block!.timestamp)).to.be.lessThan(closesAt);
+    expect((await c.provider.getTransaction(claims[0].transactionHash))!.from).to.equal(c.towerKey.address);
+    // The payee is owed what its best voucher says, and credited exactly that.
+    expect((await c.channels.channelState(channel)).paid).to.equal(parseEther("0.3"));
+    expect(await c.channels.deviceBalance(payee.id, ZeroAddress)).to.equal(parseEther("0.3"));
+  });
+
+  it("refuses the relayer as a sender, naming the field: the relayer does not take plain calls", async function () {
+    let error: Error | undefined;
+    try {
+      await startTower({
+        rpcUrl: c.node.url,
+        chainId: 31337,
+        addresses: c.fleet.addresses,
+        sender: { relayerUrl: "http://127.0.0.1:1" },
+        dataDir: tempDir(),
+      });
+    } catch (err) {
+      error = err as Error;
+    }
+    expect(error?.message).to.match(/^sender\.relayerUrl: .*give sender\.key/);
+  });
+});
