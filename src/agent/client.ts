@@ -700,7 +700,8 @@ export class RpcCourier implements Courier {
       const early = e.call ? await this.dueInNextBlock(e.call, err) : undefined;
       if (early === undefined) return this.refused(e, err);
       gas = early;
-    }    const fees = await this.feeData();
+    }
+    const fees = await this.feeData();
     await this.withAccount(async () => {
       await this.syncAccountNonce();
       const accountNonce = this.nextAccountNonce!;

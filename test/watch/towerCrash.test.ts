@@ -26,7 +26,12 @@ process.on("exit", () => children.forEach(killGroup));
 function startTowerProcess(options: object): { child: ChildProcess; lines: string[]; exited: Promise<void> } {
   const child = spawn(
     process.execPath,
-    ["--import", import.meta.resolve("tsx"), path.join(import.meta.dirname, "towerProcess.ts"), JSON.stringify(options)],
+    [
+      "--import",
+      import.meta.resolve("tsx"),
+      path.join(import.meta.dirname, "towerProcess.ts"),
+      JSON.stringify(options),
+    ],
     { detached: true, stdio: ["ignore", "pipe", "pipe"] },
   );
   children.add(child);

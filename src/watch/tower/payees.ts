@@ -32,10 +32,18 @@ export class PayeeStores {
   bestVoucher(channel: string): SignedDeviceMessage | undefined {
     let best: SignedDeviceMessage | undefined;
     for (const dataDir of this.dirs) {
-      const book = MeterPayee.read({ hasher: this.hasher, deployment: this.deployment, verifier: this.verifier, dataDir });
+      const book = MeterPayee.read({
+        hasher: this.hasher,
+        deployment: this.deployment,
+        verifier: this.verifier,
+        dataDir,
+      });
       if (!book.has(channel)) continue;
       const m = book.voucherMessage(channel);
-      if (m && (!best || BigInt(m.message.cumulativeAmount as string) > BigInt(best.message.cumulativeAmount as string)))
+      if (
+        m &&
+        (!best || BigInt(m.message.cumulativeAmount as string) > BigInt(best.message.cumulativeAmount as string))
+      )
         best = m;
     }
     return best;

@@ -70,8 +70,7 @@ export class ChainSource implements WatchSource {
       for (const log of channelLogs) {
         const channel = log.topics[1].toLowerCase();
         if (log.topics[0] === closed) touched.closed.add(channel);
-        else
-          touched.closes.push({ channel, closesAt: BigInt(channels.parseLog(log)!.args.closesAt as bigint) });
+        else touched.closes.push({ channel, closesAt: BigInt(channels.parseLog(log)!.args.closesAt as bigint) });
       }
     }
     return touched;
