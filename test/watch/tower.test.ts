@@ -4,6 +4,7 @@ import { digest } from "../../src/eip712/index.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
 import { MeterPayee, UNCAPPED, termsFromOpened } from "../../src/agent/roles/meter.js";
+import { openAgentStack } from "../../src/agent/agent.js";
 import { startTower, type TowerHandle } from "../../src/watch/tower/index.js";
 import { dueCalls, type ShipmentState } from "../../src/watch/tower/rules.js";
 import {
@@ -184,6 +185,41 @@ describe("watchtower", function () {
     // The payee is owed what its best voucher says, and credited exactly that.
     expect((await c.channels.channelState(channel)).paid).to.equal(parseEther("0.3"));
     expect(await c.channels.deviceBalance(payee.id, ZeroAddress)).to.equal(parseEther("0.3"));
+  });
+
+  it("the outbox retires a call whose effect someone else put on chain as spent, and one the chain refuses for good, without a transaction", async function () {
+    const marked = await createShipment(c, { deadlineIn: 2, maxSilence: 1_000_000 });
+    const delivered = await createShipment(c, {
+      deadlineIn: 2,
+      maxSilence: 1_000_000,
+      receiver: await c.owner.getAddress(),
+    });
+    await (await c.ledger.deliver(delivered.id)).wait();
+    // Automining: wait out the deadlines, then someone else marks the first one.
+    while (BigInt((await c.provider.getBlock("latest"))!.timestamp) <= marked.deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      await c.node.send("evm_mine");
+    }
+    const other = await (await c.ledger.connect(c.admin).markOverdue(marked.id)).wait();
+    const nonceBefore = await c.provider.getTransactionCount(c.towerKey.address);
+
+    const stack = await openAgentStack({
+      deployment: { chainId: 31337n, ...c.fleet.addresses },
+      dataDir: tempDir(),
+      rpc: c.node.url,
+      payer: c.towerKey,
+    });
+    try {
+      const a = await stack.outbox.addCall({ type: "MarkOverdue", shipment: marked.id });
+      const b = await stack.outbox.addCall({ type: "MarkOverdue", shipment: delivered.id });
+      await stack.dispatcher.drain();
+      expect(stack.outbox.get(a.id)).to.deep.include({ outcome: "spent", txHash: other!.hash });
+      expect(stack.outbox.get(b.id)!.outcome).to.equal("rejected");
+      expect(stack.outbox.get(b.id)!.reason).to.match(/^refused: .*deliver/i);
+    } finally {
+      await stack.close();
+    }
+    expect(await c.provider.getTransactionCount(c.towerKey.address)).to.equal(nonceBefore);
   });
 
   it("refuses the relayer as a sender, naming the field: the relayer does not take plain calls", async function () {
