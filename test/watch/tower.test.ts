@@ -126,6 +126,27 @@ describe("watchtower", function () {
     expect((await c.ledger.shipmentOf(quiet.id)).overdue).to.equal(false);
   });
 
+  it("a restart reads on from its cursor: a shipment created while the tower was down is marked", async function () {
+    const dataDir = tempDir();
+    const options = {
+      rpcUrl: c.node.url,
+      chainId: 31337,
+      addresses: c.fleet.addresses,
+      sender: { key: c.towerKey.privateKey },
+      dataDir,
+    };
+    tower = await startTower(options);
+    const seen = await c.provider.getBlockNumber();
+    while (tower.stats().head < seen) await new Promise((r) => setTimeout(r, 100));
+    await tower.stop();
+    const down = await createShipment(c, { deadlineIn: 4, maxSilence: 1_000_000 });
+    // fromBlock far ahead: were the cursor ignored, the shipment's block would never be read.
+    tower = await startTower({ ...options, fromBlock: down.createdIn + 1_000_000 });
+    await oneSecondBlocks(c.node);
+    const log = await waitForEvent(c, "MarkedOverdue", down.id);
+    expect((await c.provider.getTransaction(log.transactionHash))!.from).to.equal(c.towerKey.address);
+  });
+
   it("answers a payer's unilateral close with the payee's best voucher before the challenge period ends", async function () {
     const [payer, payee] = c.fleet.devices;
     const opened = await (

@@ -3,6 +3,7 @@
  * agent's outbox stack in `dataDir` (outbox, chain reads, the RpcCourier paid by `sender.key`, the
  * dispatcher), and runs the loop of `tower.ts` beside it.
  */
+import path from "node:path";
 import { Wallet, getAddress, type Provider } from "ethers";
 import { openAgentStack, AgentError } from "../../agent/agent.js";
 import { Chain } from "../../agent/client.js";
@@ -45,7 +46,7 @@ export interface TowerOptions {
   log?: Logger;
   /** How often the head block is polled (ms). Default 100. */
   pollMs?: number;
-  /** The first block whose events are read. Default 0. */
+  /** The first block whose events are read when `dataDir` holds no cursor of an earlier run. Default 0. */
   fromBlock?: number;
   /** Blocks read again on every new head (reorgs). Default 12. */
   reorgDepth?: number;
@@ -117,6 +118,7 @@ export async function startTower(o: TowerOptions): Promise<TowerHandle> {
     pollMs: o.pollMs ?? 100,
     fromBlock: o.fromBlock ?? 0,
     reorgDepth: o.reorgDepth ?? 12,
+    cursorFile: path.join(o.dataDir, "tower-cursor.json"),
   });
   const delivering = stack.dispatcher.drain({ watch: true });
   delivering.catch((err) => log.error("watchtower: delivery stopped", { error: String(err) }));

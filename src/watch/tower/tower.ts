@@ -10,7 +10,9 @@
  * a restarted tower that decides the same action again finds it there (a public call's id is the
  * call; a voucher's is its signature), so nothing is lost and nothing is sent twice.
  */
-import type { Provider } from "ethers";
+import { readFileSync } from "node:fs";
+import { ZeroAddress, type Provider } from "ethers";
+import { writeFileAtomic } from "../../agent/keystore.js";
 import { Backoff, describe } from "../../agent/client.js";
 import type { Logger } from "../../agent/log.js";
 import type { Outbox } from "../../agent/outbox.js";
@@ -35,6 +37,19 @@ export interface TowerLoopOptions {
   fromBlock: number;
   /** Blocks read again on every new head, so that events of a block that replaced an orphaned one are seen. */
   reorgDepth: number;
+  /**
+   * Where the loop keeps how far it read and what it watches (rewritten atomically after each new
+   * block), so that a restart reads on from there instead of from `fromBlock`.
+   */
+  cursorFile?: string;
+}
+
+/** What the cursor file holds. */
+interface Cursor {
+  custodyLedger: string;
+  scanned: number;
+  shipments: string[];
+  closing: [channel: string, closesAt: string][];
 }
 
 export interface TowerStats {
@@ -57,6 +72,8 @@ export class TowerLoop {
   private readonly ledger;
   private head: { number: number; timestamp: bigint; seenAt: number } | undefined;
   private scanned: number;
+  /** No block before this one is read: `fromBlock` on a first start, none after a resumed one. */
+  private floor: number;
   private lastPayeeCheck = 0;
   private stopping = false;
   private loop: Promise<void> | undefined;
@@ -66,6 +83,7 @@ export class TowerLoop {
   constructor(private readonly o: TowerLoopOptions) {
     this.ledger = CustodyLedger__factory.connect(o.custodyLedger, o.provider);
     this.scanned = o.fromBlock - 1;
+    this.floor = o.fromBlock;
   }
 
   start(): void {
@@ -90,6 +108,20 @@ export class TowerLoop {
 
   private async run(): Promise<void> {
     const backoff = new Backoff({ baseMs: 250, capMs: 10_000 });
+    let resumed = this.o.cursorFile === undefined;
+    while (!this.stopping && !resumed) {
+      try {
+        await this.resume();
+        resumed = true;
+      } catch (err) {
+        const pause = backoff.next();
+        this.o.log.warn("watchtower: the node failed at start; trying again", {
+          error: describe(err),
+          retryInMs: pause,
+        });
+        await this.sleep(pause);
+      }
+    }
     while (!this.stopping) {
       let pause = this.o.pollMs;
       try {
@@ -99,14 +131,53 @@ export class TowerLoop {
         pause = backoff.next();
         this.o.log.warn("watchtower: the node failed; trying again", { error: describe(err), retryInMs: pause });
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pause);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await this.sleep(pause);
     }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (this.stopping) this.wake();
+    });
+  }
+
+  /** Picks up where the cursor file says the last run was: its block, and the states of its shipments now. */
+  private async resume(): Promise<void> {
+    let text: string;
+    try {
+      text = readFileSync(this.o.cursorFile!, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    const cursor = JSON.parse(text) as Cursor;
+    if (cursor.custodyLedger.toLowerCase() !== this.o.custodyLedger.toLowerCase()) {
+      this.o.log.warn("watchtower: the cursor file is of another CustodyLedger; reading from the start", {
+        file: this.o.cursorFile,
+      });
+      return;
+    }
+    const head = await this.o.provider.getBlockNumber();
+    for (const id of cursor.shipments) await this.refresh(id, head);
+    for (const [channel, closesAt] of cursor.closing) this.closing.set(channel, BigInt(closesAt));
+    this.scanned = Math.min(cursor.scanned, head);
+    this.floor = 0;
+  }
+
+  private saveCursor(): void {
+    if (!this.o.cursorFile) return;
+    const cursor: Cursor = {
+      custodyLedger: this.o.custodyLedger,
+      scanned: this.scanned,
+      shipments: [...this.shipments.keys()],
+      closing: [...this.closing].map(([channel, closesAt]) => [channel, closesAt.toString()]),
+    };
+    writeFileAtomic(this.o.cursorFile, JSON.stringify(cursor) + "\n", 0o644);
   }
 
   /** One look at the head: a new block is read and evaluated; no new block, the clock is. */
@@ -126,26 +197,35 @@ export class TowerLoop {
 
   /** Reads the events up to `head` (the last `reorgDepth` blocks again) and refreshes what they touched. */
   private async scan(head: number): Promise<void> {
-    const from = Math.max(this.o.fromBlock, this.scanned + 1 - this.o.reorgDepth);
+    const from = Math.max(this.floor, this.scanned + 1 - this.o.reorgDepth);
     if (from > head) return;
     const touched = await this.o.source.read(from, head);
-    for (const id of touched.shipments) {
-      const v = await this.ledger.shipmentOf(id, { blockTag: head });
-      const s: ShipmentState = {
-        id,
-        deadline: BigInt(v.deadline),
-        lastCheckpointAt: BigInt(v.lastCheckpointAt),
-        maxSilence: BigInt(v.maxSilence),
-        overdue: v.overdue,
-        silent: v.silent,
-        delivered: v.delivered,
-      };
-      if (stillWatched(s)) this.shipments.set(id, s);
-      else this.shipments.delete(id);
-    }
+    for (const id of touched.shipments) await this.refresh(id, head);
     for (const c of touched.closes) if (!touched.closed.has(c.channel)) this.closing.set(c.channel, c.closesAt);
     for (const channel of touched.closed) this.closing.delete(channel);
     this.scanned = head;
+    this.saveCursor();
+  }
+
+  /** Reads a shipment's state at block `head`; keeps it while it can still become due. */
+  private async refresh(id: string, head: number): Promise<void> {
+    const v = await this.ledger.shipmentOf(id, { blockTag: head });
+    // No such shipment (an orphaned block's, or a cursor of a chain that was reset): nothing to watch.
+    if (v.custodian === ZeroAddress) {
+      this.shipments.delete(id);
+      return;
+    }
+    const s: ShipmentState = {
+      id,
+      deadline: BigInt(v.deadline),
+      lastCheckpointAt: BigInt(v.lastCheckpointAt),
+      maxSilence: BigInt(v.maxSilence),
+      overdue: v.overdue,
+      silent: v.silent,
+      delivered: v.delivered,
+    };
+    if (stillWatched(s)) this.shipments.set(id, s);
+    else this.shipments.delete(id);
   }
 
   /** Queues every call the next block will accept. */
