@@ -147,7 +147,7 @@ describe("watchtower", function () {
     expect((await c.provider.getTransaction(log.transactionHash))!.from).to.equal(c.towerKey.address);
   });
 
-  it("answers a payer's unilateral close with the payee's best voucher before the challenge period ends", async function () {
+  it("answers a payer's unilateral close with the payee's best voucher before the challenge period ends, and with a higher one taken during the close", async function () {
     const [payer, payee] = c.fleet.devices;
     const opened = await (
       await c.channels.open(
@@ -206,6 +206,27 @@ describe("watchtower", function () {
     // The payee is owed what its best voucher says, and credited exactly that.
     expect((await c.channels.channelState(channel)).paid).to.equal(parseEther("0.3"));
     expect(await c.channels.deviceBalance(payee.id, ZeroAddress)).to.equal(parseEther("0.3"));
+
+    // The payee takes a higher voucher during the close (its book is written while the tower reads
+    // it): the tower presents that one too, still before the period ends.
+    const reopened = MeterPayee.open({
+      hasher: await TypedDataHasher.create(),
+      deployment,
+      verifier: new DeviceSignatureVerifier([c.fleet.addresses.p256Verifier]),
+      dataDir: store,
+    });
+    const higher = parseEther("0.45");
+    const signature = payer.key.signDigest(digest("Voucher", deployment, { channel, cumulativeAmount: higher }));
+    const r = reopened.accept({ channel, cumulativeAmount: higher, key: payer.key.signer, signature });
+    if (!r.accepted) throw new Error(`the payee refused the voucher: ${r.reason}`);
+    await r.persisted;
+    const later = Date.now() + 30_000;
+    while ((await c.channels.channelState(channel)).paid < higher && Date.now() < later)
+      await new Promise((res) => setTimeout(res, 200));
+    await reopened.close();
+    expect((await c.channels.channelState(channel)).paid).to.equal(higher);
+    expect(await c.channels.deviceBalance(payee.id, ZeroAddress)).to.equal(higher);
+    expect(BigInt((await c.provider.getBlock("latest"))!.timestamp)).to.be.lessThan(closesAt);
   });
 
   it("the outbox retires a call whose effect someone else put on chain as spent, and one the chain refuses for good, without a transaction", async function () {
