@@ -35,6 +35,7 @@ import {
   type BackoffOptions,
   type ChainDeployment,
   type Courier,
+  type ForwardSigner,
   type PayerSigner,
   type StepResult,
 } from "./client.js";
@@ -541,6 +542,8 @@ export interface StackOptions {
   payer?: PayerSigner;
   /** Relayer submission: the gateway's base URL (wins over `payer`). */
   relayerUrl?: string;
+  /** Relayer submission: signs public calls as forward requests (needs `deployment.forwarder`). */
+  forwardSigner?: ForwardSigner;
   logger?: Logger;
   backoff?: BackoffOptions;
   pollMs?: number;
@@ -575,6 +578,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
     ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
     ...(opts.deployment.paymentChannels ? { paymentChannels: getAddress(opts.deployment.paymentChannels) } : {}),
     ...(opts.deployment.custodyLedger ? { custodyLedger: getAddress(opts.deployment.custodyLedger) } : {}),
+    ...(opts.deployment.forwarder ? { forwarder: getAddress(opts.deployment.forwarder) } : {}),
   };
   const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;
   const chain = new Chain(provider, deployment, hasher);
@@ -586,6 +590,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
       outbox,
       chain,
       logger,
+      forwardSigner: opts.forwardSigner,
       pollMs: opts.pollMs,
       holdMs: opts.holdMs,
     });

@@ -57,7 +57,9 @@ import {
 } from "../messages/calls.js";
 import { explainRevertData } from "../errors/index.js";
 import { silentLogger, type Logger } from "./log.js";
-import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
+import type { ForwardRequestJson, Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
+import { typedData } from "../eip712/index.js";
+import { ERC2771Forwarder__factory } from "../../typechain-types/index.js";
 
 /**
  * Where the contracts are deployed (LockAccess only for a lock that anchors its log, LocationBeacons
@@ -65,6 +67,8 @@ import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
  */
 export interface ChainDeployment extends ContractAddresses {
   chainId: bigint;
+  /** The ERC-2771 forwarder: public calls go to the relayer as forward requests through it. */
+  forwarder?: string;
 }
 
 /** What a courier says after one step on an entry. */
@@ -1023,7 +1027,27 @@ export interface RelayerCourierOptions {
   timeoutMs?: number;
   holdMs?: number;
   onDeviceNonce?: (device: bigint, nonce: bigint) => void;
+  /**
+   * Signs public calls as ERC-2771 forward requests (the relayer takes no plain calls); the account
+   * needs no ETH. Without it a public call is held. Needs `chain.deployment.forwarder`.
+   */
+  forwardSigner?: ForwardSigner;
 }
+
+/** An account that signs EIP-712 data (an ethers `Wallet`). */
+export interface ForwardSigner {
+  readonly address: string;
+  signTypedData(
+    domain: Record<string, unknown>,
+    types: Record<string, { name: string; type: string }[]>,
+    value: Record<string, unknown>,
+  ): Promise<string>;
+}
+
+/** Gas a forwarded public call may use (the forwarder's own work is on top, paid by the relayer). */
+const FORWARD_GAS = 100_000n;
+/** How long a forward request's signature lasts (s). */
+const FORWARD_TTL = 3_600n;
 
 /** Hands messages to the relayer gateway, one at a time per device, and follows them to the chain. */
 export class RelayerCourier implements Courier {
@@ -1118,16 +1142,7 @@ export class RelayerCourier implements Courier {
 
   private async post(e: OutboxEntry): Promise<StepResult> {
     const { outbox, chain } = this.opts;
-    if (e.call) {
-      // The relayer takes device messages and owners' forward requests: a public call is neither.
-      // Held, not dropped: an operator who configures a payer account gets it sent.
-      return {
-        kind: "wait",
-        ms: this.holdMs,
-        reason: `a ${e.type} is a plain call, which the relayer does not take: send it with a payer account`,
-        hold: "refused",
-      };
-    }
+    if (e.call) return this.postCall(e);
     // The node may be down while the relayer is up: the relayer checks nonces itself, so go on.
     let verdict: Awaited<ReturnType<typeof preflight>> = { kind: "go" };
     try {
@@ -1176,9 +1191,85 @@ export class RelayerCourier implements Courier {
     return { kind: "done" };
   }
 
+  /**
+   * A public call: signed as a forward request by `forwardSigner` (at the forwarder's next nonce
+   * for it), recorded in the outbox, then posted. Held when there is no signer.
+   */
+  private async postCall(e: OutboxEntry): Promise<StepResult> {
+    const { outbox, chain, forwardSigner } = this.opts;
+    const forwarder = chain.deployment.forwarder;
+    if (!forwardSigner || !forwarder) {
+      // Held, not dropped: an operator who configures a signer (or a payer account) gets it sent.
+      return {
+        kind: "wait",
+        ms: this.holdMs,
+        reason: `a ${e.type} is a plain call: the relayer takes it only as a forward request, and no forward signer is configured`,
+        hold: "refused",
+      };
+    }
+    const verdict = await preflight(chain, outbox, e);
+    if (verdict.kind === "spent" || verdict.kind === "rejected") {
+      await outbox.done(e.id, verdict.kind, {
+        reason: verdict.reason,
+        ...(verdict.kind === "spent" && verdict.txHash ? { txHash: verdict.txHash } : {}),
+      });
+      return { kind: "done" };
+    }
+    const { contract, data } = encodeEntry(e);
+    const from = forwardSigner.address.toLowerCase();
+    const nonce = await chain.call("nonces", () =>
+      ERC2771Forwarder__factory.connect(forwarder, chain.provider).nonces(from),
+    );
+    const message = {
+      from,
+      to: addressOf(chain.deployment, contract).toLowerCase(),
+      value: "0",
+      gas: FORWARD_GAS.toString(),
+      nonce: nonce.toString(),
+      deadline: ((await chain.latestTimestamp()) + FORWARD_TTL).toString(),
+      data,
+    };
+    const td = typedData(
+      "ForwardRequest",
+      { chainId: chain.deployment.chainId, verifyingContract: forwarder },
+      message,
+    );
+    const forward: ForwardRequestJson = {
+      ...message,
+      signature: await forwardSigner.signTypedData(td.domain as Record<string, unknown>, td.types, td.message),
+    };
+    // On disk before it is posted: a restart posts this very request (idempotent by its id).
+    await outbox.submit(e.id, { via: "relayer", relayerId: keccak256(forward.signature), forward });
+    return this.postForward(e, forward);
+  }
+
+  private async postForward(e: OutboxEntry, forward: ForwardRequestJson): Promise<StepResult> {
+    const { outbox } = this.opts;
+    const res = await this.request("POST", "/v1/forward", JSON.stringify(forward));
+    if (res.status === 200 || res.status === 202) return { kind: "progress" };
+    if (res.status === 429 || res.status >= 500) throw new Down(`relayer answered ${res.status}`);
+    const body = (res.body ?? {}) as { error?: string; code?: string };
+    const reason = `relayer refused (${res.status}${body.code ? ` ${body.code}` : ""}): ${body.error ?? "no reason given"}`;
+    const found = await this.onChainNow(e, false);
+    if (found) {
+      await outbox.done(e.id, "spent", { reason: "already on chain", txHash: found.txHash });
+      return { kind: "done" };
+    }
+    if (relayerRefusal(body.code, body.error) === "final") {
+      await outbox.done(e.id, "rejected", { reason });
+      return { kind: "done" };
+    }
+    // Refused for now (not yet due, a forwarder nonce taken meanwhile): never accepted, so it can
+    // never land; sign a fresh request next time.
+    await outbox.unsubmit(e.id, reason);
+    return { kind: "wait", ms: this.holdMs, reason, hold: "refused" };
+  }
+
   private async follow(e: OutboxEntry): Promise<StepResult> {
-    const s = e.submission as { relayerId: string };
+    const s = e.submission as { relayerId: string; forward?: ForwardRequestJson };
     const res = await this.request("GET", `/v1/messages/${encodeURIComponent(s.relayerId)}`);
+    // A forward request recorded but never posted (a crash in between): post this very one.
+    if (res.status === 404 && s.forward) return this.postForward(e, s.forward);
     if (res.status === 404) {
       // The relayer has no record of it (it promised to persist): hand it over again.
       await this.opts.outbox.unsubmit(e.id, "the relayer does not know it");
@@ -1200,6 +1291,12 @@ export class RelayerCourier implements Courier {
       case "spent":
       case "failed": {
         const found = await this.onChainNow(e, true);
+        if (!found && e.call) {
+          // This forward request failed (say, simulated a moment too early); the call itself may
+          // still be due: a fresh request goes through the relayer's checks again.
+          await this.opts.outbox.unsubmit(e.id, `relayer: ${st.error ?? st.status}`);
+          return { kind: "wait", ms: this.holdMs, reason: `relayer: ${st.error ?? st.status}`, hold: "refused" };
+        }
         await this.opts.outbox.done(
           e.id,
           found ? "spent" : "rejected",

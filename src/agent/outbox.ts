@@ -58,6 +58,23 @@ export interface RpcSubmission {
 export interface RelayerSubmission {
   via: "relayer";
   relayerId: string;
+  /**
+   * A public call goes to the relayer as an ERC-2771 forward request signed by the sender's own
+   * key: the signed request, recorded before it is posted, so that a restart posts the very same one.
+   */
+  forward?: ForwardRequestJson;
+}
+
+/** A signed forward request as the relayer's `POST /v1/forward` takes it (integers as decimal strings). */
+export interface ForwardRequestJson {
+  from: string;
+  to: string;
+  value: string;
+  gas: string;
+  nonce: string;
+  deadline: string;
+  data: string;
+  signature: string;
 }
 
 export type Submission = RpcSubmission | RelayerSubmission;

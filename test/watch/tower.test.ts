@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { ZeroAddress, parseEther } from "ethers";
+import { Wallet, ZeroAddress, parseEther } from "ethers";
+import { startRelayer } from "../../src/relayer/index.js";
 import { digest } from "../../src/eip712/index.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
@@ -19,6 +20,14 @@ import {
   waitForEvent,
   type TowerChain,
 } from "./towerFixture.js";
+
+async function waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 describe("watchtower", function () {
   this.timeout(180_000);
@@ -264,19 +273,60 @@ describe("watchtower", function () {
     expect(await c.provider.getTransactionCount(c.towerKey.address)).to.equal(nonceBefore);
   });
 
-  it("refuses the relayer as a sender, naming the field: the relayer does not take plain calls", async function () {
-    let error: Error | undefined;
+  it("sends through the relayer as forward requests signed by a key without ETH", async function () {
+    const relayer = await startRelayer({
+      rpc: c.node.url,
+      privateKey: c.fleet.relayerWallet.privateKey,
+      registry: c.fleet.addresses.registry,
+      paymentChannels: c.fleet.addresses.paymentChannels,
+      custodyLedger: c.fleet.addresses.custodyLedger,
+      dataDir: tempDir("custos-relayer-"),
+      batchIntervalMs: 50,
+      pollIntervalMs: 50,
+      logLevel: "silent",
+    });
     try {
-      await startTower({
+      const signer = Wallet.createRandom();
+      const late = await createShipment(c, { deadlineIn: 6, maxSilence: 1_000_000 });
+      tower = await startTower({
         rpcUrl: c.node.url,
         chainId: 31337,
         addresses: c.fleet.addresses,
-        sender: { relayerUrl: "http://127.0.0.1:1" },
+        sender: { relayerUrl: relayer.url, key: signer.privateKey },
+        dataDir: tempDir(),
+      });
+      await oneSecondBlocks(c.node);
+      const log = await waitForEvent(c, "MarkedOverdue", late.id);
+      const tx = await c.provider.getTransaction(log.transactionHash);
+      expect(tx!.from).to.equal(c.fleet.relayerWallet.address);
+      expect(tx!.to).to.equal(c.fleet.addresses.forwarder);
+      expect(await c.provider.getBalance(signer.address)).to.equal(0n);
+      const first = await firstBlockPast(c, late.deadline, late.createdIn);
+      expect(log.blockNumber).to.be.at.least(first.number);
+      const entry = tower.outbox.all().find((e) => e.call?.shipment === late.id)!;
+      await waitFor(() => tower!.outbox.get(entry.id)!.state === "done");
+      expect(tower.outbox.get(entry.id)).to.deep.include({ outcome: "confirmed", txHash: log.transactionHash });
+    } finally {
+      await tower?.stop();
+      tower = undefined;
+      await relayer.close();
+    }
+  });
+
+  it("refuses the relayer without the forwarder's address, naming the field", async function () {
+    let error: Error | undefined;
+    try {
+      const { forwarder: _forwarder, ...addresses } = c.fleet.addresses;
+      await startTower({
+        rpcUrl: c.node.url,
+        chainId: 31337,
+        addresses,
+        sender: { relayerUrl: "http://127.0.0.1:1", key: c.towerKey.privateKey },
         dataDir: tempDir(),
       });
     } catch (err) {
       error = err as Error;
     }
-    expect(error?.message).to.match(/^sender\.relayerUrl: .*give sender\.key/);
+    expect(error?.message).to.match(/^addresses\.forwarder: /);
   });
 });

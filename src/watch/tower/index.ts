@@ -25,6 +25,8 @@ export interface TowerAddresses {
   paymentChannels?: string;
   /** The registry's ERC-7913 P-256 verifier, to read P-256 payers' vouchers in the payees' books. */
   p256Verifier?: string;
+  /** The ERC-2771 forwarder: needed with `sender.relayerUrl` (calls go to the relayer as forward requests). */
+  forwarder?: string;
 }
 
 export interface TowerOptions {
@@ -34,11 +36,12 @@ export interface TowerOptions {
   addresses: TowerAddresses;
   chainId: number | bigint;
   /**
-   * Who pays for the tower's transactions: `key`, the private key of a funded account used by this
-   * tower only (its account nonces are numbered locally). `relayerUrl` is refused: the relayer takes
-   * device messages and owners' forward requests, not the tower's plain calls.
+   * Who sends the tower's transactions. `{ key }`: the private key of a funded account used by this
+   * tower only (its account nonces are numbered locally). `{ relayerUrl, key }`: the relayer gateway
+   * pays; `key` (no ETH needed) signs the tower's calls as ERC-2771 forward requests, the only form
+   * in which the relayer takes a plain call (needs `addresses.forwarder`).
    */
-  sender: { key: string } | { relayerUrl: string };
+  sender: { key: string; relayerUrl?: string };
   /** Where the tower's outbox lives (`outbox.jsonl`). */
   dataDir: string;
   /** Data directories of `custos-agent meter serve` payees whose unilateral closes the tower answers. */
@@ -59,24 +62,29 @@ export interface TowerHandle {
   stats(): TowerStats & { outbox: OutboxStats };
   /** The tower's outbox (what it queued and what became of it). */
   outbox: Outbox;
-  /** The account that pays for the tower's transactions. */
+  /** The tower's account: the one that pays, or (with the relayer) the one that signs its forward requests. */
   address: string;
 }
 
 export async function startTower(o: TowerOptions): Promise<TowerHandle> {
   const log = o.log ?? silentLogger;
-  if ("relayerUrl" in o.sender)
-    throw new AgentError(
-      "sender.relayerUrl",
-      "sender.relayerUrl: the relayer takes device messages and owners' forward requests, not the tower's " +
-        "markOverdue and markSilent calls; give sender.key, the private key of a funded account",
-    );
   let payer: Wallet;
   try {
     payer = new Wallet(o.sender.key);
   } catch {
-    throw new AgentError("sender.key", "sender.key must be a private key (32 bytes of hex)");
+    throw new AgentError(
+      "sender.key",
+      "sender.key must be a private key (32 bytes of hex): the funded account that pays, or with " +
+        "sender.relayerUrl the account that signs the tower's forward requests",
+    );
   }
+  const relayerUrl = o.sender.relayerUrl;
+  if (relayerUrl !== undefined && !o.addresses.forwarder)
+    throw new AgentError(
+      "addresses.forwarder",
+      "addresses.forwarder: with sender.relayerUrl the tower's calls go to the relayer as forward requests " +
+        "through the suite's ERC2771Forwarder; give its address",
+    );
   if (!o.rpcUrl && !o.provider) throw new AgentError("rpcUrl", "rpcUrl (or provider) must name the node to watch");
   if (o.payeeStores?.length && !o.addresses.paymentChannels)
     throw new AgentError("addresses.paymentChannels", "payeeStores need addresses.paymentChannels (their channels)");
@@ -89,10 +97,11 @@ export async function startTower(o: TowerOptions): Promise<TowerHandle> {
       registry: o.addresses.registry,
       custodyLedger: o.addresses.custodyLedger,
       ...(o.addresses.paymentChannels ? { paymentChannels: o.addresses.paymentChannels } : {}),
+      ...(o.addresses.forwarder ? { forwarder: o.addresses.forwarder } : {}),
     },
     dataDir: o.dataDir,
     rpc: provider,
-    payer,
+    ...(relayerUrl === undefined ? { payer } : { relayerUrl, forwardSigner: payer }),
     logger: log.child({ part: "tower-sender" }),
     hasher,
     // A tower's actions are due in the next block: follow them closely.
