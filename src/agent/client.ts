@@ -42,6 +42,7 @@ import {
 import {
   CustodyLedger__factory,
   DeviceRegistry__factory,
+  ERC2771Forwarder__factory,
   LocationBeacons__factory,
   LockAccess__factory,
   PaymentChannels__factory,
@@ -59,7 +60,6 @@ import { explainRevertData } from "../errors/index.js";
 import { silentLogger, type Logger } from "./log.js";
 import type { ForwardRequestJson, Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
 import { typedData } from "../eip712/index.js";
-import { ERC2771Forwarder__factory } from "../../typechain-types/index.js";
 
 /**
  * Where the contracts are deployed (LockAccess only for a lock that anchors its log, LocationBeacons
