@@ -19,8 +19,12 @@ export interface CloseStarted {
 
 /** What happened in a range of blocks that the tower must look at. */
 export interface Touched {
-  /** Shipments created, checkpointed, marked or delivered (ids, lower case). */
-  shipments: Set<string>;
+  /**
+   * Shipments created, checkpointed, marked or delivered (ids, lower case), each with where its
+   * latest event in the range is (`blockHash:logIndex`): when that changes, a reorg or a new event
+   * changed it, and its state is read again.
+   */
+  shipments: Map<string, string>;
   /** Unilateral closes started. */
   closes: CloseStarted[];
   /** Channels that closed for good (ids, lower case). */
@@ -47,7 +51,7 @@ export class ChainSource implements WatchSource {
   ) {}
 
   async read(fromBlock: number, toBlock: number): Promise<Touched> {
-    const touched: Touched = { shipments: new Set(), closes: [], closed: new Set() };
+    const touched: Touched = { shipments: new Map(), closes: [], closed: new Set() };
     for (let from = fromBlock; from <= toBlock; from += this.maxRange) {
       const to = Math.min(toBlock, from + this.maxRange - 1);
       const shipmentLogs = await this.provider.getLogs({
@@ -57,7 +61,8 @@ export class ChainSource implements WatchSource {
         toBlock: to,
       });
       // Every one of these events has the shipment as its first indexed argument.
-      for (const log of shipmentLogs) touched.shipments.add(log.topics[1].toLowerCase());
+      for (const log of shipmentLogs)
+        touched.shipments.set(log.topics[1].toLowerCase(), `${log.blockHash}:${log.index}`);
       if (!this.addresses.paymentChannels) continue;
       const started = channels.getEvent("ChannelCloseStarted")!.topicHash;
       const closed = channels.getEvent("ChannelClosed")!.topicHash;

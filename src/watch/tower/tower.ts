@@ -69,6 +69,8 @@ export class TowerLoop {
   /** Channels closing, with the end of their challenge period (s). */
   private readonly closing = new Map<string, bigint>();
   private readonly queued = new Set<string>();
+  /** Where the latest event of each shipment of the last scan's range was (see `Touched.shipments`). */
+  private lastEvents = new Map<string, string>();
   private readonly ledger;
   private head: { number: number; timestamp: bigint; seenAt: number } | undefined;
   private scanned: number;
@@ -200,7 +202,9 @@ export class TowerLoop {
     const from = Math.max(this.floor, this.scanned + 1 - this.o.reorgDepth);
     if (from > head) return;
     const touched = await this.o.source.read(from, head);
-    for (const id of touched.shipments) await this.refresh(id, head);
+    // Blocks read again (the reorg window) cost a read only for what changed in them.
+    for (const [id, where] of touched.shipments) if (this.lastEvents.get(id) !== where) await this.refresh(id, head);
+    this.lastEvents = touched.shipments;
     for (const c of touched.closes) if (!touched.closed.has(c.channel)) this.closing.set(c.channel, c.closesAt);
     for (const channel of touched.closed) this.closing.delete(channel);
     this.scanned = head;
