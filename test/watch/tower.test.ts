@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { Wallet, ZeroAddress, parseEther } from "ethers";
 import { startRelayer } from "../../src/relayer/index.js";
+import { ERC2771Forwarder__factory } from "../../typechain-types/index.js";
 import { digest } from "../../src/eip712/index.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
@@ -309,6 +310,61 @@ describe("watchtower", function () {
     } finally {
       await tower?.stop();
       tower = undefined;
+      await relayer.close();
+    }
+  });
+
+  it("attack: a forward request recorded but never posted (relayer unreachable, or a crash) is posted as is later, never signed twice", async function () {
+    const late = await createShipment(c, { deadlineIn: 2, maxSilence: 1_000_000 });
+    while (BigInt((await c.provider.getBlock("latest"))!.timestamp) <= late.deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      await c.node.send("evm_mine");
+    }
+    const signer = Wallet.createRandom();
+    const dataDir = tempDir();
+    const stackWith = (relayerUrl: string) =>
+      openAgentStack({
+        deployment: { chainId: 31337n, ...c.fleet.addresses },
+        dataDir,
+        rpc: c.node.url,
+        relayerUrl,
+        forwardSigner: signer,
+        holdMs: 100,
+        pollMs: 100,
+      });
+    // The relayer cannot be reached: the request is signed and recorded, the post fails.
+    const down = await stackWith("http://127.0.0.1:1");
+    const entry = await down.outbox.addCall({ type: "MarkOverdue", shipment: late.id });
+    const step = await down.courier.step(down.outbox.get(entry.id)!);
+    expect(step.kind).to.equal("down");
+    const recorded = down.outbox.get(entry.id)!.submission;
+    expect(recorded?.via === "relayer" && recorded.forward?.signature).to.be.a("string");
+    await down.close();
+
+    const relayer = await startRelayer({
+      rpc: c.node.url,
+      privateKey: c.fleet.relayerWallet.privateKey,
+      registry: c.fleet.addresses.registry,
+      custodyLedger: c.fleet.addresses.custodyLedger,
+      dataDir: tempDir("custos-relayer-"),
+      batchIntervalMs: 50,
+      pollIntervalMs: 50,
+      logLevel: "silent",
+    });
+    const up = await stackWith(relayer.url);
+    try {
+      await up.dispatcher.drain();
+      const done = up.outbox.get(entry.id)!;
+      expect(done.outcome).to.equal("confirmed");
+      // The very request recorded before: its signature is in the transaction that landed, and
+      // the forwarder used one nonce of the signer's.
+      expect(done.submission).to.deep.equal(recorded);
+      const tx = await c.provider.getTransaction(done.txHash!);
+      expect(tx!.data).to.include((recorded as { forward: { signature: string } }).forward.signature.slice(2));
+      const forwarder = ERC2771Forwarder__factory.connect(c.fleet.addresses.forwarder, c.provider);
+      expect(await forwarder.nonces(signer.address)).to.equal(1n);
+    } finally {
+      await up.close();
       await relayer.close();
     }
   });
