@@ -62,6 +62,22 @@ export interface TowerStats {
   closing: number;
   /** Actions this process queued in the outbox (a restart counts again what the outbox already had). */
   queued: { overdue: number; silent: number; vouchers: number };
+  /** Why the loop stopped on its own: its disk could not persist (the outbox, the cursor). */
+  halted?: string;
+}
+
+/** A failure to persist (the outbox, the cursor): the tower stops rather than act on what it cannot keep. */
+class Halt extends Error {
+  override readonly name = "TowerHalt";
+}
+
+/** Runs a write to disk; its failure becomes a {@link Halt}. */
+async function persisting<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new Halt(`${what}: ${describe(err)}`);
+  }
 }
 
 export class TowerLoop {
@@ -81,6 +97,7 @@ export class TowerLoop {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private readonly counts = { overdue: 0, silent: 0, vouchers: 0 };
+  private halted: string | undefined;
 
   constructor(private readonly o: TowerLoopOptions) {
     this.ledger = CustodyLedger__factory.connect(o.custodyLedger, o.provider);
@@ -105,6 +122,7 @@ export class TowerLoop {
       shipments: this.shipments.size,
       closing: this.closing.size,
       queued: { ...this.counts },
+      ...(this.halted === undefined ? {} : { halted: this.halted }),
     };
   }
 
@@ -130,6 +148,11 @@ export class TowerLoop {
         await this.tick();
         backoff.reset();
       } catch (err) {
+        if (err instanceof Halt) {
+          this.halted = err.message;
+          this.o.log.error("watchtower: stopped, a write to disk failed", { error: err.message });
+          return;
+        }
         pause = backoff.next();
         this.o.log.warn("watchtower: the node failed; trying again", { error: describe(err), retryInMs: pause });
       }
@@ -171,7 +194,7 @@ export class TowerLoop {
     this.floor = 0;
   }
 
-  private saveCursor(): void {
+  private async saveCursor(): Promise<void> {
     if (!this.o.cursorFile) return;
     const cursor: Cursor = {
       custodyLedger: this.o.custodyLedger,
@@ -179,7 +202,7 @@ export class TowerLoop {
       shipments: [...this.shipments.keys()],
       closing: [...this.closing].map(([channel, closesAt]) => [channel, closesAt.toString()]),
     };
-    writeFileAtomic(this.o.cursorFile, JSON.stringify(cursor) + "\n", 0o644);
+    await persisting("the cursor", () => writeFileAtomic(this.o.cursorFile!, JSON.stringify(cursor) + "\n", 0o644));
   }
 
   /** One look at the head: a new block is read and evaluated; no new block, the clock is. */
@@ -208,7 +231,7 @@ export class TowerLoop {
     for (const c of touched.closes) if (!touched.closed.has(c.channel)) this.closing.set(c.channel, c.closesAt);
     for (const channel of touched.closed) this.closing.delete(channel);
     this.scanned = head;
-    this.saveCursor();
+    await this.saveCursor();
   }
 
   /** Reads a shipment's state at block `head`; keeps it while it can still become due. */
@@ -245,7 +268,7 @@ export class TowerLoop {
   private async queueCall(call: PublicCall, head: { number: number; timestamp: bigint }): Promise<void> {
     const id = callId(call);
     if (this.queued.has(id)) return;
-    const entry = await this.o.outbox.addCall(call);
+    const entry = await persisting("the outbox", () => this.o.outbox.addCall(call));
     this.queued.add(id);
     this.counts[call.type === "MarkOverdue" ? "overdue" : "silent"]++;
     this.o.log.info("watchtower: queued", {
@@ -275,12 +298,19 @@ export class TowerLoop {
         this.closing.delete(channel);
         continue;
       }
-      const m = payees.bestVoucher(channel);
+      let m: ReturnType<PayeeStores["bestVoucher"]>;
+      try {
+        m = payees.bestVoucher(channel);
+      } catch (err) {
+        // One unreadable book must not keep the tower from its other work.
+        this.o.log.error("watchtower: cannot read the payees' best voucher", { channel, error: describe(err) });
+        continue;
+      }
       if (!m) continue;
       const id = messageId(m);
       if (this.queued.has(id)) continue;
       const amount = BigInt(m.message.cumulativeAmount as string);
-      await this.o.outbox.add(m, { ref: MeterPayee.claimRef(channel, amount) });
+      await persisting("the outbox", () => this.o.outbox.add(m, { ref: MeterPayee.claimRef(channel, amount) }));
       this.queued.add(id);
       this.counts.vouchers++;
       this.o.log.info("watchtower: answering a unilateral close with the payee's best voucher", {
