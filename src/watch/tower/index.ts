@@ -1,7 +1,8 @@
 /**
  * `startTower`: the watchtower as one start function for `npm run watch` (and tests). It opens the
- * agent's outbox stack in `dataDir` (outbox, chain reads, the RpcCourier paid by `sender.key`, the
- * dispatcher), and runs the loop of `tower.ts` beside it.
+ * agent's outbox stack in `dataDir` (outbox, chain reads, the dispatcher, and the courier: the
+ * RpcCourier paid by `sender.key`, or the RelayerCourier to `sender.relayerUrl`, with `sender.key`
+ * signing the tower's calls as forward requests), and runs the loop of `tower.ts` beside it.
  */
 import path from "node:path";
 import { Wallet, getAddress, type Provider } from "ethers";
