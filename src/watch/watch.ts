@@ -84,6 +84,8 @@ export async function startWatch(o: WatchOptions): Promise<Watch> {
       feed: indexer.client,
       chain: { rpcUrl: o.rpcUrl, addresses: o.addresses, chainId: o.chainId },
       dataDir: path.join(o.dataDir, "webhooks"),
+      // Ponder polls the node every 200 ms: an alert waits for at most one more poll here.
+      pollIntervalMs: 200,
       log: (event) => webhooksLog.info(String(event.event ?? event.msg ?? "webhooks"), event),
     });
     started.push(webhooks);
