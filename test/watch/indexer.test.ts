@@ -114,6 +114,9 @@ for (const backend of BACKENDS) {
       expect(ids).to.deep.equal([...ids].sort((a, b) => (a < b ? -1 : 1)));
       const page = await indexer.client.fleet(owner, { limit: 2, offset: 1 });
       expect(page.devices.map((d) => d.id)).to.deep.equal(all.devices.slice(1, 3).map((d) => d.id));
+      const next = await indexer.client.fleet(owner, { limit: 2, after: page.devices[1].id });
+      expect(next.devices.map((d) => d.id)).to.deep.equal(all.devices.slice(3, 5).map((d) => d.id));
+      expect(next.total).to.equal(all.total);
     });
 
     it("a lock: its revocations, key epoch, managers and anchored log head match LockAccess", async function () {
