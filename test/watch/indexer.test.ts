@@ -11,7 +11,7 @@ import { readIndexerEnv } from "../../src/watch/indexer/env.js";
 import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
 import { RpcGate } from "../helpers/rpcGate.js";
-import { BACKENDS, dataDir, freshSchema } from "./backends.js";
+import { BACKENDS, dataDir, freshDatabase, freshSchema } from "./backends.js";
 import { deployOn, runStory, type Story, type Suite } from "./story.js";
 
 const STATUS = ["unknown", "active", "quarantined", "revoked"];
@@ -23,6 +23,7 @@ for (const backend of BACKENDS) {
     let suite: Suite;
     let story: Story;
     let indexer: Indexer;
+    let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
     /** Between the indexer and the node: the lag test holds Ponder's block polls there. */
     let gate: RpcGate;
     let options: Parameters<typeof startIndexer>[0];
@@ -32,6 +33,7 @@ for (const backend of BACKENDS) {
         console.log(`      skipped: ${backend.skip}`);
         this.skip();
       }
+      if (backend.databaseUrl) database = await freshDatabase(backend.databaseUrl);
       suite = await deployOn(await startHardhatNode());
       story = await runStory(suite);
       gate = await RpcGate.start(suite.node.url);
@@ -41,7 +43,7 @@ for (const backend of BACKENDS) {
         addresses: suite.addresses,
         port: await freePort(),
         dataDir: dataDir(),
-        databaseUrl: backend.databaseUrl,
+        databaseUrl: database?.url ?? null,
         schema: freshSchema("idx"),
       };
       indexer = await startIndexer(options);
@@ -52,6 +54,7 @@ for (const backend of BACKENDS) {
       await indexer?.stop();
       await gate?.close();
       await suite?.node.stop();
+      await database?.drop();
     });
 
     it("devices: owner, ownership period, status, key generation and provenance, batch — as the registry reports them", async function () {

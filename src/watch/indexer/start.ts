@@ -29,8 +29,8 @@ export interface IndexerOptions {
   /** The block the suite was deployed in (0 by default: everything is scanned). */
   startBlock?: number;
   port: number;
-  /** PostgreSQL connection string; else `DATABASE_URL`; else PGlite under `dataDir`. */
-  databaseUrl?: string;
+  /** PostgreSQL connection string; else (undefined) `DATABASE_URL`; else, or when null, PGlite under `dataDir`. */
+  databaseUrl?: string | null;
   /** Where PGlite keeps its files. */
   dataDir: string;
   /** The database schema Ponder writes to ("custos" by default); one live indexer per schema. */
@@ -62,7 +62,7 @@ const KEEP_LOG_LINES = 60;
 export async function startIndexer(opts: IndexerOptions): Promise<Indexer> {
   if (!Number.isSafeInteger(opts.port) || opts.port <= 0 || opts.port > 65535)
     throw new Error(`startIndexer: port must be a TCP port (1–65535), not ${opts.port}`);
-  const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL;
+  const databaseUrl = opts.databaseUrl === null ? undefined : (opts.databaseUrl ?? process.env.DATABASE_URL);
   const pgliteDir = path.resolve(opts.dataDir, "pglite");
   if (!databaseUrl) mkdirSync(pgliteDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
