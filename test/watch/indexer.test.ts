@@ -12,7 +12,9 @@ import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
 import { RpcGate } from "../helpers/rpcGate.js";
 import { BACKENDS, dataDir, freshDatabase, freshSchema } from "./backends.js";
-import { deployOn, runStory, type Story, type Suite } from "./story.js";
+import { deployOn, provision, runStory, type Story, type Suite } from "./story.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { deviceIdOf } from "../../src/registry/batch.js";
 
 const STATUS = ["unknown", "active", "quarantined", "revoked"];
 const CLOSED = (1n << 40n) - 1n;
@@ -423,5 +425,45 @@ describe("watch indexer settings: bad input names the variable and the fix", fun
       (error: Error) => error.message,
     );
     expect(refused).to.match(/^CUSTOS_WATCH_CUSTODY_LEDGER must be an address/);
+  });
+});
+
+describe("watch indexer data directory: a development node restarted with the same chain id and addresses", function () {
+  this.timeout(300_000);
+
+  it("attack: the old chain's index is not served for the new chain — refused by name, or deleted and rebuilt when asked", async function () {
+    const dir = dataDir();
+    const first = await deployOn(await startHardhatNode());
+    const keys = [randomDeviceKey("secp256k1")];
+    await provision(first, keys, [first.owner]);
+    const options = { chainId: 31337, addresses: first.addresses, dataDir: dir, databaseUrl: null };
+    let indexer = await startIndexer({ ...options, rpcUrl: first.node.url, port: await freePort() });
+    await indexer.waitForBlock(await first.provider.getBlockNumber());
+    expect(await indexer.client.device(deviceIdOf(keys[0].signer))).to.not.equal(null);
+    await indexer.stop();
+    await first.node.stop();
+
+    // A new node: chain 31337 again, the suite at the same addresses, none of the old devices.
+    const second = await deployOn(await startHardhatNode());
+    try {
+      expect(second.addresses).to.deep.equal(first.addresses);
+      const refused = await startIndexer({ ...options, rpcUrl: second.node.url, port: await freePort() }).then(
+        () => null,
+        (error: Error) => error.message,
+      );
+      expect(refused).to.match(/holds the index of another chain .* Give a fresh dataDir, or onOtherChain: "reset"/);
+      indexer = await startIndexer({
+        ...options,
+        rpcUrl: second.node.url,
+        port: await freePort(),
+        onOtherChain: "reset",
+      });
+      await indexer.waitForBlock(await second.provider.getBlockNumber());
+      expect(await indexer.client.device(deviceIdOf(keys[0].signer))).to.equal(null);
+      expect((await indexer.client.alertsFrom(0n)).alerts).to.deep.equal([]);
+    } finally {
+      await indexer.stop();
+      await second.node.stop();
+    }
   });
 });
