@@ -107,11 +107,13 @@ interface Options {
 
 export async function main(argv = process.argv): Promise<void> {
   const o = program.parse(argv).opts<Options>();
-  const { loadPolicy } = await import("../policy/index.js");
+  const { loadPolicy, PolicyError } = await import("../policy/index.js");
   try {
     loadPolicy(o.policy); // refused here, by name, before anything starts
   } catch (err) {
-    throw new SettingError(`--policy ${o.policy}: ${(err as Error).message}`);
+    // One line: every problem, each naming its field.
+    const what = err instanceof PolicyError ? err.problems.join("; ") : (err as Error).message.split("\n")[0];
+    throw new SettingError(`--policy ${o.policy}: ${what}`);
   }
   const { chainIdOf } = await import("../../relayer/preflight.js");
   const chainId = await chainIdOf(o.rpc);
