@@ -588,6 +588,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
     ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
     ...(opts.deployment.paymentChannels ? { paymentChannels: getAddress(opts.deployment.paymentChannels) } : {}),
     ...(opts.deployment.custodyLedger ? { custodyLedger: getAddress(opts.deployment.custodyLedger) } : {}),
+    ...(opts.deployment.guardianQuorum ? { guardianQuorum: getAddress(opts.deployment.guardianQuorum) } : {}),
     ...(opts.deployment.forwarder ? { forwarder: getAddress(opts.deployment.forwarder) } : {}),
   };
   const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;

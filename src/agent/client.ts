@@ -41,6 +41,7 @@ import {
 } from "../messages/index.js";
 import {
   CustodyLedger__factory,
+  GuardianQuorum__factory,
   DeviceRegistry__factory,
   ERC2771Forwarder__factory,
   LocationBeacons__factory,
@@ -180,6 +181,7 @@ const beaconsInterface: Interface = LocationBeacons__factory.createInterface();
 const lockInterface: Interface = LockAccess__factory.createInterface();
 const channelsInterface: Interface = PaymentChannels__factory.createInterface();
 const custodyInterface: Interface = CustodyLedger__factory.createInterface();
+const quorumInterface: Interface = GuardianQuorum__factory.createInterface();
 
 /** What an outbox entry delivers: a signed device message, or a public call. */
 export type Payload = SignedDeviceMessage | PublicCall;
@@ -225,6 +227,13 @@ const FINAL_ERRORS = new Set([
   "LocationBeaconsInvalidSignature",
   // Sealed to a recipient list that is no longer the owner's: it never lands (the device seals anew).
   "LocationBeaconsWrongRecipients",
+  // A guardian's vote in a round it voted in already, or one whose decision is made (the device is
+  // flagged already, or not flagged any more): the guardian votes again in the round that follows.
+  "GuardianQuorumAlreadyVoted",
+  "DeviceRegistryAlreadyFlagged",
+  "DeviceRegistryNotFlagged",
+  // Not (or no longer) a guardian: its votes count for nothing.
+  "AccessControlUnauthorizedAccount",
 ]);
 
 /** The revert data carried somewhere in a provider error, if any. */
@@ -259,7 +268,14 @@ export function decodeRevert(data: string | undefined): Revert {
   if (!data || data === "0x") return { name: "unknown", args: [], text: "reverted without a reason", final: true };
   // The sentence (arguments readable: device ids, dates, short keys) from the shared decoder.
   const info = explainRevertData(data);
-  for (const iface of [registryInterface, beaconsInterface, lockInterface, channelsInterface, custodyInterface]) {
+  for (const iface of [
+    registryInterface,
+    beaconsInterface,
+    lockInterface,
+    channelsInterface,
+    custodyInterface,
+    quorumInterface,
+  ]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
@@ -415,8 +431,8 @@ export class Chain {
   async landed(m: Payload): Promise<{ txHash: string } | undefined> {
     if (isPublicCall(m)) {
       // Whoever made the call, its effect is the same: the event is the answer.
-      const { contract, event, topics } = effectOf(m);
-      const txHash = await this.findLog(contract, custodyInterface, event, topics, () => true);
+      const { contract, iface, event, topics, match } = effectOf(m);
+      const txHash = await this.findLog(contract, iface, event, topics, match);
       return txHash ? { txHash } : undefined;
     }
     const f = m.message;

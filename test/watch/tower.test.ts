@@ -9,6 +9,7 @@ import { MeterPayee, UNCAPPED, termsFromOpened } from "../../src/agent/roles/met
 import { openAgentStack } from "../../src/agent/agent.js";
 import { startTower, type TowerHandle } from "../../src/watch/tower/index.js";
 import { dueCalls, type ShipmentState } from "../../src/watch/tower/rules.js";
+import type { ShipmentCall } from "../../src/messages/calls.js";
 import {
   automine,
   createShipment,
@@ -118,7 +119,7 @@ describe("watchtower", function () {
     expect(marked.map((l) => l.topics[1])).to.deep.equal([late.id]);
     expect((await c.ledger.shipmentOf(notYet.id)).overdue).to.equal(false);
     expect((await c.ledger.shipmentOf(delivered.id)).overdue).to.equal(false);
-    const shipmentsQueued = tower.outbox.all().map((e) => e.call?.shipment);
+    const shipmentsQueued = tower.outbox.all().map((e) => (e.call as ShipmentCall | undefined)?.shipment);
     expect(shipmentsQueued).to.not.include(notYet.id);
     expect(shipmentsQueued).to.not.include(delivered.id);
   });
@@ -304,7 +305,7 @@ describe("watchtower", function () {
       expect(await c.provider.getBalance(signer.address)).to.equal(0n);
       const first = await firstBlockPast(c, late.deadline, late.createdIn);
       expect(log.blockNumber).to.be.at.least(first.number);
-      const entry = tower.outbox.all().find((e) => e.call?.shipment === late.id)!;
+      const entry = tower.outbox.all().find((e) => (e.call as ShipmentCall | undefined)?.shipment === late.id)!;
       await waitFor(() => tower!.outbox.get(entry.id)!.state === "done");
       expect(tower.outbox.get(entry.id)).to.deep.include({ outcome: "confirmed", txHash: log.transactionHash });
     } finally {

@@ -10,7 +10,7 @@
  * limit (`head.timestamp >= deadline`): the next block is then the first in which the call can
  * succeed, or, when the chain skipped past the limit, the first one after the head that did.
  */
-import type { PublicCall } from "../../messages/calls.js";
+import type { ShipmentCall } from "../../messages/calls.js";
 
 /** What the tower keeps of a shipment (read from `shipmentOf`). */
 export interface ShipmentState {
@@ -24,9 +24,9 @@ export interface ShipmentState {
 }
 
 /** The calls that succeed in a block with timestamp `nextTimestamp` (or any later one). */
-export function dueCalls(s: ShipmentState, nextTimestamp: bigint): PublicCall[] {
+export function dueCalls(s: ShipmentState, nextTimestamp: bigint): ShipmentCall[] {
   if (s.delivered) return [];
-  const due: PublicCall[] = [];
+  const due: ShipmentCall[] = [];
   if (!s.overdue && nextTimestamp > s.deadline) due.push({ type: "MarkOverdue", shipment: s.id });
   if (!s.silent && nextTimestamp > s.lastCheckpointAt + s.maxSilence) due.push({ type: "MarkSilent", shipment: s.id });
   return due;

@@ -17,7 +17,7 @@ import { Backoff, describe } from "../../agent/client.js";
 import type { Logger } from "../../agent/log.js";
 import type { Outbox } from "../../agent/outbox.js";
 import { MeterPayee } from "../../agent/roles/meter.js";
-import { callId, type PublicCall } from "../../messages/calls.js";
+import { callId, type ShipmentCall } from "../../messages/calls.js";
 import { messageId } from "../../messages/index.js";
 import { CustodyLedger__factory } from "../../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
 import type { PayeeStores } from "./payees.js";
@@ -265,7 +265,7 @@ export class TowerLoop {
     }
   }
 
-  private async queueCall(call: PublicCall, head: { number: number; timestamp: bigint }): Promise<void> {
+  private async queueCall(call: ShipmentCall, head: { number: number; timestamp: bigint }): Promise<void> {
     const id = callId(call);
     if (this.queued.has(id)) return;
     const entry = await persisting("the outbox", () => this.o.outbox.addCall(call));
