@@ -81,6 +81,9 @@ async function sendAll(
   let events = 0;
   for (;;) {
     const hashes: string[] = [];
+    // Full blocks raise the base fee 12.5 % each: the fee cap follows it, or transactions stop being mined.
+    const baseFee = (await provider.getBlock("latest"))!.baseFeePerGas ?? 0n;
+    const maxFeePerGas = baseFee * 2n + 1_000_000_000n;
     for (let i = 0; i < WINDOW; i++) {
       const tx = await next();
       if (!tx) break;
@@ -88,7 +91,7 @@ async function sendAll(
         ...tx,
         nonce: nonce++,
         chainId: 31337n,
-        maxFeePerGas: 10_000_000_000n,
+        maxFeePerGas,
         maxPriorityFeePerGas: 0n,
         type: 2,
       });
@@ -103,7 +106,8 @@ async function sendAll(
     }
     for (const hash of hashes) {
       const receipt = await provider.getTransactionReceipt(hash);
-      if (!receipt || receipt.status !== 1) throw new Error(`bench chain: transaction ${hash} failed`);
+      if (!receipt) throw new Error(`bench chain: transaction ${hash} was not mined`);
+      if (receipt.status !== 1) throw new Error(`bench chain: transaction ${hash} reverted`);
       events += receipt.logs.filter((l) => counted.has(l.address.toLowerCase())).length;
     }
   }
