@@ -6,8 +6,6 @@
  */
 import { expect } from "chai";
 import { spawn } from "node:child_process";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { ZeroHash } from "ethers";
 import { startWatch, type Watch } from "../../src/watch/watch.js";
@@ -16,7 +14,7 @@ import { createLogger } from "../../src/agent/log.js";
 import { startHardhatNode } from "../helpers/node.js";
 import { dataDir } from "./backends.js";
 import { deployOn, runStory, type Story, type Suite } from "./story.js";
-import { WebhookReceiver, type WebhookEvent } from "../../src/watch/webhooks/receiver.js";
+import { lateReceiver } from "./webhookHelpers.js";
 
 /** Hardhat's account #9: the tower's funded key (the story uses #0–#7). */
 const TOWER_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
@@ -30,40 +28,6 @@ async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/**
- * A subscriber's endpoint that listens before it knows its secret (the URL is part of what the
- * owner signs; the secret comes back from the watch): until `use(secret)` every delivery gets a 503,
- * which the watch retries.
- */
-async function lateReceiver() {
-  let receiver: WebhookReceiver | undefined;
-  const events: WebhookEvent[] = [];
-  const refused: string[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", async () => {
-      if (!receiver) return void res.writeHead(503).end();
-      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
-      const answer = await receiver.handle(Buffer.concat(chunks).toString(), headers, (e) => void events.push(e));
-      if (answer.status >= 400) refused.push(JSON.stringify(answer.body));
-      res.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify(answer.body));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    events,
-    refused,
-    use: (secret: string) => (receiver = new WebhookReceiver({ secret })),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 describe("watch: startWatch on a real node — one front, signed alerts from owners' actions and the tower's marks", function () {

@@ -189,3 +189,37 @@ export async function startReceiver(secret: string, opts: { hold?: (r: Received)
     },
   };
 }
+
+/**
+ * A subscriber's endpoint that listens before it knows its secret (the URL is part of what the
+ * owner signs; the secret comes back from the watch): until `use(secret)` every delivery gets a 503,
+ * which the watch retries.
+ */
+export async function lateReceiver() {
+  let receiver: WebhookReceiver | undefined;
+  const events: WebhookEvent[] = [];
+  const refused: string[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      if (!receiver) return void res.writeHead(503).end();
+      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
+      const answer = await receiver.handle(Buffer.concat(chunks).toString(), headers, (e) => void events.push(e));
+      if (answer.status >= 400) refused.push(JSON.stringify(answer.body));
+      res.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify(answer.body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    events,
+    refused,
+    use: (secret: string) => (receiver = new WebhookReceiver({ secret })),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
