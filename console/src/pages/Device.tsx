@@ -1,0 +1,221 @@
+/**
+ * Device: who owns it and since when, its status timeline and keys (with their provenance), the
+ * index checked against the registry, sealed location beacons opened in the browser with the
+ * owner's beacon key, and the owner's actions.
+ */
+import { useState } from "react";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { watchGet, type DeviceView } from "../api.js";
+import { useSettings, useVerifier } from "../context.js";
+import { checkDeviceState } from "../verify.js";
+import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
+import { openLocation } from "../../../src/beacons/index.js";
+import { Send, Wallet } from "../actions.js";
+
+export function DevicePage({ id }: { id: string }) {
+  const s = useSettings();
+  const valid = /^[0-9]+$/.test(id ?? "");
+  const q = useQuery({
+    queryKey: ["device", s.watch, id],
+    queryFn: () => watchGet<DeviceView>(s.watch, `/watch/devices/${id}`),
+    enabled: valid,
+  });
+  return (
+    <>
+      <h1 tabIndex={-1}>Device {valid ? `${id.slice(0, 20)}…` : ""}</h1>
+      {!valid ? (
+        <p className="state error" role="alert">
+          A device id is a decimal number; “{id}” is not.
+        </p>
+      ) : (
+        <Loaded q={q} what="the device">
+          {(d) => <Device d={d} />}
+        </Loaded>
+      )}
+    </>
+  );
+}
+
+function Device({ d }: { d: DeviceView }) {
+  const s = useSettings();
+  const registry = useVerifier("registry", d.chainId);
+  const dev = d.device;
+  const state = useQuery({
+    queryKey: ["device-check", s.rpc, dev.id, d.indexedBlock, dev.owner, dev.effectiveStatus, dev.keyGeneration],
+    queryFn: () =>
+      registry.contract
+        ? checkDeviceState(registry, BigInt(dev.id), dev as never, BigInt(d.indexedBlock))
+        : Promise.resolve({
+            state: "unchecked" as const,
+            what: "the registry's address is not set (Settings)",
+            mismatches: [],
+          }),
+    refetchInterval: false,
+  });
+  const since = [...d.transfers].reverse().find((t) => String(t.to).toLowerCase() === dev.owner.toLowerCase());
+  const timeline = [
+    ...d.statusHistory.map((c) => ({
+      block: Number(c.blockNumber),
+      t: c.timestamp,
+      what: `${c.cause} → ${c.status}`,
+      by: c.by,
+      tx: c.txHash,
+    })),
+    ...d.keys.map((k) => ({
+      block: Number(k.blockNumber),
+      t: k.timestamp,
+      what: `key generation ${k.generation} (${k.source}${k.attested ? ", attested" : ", not attested"}${k.attestedBy ? ` by ${k.attestedBy}` : ""}): ${k.key}`,
+      by: null,
+      tx: k.txHash,
+    })),
+    ...d.transfers.map((t) => ({
+      block: Number(t.blockNumber),
+      t: t.timestamp,
+      what: `owner ${t.from} → ${t.to}`,
+      by: null,
+      tx: t.txHash,
+    })),
+    ...d.guardianVotes.map((v) => ({
+      block: Number(v.blockNumber),
+      t: v.timestamp,
+      what: `guardian ${v.flag ? "flag" : "clear"} vote`,
+      by: v.guardian,
+      tx: v.txHash,
+    })),
+  ].sort((a, b) => a.block - b.block);
+  const refresh = useQueryClient();
+  return (
+    <>
+      <FreshnessNote f={d} />
+      <div className="cards">
+        <div>
+          Status:{" "}
+          <strong className={`status-${dev.effectiveStatus}`} data-testid="device-status">
+            {dev.effectiveStatus}
+          </strong>
+        </div>
+        <div>
+          Owner: <code>{dev.owner}</code> since {time(since?.timestamp ?? dev.claimedAt)}
+        </div>
+        <div>
+          Batch {String(dev.batchId)} ({String(d.batch?.status ?? "—")}), key generation {String(dev.keyGeneration)}
+          {dev.keyAttested ? " (attested)" : " (not attested)"}
+        </div>
+        <div>
+          Index vs registry: <Badge check={state.data} />
+        </div>
+      </div>
+      {d.device.effectiveStatus !== "active" || d.locationBeacons.length ? <Beacons d={d} /> : null}
+      <Table
+        caption="Timeline"
+        head={["Block", "Time", "What", "By", "Transaction"]}
+        rows={timeline.map((e) => [
+          e.block,
+          time(e.t),
+          e.what,
+          e.by ? <code>{String(e.by)}</code> : "—",
+          <code>{String(e.tx).slice(0, 12)}…</code>,
+        ])}
+      />
+      <p>
+        <Link to={`/lock/${dev.id}`}>This device as a lock</Link>
+      </p>
+      <section className="actions" aria-label="Owner actions">
+        <h2>Owner actions</h2>
+        <Wallet>
+          {(account) =>
+            account.toLowerCase() !== dev.owner.toLowerCase() ? (
+              <p>This account does not own the device: the registry would refuse its actions.</p>
+            ) : (
+              <>
+                <Send
+                  label="Report stolen"
+                  address={registry.contract}
+                  abi={registry.abi}
+                  functionName="reportStolen"
+                  args={[BigInt(dev.id)]}
+                  onDone={() => refresh.invalidateQueries()}
+                />
+                <Send
+                  label="Release"
+                  address={registry.contract}
+                  abi={registry.abi}
+                  functionName="release"
+                  args={[BigInt(dev.id)]}
+                  onDone={() => refresh.invalidateQueries()}
+                />
+              </>
+            )
+          }
+        </Wallet>
+      </section>
+    </>
+  );
+}
+
+/** The device's sealed location beacons; the owner pastes its beacon key and the browser opens them. */
+function Beacons({ d }: { d: DeviceView }) {
+  const s = useSettings();
+  const [key, setKey] = useState("");
+  const [opened, setOpened] = useState<Record<string, string>>({});
+  const open = async (e: React.FormEvent) => {
+    e.preventDefault();
+    const out: Record<string, string> = {};
+    for (const b of d.locationBeacons) {
+      if (!s.contracts.locationBeacons) {
+        out[String(b.id)] = "the LocationBeacons address is not set (Settings)";
+        continue;
+      }
+      try {
+        const l = await openLocation(
+          b.ciphertext,
+          b.recipients,
+          {
+            chainId: BigInt(d.chainId ?? 31337),
+            contract: s.contracts.locationBeacons,
+            device: BigInt(b.deviceId),
+            at: BigInt(b.at),
+          },
+          key.trim(),
+        );
+        out[String(b.id)] = `${(l.latitudeE7 / 1e7).toFixed(5)}, ${(l.longitudeE7 / 1e7).toFixed(5)}`;
+      } catch (err) {
+        out[String(b.id)] = `not opened: ${(err as Error).message}`;
+      }
+    }
+    setOpened(out);
+  };
+  return (
+    <section aria-label="Location beacons">
+      <h2>Location beacons</h2>
+      {d.locationBeacons.length === 0 ? (
+        <p className="state empty">No beacon from this device yet.</p>
+      ) : (
+        <>
+          <form onSubmit={open}>
+            <label htmlFor="beacon-key">Your beacon private key (stays in this page)</label>
+            <input
+              id="beacon-key"
+              type="password"
+              size={70}
+              value={key}
+              onChange={(e) => setKey(e.target.value)}
+              autoComplete="off"
+            />
+            <button type="submit">Open</button>
+          </form>
+          <Table
+            caption="Sealed beacons"
+            head={["Block", "Fix time", "Recipients", "Location"]}
+            rows={d.locationBeacons.map((b) => [
+              String(b.blockNumber),
+              time(b.at),
+              String((b.recipients.length - 2) / 64),
+              <span data-testid="beacon-location">{opened[String(b.id)] ?? "sealed"}</span>,
+            ])}
+          />
+        </>
+      )}
+    </section>
+  );
+}

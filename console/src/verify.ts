@@ -1,0 +1,255 @@
+/**
+ * Verified, not trusted: each signature the console shows is re-checked here, in the browser, from
+ * the calldata of the transaction that carried it, fetched from the user's node. The digests are
+ * the catalogue's types and domains (src/eip712) hashed by viem; the indexer's copy of each field
+ * is then compared with the calldata's, so an index that lies is shown as not matching the chain.
+ */
+import {
+  decodeFunctionData,
+  hashTypedData,
+  isAddressEqual,
+  recoverAddress,
+  type Abi,
+  type Hex,
+  type PublicClient,
+} from "viem";
+import { DOMAINS, TYPES, type TypeName } from "../../src/eip712/index.js";
+
+/** What one check found, and against which block of which node. */
+export interface Check {
+  state: "verified" | "mismatch" | "invalid" | "unchecked";
+  /** What was checked, in words: shown on the badge. */
+  what: string;
+  block?: bigint;
+  /** Fields where the index and the chain disagree. */
+  mismatches: string[];
+}
+
+/** The catalogue's digest of `message` of `type`, for the contract at `verifyingContract`. */
+export function catalogueDigest(
+  type: TypeName,
+  chainId: number,
+  verifyingContract: Hex,
+  message: Record<string, unknown>,
+) {
+  const { name, version } = DOMAINS[TYPES[type].domain];
+  return hashTypedData({
+    domain: { name, version, chainId, verifyingContract },
+    types: { [type]: TYPES[type].fields.map((f) => ({ name: f.name, type: f.type })) },
+    primaryType: type,
+    message,
+  } as never);
+}
+
+/** A secp256k1 device key (20-byte ERC-7913 signer) or an account: does `signature` recover to it? */
+async function signedBy(digest: Hex, signature: Hex, signer: string): Promise<boolean | "unsupported"> {
+  if (signer.length !== 42) return "unsupported";
+  try {
+    return isAddressEqual(await recoverAddress({ hash: digest, signature }), signer as Hex);
+  } catch {
+    return false;
+  }
+}
+
+const norm = (v: unknown) => (typeof v === "string" ? v.toLowerCase() : String(v));
+
+/** The fields of `indexed` that differ from the calldata's `onChain`. */
+function differences(indexed: Record<string, unknown>, onChain: Record<string, unknown>, fields: string[]) {
+  return fields.filter((f) => norm(indexed[f]) !== norm(onChain[f]));
+}
+
+interface Context {
+  client: PublicClient;
+  chainId: number;
+  /** The contract the call must have gone to (the settings' pin); without it, the transaction's own `to`. */
+  contract?: string;
+  abi: Abi;
+}
+
+/** Fetches and decodes the transaction `txHash`, refusing calls to another contract than the pinned one. */
+async function callOf(ctx: Context, txHash: Hex) {
+  const tx = await ctx.client.getTransaction({ hash: txHash });
+  if (!tx.to) throw new Error("the transaction creates a contract");
+  if (ctx.contract && !isAddressEqual(tx.to, ctx.contract as Hex))
+    return { tx, call: null, why: `the transaction went to ${tx.to}, not the suite's ${ctx.contract}` };
+  try {
+    return { tx, call: decodeFunctionData({ abi: ctx.abi, data: tx.input }), why: "" };
+  } catch {
+    return { tx, call: null, why: "its calldata is not a direct call to the contract (relayed or batched)" };
+  }
+}
+
+function failed(e: unknown): Check {
+  return {
+    state: "unchecked",
+    what: `the node could not be asked: ${(e as Error).message.split("\n")[0]}`,
+    mismatches: [],
+  };
+}
+
+const HANDOFF_FIELDS = ["from", "to", "seq", "bizStep", "disposition", "readPoint", "at"];
+
+/** A handoff: both custodians' signatures over the calldata's Handoff, and the index's copy of it. */
+export async function checkHandoff(ctx: Context, indexed: Record<string, unknown>): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    if (!call || call.functionName !== "handoff")
+      return {
+        state: "unchecked",
+        what: why || `transaction calls ${call?.functionName}`,
+        block: tx.blockNumber ?? undefined,
+        mismatches: [],
+      };
+    const [h, fromSig, toSig] = call.args as [Record<string, unknown>, Hex, Hex];
+    if (norm(h.shipment) !== norm(indexed.shipmentId) || norm(h.seq) !== norm(indexed.seq))
+      return {
+        state: "mismatch",
+        what: "the transaction carries another handoff",
+        block: tx.blockNumber!,
+        mismatches: ["shipment/seq"],
+      };
+    const digest = catalogueDigest("Handoff", ctx.chainId, tx.to!, h);
+    const [fromOk, toOk] = await Promise.all([
+      signedBy(digest, fromSig, h.from as string),
+      signedBy(digest, toSig, h.to as string),
+    ]);
+    const mismatches = differences(indexed, h, HANDOFF_FIELDS);
+    const signatures = `from's signature ${fromOk === true ? "✓" : "✗"}, to's signature ${toOk === true ? "✓" : "✗"}`;
+    const what = `${signatures} (EIP-712 Handoff) from calldata of ${short(tx.hash)}`;
+    if (fromOk !== true || toOk !== true) return { state: "invalid", what, block: tx.blockNumber!, mismatches };
+    return { state: mismatches.length ? "mismatch" : "verified", what, block: tx.blockNumber!, mismatches };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
+const CHECKPOINT_FIELDS = ["seq", "readingsRoot", "count", "minTemp", "maxTemp", "location", "at"];
+
+/** A checkpoint: the tracker key's signature over the calldata's Checkpoint, and the index's copy. */
+export async function checkCheckpoint(ctx: Context, indexed: Record<string, unknown>): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    if (!call || call.functionName !== "checkpoint")
+      return {
+        state: "unchecked",
+        what: why || `transaction calls ${call?.functionName}`,
+        block: tx.blockNumber ?? undefined,
+        mismatches: [],
+      };
+    const [cp, key, signature] = call.args as [Record<string, unknown>, Hex, Hex];
+    const digest = catalogueDigest("Checkpoint", ctx.chainId, tx.to!, cp);
+    const ok = await signedBy(digest, signature, key);
+    const mismatches = differences(indexed, cp, CHECKPOINT_FIELDS);
+    if (ok === "unsupported")
+      return {
+        state: mismatches.length ? "mismatch" : "unchecked",
+        what: "a P-256 tracker key: its signature is not re-checked here",
+        block: tx.blockNumber!,
+        mismatches,
+      };
+    const what = `tracker key ${short(key)}'s signature ${ok ? "✓" : "✗"} (EIP-712 Checkpoint) from calldata of ${short(tx.hash)}`;
+    if (!ok) return { state: "invalid", what, block: tx.blockNumber!, mismatches };
+    return { state: mismatches.length ? "mismatch" : "verified", what, block: tx.blockNumber!, mismatches };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
+/** An anchored unlock-log batch: the lock device's signature over the calldata's UnlockLog. */
+export async function checkLogBatch(ctx: Context, indexed: Record<string, unknown>): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    if (!call || call.functionName !== "anchorLog")
+      return {
+        state: "unchecked",
+        what: why || `transaction calls ${call?.functionName}`,
+        block: tx.blockNumber ?? undefined,
+        mismatches: [],
+      };
+    const [key, batch, signature] = call.args as [Hex, Record<string, unknown>, Hex];
+    const message = { lock: indexed.lockId, ...batch };
+    const ok = await signedBy(catalogueDigest("UnlockLog", ctx.chainId, tx.to!, message), signature, key);
+    const mismatches = differences(indexed, batch, ["seq", "root", "count", "fromTime", "toTime"]);
+    const what = `lock key ${short(key)}'s signature ${ok === true ? "✓" : "✗"} (EIP-712 UnlockLog) from calldata of ${short(tx.hash)}`;
+    if (ok !== true)
+      return { state: ok === "unsupported" ? "unchecked" : "invalid", what, block: tx.blockNumber!, mismatches };
+    return { state: mismatches.length ? "mismatch" : "verified", what, block: tx.blockNumber!, mismatches };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
+/** A voucher claimed or closed with: the payer device key's signature over the calldata's Voucher. */
+export async function checkVoucher(ctx: Context, indexed: Record<string, unknown>, channel: string): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    const vouchers: { amount: bigint; key: Hex; signature: Hex }[] = [];
+    if (call?.functionName === "claim") {
+      const [, amount, key, signature] = call.args as [unknown, bigint, Hex, Hex];
+      vouchers.push({ amount, key, signature });
+    } else if (call?.functionName === "closeMany") {
+      for (const c of call.args![0] as { amount: bigint; key: Hex; signature: Hex }[]) vouchers.push(c);
+    } else {
+      return {
+        state: "unchecked",
+        what: why || `transaction calls ${call?.functionName}`,
+        block: tx.blockNumber ?? undefined,
+        mismatches: [],
+      };
+    }
+    for (const v of vouchers) {
+      const digest = catalogueDigest("Voucher", ctx.chainId, tx.to!, { channel, cumulativeAmount: v.amount });
+      if ((await signedBy(digest, v.signature, v.key)) === true)
+        return {
+          state: "verified",
+          what: `payer key ${short(v.key)}'s voucher for ${v.amount} wei ✓ (EIP-712 Voucher) from calldata of ${short(tx.hash)}`,
+          block: tx.blockNumber!,
+          mismatches: [],
+        };
+    }
+    return {
+      state: "invalid",
+      what: `no voucher in ${short(tx.hash)} verifies for this channel`,
+      block: tx.blockNumber!,
+      mismatches: [],
+    };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
+/** The index's view of a device against the registry's `deviceInfo` at the node's latest block. */
+export async function checkDeviceState(
+  ctx: Context,
+  id: bigint,
+  indexed: { owner: string; effectiveStatus: string; keyGeneration: unknown },
+  block: bigint,
+): Promise<Check> {
+  try {
+    const info = (await ctx.client.readContract({
+      address: ctx.contract as Hex,
+      abi: ctx.abi,
+      functionName: "deviceInfo",
+      args: [id],
+      blockNumber: block,
+    })) as { owner: string; status: number; keyGeneration: number };
+    const onChain = {
+      owner: info.owner,
+      effectiveStatus: ["unknown", "active", "quarantined", "revoked"][Number(info.status)],
+      keyGeneration: info.keyGeneration,
+    };
+    const mismatches = differences(indexed, onChain, ["owner", "effectiveStatus", "keyGeneration"]);
+    return {
+      state: mismatches.length ? "mismatch" : "verified",
+      what: `owner, status and key generation read from the registry's deviceInfo`,
+      block,
+      mismatches,
+    };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
+export function short(hex: string) {
+  return hex.length > 14 ? `${hex.slice(0, 8)}…${hex.slice(-4)}` : hex;
+}
