@@ -12,6 +12,16 @@ import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
 import { openLocation } from "../../../src/beacons/index.js";
 import { Send, Wallet } from "../actions.js";
 
+/** The registry's events, in words. */
+const CAUSE: Record<string, string> = {
+  DeviceClaimed: "claimed",
+  ReportedStolen: "reported stolen",
+  Released: "released by its owner",
+  GuardianFlagged: "flagged by the guardians' quorum",
+  GuardianCleared: "cleared by the guardians' quorum",
+  DeviceRevoked: "revoked",
+};
+
 export function DevicePage({ id }: { id: string }) {
   const s = useSettings();
   const valid = /^[0-9]+$/.test(id ?? "");
@@ -57,7 +67,7 @@ function Device({ d }: { d: DeviceView }) {
     ...d.statusHistory.map((c) => ({
       block: Number(c.blockNumber),
       t: c.timestamp,
-      what: `${c.cause} → ${c.status}`,
+      what: `${CAUSE[String(c.cause)] ?? c.cause} → ${c.status}`,
       by: c.by,
       tx: c.txHash,
     })),
@@ -99,7 +109,8 @@ function Device({ d }: { d: DeviceView }) {
         </div>
         <div>
           Batch {String(dev.batchId)} ({String(d.batch?.status ?? "—")}), key generation {String(dev.keyGeneration)}
-          {dev.keyAttested ? " (attested)" : " (not attested)"}
+          {dev.keyAttested ? " (attested)" : " (not attested)"}; firmware{" "}
+          {dev.firmwareAttested ? "attested" : "not attested"}
         </div>
         <div>
           Index vs registry: <Badge check={state.data} />
