@@ -23,6 +23,7 @@ import { freePort, startHardhatNode } from "../helpers/node.js";
 import { dataDir, freshSchema } from "../watch/backends.js";
 import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
 import { buildConsole, serveConsole } from "./serve.js";
+import { startWebhooks, type WebhooksHandle } from "../../src/watch/webhooks/index.js";
 
 const SHOTS = path.join(import.meta.dirname, "..", "..", "docs", "console");
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
@@ -33,6 +34,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
   let suite: Suite;
   let story: Story;
   let indexer: Indexer;
+  let webhooks: WebhooksHandle;
   let server: Awaited<ReturnType<typeof serveConsole>>;
   let browser: Browser;
   let page: Page;
@@ -102,7 +104,12 @@ describe("console: the web app in Chromium against a real node and the watch's i
       schema: freshSchema("console"),
     });
     await indexer.waitForBlock(await suite.provider.getBlockNumber());
-    server = await serveConsole(indexer.url);
+    webhooks = await startWebhooks({
+      feed: indexer.client,
+      chain: { rpcUrl: suite.node.url, chainId: 31337, addresses: suite.addresses },
+      dataDir: dataDir(),
+    });
+    server = await serveConsole(indexer.url, { routes: webhooks.routes });
     browser = await chromium.launch({
       executablePath: "/usr/bin/chromium",
       args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
@@ -114,6 +121,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
   after(async function () {
     await browser?.close();
     await server?.close();
+    await webhooks?.stop();
     await indexer?.stop();
     await suite?.node.stop();
   });
@@ -303,16 +311,32 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await page.waitForSelector(`tr:has(a[href='#/device/${id}']):has-text('device.quarantined')`);
   });
 
+  it("subscribe to alerts: the owner's wallet signs the watch's subscription, the watch checks it against the chain and keeps it", async function () {
+    await visit("/");
+    await connect();
+    await page.fill("#hook-url", "https://hooks.example/custos");
+    await page.click("text=Sign and subscribe");
+    await page.waitForSelector("[data-testid=subscription]:has-text('Subscribed')");
+    const listed = (await (await fetch(`${server.url}/subscriptions?owner=${owner}`)).json()) as {
+      subscriptions: { url: string; scope: string; target: string }[];
+    };
+    expect(listed.subscriptions.map((s) => [s.url, s.scope, s.target.toLowerCase()])).to.deep.equal([
+      ["https://hooks.example/custos", "owner", owner],
+    ]);
+  });
+
   it("attack: a watch that alters one handoff's custodian and one checkpoint's max is flagged as not matching the chain", async function () {
     const stranger = "0x000000000000000000000000000000000000dead";
-    const liar = await serveConsole(indexer.url, (_path, body) => {
-      const handoffs = body.handoffs as Record<string, unknown>[];
-      const checkpoints = body.checkpoints as Record<string, unknown>[];
-      return {
-        ...body,
-        handoffs: handoffs.map((h) => (String(h.seq) === "2" ? { ...h, to: stranger } : h)),
-        checkpoints: checkpoints.map((c) => (String(c.seq) === "2" ? { ...c, maxTemp: 950 } : c)),
-      };
+    const liar = await serveConsole(indexer.url, {
+      tamper: (_path, body) => {
+        const handoffs = body.handoffs as Record<string, unknown>[];
+        const checkpoints = body.checkpoints as Record<string, unknown>[];
+        return {
+          ...body,
+          handoffs: handoffs.map((h) => (String(h.seq) === "2" ? { ...h, to: stranger } : h)),
+          checkpoints: checkpoints.map((c) => (String(c.seq) === "2" ? { ...c, maxTemp: 950 } : c)),
+        };
+      },
     });
     try {
       await visit(`/shipment/${story.shipment}`, liar.url);

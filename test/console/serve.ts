@@ -5,21 +5,31 @@
  */
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import Fastify from "fastify";
+import Fastify, { type FastifyPluginAsync } from "fastify";
 import httpProxy from "@fastify/http-proxy";
 import fastifyStatic from "@fastify/static";
 
 export const DIST = path.join(import.meta.dirname, "..", "..", "console", "dist");
 
-/** Builds the console (type check + Vite) into console/dist, as `npm run console:build` does. */
+/** Builds the console (type check + Vite) into console/dist, as `npm run console:build` does (a production build whatever NODE_ENV the caller runs with). */
 export function buildConsole() {
-  execFileSync("npm", ["run", "--silent", "console:build"], { cwd: path.join(DIST, "..", ".."), stdio: "inherit" });
+  execFileSync("npm", ["run", "--silent", "console:build"], {
+    cwd: path.join(DIST, "..", ".."),
+    stdio: "inherit",
+    env: { ...process.env, NODE_ENV: "production" },
+  });
 }
 
 export type Tamper = (path: string, body: Record<string, unknown>) => Record<string, unknown>;
 
-export async function serveConsole(upstream: string, tamper?: Tamper) {
+/**
+ * Serves the console with the index at `upstream`; `routes` (the webhooks' subscription routes, a
+ * fastify plugin) are mounted on the same origin as the watch mounts them.
+ */
+export async function serveConsole(upstream: string, opts: { tamper?: Tamper; routes?: FastifyPluginAsync } = {}) {
+  const { tamper, routes } = opts;
   const app = Fastify();
+  if (routes) await app.register(routes);
   if (tamper)
     app.get("/watch/shipments/:id", async (req, reply) => {
       const res = await fetch(`${upstream}${req.url}`);

@@ -9,6 +9,7 @@ import { watchGet, type AlertRow, type FleetView } from "../api.js";
 import { useSettings, useVerifier } from "../context.js";
 import { ADDRESS } from "../settings.js";
 import { FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
+import { Subscribe } from "../Subscribe.js";
 
 const PAGE = 1000;
 
@@ -62,6 +63,7 @@ export function FleetPage() {
           );
         }}
       </Loaded>
+      <Subscribe chainId={fleet.data?.chainId ?? 31337} />
     </>
   );
 }
