@@ -23,6 +23,8 @@ export interface Check {
   block?: bigint;
   /** Fields where the index and the chain disagree. */
   mismatches: string[];
+  /** The signed message as the calldata carries it (for checks that build on it, e.g. a log record's proof). */
+  onChain?: Record<string, unknown>;
 }
 
 /** The catalogue's digest of `message` of `type`, for the contract at `verifyingContract`. */
@@ -173,7 +175,13 @@ export async function checkLogBatch(ctx: Context, indexed: Record<string, unknow
     const what = `lock key ${short(key)}'s signature ${ok === true ? "✓" : "✗"} (EIP-712 UnlockLog) from calldata of ${short(tx.hash)}`;
     if (ok !== true)
       return { state: ok === "unsupported" ? "unchecked" : "invalid", what, block: tx.blockNumber!, mismatches };
-    return { state: mismatches.length ? "mismatch" : "verified", what, block: tx.blockNumber!, mismatches };
+    return {
+      state: mismatches.length ? "mismatch" : "verified",
+      what,
+      block: tx.blockNumber!,
+      mismatches,
+      onChain: message,
+    };
   } catch (e) {
     return failed(e);
   }

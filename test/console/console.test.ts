@@ -19,6 +19,9 @@ import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast.js";
 import { digest } from "../../src/eip712/index.js";
 import { LockRole } from "../../src/agent/roles/lock.js";
 import { LockChainReader } from "../../src/agent/roles/lockSync.js";
+import { UnlockLogBook } from "../../src/agent/roles/lockLog.js";
+import type { Decision } from "../../src/agent/roles/lock.js";
+import { hexlify, randomBytes } from "ethers";
 import { freePort, startHardhatNode } from "../helpers/node.js";
 import { dataDir, freshSchema } from "../watch/backends.js";
 import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
@@ -63,10 +66,12 @@ describe("console: the web app in Chromium against a real node and the watch's i
   /** axe-core in the page: no serious or critical violation. */
   async function accessible(name: string) {
     await page.addScriptTag({ path: AXE });
-    const violations = (await page.evaluate(async () => {
-      const r = await (window as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe.run();
-      return r.violations;
-    })) as { id: string; impact: string; nodes: { target: string[] }[] }[];
+    // Expressions as strings: they run in the page (the root tsconfig has no DOM types).
+    const violations = (await page.evaluate("axe.run().then((r) => r.violations)")) as {
+      id: string;
+      impact: string;
+      nodes: { target: string[] }[];
+    }[];
     const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
     expect(
       bad.map((v) => `${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
@@ -141,12 +146,12 @@ describe("console: the web app in Chromium against a real node and the watch's i
   it("fleet: search by device key finds the device on the chain; keyboard: the search is reachable and submits with Enter", async function () {
     await visit("/");
     // The heading has focus after navigation; the search field is the next stop.
-    for (let i = 0; i < 4 && (await page.evaluate(() => document.activeElement?.id)) !== "search"; i++)
+    for (let i = 0; i < 4 && (await page.evaluate("document.activeElement?.id")) !== "search"; i++)
       await page.keyboard.press("Tab");
-    expect(await page.evaluate(() => document.activeElement?.id)).to.equal("search");
+    expect(await page.evaluate("document.activeElement?.id")).to.equal("search");
     await page.keyboard.type(story.keys.lock.signer);
     await page.keyboard.press("Enter");
-    await page.waitForFunction((id) => location.hash === `#/device/${id}`, story.devices.lock.toString());
+    await page.waitForFunction(`location.hash === "#/device/${story.devices.lock}"`);
   });
 
   it("device: the timeline with key provenance, the index checked against the registry, the beacon opened with the owner's key", async function () {
@@ -229,10 +234,56 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await shot("lock");
   });
 
+  it("lock: an unlock record pasted with its proof is proven against the root the chain anchored; attack: an altered record is not", async function () {
+    const book = UnlockLogBook.open(path.join(dataDir(), "unlocks.log"), story.devices.lock);
+    const t = (await suite.provider.getBlock("latest"))!.timestamp;
+    const decisions: Decision[] = [
+      { open: true, at: t - 30 },
+      { open: false, at: t - 20, reason: "expired" },
+      { open: true, at: t - 10 },
+    ];
+    for (const d of decisions)
+      await book.record(d, {
+        accessKey: hexlify(randomBytes(32)),
+        challenge: hexlify(randomBytes(32)),
+        requestSignature: "0x1234",
+      });
+    const sealed = (await book.seal(2))!;
+    const log = {
+      seq: 2,
+      root: sealed.root,
+      count: 3,
+      fromTime: BigInt(sealed.fromTime),
+      toTime: BigInt(sealed.toTime),
+      deadline: BigInt(t + 3600),
+    };
+    const signature = story.keys.lock.signDigest(
+      digest(
+        "UnlockLog",
+        { chainId: 31337n, verifyingContract: suite.addresses.lockAccess },
+        { lock: story.devices.lock, ...log },
+      ),
+    );
+    await (await suite.locks.anchorLog(story.keys.lock.signer, log, signature)).wait();
+    await indexer.waitForBlock(await suite.provider.getBlockNumber());
+    await visit(`/lock/${story.devices.lock}`);
+    await page.waitForSelector("table:has(caption:text('Anchored')) tbody tr:nth-child(2) [data-check=verified]");
+    const proof = book.proof(1)!;
+    await page.fill("#record-proof", JSON.stringify(proof));
+    await page.click("text=Verify against the anchored root");
+    await page.waitForSelector("[data-testid=record-result]:has-text('Proven')");
+    expect(await page.textContent("[data-testid=record-result]")).to.include("denied");
+    // The same record claimed as an opening: its leaf is another, the proof leads elsewhere.
+    await page.fill("#record-proof", JSON.stringify({ ...proof, record: { ...proof.record, outcome: 0 } }));
+    await page.click("text=Verify against the anchored root");
+    await page.waitForSelector("[data-testid=record-result]:has-text('Not proven')");
+    await book.close();
+  });
+
   it("channel: deposit, paid and refund, closed; each voucher's payer signature verified", async function () {
     await visit(`/channel/${story.channel}`);
     await page.waitForSelector("[data-testid=channel-state]:text('closed')");
-    await page.waitForFunction(() => document.querySelectorAll("[data-check]").length >= 2);
+    await page.waitForFunction(`document.querySelectorAll("[data-check]").length >= 2`);
     expect(
       await page.locator("[data-check]").evaluateAll((b) => b.map((x) => x.getAttribute("data-check"))),
     ).to.deep.equal(["verified", "verified"]);

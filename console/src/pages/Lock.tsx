@@ -9,7 +9,8 @@ import { useSignTypedData } from "wagmi";
 import type { Hex } from "viem";
 import { watchGet, type LockView } from "../api.js";
 import { useSettings, useVerifier } from "../context.js";
-import { checkLogBatch, short } from "../verify.js";
+import { checkLogBatch, short, type Check } from "../verify.js";
+import { parseRecordProof, rootOf } from "../unlockProof.js";
 import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
 import { Send, Wallet, download } from "../actions.js";
 import { DOMAINS, TYPES } from "../../../src/eip712/index.js";
@@ -100,6 +101,7 @@ function Lock({ v, id }: { v: LockView; id: string }) {
           <Badge check={checks.data?.[i]} />,
         ])}
       />
+      <RecordCheck v={v} checks={checks.data} />
       <section className="actions" aria-label="Owner actions">
         <h2>Owner actions</h2>
         <Wallet>
@@ -223,5 +225,75 @@ function Grant({ lock, account, owner }: { lock: string; account: Hex; owner: st
         </span>
       )}
     </form>
+  );
+}
+
+/** Paste or drop an unlock record with its proof: is it in an anchored batch, by the root the chain holds? */
+function RecordCheck({ v, checks }: { v: LockView; checks?: Check[] }) {
+  const [text, setText] = useState("");
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const check = (doc: string) => {
+    try {
+      const p = parseRecordProof(doc);
+      if (String(p.record.lock) !== String(v.lock.id))
+        return setResult({ ok: false, text: `The record is of lock ${p.record.lock}, not this one.` });
+      const i = v.logBatches.findIndex((b) => Number(b.seq) === p.batch.seq);
+      if (i < 0)
+        return setResult({ ok: false, text: `Batch ${p.batch.seq} is not anchored (as of block ${v.indexedBlock}).` });
+      const c = checks?.[i];
+      if (!c || c.state !== "verified" || !c.onChain)
+        return setResult({
+          ok: false,
+          text: `Batch ${p.batch.seq}'s anchor could not be verified on the chain (${c?.what ?? "still checking"}).`,
+        });
+      const root = rootOf(p);
+      if (root.toLowerCase() !== String(c.onChain.root).toLowerCase())
+        return setResult({
+          ok: false,
+          text: `Not proven: the record and proof lead to ${short(root)}, batch ${p.batch.seq}'s anchored root is ${short(String(c.onChain.root))}.`,
+        });
+      setResult({
+        ok: true,
+        text: `Proven: the record (${p.record.outcome === 0 ? "opened" : `denied, code ${p.record.outcome}`} at ${time(p.record.at)}) is in batch ${p.batch.seq}, anchored by the lock's key at block ${c.block}.`,
+      });
+    } catch (e) {
+      setResult({ ok: false, text: (e as Error).message });
+    }
+  };
+  return (
+    <section aria-label="Verify an unlock record">
+      <h2>Verify an unlock record</h2>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          check(text);
+        }}
+        onDragOver={(e) => e.preventDefault()}
+        onDrop={async (e) => {
+          e.preventDefault();
+          const f = e.dataTransfer.files[0];
+          if (f) {
+            const t = await f.text();
+            setText(t);
+            check(t);
+          }
+        }}
+      >
+        <label htmlFor="record-proof">Paste or drop a record with its proof (JSON: record, batch, proof)</label>
+        <br />
+        <textarea id="record-proof" rows={4} cols={90} value={text} onChange={(e) => setText(e.target.value)} />
+        <br />
+        <button type="submit">Verify against the anchored root</button>
+        {result && (
+          <p
+            role={result.ok ? "status" : "alert"}
+            className={result.ok ? "" : "state error"}
+            data-testid="record-result"
+          >
+            {result.text}
+          </p>
+        )}
+      </form>
+    </section>
   );
 }
