@@ -7,7 +7,7 @@
  * custodian and a checkpoint's max is shown as not matching the chain; axe-core finds no serious or
  * critical violation. Screenshots of each page go to docs/console/.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { expect } from "chai";
@@ -22,6 +22,7 @@ import { LockChainReader } from "../../src/agent/roles/lockSync.js";
 import { UnlockLogBook } from "../../src/agent/roles/lockLog.js";
 import type { Decision } from "../../src/agent/roles/lock.js";
 import { hexlify, randomBytes } from "ethers";
+import { rotationDigest, serializeRotation } from "../../src/registry/rotation.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
 import { dataDir, freshSchema } from "../watch/backends.js";
 import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
@@ -362,6 +363,39 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await page.waitForSelector(`tr:has(a[href='#/device/${id}']):has-text('device.quarantined')`);
   });
 
+  it("rotating a key from the page with the device's rotation file: the registry takes the new key, the timeline shows its provenance", async function () {
+    const id = story.devices.payer;
+    const newKey = randomDeviceKey("secp256k1");
+    const fields = {
+      chainId: 31337n,
+      registry: suite.addresses.registry,
+      device: id,
+      nonce: await suite.registry.deviceNonce(id),
+      deadline: BigInt((await suite.provider.getBlock("latest"))!.timestamp + 3600),
+      newKey: newKey.signer,
+    };
+    const d = rotationDigest(fields);
+    const file = path.join(dataDir(), "rotation.json");
+    writeFileSync(
+      file,
+      serializeRotation({
+        ...fields,
+        newKeySignature: newKey.signDigest(d),
+        oldKey: story.keys.payer.signer,
+        oldKeySignature: story.keys.payer.signDigest(d),
+      }),
+    );
+    await visit(`/device/${id}`);
+    await connect();
+    await page.setInputFiles("#rotation", file);
+    await page.click("text=Rotate key");
+    await page.waitForSelector("text=Rotate key: done in block");
+    const [resolved] = await suite.registry.resolveKey(newKey.signer);
+    expect(resolved).to.equal(id);
+    await indexer.waitForBlock(await suite.provider.getBlockNumber());
+    await page.waitForSelector(`text=/key generation 1 \\(rotation, attested/`);
+  });
+
   it("subscribe to alerts: the owner's wallet signs the watch's subscription, the watch checks it against the chain and keeps it", async function () {
     await visit("/");
     await connect();
@@ -413,5 +447,15 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await page.goto(at(server.url, "/").replace("/?", `/?watch=${encodeURIComponent("http://127.0.0.1:9")}&`));
     await page.waitForSelector(".state.error:has-text('does not answer')");
     await accessible("error state");
+    // A watch whose indexer lags the chain says so, and the page passes it on.
+    const lagging = await serveConsole(indexer.url, {
+      tamper: (_path, body) => ({ ...body, headBlock: Number(body.indexedBlock) + 7, lagBlocks: 7 }),
+    });
+    try {
+      await visit(`/shipment/${story.shipment}`, lagging.url);
+      await page.waitForSelector(".state.lagging:has-text('7 blocks behind')");
+    } finally {
+      await lagging.close();
+    }
   });
 });

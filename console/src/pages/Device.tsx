@@ -11,6 +11,7 @@ import { checkDeviceState } from "../verify.js";
 import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
 import { openLocation } from "../../../src/beacons/index.js";
 import { Send, Wallet } from "../actions.js";
+import { parseRotationText, rotationStruct, type RotationFile } from "../../../src/registry/rotation.js";
 
 /** The registry's events, in words. */
 const CAUSE: Record<string, string> = {
@@ -155,6 +156,7 @@ function Device({ d }: { d: DeviceView }) {
                   args={[BigInt(dev.id)]}
                   onDone={() => refresh.invalidateQueries()}
                 />
+                <Rotate id={dev.id} onDone={() => refresh.invalidateQueries()} />
               </>
             )
           }
@@ -228,5 +230,47 @@ function Beacons({ d }: { d: DeviceView }) {
         </>
       )}
     </section>
+  );
+}
+
+/** Rotate the device's key: the owner loads the rotation file the device signed (`custos-agent key rotate`) and sends it. */
+function Rotate({ id, onDone }: { id: string; onDone: () => void }) {
+  const registry = useVerifier("registry", undefined);
+  const [file, setFile] = useState<RotationFile | null>(null);
+  const [error, setError] = useState("");
+  const load = async (f: File | undefined) => {
+    if (!f) return;
+    try {
+      const r = parseRotationText(await f.text(), f.name);
+      if (r.device.toString() !== id) throw new Error(`the file rotates device ${r.device}, not this one`);
+      if (registry.contract && r.registry.toLowerCase() !== registry.contract.toLowerCase())
+        throw new Error(`the file was signed for registry ${r.registry}, not ${registry.contract}`);
+      setFile(r);
+      setError("");
+    } catch (e) {
+      setFile(null);
+      setError(`The rotation file was not taken: ${(e as Error).message}`);
+    }
+  };
+  return (
+    <p>
+      <label htmlFor="rotation">Rotate the key: the device's rotation file</label>
+      <input id="rotation" type="file" accept="application/json,.json" onChange={(e) => load(e.target.files?.[0])} />
+      {file && (
+        <Send
+          label="Rotate key"
+          address={registry.contract}
+          abi={registry.abi}
+          functionName="rotateKey"
+          args={[BigInt(id), rotationStruct(file)]}
+          onDone={onDone}
+        />
+      )}
+      {error && (
+        <span role="alert" className="state error">
+          {error}
+        </span>
+      )}
+    </p>
   );
 }
