@@ -293,6 +293,27 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await shot("channel");
   });
 
+  it("lock actions from the page: appoint and remove a manager, revoke one key — the chain records each", async function () {
+    const lock = story.devices.lock;
+    const manager = (await suite.other.getAddress()).toLowerCase();
+    const ownerEpoch = Math.floor(Number(await suite.locks.keyEpoch(lock)) / 65_536);
+    await visit(`/lock/${lock}`);
+    await connect();
+    await page.fill("#manager", manager);
+    await page.click("text=Appoint manager");
+    await page.waitForSelector("text=Appoint manager: done in block");
+    expect(await suite.locks.managerExpiry(lock, ownerEpoch, manager)).to.be.greaterThan(0n);
+    await page.click("text=Remove manager");
+    await page.waitForSelector("text=Remove manager: done in block");
+    expect(await suite.locks.managerExpiry(lock, ownerEpoch, manager)).to.equal(0n);
+    await page.fill("#key-id", "42");
+    await page.click("text=Revoke this key");
+    await page.waitForSelector("text=Revoke this key: done in block");
+    expect(await suite.locks.isRevoked(lock, ownerEpoch, 42n)).to.equal(true);
+    await indexer.waitForBlock(await suite.provider.getBlockNumber());
+    await page.waitForSelector("table:has(caption:text('Revoked keys')) td:text-is('42')");
+  });
+
   it("a certificate granted from the page with the owner's wallet opens the story's lock (the lock role decides)", async function () {
     await visit(`/lock/${story.devices.lock}`);
     await connect();
