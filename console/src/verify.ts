@@ -226,6 +226,60 @@ export async function checkVoucher(ctx: Context, indexed: Record<string, unknown
   }
 }
 
+/**
+ * A device key's provenance: for a claim, the device key's DeviceClaim signature; for a rotation,
+ * the new key's and (when given) the old key's KeyRotation signatures — the nonce read from the
+ * registry just before the rotation's block — and the index's key compared with the calldata's.
+ */
+export async function checkDeviceKey(ctx: Context, indexed: Record<string, unknown>): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    const block = tx.blockNumber!;
+    if (call?.functionName === "claim") {
+      const [c, , signature] = call.args as [Record<string, unknown>, unknown, Hex];
+      const digest = catalogueDigest("DeviceClaim", ctx.chainId, tx.to!, {
+        owner: c.owner,
+        batch: c.batchId,
+        deadline: c.deadline,
+      });
+      const ok = await signedBy(digest, signature, c.deviceKey as string);
+      const mismatches = norm(c.deviceKey) === norm(indexed.key) ? [] : ["key"];
+      const what = `the device key's claim signature ${ok === true ? "✓" : "✗"} (EIP-712 DeviceClaim) from calldata of ${short(tx.hash)}`;
+      if (ok !== true) return { state: ok === "unsupported" ? "unchecked" : "invalid", what, block, mismatches };
+      return { state: mismatches.length ? "mismatch" : "verified", what, block, mismatches };
+    }
+    if (call?.functionName === "rotateKey") {
+      const [device, r] = call.args as [
+        bigint,
+        { newKey: Hex; deadline: bigint; newKeySignature: Hex; oldKey: Hex; oldKeySignature: Hex },
+      ];
+      const nonce = await ctx.client.readContract({
+        address: tx.to!,
+        abi: ctx.abi,
+        functionName: "deviceNonce",
+        args: [device],
+        blockNumber: block - 1n,
+      });
+      const digest = catalogueDigest("KeyRotation", ctx.chainId, tx.to!, {
+        device,
+        newKey: r.newKey,
+        nonce,
+        deadline: r.deadline,
+      });
+      const newOk = await signedBy(digest, r.newKeySignature, r.newKey);
+      const oldOk = r.oldKey === "0x" ? "absent" : await signedBy(digest, r.oldKeySignature, r.oldKey);
+      const mismatches = norm(r.newKey) === norm(indexed.key) ? [] : ["key"];
+      const what = `new key's signature ${newOk === true ? "✓" : "✗"}, old key's ${oldOk === "absent" ? "absent" : oldOk === true ? "✓" : "✗"} (EIP-712 KeyRotation, nonce ${nonce}) from calldata of ${short(tx.hash)}`;
+      if (newOk !== true || oldOk === false)
+        return { state: newOk === "unsupported" ? "unchecked" : "invalid", what, block, mismatches };
+      return { state: mismatches.length ? "mismatch" : "verified", what, block, mismatches };
+    }
+    return { state: "unchecked", what: why || `transaction calls ${call?.functionName}`, block, mismatches: [] };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
 /** The index's view of a device against the registry's `deviceInfo` at the node's latest block. */
 export async function checkDeviceState(
   ctx: Context,

@@ -162,6 +162,14 @@ describe("console: the web app in Chromium against a real node and the watch's i
     expect(text).to.include("reported stolen → quarantined");
     expect(text).to.include("released by its owner → active");
     expect(text).to.match(/key generation \d+ \(rotation, attested/);
+    // The claim's and the rotation's device-key signatures, re-checked from their calldata.
+    await page.waitForFunction(`document.querySelectorAll("[data-testid=key-check] [data-check]").length === 2`);
+    expect(
+      await badges("[data-testid=key-check]").evaluateAll((b) => b.map((x) => x.getAttribute("data-check"))),
+    ).to.deep.equal(["verified", "verified"]);
+    expect(await page.getAttribute("[data-testid=key-check] >> nth=1 >> [data-check]", "title")).to.include(
+      "old key's ✓",
+    );
     await page.waitForSelector(".cards [data-check]");
     expect(await page.getAttribute(".cards [data-check]", "data-check")).to.equal("verified");
     await page.fill("#beacon-key", story.beaconKeys.owner.privateKey);

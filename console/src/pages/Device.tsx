@@ -7,11 +7,21 @@ import { useState } from "react";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { watchGet, type DeviceView } from "../api.js";
 import { useSettings, useVerifier } from "../context.js";
-import { checkDeviceState } from "../verify.js";
+import { checkDeviceKey, checkDeviceState, type Check } from "../verify.js";
 import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
 import { openLocation } from "../../../src/beacons/index.js";
 import { Send, Wallet } from "../actions.js";
 import { parseRotationText, rotationStruct, type RotationFile } from "../../../src/registry/rotation.js";
+
+interface TimelineEntry {
+  block: number;
+  t: unknown;
+  what: string;
+  by: unknown;
+  tx: unknown;
+  /** A key's claim or rotation check (null while checking); undefined for rows without a signature. */
+  check?: Check | null;
+}
 
 /** The registry's events, in words. */
 const CAUSE: Record<string, string> = {
@@ -63,8 +73,13 @@ function Device({ d }: { d: DeviceView }) {
           }),
     refetchInterval: false,
   });
+  const keyChecks = useQuery({
+    queryKey: ["device-key-checks", s.rpc, registry.contract, JSON.stringify(d.keys)],
+    queryFn: () => Promise.all(d.keys.map((k) => checkDeviceKey(registry, k))),
+    refetchInterval: false,
+  });
   const since = [...d.transfers].reverse().find((t) => String(t.to).toLowerCase() === dev.owner.toLowerCase());
-  const timeline = [
+  const timeline: TimelineEntry[] = [
     ...d.statusHistory.map((c) => ({
       block: Number(c.blockNumber),
       t: c.timestamp,
@@ -72,12 +87,13 @@ function Device({ d }: { d: DeviceView }) {
       by: c.by,
       tx: c.txHash,
     })),
-    ...d.keys.map((k) => ({
+    ...d.keys.map((k, i) => ({
       block: Number(k.blockNumber),
       t: k.timestamp,
       what: `key generation ${k.generation} (${k.source}${k.attested ? ", attested" : ", not attested"}${k.attestedBy ? ` by ${k.attestedBy}` : ""}): ${k.key}`,
       by: null,
       tx: k.txHash,
+      check: keyChecks.data?.[i] ?? null,
     })),
     ...d.transfers.map((t) => ({
       block: Number(t.blockNumber),
@@ -85,12 +101,14 @@ function Device({ d }: { d: DeviceView }) {
       what: `owner ${t.from} → ${t.to}`,
       by: null,
       tx: t.txHash,
+      check: undefined,
     })),
     ...d.guardianVotes.map((v) => ({
       block: Number(v.blockNumber),
       t: v.timestamp,
       what: `guardian ${v.flag ? "flag" : "clear"} vote`,
       by: v.guardian,
+      check: undefined,
       tx: v.txHash,
     })),
   ].sort((a, b) => a.block - b.block);
@@ -120,13 +138,21 @@ function Device({ d }: { d: DeviceView }) {
       {d.device.effectiveStatus !== "active" || d.locationBeacons.length ? <Beacons d={d} /> : null}
       <Table
         caption="Timeline"
-        head={["Block", "Time", "What", "By", "Transaction"]}
+        head={["Block", "Time", "What", "By", "Transaction", "Signatures"]}
         rows={timeline.map((e) => [
           e.block,
           time(e.t),
           e.what,
           e.by ? <code>{String(e.by)}</code> : "—",
           <code>{String(e.tx).slice(0, 12)}…</code>,
+          // A key's row carries the check of its claim or rotation signatures (null: still checking).
+          e.check === undefined ? (
+            "—"
+          ) : (
+            <span data-testid="key-check">
+              <Badge check={e.check ?? undefined} />
+            </span>
+          ),
         ])}
       />
       <p>
