@@ -154,7 +154,7 @@ function Lock({ v, id }: { v: LockView; id: string }) {
                   onDone={() => refresh.invalidateQueries()}
                 />
               </p>
-              <Grant lock={id} account={account} owner={v.owner ?? account} />
+              <Grant lock={id} account={account} owner={v.owner ?? account} chainId={v.chainId ?? 31337} />
             </>
           )}
         </Wallet>
@@ -164,7 +164,7 @@ function Lock({ v, id }: { v: LockView; id: string }) {
 }
 
 /** A key certificate (the catalogue's AccessKey), signed by the wallet and handed over as a file. */
-function Grant({ lock, account, owner }: { lock: string; account: Hex; owner: string }) {
+function Grant({ lock, account, owner, chainId }: { lock: string; account: Hex; owner: string; chainId: number }) {
   const s = useSettings();
   const ctx = useVerifier("lockAccess", undefined);
   const { signTypedDataAsync } = useSignTypedData();
@@ -198,7 +198,7 @@ function Grant({ lock, account, owner }: { lock: string; account: Hex; owner: st
       };
       const { name, version } = DOMAINS.lock;
       const signature = await signTypedDataAsync({
-        domain: { name, version, chainId: 31337, verifyingContract: s.contracts.lockAccess as Hex },
+        domain: { name, version, chainId, verifyingContract: s.contracts.lockAccess as Hex },
         types: { AccessKey: TYPES.AccessKey.fields.map((f) => ({ name: f.name, type: f.type })) },
         primaryType: "AccessKey",
         message: key,
