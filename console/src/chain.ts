@@ -7,6 +7,7 @@ import { abi as registryAbi } from "../../artifacts/contracts/registry/DeviceReg
 import { abi as lockAbi } from "../../artifacts/contracts/access/LockAccess.sol/LockAccess.json";
 import { abi as ledgerAbi } from "../../artifacts/contracts/custody/CustodyLedger.sol/CustodyLedger.json";
 import { abi as channelsAbi } from "../../artifacts/contracts/payments/PaymentChannels.sol/PaymentChannels.json";
+import { abi as beaconsAbi } from "../../artifacts/contracts/beacons/LocationBeacons.sol/LocationBeacons.json";
 import type { Abi } from "viem";
 
 export const ABIS = {
@@ -14,6 +15,7 @@ export const ABIS = {
   lockAccess: lockAbi as Abi,
   custodyLedger: ledgerAbi as Abi,
   paymentChannels: channelsAbi as Abi,
+  locationBeacons: beaconsAbi as Abi,
 };
 
 const clients = new Map<string, PublicClient>();

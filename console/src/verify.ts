@@ -280,6 +280,36 @@ export async function checkDeviceKey(ctx: Context, indexed: Record<string, unkno
   }
 }
 
+/**
+ * A location beacon: the device key's LocationBeacon signature over the calldata's beacon, at the
+ * beacon nonce LocationBeacons held just before its block, and the index's sealed copy compared.
+ */
+export async function checkBeacon(ctx: Context, indexed: Record<string, unknown>): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    const block = tx.blockNumber!;
+    if (call?.functionName !== "postLocationBeacon")
+      return { state: "unchecked", what: why || `transaction calls ${call?.functionName}`, block, mismatches: [] };
+    const [key, beacon, signature] = call.args as [Hex, Record<string, unknown>, Hex];
+    const device = BigInt(String(indexed.deviceId));
+    const nonce = await ctx.client.readContract({
+      address: tx.to!,
+      abi: ctx.abi,
+      functionName: "beaconNonce",
+      args: [device],
+      blockNumber: block - 1n,
+    });
+    const digest = catalogueDigest("LocationBeacon", ctx.chainId, tx.to!, { device, nonce, ...beacon });
+    const ok = await signedBy(digest, signature, key);
+    const mismatches = differences(indexed, { ...beacon, nonce }, ["recipients", "ciphertext", "at", "nonce"]);
+    const what = `device key ${short(key)}'s signature ${ok === true ? "✓" : "✗"} (EIP-712 LocationBeacon, nonce ${nonce}) from calldata of ${short(tx.hash)}`;
+    if (ok !== true) return { state: ok === "unsupported" ? "unchecked" : "invalid", what, block, mismatches };
+    return { state: mismatches.length ? "mismatch" : "verified", what, block, mismatches };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
 /** The index's view of a device against the registry's `deviceInfo` at the node's latest block. */
 export async function checkDeviceState(
   ctx: Context,

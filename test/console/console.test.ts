@@ -172,6 +172,8 @@ describe("console: the web app in Chromium against a real node and the watch's i
     );
     await page.waitForSelector(".cards [data-check]");
     expect(await page.getAttribute(".cards [data-check]", "data-check")).to.equal("verified");
+    await page.waitForSelector("[data-testid=beacon-check] [data-check]");
+    expect(await page.getAttribute("[data-testid=beacon-check] [data-check]", "data-check")).to.equal("verified");
     await page.fill("#beacon-key", story.beaconKeys.owner.privateKey);
     await page.click("text=Open");
     await page.waitForSelector("[data-testid=beacon-location]:text('47.37000, 8.54000')");

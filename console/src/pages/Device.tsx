@@ -7,7 +7,7 @@ import { useState } from "react";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { watchGet, type DeviceView } from "../api.js";
 import { useSettings, useVerifier } from "../context.js";
-import { checkDeviceKey, checkDeviceState, type Check } from "../verify.js";
+import { checkBeacon, checkDeviceKey, checkDeviceState, type Check } from "../verify.js";
 import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
 import { openLocation } from "../../../src/beacons/index.js";
 import { Send, Wallet } from "../actions.js";
@@ -195,6 +195,12 @@ function Device({ d }: { d: DeviceView }) {
 /** The device's sealed location beacons; the owner pastes its beacon key and the browser opens them. */
 function Beacons({ d }: { d: DeviceView }) {
   const s = useSettings();
+  const ctx = useVerifier("locationBeacons", d.chainId);
+  const checks = useQuery({
+    queryKey: ["beacon-checks", s.rpc, ctx.contract, JSON.stringify(d.locationBeacons)],
+    queryFn: () => Promise.all(d.locationBeacons.map((b) => checkBeacon(ctx, b))),
+    refetchInterval: false,
+  });
   const [key, setKey] = useState("");
   const [opened, setOpened] = useState<Record<string, string>>({});
   const open = async (e: React.FormEvent) => {
@@ -245,12 +251,15 @@ function Beacons({ d }: { d: DeviceView }) {
           </form>
           <Table
             caption="Sealed beacons"
-            head={["Block", "Fix time", "Recipients", "Location"]}
-            rows={d.locationBeacons.map((b) => [
+            head={["Block", "Fix time", "Recipients", "Location", "Device signature"]}
+            rows={d.locationBeacons.map((b, i) => [
               String(b.blockNumber),
               time(b.at),
               String((b.recipients.length - 2) / 64),
               <span data-testid="beacon-location">{opened[String(b.id)] ?? "sealed"}</span>,
+              <span data-testid="beacon-check">
+                <Badge check={checks.data?.[i]} />
+              </span>,
             ])}
           />
         </>
