@@ -5,7 +5,8 @@
  * (`RECORD_ENCODING` there: lock, at, outcome, accessKey, challenge, requestHash), pairs hashed
  * sorted, as `MerkleProof.verify` does.
  */
-import { concat, encodeAbiParameters, keccak256, type Hex } from "viem";
+import { encodeAbiParameters, type Hex } from "viem";
+import { rootFrom, standardLeaf } from "./merkle.js";
 
 export interface RecordProof {
   record: { lock: string; at: number; outcome: number; accessKey: Hex; challenge: Hex; requestHash: Hex };
@@ -44,13 +45,10 @@ export function recordLeaf(r: RecordProof["record"]): Hex {
     ],
     [BigInt(r.lock), BigInt(r.at), r.outcome, r.accessKey, r.challenge, r.requestHash],
   );
-  return keccak256(keccak256(encoded));
+  return standardLeaf(encoded);
 }
 
 /** The root `proof` takes the record's leaf to. */
 export function rootOf(p: RecordProof): Hex {
-  let node = recordLeaf(p.record);
-  for (const sibling of p.proof)
-    node = keccak256(node.toLowerCase() <= sibling.toLowerCase() ? concat([node, sibling]) : concat([sibling, node]));
-  return node;
+  return rootFrom(recordLeaf(p.record), p.proof);
 }

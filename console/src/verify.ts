@@ -13,7 +13,9 @@ import {
   type Hex,
   type PublicClient,
 } from "viem";
+import { encodeAbiParameters } from "viem";
 import { DOMAINS, TYPES, type TypeName } from "../../src/eip712/index.js";
+import { rootFrom, standardLeaf } from "./merkle.js";
 
 /** What one check found, and against which block of which node. */
 export interface Check {
@@ -152,6 +154,39 @@ export async function checkCheckpoint(ctx: Context, indexed: Record<string, unkn
     const what = `tracker key ${short(key)}'s signature ${ok ? "✓" : "✗"} (EIP-712 Checkpoint) from calldata of ${short(tx.hash)}`;
     if (!ok) return { state: "invalid", what, block: tx.blockNumber!, mismatches };
     return { state: mismatches.length ? "mismatch" : "verified", what, block: tx.blockNumber!, mismatches };
+  } catch (e) {
+    return failed(e);
+  }
+}
+
+/**
+ * A proven excursion: the checkpoint's tracker signature, the raw reading's Merkle proof against the
+ * checkpoint's readings root (the leaf `(uint64 at, int16 temp)`, src/custody), and the reading
+ * outside the min and max the checkpoint claimed — all from the proveExcursion calldata.
+ */
+export async function checkExcursion(ctx: Context, indexed: Record<string, unknown>): Promise<Check> {
+  try {
+    const { tx, call, why } = await callOf(ctx, indexed.txHash as Hex);
+    const block = tx.blockNumber!;
+    if (call?.functionName !== "proveExcursion")
+      return { state: "unchecked", what: why || `transaction calls ${call?.functionName}`, block, mismatches: [] };
+    const [cp, key, signature, reading, proof] = call.args as [
+      Record<string, unknown>,
+      Hex,
+      Hex,
+      { at: bigint; temp: number },
+      Hex[],
+    ];
+    const signed = await signedBy(catalogueDigest("Checkpoint", ctx.chainId, tx.to!, cp), signature, key);
+    const leaf = standardLeaf(encodeAbiParameters([{ type: "uint64" }, { type: "int16" }], [reading.at, reading.temp]));
+    const inTree = rootFrom(leaf, proof).toLowerCase() === String(cp.readingsRoot).toLowerCase();
+    const outside = reading.temp > Number(cp.maxTemp) || reading.temp < Number(cp.minTemp);
+    const data = (indexed.data ?? {}) as Record<string, unknown>;
+    const mismatches = differences(data, { temp: reading.temp, checkpointSeq: cp.seq }, ["temp", "checkpointSeq"]);
+    const what = `reading ${reading.temp / 100} °C: in checkpoint ${cp.seq}'s readings root ${inTree ? "✓" : "✗"}, outside its claimed ${Number(cp.minTemp) / 100}–${Number(cp.maxTemp) / 100} °C ${outside ? "✓" : "✗"}, tracker signature ${signed === true ? "✓" : "✗"}; from calldata of ${short(tx.hash)}`;
+    if (!inTree || !outside || signed === false) return { state: "invalid", what, block, mismatches };
+    if (signed === "unsupported") return { state: "unchecked", what, block, mismatches };
+    return { state: mismatches.length ? "mismatch" : "verified", what, block, mismatches };
   } catch (e) {
     return failed(e);
   }

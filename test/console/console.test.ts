@@ -202,6 +202,9 @@ describe("console: the web app in Chromium against a real node and the watch's i
       await badges("[data-testid^=checkpoint-]").evaluateAll((b) => b.map((x) => x.getAttribute("data-check"))),
     ).to.deep.equal(["verified", "verified"]);
     expect(await page.textContent("[data-testid=handoff-1]")).to.match(/@\d+/);
+    // The excursion's reading proven in the checkpoint's readings tree and outside what it claimed.
+    await page.waitForSelector("[data-testid=excursion-check] [data-check]");
+    expect(await page.getAttribute("[data-testid=excursion-check] [data-check]", "data-check")).to.equal("verified");
     expect(await page.locator("[data-testid=temp-chart] canvas").count()).to.be.greaterThan(0);
     expect(await page.textContent("[data-testid=chart-breaches]")).to.include("excursion_proven: 9.5 °C");
     const marks = await page.textContent("[data-testid=marks]");

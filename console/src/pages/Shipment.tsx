@@ -8,7 +8,7 @@ import { useQuery } from "@tanstack/react-query";
 import { hexToString } from "viem";
 import { watchGet, type Row, type ShipmentView } from "../api.js";
 import { useSettings, useVerifier } from "../context.js";
-import { checkCheckpoint, checkHandoff, short, type Check } from "../verify.js";
+import { checkCheckpoint, checkExcursion, checkHandoff, short, type Check } from "../verify.js";
 import { Badge, FreshnessNote, Link, Loaded, Table, time } from "../ui.js";
 import { TempChart, type Series } from "../TempChart.js";
 import { download } from "../actions.js";
@@ -52,6 +52,9 @@ function useChecks(v: ShipmentView) {
     queryFn: async () => ({
       handoffs: await Promise.all(v.handoffs.map((h) => checkHandoff(ctx, h))),
       checkpoints: await Promise.all(v.checkpoints.map((c) => checkCheckpoint(ctx, c))),
+      excursions: await Promise.all(
+        v.marks.map((m) => (m.kind === "shipment.excursion_proven" ? checkExcursion(ctx, m) : Promise.resolve(null))),
+      ),
     }),
     refetchInterval: false,
   });
@@ -186,12 +189,19 @@ function Shipment({ v }: { v: ShipmentView }) {
       />
       <Table
         caption="Marks"
-        head={["Block", "Time", "Mark", "Details"]}
-        rows={v.marks.map((m) => [
+        head={["Block", "Time", "Mark", "Details", "Proof"]}
+        rows={v.marks.map((m, i) => [
           String(m.blockNumber),
           time(m.timestamp),
           m.kind.replace("shipment.", ""),
           <code>{JSON.stringify(m.data)}</code>,
+          m.kind === "shipment.excursion_proven" ? (
+            <span data-testid="excursion-check">
+              <Badge check={checks.data?.excursions[i] ?? undefined} />
+            </span>
+          ) : (
+            "—"
+          ),
         ])}
       />
       <button onClick={epcis}>Download EPCIS 2.0 document</button>
