@@ -35,11 +35,13 @@ import {
   type BackoffOptions,
   type ChainDeployment,
   type Courier,
+  type ForwardSigner,
   type PayerSigner,
   type StepResult,
 } from "./client.js";
 import { silentLogger, type Logger } from "./log.js";
 import { Outbox, type OutboxEntry, type OutboxOptions } from "./outbox.js";
+import { contractOf } from "../messages/calls.js";
 
 // ---------------------------------------------------------------- dispatcher
 
@@ -269,7 +271,7 @@ export class Agent {
   private readonly serial = new Serial();
   private readonly onDone = (e: OutboxEntry) => {
     if (e?.device === this.deviceId && e.outcome !== "confirmed") {
-      const seq = this.sequence(CONTRACT_OF[e.type]);
+      const seq = this.sequence(contractOf(e.type));
       seq.stale = true;
       seq.changes++;
     }
@@ -550,6 +552,8 @@ export interface StackOptions {
   payer?: PayerSigner;
   /** Relayer submission: the gateway's base URL (wins over `payer`). */
   relayerUrl?: string;
+  /** Relayer submission: signs public calls as forward requests (needs `deployment.forwarder`). */
+  forwardSigner?: ForwardSigner;
   logger?: Logger;
   backoff?: BackoffOptions;
   pollMs?: number;
@@ -584,6 +588,8 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
     ...(opts.deployment.lockAccess ? { lockAccess: getAddress(opts.deployment.lockAccess) } : {}),
     ...(opts.deployment.paymentChannels ? { paymentChannels: getAddress(opts.deployment.paymentChannels) } : {}),
     ...(opts.deployment.custodyLedger ? { custodyLedger: getAddress(opts.deployment.custodyLedger) } : {}),
+    ...(opts.deployment.guardianQuorum ? { guardianQuorum: getAddress(opts.deployment.guardianQuorum) } : {}),
+    ...(opts.deployment.forwarder ? { forwarder: getAddress(opts.deployment.forwarder) } : {}),
   };
   const provider = typeof opts.rpc === "string" ? Chain.provider(opts.rpc, deployment.chainId) : opts.rpc;
   const chain = new Chain(provider, deployment, hasher);
@@ -595,6 +601,7 @@ export async function openAgentStack(opts: StackOptions): Promise<AgentStack> {
       outbox,
       chain,
       logger,
+      forwardSigner: opts.forwardSigner,
       pollMs: opts.pollMs,
       holdMs: opts.holdMs,
     });

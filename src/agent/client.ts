@@ -41,14 +41,26 @@ import {
 } from "../messages/index.js";
 import {
   CustodyLedger__factory,
+  GuardianQuorum__factory,
   DeviceRegistry__factory,
+  ERC2771Forwarder__factory,
   LocationBeacons__factory,
   LockAccess__factory,
   PaymentChannels__factory,
 } from "../../typechain-types/index.js";
+import {
+  CALL_GAS_LIMIT,
+  contractOf,
+  effectOf,
+  encodePublicCall,
+  isCallSpent,
+  isPublicCall,
+  type PublicCall,
+} from "../messages/calls.js";
 import { explainRevertData } from "../errors/index.js";
 import { silentLogger, type Logger } from "./log.js";
-import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
+import type { ForwardRequestJson, Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
+import { typedData } from "../eip712/index.js";
 
 /**
  * Where the contracts are deployed (LockAccess only for a lock that anchors its log, LocationBeacons
@@ -56,6 +68,8 @@ import type { Outbox, OutboxEntry, RpcSubmission } from "./outbox.js";
  */
 export interface ChainDeployment extends ContractAddresses {
   chainId: bigint;
+  /** The ERC-2771 forwarder: public calls go to the relayer as forward requests through it. */
+  forwarder?: string;
 }
 
 /** What a courier says after one step on an entry. */
@@ -167,6 +181,23 @@ const beaconsInterface: Interface = LocationBeacons__factory.createInterface();
 const lockInterface: Interface = LockAccess__factory.createInterface();
 const channelsInterface: Interface = PaymentChannels__factory.createInterface();
 const custodyInterface: Interface = CustodyLedger__factory.createInterface();
+const quorumInterface: Interface = GuardianQuorum__factory.createInterface();
+
+/** What an outbox entry delivers: a signed device message, or a public call. */
+export type Payload = SignedDeviceMessage | PublicCall;
+
+/** The payload of a live entry. */
+export function payloadOf(e: OutboxEntry): Payload {
+  const p = e.message ?? e.call;
+  if (!p) throw new Error(`outbox entry ${e.id} is finished and compacted: nothing to deliver`);
+  return p;
+}
+
+/** The contract and calldata that deliver an entry. */
+function encodeEntry(e: OutboxEntry): { contract: ContractName; data: string } {
+  const p = payloadOf(e);
+  return isPublicCall(p) ? encodePublicCall(p) : encodeCall(p);
+}
 
 /** Errors of the device messages' contracts after which a message can never land: they retire it as rejected. */
 const FINAL_ERRORS = new Set([
@@ -183,6 +214,8 @@ const FINAL_ERRORS = new Set([
   "CustodyLedgerNotTrackerKey",
   "CustodyLedgerInvalidTrackerSignature",
   "CustodyLedgerBadTime",
+  // A public call whose flag is set already (by anyone): the chain never takes it again.
+  "CustodyLedgerAlreadyFlagged",
   "DeviceRegistryExpired",
   "DeviceRegistryInvalidSignature",
   "DeviceRegistryInvalidProof",
@@ -194,6 +227,13 @@ const FINAL_ERRORS = new Set([
   "LocationBeaconsInvalidSignature",
   // Sealed to a recipient list that is no longer the owner's: it never lands (the device seals anew).
   "LocationBeaconsWrongRecipients",
+  // A guardian's vote in a round it voted in already, or one whose decision is made (the device is
+  // flagged already, or not flagged any more): the guardian votes again in the round that follows.
+  "GuardianQuorumAlreadyVoted",
+  "DeviceRegistryAlreadyFlagged",
+  "DeviceRegistryNotFlagged",
+  // Not (or no longer) a guardian: its votes count for nothing.
+  "AccessControlUnauthorizedAccount",
 ]);
 
 /** The revert data carried somewhere in a provider error, if any. */
@@ -228,7 +268,14 @@ export function decodeRevert(data: string | undefined): Revert {
   if (!data || data === "0x") return { name: "unknown", args: [], text: "reverted without a reason", final: true };
   // The sentence (arguments readable: device ids, dates, short keys) from the shared decoder.
   const info = explainRevertData(data);
-  for (const iface of [registryInterface, beaconsInterface, lockInterface, channelsInterface, custodyInterface]) {
+  for (const iface of [
+    registryInterface,
+    beaconsInterface,
+    lockInterface,
+    channelsInterface,
+    custodyInterface,
+    quorumInterface,
+  ]) {
     try {
       const parsed = iface.parseError(data);
       if (!parsed) continue;
@@ -363,8 +410,9 @@ export class Chain {
     return CONTRACT_OF[type] === "locationBeacons" ? this.beaconNonce(device) : this.deviceNonce(device);
   }
 
-  async isSpent(m: SignedDeviceMessage): Promise<boolean> {
+  async isSpent(m: Payload): Promise<boolean> {
     await this.ensure();
+    if (isPublicCall(m)) return this.call("isSpent", () => isCallSpent(m, this.provider, this.deployment));
     return this.call("isSpent", () => isSpent(m, this.provider, this.deployment));
   }
 
@@ -374,13 +422,19 @@ export class Chain {
    * transaction that carried this message's signature. A nonce used by another message is not
    * this one on chain: that message is refused, never retired as landed.
    */
-  async onChain(m: SignedDeviceMessage): Promise<{ txHash: string } | undefined> {
+  async onChain(m: Payload): Promise<{ txHash: string } | undefined> {
     if (!(await this.isSpent(m))) return undefined;
     return this.landed(m);
   }
 
   /** The transaction that carried `m` (its event with its content, its signature in the calldata). */
-  async landed(m: SignedDeviceMessage): Promise<{ txHash: string } | undefined> {
+  async landed(m: Payload): Promise<{ txHash: string } | undefined> {
+    if (isPublicCall(m)) {
+      // Whoever made the call, its effect is the same: the event is the answer.
+      const { contract, iface, event, topics, match } = effectOf(m);
+      const txHash = await this.findLog(contract, iface, event, topics, match);
+      return txHash ? { txHash } : undefined;
+    }
     const f = m.message;
     const device = deviceOf(m);
     const word = (v: bigint | string) => "0x" + BigInt(v).toString(16).padStart(64, "0");
@@ -513,14 +567,14 @@ async function preflight(
   | { kind: "wait"; reason: string; hold: "queued" }
   | { kind: "go" }
 > {
-  const m = e.message!;
-  const contract = CONTRACT_OF[e.type];
+  const m = payloadOf(e);
+  const contract = contractOf(e.type);
   if (!chain.deployment[contract])
     return {
       kind: "rejected",
       reason: `a ${e.type} goes to the ${contract} contract, and no address is configured for it`,
     };
-  if (e.nonce === undefined) {
+  if (isPublicCall(m) || e.nonce === undefined) {
     // Only this very message on chain retires it; a sequence or key used by another message is
     // left to the simulation, which names the refusal.
     const found = await chain.onChain(m);
@@ -528,9 +582,9 @@ async function preflight(
   } else {
     // One read answers both questions: spent (isSpent's rule: the nonce moved past it) and ready.
     // A beacon's nonce is LocationBeacons' beacon nonce, a sequence apart from the device nonce.
-    const beacon = CONTRACT_OF[e.type] === "locationBeacons";
+    const beacon = contract === "locationBeacons";
     const what = beacon ? "beacon nonce" : "device nonce";
-    const chainNonce = await chain.nonceFor(e.type, e.device);
+    const chainNonce = await chain.nonceFor(m.type, e.device);
     if (!beacon) onDeviceNonce?.(e.device, chainNonce);
     if (chainNonce > e.nonce) {
       const found = await chain.landed(m);
@@ -548,7 +602,7 @@ async function preflight(
           (o) =>
             o.outcome === "rejected" &&
             o.nonce !== undefined &&
-            CONTRACT_OF[o.type] === CONTRACT_OF[e.type] &&
+            contractOf(o.type) === contract &&
             o.nonce >= chainNonce &&
             o.nonce < e.nonce!,
         );
@@ -561,6 +615,8 @@ async function preflight(
       };
     }
   }
+  // A public call has no deadline: the simulation says when it no longer makes sense.
+  if (isPublicCall(m)) return { kind: "go" };
   const deadline = deadlineOf(m);
   if ((await chain.recentTimestamp()) > deadline) return { kind: "rejected", reason: `expired (deadline ${deadline})` };
   return { kind: "go" };
@@ -568,7 +624,7 @@ async function preflight(
 
 /** The (lower-case) address of the contract an entry's message is delivered to. */
 function targetOf(deployment: ChainDeployment, e: OutboxEntry): string {
-  return addressOf(deployment, CONTRACT_OF[e.type]).toLowerCase();
+  return addressOf(deployment, contractOf(e.type)).toLowerCase();
 }
 
 // ---------------------------------------------------------------- direct JSON-RPC
@@ -669,31 +725,15 @@ export class RpcCourier implements Courier {
     }
     if (verdict.kind === "wait") return { kind: "wait", ms: this.holdMs, reason: verdict.reason, hold: verdict.hold };
 
-    const { contract, data } = encodeCall(e.message!);
+    const { contract, data } = encodeEntry(e);
     const to = addressOf(this.chain.deployment, contract);
     let gas: bigint;
     try {
       gas = await this.chain.provider.estimateGas({ from: this.payer.address, to, data });
     } catch (err) {
-      if (isTransient(err)) throw new Down(`estimateGas: ${describe(err)}`);
-      const data = revertData(err);
-      if (!data && !/revert|CALL_EXCEPTION|execution/i.test(`${(err as { code?: string }).code} ${describe(err)}`)) {
-        throw new Down(`estimateGas: ${describe(err)}`);
-      }
-      const revert = decodeRevert(data);
-      if (revert.final) {
-        // Look again: it may have landed a moment ago through someone else (this very message).
-        const found = await this.chain.onChain(e.message!);
-        await this.outbox.done(
-          e.id,
-          found ? "spent" : "rejected",
-          found ? { reason: "already on chain", txHash: found.txHash } : { reason: `refused: ${revert.text}` },
-        );
-        return { kind: "done" };
-      }
-      // Unknown key, a quarantined device or batch: the device's state may still change
-      // before the deadline, so hold the message (the deadline retires it otherwise).
-      return { kind: "wait", ms: this.holdMs, reason: `refused for now: ${revert.text}`, hold: "refused" };
+      const early = e.call ? await this.dueInNextBlock(e.call, err) : undefined;
+      if (early === undefined) return this.refused(e, err);
+      gas = early;
     }
     const fees = await this.feeData();
     await this.withAccount(async () => {
@@ -726,6 +766,44 @@ export class RpcCourier implements Courier {
     return { kind: "progress" };
   }
 
+  /** What a simulation's refusal means for the entry: retired (refused for good, or landed), or held. */
+  private async refused(e: OutboxEntry, err: unknown): Promise<StepResult> {
+    if (isTransient(err)) throw new Down(`estimateGas: ${describe(err)}`);
+    const data = revertData(err);
+    if (!data && !/revert|CALL_EXCEPTION|execution/i.test(`${(err as { code?: string }).code} ${describe(err)}`)) {
+      throw new Down(`estimateGas: ${describe(err)}`);
+    }
+    const revert = decodeRevert(data);
+    if (revert.final) {
+      // Look again: it may have landed a moment ago through someone else (this very message).
+      const found = await this.chain.onChain(payloadOf(e));
+      await this.outbox.done(
+        e.id,
+        found ? "spent" : "rejected",
+        found ? { reason: "already on chain", txHash: found.txHash } : { reason: `refused: ${revert.text}` },
+      );
+      return { kind: "done" };
+    }
+    // Unknown key, a quarantined device or batch: the device's state may still change
+    // before the deadline, so hold the message (the deadline retires it otherwise).
+    return { kind: "wait", ms: this.holdMs, reason: `refused for now: ${revert.text}`, hold: "refused" };
+  }
+
+  /**
+   * The gas limit to send a public call with, when its simulation said only "not yet"
+   * (`CustodyLedgerNotYet(at)`) and the latest block's time is already at or past `at`: the
+   * condition is `block.timestamp > at`, and every next block is later than the latest one. Some
+   * nodes (anvil) simulate in the latest block's time, where the call fails; sending it now is what
+   * lands it in the first block where it holds. Undefined when that is not the refusal.
+   */
+  private async dueInNextBlock(call: PublicCall, err: unknown): Promise<bigint | undefined> {
+    if (isTransient(err)) return undefined;
+    const revert = decodeRevert(revertData(err));
+    if (revert.name !== "CustodyLedgerNotYet") return undefined;
+    if ((await this.chain.latestTimestamp()) < BigInt(revert.args[0] as bigint)) return undefined;
+    return CALL_GAS_LIMIT[call.type];
+  }
+
   private async followSubmitted(e: OutboxEntry, s: RpcSubmission): Promise<StepResult> {
     const hashes = [s.txHash, ...(s.replaces ?? [])];
     const settled = await this.findReceipt(e, s, hashes);
@@ -738,8 +816,8 @@ export class RpcCourier implements Courier {
       // The account nonce is used; unless one of ours used it (look once more), ours are dead.
       const again = await this.findReceipt(e, s, hashes);
       if (again) return again;
-      if (await this.chain.isSpent(e.message!)) {
-        const found = await this.chain.landed(e.message!);
+      if (await this.chain.isSpent(payloadOf(e))) {
+        const found = await this.chain.landed(payloadOf(e));
         await this.outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -765,7 +843,7 @@ export class RpcCourier implements Courier {
 
     // Not mined yet. Before broadcasting again, make sure the message is still needed.
     if (!s.filler && !this.spentChecked.has(s.txHash)) {
-      if (await this.chain.isSpent(e.message!)) {
+      if (await this.chain.isSpent(payloadOf(e))) {
         await this.fill(e, s);
         return { kind: "progress" };
       }
@@ -800,7 +878,7 @@ export class RpcCourier implements Courier {
     if (s.filler && hash === s.txHash) {
       // The filler only took the account nonce; where did the message go?
       // (The entry keeps the filler's hash: it is what this agent's account nonce went to.)
-      const found = await this.chain.landed(e.message!);
+      const found = await this.chain.landed(payloadOf(e));
       await this.outbox.done(e.id, found ? "spent" : "rejected", {
         reason: found
           ? `landed through someone else (in ${found.txHash})`
@@ -814,7 +892,7 @@ export class RpcCourier implements Courier {
       await this.outbox.done(e.id, "rejected", { reason: "mined without an event of its contract", txHash: hash });
       this.log.error("transaction mined without an event of its contract", { id: e.id, txHash: hash });
     } else {
-      const found = await this.chain.onChain(e.message!);
+      const found = await this.chain.onChain(payloadOf(e));
       await this.outbox.done(
         e.id,
         found ? "spent" : "rejected",
@@ -979,7 +1057,27 @@ export interface RelayerCourierOptions {
   timeoutMs?: number;
   holdMs?: number;
   onDeviceNonce?: (device: bigint, nonce: bigint) => void;
+  /**
+   * Signs public calls as ERC-2771 forward requests (the relayer takes no plain calls); the account
+   * needs no ETH. Without it a public call is held. Needs `chain.deployment.forwarder`.
+   */
+  forwardSigner?: ForwardSigner;
 }
+
+/** An account that signs EIP-712 data (an ethers `Wallet`). */
+export interface ForwardSigner {
+  readonly address: string;
+  signTypedData(
+    domain: Record<string, unknown>,
+    types: Record<string, { name: string; type: string }[]>,
+    value: Record<string, unknown>,
+  ): Promise<string>;
+}
+
+/** Gas a forwarded public call may use (the forwarder's own work is on top, paid by the relayer). */
+const FORWARD_GAS = 100_000n;
+/** How long a forward request's signature lasts (s). */
+const FORWARD_TTL = 3_600n;
 
 /** Hands messages to the relayer gateway, one at a time per device, and follows them to the chain. */
 export class RelayerCourier implements Courier {
@@ -1031,7 +1129,7 @@ export class RelayerCourier implements Courier {
         receipt.logs.some((l) => l.address.toLowerCase() === target);
       if (landed) await outbox.done(e.id, "confirmed", { txHash: hash });
       else {
-        const found = await chain.onChain(e.message!);
+        const found = await chain.onChain(payloadOf(e));
         await outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -1044,8 +1142,8 @@ export class RelayerCourier implements Courier {
     }
     const latest = await chain.call("getTransactionCount", () => chain.provider.getTransactionCount(s.from, "latest"));
     if (latest > s.accountNonce) {
-      if (await chain.isSpent(e.message!)) {
-        const found = await chain.landed(e.message!);
+      if (await chain.isSpent(payloadOf(e))) {
+        const found = await chain.landed(payloadOf(e));
         await outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -1074,6 +1172,7 @@ export class RelayerCourier implements Courier {
 
   private async post(e: OutboxEntry): Promise<StepResult> {
     const { outbox, chain } = this.opts;
+    if (e.call) return this.postCall(e);
     // The node may be down while the relayer is up: the relayer checks nonces itself, so go on.
     let verdict: Awaited<ReturnType<typeof preflight>> = { kind: "go" };
     try {
@@ -1122,9 +1221,85 @@ export class RelayerCourier implements Courier {
     return { kind: "done" };
   }
 
+  /**
+   * A public call: signed as a forward request by `forwardSigner` (at the forwarder's next nonce
+   * for it), recorded in the outbox, then posted. Held when there is no signer.
+   */
+  private async postCall(e: OutboxEntry): Promise<StepResult> {
+    const { outbox, chain, forwardSigner } = this.opts;
+    const forwarder = chain.deployment.forwarder;
+    if (!forwardSigner || !forwarder) {
+      // Held, not dropped: an operator who configures a signer (or a payer account) gets it sent.
+      return {
+        kind: "wait",
+        ms: this.holdMs,
+        reason: `a ${e.type} is a plain call: the relayer takes it only as a forward request, and no forward signer is configured`,
+        hold: "refused",
+      };
+    }
+    const verdict = await preflight(chain, outbox, e);
+    if (verdict.kind === "spent" || verdict.kind === "rejected") {
+      await outbox.done(e.id, verdict.kind, {
+        reason: verdict.reason,
+        ...(verdict.kind === "spent" && verdict.txHash ? { txHash: verdict.txHash } : {}),
+      });
+      return { kind: "done" };
+    }
+    const { contract, data } = encodeEntry(e);
+    const from = forwardSigner.address.toLowerCase();
+    const nonce = await chain.call("nonces", () =>
+      ERC2771Forwarder__factory.connect(forwarder, chain.provider).nonces(from),
+    );
+    const message = {
+      from,
+      to: addressOf(chain.deployment, contract).toLowerCase(),
+      value: "0",
+      gas: FORWARD_GAS.toString(),
+      nonce: nonce.toString(),
+      deadline: ((await chain.latestTimestamp()) + FORWARD_TTL).toString(),
+      data,
+    };
+    const td = typedData(
+      "ForwardRequest",
+      { chainId: chain.deployment.chainId, verifyingContract: forwarder },
+      message,
+    );
+    const forward: ForwardRequestJson = {
+      ...message,
+      signature: await forwardSigner.signTypedData(td.domain as Record<string, unknown>, td.types, td.message),
+    };
+    // On disk before it is posted: a restart posts this very request (idempotent by its id).
+    await outbox.submit(e.id, { via: "relayer", relayerId: keccak256(forward.signature), forward });
+    return this.postForward(e, forward);
+  }
+
+  private async postForward(e: OutboxEntry, forward: ForwardRequestJson): Promise<StepResult> {
+    const { outbox } = this.opts;
+    const res = await this.request("POST", "/v1/forward", JSON.stringify(forward));
+    if (res.status === 200 || res.status === 202) return { kind: "progress" };
+    if (res.status === 429 || res.status >= 500) throw new Down(`relayer answered ${res.status}`);
+    const body = (res.body ?? {}) as { error?: string; code?: string };
+    const reason = `relayer refused (${res.status}${body.code ? ` ${body.code}` : ""}): ${body.error ?? "no reason given"}`;
+    const found = await this.onChainNow(e, false);
+    if (found) {
+      await outbox.done(e.id, "spent", { reason: "already on chain", txHash: found.txHash });
+      return { kind: "done" };
+    }
+    if (relayerRefusal(body.code, body.error) === "final") {
+      await outbox.done(e.id, "rejected", { reason });
+      return { kind: "done" };
+    }
+    // Refused for now (not yet due, a forwarder nonce taken meanwhile): never accepted, so it can
+    // never land; sign a fresh request next time.
+    await outbox.unsubmit(e.id, reason);
+    return { kind: "wait", ms: this.holdMs, reason, hold: "refused" };
+  }
+
   private async follow(e: OutboxEntry): Promise<StepResult> {
-    const s = e.submission as { relayerId: string };
+    const s = e.submission as { relayerId: string; forward?: ForwardRequestJson };
     const res = await this.request("GET", `/v1/messages/${encodeURIComponent(s.relayerId)}`);
+    // A forward request recorded but never posted (a crash in between): post this very one.
+    if (res.status === 404 && s.forward) return this.postForward(e, s.forward);
     if (res.status === 404) {
       // The relayer has no record of it (it promised to persist): hand it over again.
       await this.opts.outbox.unsubmit(e.id, "the relayer does not know it");
@@ -1146,6 +1321,12 @@ export class RelayerCourier implements Courier {
       case "spent":
       case "failed": {
         const found = await this.onChainNow(e, true);
+        if (!found && e.call) {
+          // This forward request failed (say, simulated a moment too early); the call itself may
+          // still be due: a fresh request goes through the relayer's checks again.
+          await this.opts.outbox.unsubmit(e.id, `relayer: ${st.error ?? st.status}`);
+          return { kind: "wait", ms: this.holdMs, reason: `relayer: ${st.error ?? st.status}`, hold: "refused" };
+        }
         await this.opts.outbox.done(
           e.id,
           found ? "spent" : "rejected",
@@ -1172,7 +1353,7 @@ export class RelayerCourier implements Courier {
    */
   private async onChainNow(e: OutboxEntry, mustKnow: boolean): Promise<{ txHash: string } | undefined> {
     try {
-      return await this.opts.chain.onChain(e.message!);
+      return await this.opts.chain.onChain(payloadOf(e));
     } catch (err) {
       if (err instanceof Down && !mustKnow) return undefined;
       throw err;

@@ -14,6 +14,10 @@
  * names their id, reference, device and nonce (so a re-run never signs a finished request again),
  * and only the newest `retainDone` summaries are kept.
  *
+ * Besides signed device messages, an entry may be a public call (`src/messages/calls.ts`: a call
+ * anyone may make, such as a watchtower's `markOverdue`), added with `addCall`: it has no device and
+ * no nonce, its id is derived from the call, and it goes in a lane of its own.
+ *
  * One process owns an outbox at a time (a lock file next to the log names its pid).
  */
 import { EventEmitter } from "node:events";
@@ -21,7 +25,6 @@ import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } f
 import path from "node:path";
 import { DurableLog } from "../store/durableLog.js";
 import {
-  CONTRACT_OF,
   checkShape,
   deviceOf,
   messageId,
@@ -30,8 +33,11 @@ import {
   type DeviceMessageType,
   type SignedDeviceMessage,
 } from "../messages/index.js";
+import { callId, checkCallShape, contractOf, type PublicCall, type PublicCallType } from "../messages/calls.js";
 
 export type Outcome = "confirmed" | "spent" | "rejected";
+/** What an entry carries: a device message's type, or a public call's. */
+export type EntryType = DeviceMessageType | PublicCallType;
 export type EntryState = "pending" | "submitted" | "done";
 
 /** A transaction sent straight to a node by the agent's payer account. */
@@ -52,6 +58,23 @@ export interface RpcSubmission {
 export interface RelayerSubmission {
   via: "relayer";
   relayerId: string;
+  /**
+   * A public call goes to the relayer as an ERC-2771 forward request signed by the sender's own
+   * key: the signed request, recorded before it is posted, so that a restart posts the very same one.
+   */
+  forward?: ForwardRequestJson;
+}
+
+/** A signed forward request as the relayer's `POST /v1/forward` takes it (integers as decimal strings). */
+export interface ForwardRequestJson {
+  from: string;
+  to: string;
+  value: string;
+  gas: string;
+  nonce: string;
+  deadline: string;
+  data: string;
+  signature: string;
 }
 
 export type Submission = RpcSubmission | RelayerSubmission;
@@ -62,12 +85,15 @@ export interface OutboxEntry {
   seq: number;
   /** The caller's idempotency key, if it gave one. */
   ref?: string;
-  type: DeviceMessageType;
+  type: EntryType;
+  /** The device the message speaks for; 0 for a public call (it speaks for none). */
   device: bigint;
   /** The device nonce the message uses (claims have none). */
   nonce?: bigint;
-  /** The signed message; absent once a finished entry is compacted to its summary. */
+  /** The signed message; absent once a finished entry is compacted to its summary, and for a public call. */
   message?: SignedDeviceMessage;
+  /** The public call, for an entry added by `addCall` (absent once compacted to its summary). */
+  call?: PublicCall;
   state: EntryState;
   submission?: Submission;
   outcome?: Outcome;
@@ -80,6 +106,7 @@ export interface OutboxEntry {
 /** One line of the outbox log. Integers that may exceed 2^53 are decimal strings. */
 export type OutboxRecord =
   | { op: "add"; id: string; seq: number; ref?: string; message: SignedDeviceMessage; at: number }
+  | { op: "addCall"; id: string; seq: number; ref?: string; call: PublicCall; at: number }
   | { op: "submit"; id: string; submission: Submission; at: number }
   | { op: "unsubmit"; id: string; reason: string; at: number }
   | { op: "done"; id: string; outcome: Outcome; reason?: string; txHash?: string; at: number }
@@ -88,7 +115,7 @@ export type OutboxRecord =
       id: string;
       seq: number;
       ref?: string;
-      type: DeviceMessageType;
+      type: EntryType;
       device: string;
       nonce?: string;
       outcome: Outcome;
@@ -121,8 +148,10 @@ export interface OutboxStats {
  * quarantined device sends while its registry messages are held); everything else of the device
  * goes in its main lane.
  */
-function laneOf(e: Pick<OutboxEntry, "device" | "type">): string {
-  return CONTRACT_OF[e.type] === "locationBeacons" ? `${e.device}:beacons` : `${e.device}`;
+function laneOf(e: Pick<OutboxEntry, "id" | "device" | "type" | "call">): string {
+  // A public call waits for nothing else: it uses no device nonce.
+  if (e.call) return `call:${e.id}`;
+  return contractOf(e.type) === "locationBeacons" ? `${e.device}:beacons` : `${e.device}`;
 }
 
 /** Order of the messages of one lane: a device's claim first, then by nonce, then by arrival. */
@@ -254,7 +283,7 @@ export class Outbox extends EventEmitter {
     let next: bigint | undefined;
     for (const e of this.entries.values()) {
       if (e.device !== device || e.nonce === undefined || e.outcome === "rejected") continue;
-      if (CONTRACT_OF[e.type] !== contract) continue;
+      if (contractOf(e.type) !== contract) continue;
       if (next === undefined || e.nonce + 1n > next) next = e.nonce + 1n;
     }
     return next;
@@ -286,6 +315,36 @@ export class Outbox extends EventEmitter {
       seq: this.nextSeq++,
       ...(opts.ref === undefined ? {} : { ref: opts.ref }),
       message,
+      at: Date.now(),
+    };
+    const p = this.write(record).then(() => this.entries.get(id)!);
+    this.adding.set(id, p);
+    if (opts.ref !== undefined) this.adding.set(`ref:${opts.ref}`, p);
+    try {
+      return await p;
+    } finally {
+      this.adding.delete(id);
+      if (opts.ref !== undefined) this.adding.delete(`ref:${opts.ref}`);
+    }
+  }
+
+  /**
+   * Persists a public call; resolves once it is on disk. Its id is derived from the call, so adding
+   * the same call again (after a restart, say) returns the existing entry and writes nothing.
+   */
+  async addCall(input: PublicCall, opts: { ref?: string } = {}): Promise<OutboxEntry> {
+    const call = checkCallShape(input);
+    const id = callId(call);
+    const existing = this.entries.get(id) ?? (opts.ref === undefined ? undefined : this.byRef(opts.ref));
+    if (existing) return existing;
+    const adding = this.adding.get(id) ?? (opts.ref === undefined ? undefined : this.adding.get(`ref:${opts.ref}`));
+    if (adding) return adding;
+    const record: OutboxRecord = {
+      op: "addCall",
+      id,
+      seq: this.nextSeq++,
+      ...(opts.ref === undefined ? {} : { ref: opts.ref }),
+      call,
       at: Date.now(),
     };
     const p = this.write(record).then(() => this.entries.get(id)!);
@@ -361,14 +420,12 @@ export class Outbox extends EventEmitter {
           });
           continue;
         }
-        records.push({
-          op: "add",
-          id: e.id,
-          seq: e.seq,
-          ...(e.ref === undefined ? {} : { ref: e.ref }),
-          message: e.message!,
-          at: e.addedAt,
-        });
+        const ref = e.ref === undefined ? {} : { ref: e.ref };
+        records.push(
+          e.call
+            ? { op: "addCall", id: e.id, seq: e.seq, ...ref, call: e.call, at: e.addedAt }
+            : { op: "add", id: e.id, seq: e.seq, ...ref, message: e.message!, at: e.addedAt },
+        );
         if (e.submission) records.push({ op: "submit", id: e.id, submission: e.submission, at: e.addedAt });
       }
       await this.log!.rewrite(records);
@@ -441,6 +498,24 @@ export class Outbox extends EventEmitter {
           device: deviceOf(m),
           ...(nonceOf(m) === undefined ? {} : { nonce: nonceOf(m) }),
           message: m,
+          state: "pending",
+          addedAt: r.at,
+        };
+        this.entries.set(r.id, entry);
+        if (r.ref !== undefined) this.refs.set(r.ref, r.id);
+        this.nextSeq = Math.max(this.nextSeq, r.seq + 1);
+        if (!replaying) this.emit("added", entry);
+        return;
+      }
+      case "addCall": {
+        if (this.entries.has(r.id)) return;
+        const entry: OutboxEntry = {
+          id: r.id,
+          seq: r.seq,
+          ...(r.ref === undefined ? {} : { ref: r.ref }),
+          type: r.call.type,
+          device: 0n,
+          call: r.call,
           state: "pending",
           addedAt: r.at,
         };

@@ -30,9 +30,13 @@ const FLAG: Record<ContractName, string> = {
   lockAccess: "--lock-access",
   paymentChannels: "--payment-channels",
   custodyLedger: "--custody-ledger",
+  guardianQuorum: "--guardian-quorum",
 };
 
-const DOMAIN_OF: Record<ContractName, DomainName> = {
+/** The contracts with an EIP-712 domain of their own (GuardianQuorum has none: guardians' votes are plain calls). */
+type SigningContract = Exclude<ContractName, "guardianQuorum">;
+
+const DOMAIN_OF: Record<SigningContract, DomainName> = {
   registry: "registry",
   locationBeacons: "beacons",
   lockAccess: "lock",
@@ -47,7 +51,7 @@ export interface PreflightInput {
   rpc: string;
   /** The chain id the user named (--chain-id), if any. */
   chainId?: bigint;
-  contracts: Partial<Record<ContractName, string>> & { registry: string };
+  contracts: Partial<Record<SigningContract, string>> & { registry: string };
   relayer?: string;
   /** The account that pays gas in direct mode (warned about when it has no ETH). */
   payer?: string;
@@ -130,7 +134,7 @@ export async function preflight(input: PreflightInput): Promise<PreflightResult>
   log.info("chain reachable", { chainId: chainId.toString(), block: block.toString() });
 
   const deployment: PreflightResult["deployment"] = { chainId, registry: getAddress(input.contracts.registry) };
-  for (const [name, address] of Object.entries(input.contracts) as [ContractName, string | undefined][]) {
+  for (const [name, address] of Object.entries(input.contracts) as [SigningContract, string | undefined][]) {
     if (!address) continue;
     deployment[name] = await checkContract(call, chainId, name, getAddress(address), log);
   }
@@ -179,7 +183,12 @@ export async function preflight(input: PreflightInput): Promise<PreflightResult>
 }
 
 /** Checks that `address` holds the contract `name` on the node at `rpc`; `where` names it in errors. */
-export async function checkContractAt(rpc: string, name: ContractName, address: string, where: string): Promise<void> {
+export async function checkContractAt(
+  rpc: string,
+  name: SigningContract,
+  address: string,
+  where: string,
+): Promise<void> {
   const chainId = await readChainId(rpc);
   await checkContract((m, p) => rpcCall(rpc, m, p), chainId, name, getAddress(address), silentLogger, where);
 }
@@ -187,7 +196,7 @@ export async function checkContractAt(rpc: string, name: ContractName, address: 
 async function checkContract(
   call: (method: string, params: unknown[]) => Promise<unknown>,
   chainId: bigint,
-  name: ContractName,
+  name: SigningContract,
   address: string,
   log: Logger,
   where?: string,
@@ -213,7 +222,7 @@ async function checkContract(
     throw new PreflightError(`${flag} ${address}: the contract there is not a ${expected} (it has no EIP-712 domain)`);
   }
   if (domain.name !== expected) {
-    const other = (Object.entries(DOMAIN_OF) as [ContractName, DomainName][]).find(
+    const other = (Object.entries(DOMAIN_OF) as [SigningContract, DomainName][]).find(
       ([, d]) => DOMAINS[d].name === domain!.name,
     );
     throw new PreflightError(

@@ -21,6 +21,7 @@ import { LockAccess__factory } from "../../typechain-types/factories/contracts/a
 import { PaymentChannels__factory } from "../../typechain-types/factories/contracts/payments/PaymentChannels__factory.js";
 import { CustodyLedger__factory } from "../../typechain-types/factories/contracts/custody/CustodyLedger__factory.js";
 import { LocationBeacons__factory } from "../../typechain-types/factories/contracts/beacons/LocationBeacons__factory.js";
+import { GuardianQuorum__factory } from "../../typechain-types/factories/contracts/guardians/GuardianQuorum__factory.js";
 
 /** The catalogue types a device signs for a contract, and anyone may relay. */
 export const DEVICE_MESSAGE_TYPES = [
@@ -35,7 +36,8 @@ export const DEVICE_MESSAGE_TYPES = [
 export type DeviceMessageType = (typeof DEVICE_MESSAGE_TYPES)[number];
 
 /** The contracts a device message can be addressed to. */
-export type ContractName = "registry" | "locationBeacons" | "lockAccess" | "paymentChannels" | "custodyLedger";
+export type ContractName =
+  "registry" | "locationBeacons" | "lockAccess" | "paymentChannels" | "custodyLedger" | "guardianQuorum";
 
 /** The contract each device message type is delivered to (a type's route depends on the type alone). */
 export const CONTRACT_OF = {
@@ -55,6 +57,8 @@ export interface ContractAddresses {
   lockAccess?: string;
   paymentChannels?: string;
   custodyLedger?: string;
+  /** The guardians' quorum: guardians' votes go to it (public calls). */
+  guardianQuorum?: string;
 }
 
 /** The address of `contract` in `addresses`; throws when the deployment does not have it. */
@@ -110,6 +114,7 @@ const INTERFACES: Record<ContractName, [string, Interface]> = {
   lockAccess: ["LockAccess", LockAccess__factory.createInterface()],
   paymentChannels: ["PaymentChannels", PaymentChannels__factory.createInterface()],
   custodyLedger: ["CustodyLedger", CustodyLedger__factory.createInterface()],
+  guardianQuorum: ["GuardianQuorum", GuardianQuorum__factory.createInterface()],
 };
 
 /**

@@ -58,9 +58,16 @@ export async function simulateFleet(opts: {
   devices: number;
   unclaimed?: number;
   kinds?: DeviceKeyKind[];
+  /** The guardians of the quorum, and its M (default none, 1). */
+  guardians?: string[];
+  guardianQuorum?: number;
 }): Promise<SimFleet> {
   const { provider, admin, owner } = opts;
-  const addresses = await deploySuite(admin, { manufacturers: [await admin.getAddress()] });
+  const addresses = await deploySuite(admin, {
+    manufacturers: [await admin.getAddress()],
+    guardians: opts.guardians,
+    guardianQuorum: opts.guardianQuorum,
+  });
   const registry = DeviceRegistry__factory.connect(addresses.registry, admin);
   const { chainId } = await provider.getNetwork();
   const deployment = { chainId, verifyingContract: addresses.registry };

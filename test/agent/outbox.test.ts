@@ -206,6 +206,52 @@ describe("agent outbox", function () {
     await again.close();
   });
 
+  it("keeps a public call (no device, no nonce) once by its own id, in a lane of its own, across replay and compaction", async function () {
+    const file = path.join(tempDir(), "outbox.jsonl");
+    const outbox = Outbox.open(file, { compactMinRecords: 10_000 });
+    const shipment = "0x" + "5a".repeat(32);
+    const call = await outbox.addCall({ type: "MarkOverdue", shipment });
+    // The same call decided again (a restarted watchtower): the same entry, nothing written.
+    const records = logLines(file).length;
+    expect(
+      (await outbox.addCall({ type: "MarkOverdue", shipment: shipment.toUpperCase().replace("0X", "0x") })).id,
+    ).to.equal(call.id);
+    expect(logLines(file)).to.have.length(records);
+    const silent = await outbox.addCall({ type: "MarkSilent", shipment });
+    expect(silent.id).to.not.equal(call.id);
+    // Device messages queue behind each other; a call waits for none of them, nor for another call.
+    const [m0, m1] = [0, 1].map((n) => attestation(KEY_A, 7n, n));
+    await outbox.add(m0);
+    await outbox.add(m1);
+    expect(outbox.heads().map((e) => e.type)).to.deep.equal(["MarkOverdue", "MarkSilent", "FirmwareAttestation"]);
+    expect(outbox.nextNonce(7n)).to.equal(2n);
+    const sub = submission(3);
+    await outbox.submit(call.id, sub);
+    await outbox.done(silent.id, "spent", { reason: "already on chain" });
+    await outbox.compact();
+    await outbox.close();
+
+    const again = Outbox.open(file);
+    expect(again.get(call.id)).to.deep.include({ type: "MarkOverdue", state: "submitted", device: 0n });
+    expect(again.get(call.id)!.call).to.deep.equal({ type: "MarkOverdue", shipment });
+    expect(again.get(call.id)!.submission).to.deep.equal(sub);
+    expect(again.get(silent.id)).to.deep.include({ state: "done", outcome: "spent" });
+    await again.close();
+  });
+
+  it("attack: a public call of the wrong shape is refused, naming the field", async function () {
+    const outbox = Outbox.open(path.join(tempDir(), "outbox.jsonl"));
+    const refusal = (c: unknown) =>
+      outbox.addCall(c as never).then(
+        () => "",
+        (err: Error) => err.message,
+      );
+    expect(await refusal({ type: "Settle", shipment: "0x" + "00".repeat(32) })).to.match(/^call\.type must be one of/);
+    expect(await refusal({ type: "MarkOverdue", shipment: "0x1234" })).to.match(/^call\.shipment must be 32 bytes/);
+    expect(outbox.all()).to.have.length(0);
+    await outbox.close();
+  });
+
   it("keeps appends made during a compaction", async function () {
     const file = path.join(tempDir(), "outbox.jsonl");
     const outbox = Outbox.open(file, { compactMinRecords: 10_000 });

@@ -12,8 +12,10 @@ import { readIndexerEnv } from "../../src/watch/indexer/env.js";
 import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { freePort, startHardhatNode } from "../helpers/node.js";
 import { RpcGate } from "../helpers/rpcGate.js";
-import { BACKENDS, dataDir, freshSchema } from "./backends.js";
-import { deployOn, runStory, type Story, type Suite } from "./story.js";
+import { BACKENDS, dataDir, freshDatabase, freshSchema } from "./backends.js";
+import { deployOn, provision, runStory, type Story, type Suite } from "./story.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { deviceIdOf } from "../../src/registry/batch.js";
 
 const STATUS = ["unknown", "active", "quarantined", "revoked"];
 const CLOSED = (1n << 40n) - 1n;
@@ -24,6 +26,7 @@ for (const backend of BACKENDS) {
     let suite: Suite;
     let story: Story;
     let indexer: Indexer;
+    let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
     /** Between the indexer and the node: the lag test holds Ponder's block polls there. */
     let gate: RpcGate;
     let options: Parameters<typeof startIndexer>[0];
@@ -33,6 +36,7 @@ for (const backend of BACKENDS) {
         console.log(`      skipped: ${backend.skip}`);
         this.skip();
       }
+      if (backend.databaseUrl) database = await freshDatabase(backend.databaseUrl);
       suite = await deployOn(await startHardhatNode());
       story = await runStory(suite);
       gate = await RpcGate.start(suite.node.url);
@@ -42,7 +46,7 @@ for (const backend of BACKENDS) {
         addresses: suite.addresses,
         port: await freePort(),
         dataDir: dataDir(),
-        databaseUrl: backend.databaseUrl,
+        databaseUrl: database?.url ?? null,
         schema: freshSchema("idx"),
       };
       indexer = await startIndexer(options);
@@ -53,6 +57,7 @@ for (const backend of BACKENDS) {
       await indexer?.stop();
       await gate?.close();
       await suite?.node.stop();
+      await database?.drop();
     });
 
     it("devices: owner, ownership period, status, key generation and provenance, batch — as the registry reports them", async function () {
@@ -132,6 +137,9 @@ for (const backend of BACKENDS) {
       expect(ids).to.deep.equal([...ids].sort((a, b) => (a < b ? -1 : 1)));
       const page = await indexer.client.fleet(owner, { limit: 2, offset: 1 });
       expect(page.devices.map((d) => d.id)).to.deep.equal(all.devices.slice(1, 3).map((d) => d.id));
+      const next = await indexer.client.fleet(owner, { limit: 2, after: page.devices[1].id });
+      expect(next.devices.map((d) => d.id)).to.deep.equal(all.devices.slice(3, 5).map((d) => d.id));
+      expect(next.total).to.equal(all.total);
     });
 
     it("a lock: its revocations, key epoch, managers and anchored log head match LockAccess", async function () {
@@ -435,5 +443,45 @@ describe("watch indexer settings: bad input names the variable and the fix", fun
       (error: Error) => error.message,
     );
     expect(refused).to.match(/^CUSTOS_WATCH_CUSTODY_LEDGER must be an address/);
+  });
+});
+
+describe("watch indexer data directory: a development node restarted with the same chain id and addresses", function () {
+  this.timeout(300_000);
+
+  it("attack: the old chain's index is not served for the new chain — refused by name, or deleted and rebuilt when asked", async function () {
+    const dir = dataDir();
+    const first = await deployOn(await startHardhatNode());
+    const keys = [randomDeviceKey("secp256k1")];
+    await provision(first, keys, [first.owner]);
+    const options = { chainId: 31337, addresses: first.addresses, dataDir: dir, databaseUrl: null };
+    let indexer = await startIndexer({ ...options, rpcUrl: first.node.url, port: await freePort() });
+    await indexer.waitForBlock(await first.provider.getBlockNumber());
+    expect(await indexer.client.device(deviceIdOf(keys[0].signer))).to.not.equal(null);
+    await indexer.stop();
+    await first.node.stop();
+
+    // A new node: chain 31337 again, the suite at the same addresses, none of the old devices.
+    const second = await deployOn(await startHardhatNode());
+    try {
+      expect(second.addresses).to.deep.equal(first.addresses);
+      const refused = await startIndexer({ ...options, rpcUrl: second.node.url, port: await freePort() }).then(
+        () => null,
+        (error: Error) => error.message,
+      );
+      expect(refused).to.match(/holds the index of another chain .* Give a fresh dataDir, or onOtherChain: "reset"/);
+      indexer = await startIndexer({
+        ...options,
+        rpcUrl: second.node.url,
+        port: await freePort(),
+        onOtherChain: "reset",
+      });
+      await indexer.waitForBlock(await second.provider.getBlockNumber());
+      expect(await indexer.client.device(deviceIdOf(keys[0].signer))).to.equal(null);
+      expect((await indexer.client.alertsFrom(0n)).alerts).to.deep.equal([]);
+    } finally {
+      await indexer.stop();
+      await second.node.stop();
+    }
   });
 });

@@ -10,7 +10,7 @@ import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { deviceIdOf } from "../../src/registry/batch.js";
 import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
 import { NODE_KIND, freePort, startNode } from "../helpers/node.js";
-import { BACKENDS, dataDir, freshSchema } from "./backends.js";
+import { BACKENDS, dataDir, freshDatabase, freshSchema } from "./backends.js";
 import { deployOn, provision, type Suite } from "./story.js";
 
 async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
@@ -28,12 +28,14 @@ for (const backend of BACKENDS) {
     this.timeout(300_000);
     let suite: Suite;
     let indexer: Indexer;
+    let database: Awaited<ReturnType<typeof freshDatabase>> | undefined;
 
     before(async function () {
       if (backend.skip) {
         console.log(`      skipped: ${backend.skip}`);
         this.skip();
       }
+      if (backend.databaseUrl) database = await freshDatabase(backend.databaseUrl);
       suite = await deployOn(await startNode());
       indexer = await startIndexer({
         rpcUrl: suite.node.url,
@@ -41,7 +43,7 @@ for (const backend of BACKENDS) {
         addresses: suite.addresses,
         port: await freePort(),
         dataDir: dataDir(),
-        databaseUrl: backend.databaseUrl,
+        databaseUrl: database?.url ?? null,
         schema: freshSchema("reorg"),
       });
     });
@@ -49,6 +51,7 @@ for (const backend of BACKENDS) {
     after(async function () {
       await indexer?.stop();
       await suite?.node.stop();
+      await database?.drop();
     });
 
     it("attack: a theft alert in blocks that are then orphaned — the index follows the new chain, and the orphaned alert is gone from the feed", async function () {

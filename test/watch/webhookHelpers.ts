@@ -5,42 +5,17 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyPluginAsync } from "fastify";
-import { keccak256, toUtf8Bytes, type Signer } from "ethers";
+import { keccak256, toUtf8Bytes } from "ethers";
 import { ALERT_KINDS, alertId, type Alert, type AlertFeed, type AlertKind } from "../../src/watch/alerts.js";
 import { WebhookReceiver, type WebhookEvent } from "../../src/watch/webhooks/receiver.js";
 import { newSecret } from "../../src/watch/webhooks/subscriptions.js";
 import type { Subscription } from "../../src/watch/webhooks/subscription.js";
-import { typedData, type Deployment } from "../../src/eip712/index.js";
-import { messageToSign, type SubscriptionRequest } from "../../src/watch/webhooks/subscription.js";
 
-export type Unsigned = Omit<SubscriptionRequest, "signature">;
-
-/** `request` signed by `signer` with EIP-712 (eth_signTypedData_v4) for the watch at `deployment`. */
-export async function signRequest(
-  signer: Signer,
-  deployment: Deployment,
-  request: Unsigned,
-): Promise<SubscriptionRequest> {
-  const t = typedData("WatchSubscription", deployment, { ...messageToSign(request) });
-  return { ...request, signature: await signer.signTypedData(t.domain, t.types, t.message) };
-}
-
-/** The body of a signed DELETE /subscriptions/:id. */
-export async function signUnsubscribe(
-  signer: Signer,
-  deployment: Deployment,
-  owner: string,
-  id: string,
-  nonce: bigint,
-  deadline: bigint,
-) {
-  const t = typedData("WatchUnsubscription", deployment, { owner, subscription: id, nonce, deadline });
-  return {
-    nonce: nonce.toString(),
-    deadline: deadline.toString(),
-    signature: await signer.signTypedData(t.domain, t.types, t.message),
-  };
-}
+export {
+  signSubscription as signRequest,
+  signUnsubscription as signUnsubscribe,
+  type UnsignedSubscription as Unsigned,
+} from "../../src/watch/webhooks/subscriber.js";
 
 /** A fastify server on 127.0.0.1 with `plugin` mounted; its base URL and a JSON client. */
 export async function serve(plugin: FastifyPluginAsync) {

@@ -7,7 +7,7 @@
 import type { AgentStack } from "../agent.js";
 import type { StepResult } from "../client.js";
 import type { OutboxEntry } from "../outbox.js";
-import { CONTRACT_OF } from "../../messages/index.js";
+import { contractOf } from "../../messages/calls.js";
 import { DEFAULT_TIMEOUT_S, EXIT, parseNumber, print, type Ctx } from "./common.js";
 
 export type DeliveryStatus = "delivered" | "already on chain" | "refused" | "held" | "timed out" | "queued";
@@ -71,7 +71,7 @@ export async function deliverAndReport(
           o.nonce !== undefined &&
           e.nonce !== undefined &&
           o.nonce < e.nonce &&
-          CONTRACT_OF[o.type] === CONTRACT_OF[e.type],
+          contractOf(o.type) === contractOf(e.type),
       );
     return before.every((o) => isHeld(o, seen));
   };

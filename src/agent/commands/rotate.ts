@@ -11,7 +11,7 @@ import { DeviceSignatureVerifier } from "../../crypto/verify.js";
 import type { DeviceSigner } from "../../crypto/deviceKey.js";
 import { bytesToHex, hexToBytes } from "../../eip712/fast.js";
 import { rotationDigest, serializeRotation } from "../../registry/rotation.js";
-import { CONTRACT_OF } from "../../messages/index.js";
+import { contractOf } from "../../messages/calls.js";
 import { IDeviceRegistry__factory } from "../../../typechain-types/factories/contracts/interfaces/IDeviceRegistry__factory.js";
 import { Chain } from "../client.js";
 import { deviceKeyOf, loadKeyMaterial, writeFileAtomic } from "../keystore.js";
@@ -83,7 +83,7 @@ export async function rotate(ctx: Ctx, o: RotateFlags) {
         nonce = BigInt(await reg.deviceNonce(device));
         const queued = Outbox.read(path.join(cfg.dataDir, "outbox.jsonl"))
           .live()
-          .filter((e) => e.device === device && e.nonce !== undefined && CONTRACT_OF[e.type] === "registry");
+          .filter((e) => e.device === device && e.nonce !== undefined && contractOf(e.type) === "registry");
         if (queued.length > 0)
           throw new CliError(
             `--data-dir ${cfg.dataDir}: ${queued.length} undelivered message(s) of device ${device} use its nonces; ` +

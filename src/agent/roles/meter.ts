@@ -17,6 +17,7 @@
  * (`keyTrustedUntil`), which `watch` reads. Between a theft report and the payee's next `watch`,
  * what it delivers beyond the cap at the report is at its own risk: watch often.
  */
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { AbiCoder, keccak256, type Provider } from "ethers";
 import { typeHash, type Deployment } from "../../eip712/index.js";
@@ -291,21 +292,44 @@ export interface MeterPayeeOptions {
 
 export class MeterPayee {
   private readonly channels = new Map<string, ChannelBook>();
-  private readonly log: DurableLog<PayeeRecord>;
+  private readonly durable: DurableLog<PayeeRecord> | null;
   private readonly logger: Logger;
   private readonly digester: VoucherDigester;
   private registry: IDeviceRegistry | undefined;
 
-  private constructor(private readonly opts: MeterPayeeOptions) {
+  private constructor(
+    private readonly opts: MeterPayeeOptions,
+    readOnly: boolean,
+  ) {
     this.digester = new VoucherDigester(opts.hasher, opts.deployment);
     this.logger = (opts.logger ?? silentLogger).child({ role: "meter-payee" });
-    this.log = DurableLog.open<PayeeRecord>(path.join(opts.dataDir, "meter-payee.jsonl"));
-    for (const r of this.log.replayed) this.apply(r);
+    const file = MeterPayee.fileIn(opts.dataDir);
+    this.durable = readOnly ? null : DurableLog.open<PayeeRecord>(file);
+    for (const r of this.durable ? this.durable.replayed : readRecords(file)) this.apply(r);
+  }
+
+  /** The payee's book in `dataDir`. */
+  static fileIn(dataDir: string): string {
+    return path.join(dataDir, "meter-payee.jsonl");
   }
 
   /** Opens the payee's book in `dataDir` (replaying what it holds). */
   static open(opts: MeterPayeeOptions): MeterPayee {
-    return new MeterPayee(opts);
+    return new MeterPayee(opts, false);
+  }
+
+  /**
+   * A read-only view of the book in `opts.dataDir` as it is now, safe while its payee is running
+   * (a watchtower answering closes for it): nothing is written, a line still being written is
+   * ignored. It can build the highest voucher of a channel ({@link voucherMessage}), not take one.
+   */
+  static read(opts: Omit<MeterPayeeOptions, "outbox" | "provider">): MeterPayee {
+    return new MeterPayee(opts, true);
+  }
+
+  private get log(): DurableLog<PayeeRecord> {
+    if (!this.durable) throw new MeterError(`the payee book in ${this.opts.dataDir} is open read-only`);
+    return this.durable;
   }
 
   private apply(r: PayeeRecord): void {
@@ -471,24 +495,43 @@ export class MeterPayee {
       const value = this.backed(c.id, now) - c.paid;
       const closing = c.closesAt !== 0n;
       if (value <= 0n || (!closing && value < (this.opts.minClaimValue ?? 0n))) continue;
-      // A streamed voucher was checked without its recovery byte: make it the one the chain takes.
-      const digest = this.opts.hasher.digest("Voucher", this.opts.deployment, {
-        channel: c.id,
-        cumulativeAmount: c.best.cumulativeAmount,
-      });
-      const signature = this.opts.verifier.chainValidSignature(c.best.key, digest, hexToBytes(c.best.signature));
-      if (!signature) throw new MeterError(`the voucher held for ${c.id} does not verify`);
-      const message: SignedDeviceMessage = {
-        type: "Voucher",
-        key: c.best.key,
-        message: { channel: c.id, cumulativeAmount: c.best.cumulativeAmount.toString() },
-        signature: bytesToHex(signature),
-        terms: termsToJson(c.terms),
-      };
-      await outbox.add(message, { ref: `voucher:${c.id}:${c.best.cumulativeAmount}` });
+      await outbox.add(this.voucherMessage(c.id)!, { ref: MeterPayee.claimRef(c.id, c.best.cumulativeAmount) });
       claimed.push(c.id);
     }
     return claimed;
+  }
+
+  /** The outbox reference of the claim of `channel`'s voucher for `amount` (whoever queues it). */
+  static claimRef(channel: string, amount: bigint): string {
+    return `voucher:${channel.toLowerCase()}:${amount}`;
+  }
+
+  /**
+   * The highest voucher held for `channel` as the device message that claims it (undefined when
+   * none is held): what `claimDue` queues, and what a watchtower presents for this payee.
+   */
+  voucherMessage(channel: string): SignedDeviceMessage | undefined {
+    const c = this.book(channel);
+    if (!c.best) return undefined;
+    // A streamed voucher was checked without its recovery byte: make it the one the chain takes.
+    const digest = this.opts.hasher.digest("Voucher", this.opts.deployment, {
+      channel: c.id,
+      cumulativeAmount: c.best.cumulativeAmount,
+    });
+    const signature = this.opts.verifier.chainValidSignature(c.best.key, digest, hexToBytes(c.best.signature));
+    if (!signature) throw new MeterError(`the voucher held for ${c.id} does not verify`);
+    return {
+      type: "Voucher",
+      key: c.best.key,
+      message: { channel: c.id, cumulativeAmount: c.best.cumulativeAmount.toString() },
+      signature: bytesToHex(signature),
+      terms: termsToJson(c.terms),
+    };
+  }
+
+  /** Whether the payee sells over `channel`. */
+  has(channel: string): boolean {
+    return this.channels.has(channel.toLowerCase());
   }
 
   /**
@@ -540,9 +583,28 @@ export class MeterPayee {
     return [...this.channels.keys()];
   }
 
-  close(): Promise<void> {
-    return this.log.close();
+  async close(): Promise<void> {
+    await this.durable?.close();
   }
+}
+
+/** The complete records of a payee book (a line still being written is left out). */
+function readRecords(file: string): PayeeRecord[] {
+  let text = "";
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const records: PayeeRecord[] = [];
+  for (const line of text.split("\n").slice(0, -1)) {
+    try {
+      records.push(JSON.parse(line) as PayeeRecord);
+    } catch {
+      break;
+    }
+  }
+  return records;
 }
 
 /** keccak256 of a payer key: what `terms.payerKeyHash` holds. */

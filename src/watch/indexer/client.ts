@@ -60,9 +60,15 @@ export class IndexClient implements AlertFeed {
     return this.get(`/watch/devices/${id}`, true);
   }
 
-  /** One page of `owner`'s devices, ordered by id, with the total. */
-  async fleet(owner: string, opts: { limit?: number; offset?: number } = {}): Promise<FleetAnswer> {
-    const q = `limit=${opts.limit ?? 100}&offset=${opts.offset ?? 0}`;
+  /**
+   * One page of `owner`'s devices, ordered by id, with the total: those after device `after` (the
+   * last id of the previous page: cheap however deep), or else from `offset`.
+   */
+  async fleet(
+    owner: string,
+    opts: { limit?: number; offset?: number; after?: bigint | string } = {},
+  ): Promise<FleetAnswer> {
+    const q = `limit=${opts.limit ?? 100}&offset=${opts.offset ?? 0}${opts.after === undefined ? "" : `&after=${opts.after}`}`;
     return (await this.get<FleetAnswer>(`/watch/owners/${owner}/devices?${q}`, false))!;
   }
 

@@ -8,6 +8,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ADDRESS_VARIABLES, readIndexerEnv } from "./env.js";
+import { checkChainMark } from "./chainMark.js";
 import { IndexClient } from "./client.js";
 
 const APP_DIR = import.meta.dirname;
@@ -29,14 +30,19 @@ export interface IndexerOptions {
   /** The block the suite was deployed in (0 by default: everything is scanned). */
   startBlock?: number;
   port: number;
-  /** PostgreSQL connection string; else `DATABASE_URL`; else PGlite under `dataDir`. */
-  databaseUrl?: string;
+  /** PostgreSQL connection string; else (undefined) `DATABASE_URL`; else, or when null, PGlite under `dataDir`. */
+  databaseUrl?: string | null;
   /** Where PGlite keeps its files. */
   dataDir: string;
   /** The database schema Ponder writes to ("custos" by default); one live indexer per schema. */
   schema?: string;
   /** How often Ponder polls the node, ms (≥ 100; 200 by default). */
   pollingInterval?: number;
+  /**
+   * What to do when `dataDir` holds the PGlite index of another chain (a development node restarted
+   * with the same chain id): "refuse" (the default) or "reset" (delete it and index this chain).
+   */
+  onOtherChain?: "refuse" | "reset";
   /** Receives Ponder's log lines (JSON); dropped by default. */
   log?: (line: string) => void;
   /**
@@ -62,9 +68,8 @@ const KEEP_LOG_LINES = 60;
 export async function startIndexer(opts: IndexerOptions): Promise<Indexer> {
   if (!Number.isSafeInteger(opts.port) || opts.port <= 0 || opts.port > 65535)
     throw new Error(`startIndexer: port must be a TCP port (1–65535), not ${opts.port}`);
-  const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL;
+  const databaseUrl = opts.databaseUrl === null ? undefined : (opts.databaseUrl ?? process.env.DATABASE_URL);
   const pgliteDir = path.resolve(opts.dataDir, "pglite");
-  if (!databaseUrl) mkdirSync(pgliteDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CUSTOS_WATCH_RPC_URL: opts.rpcUrl,
@@ -81,6 +86,17 @@ export async function startIndexer(opts: IndexerOptions): Promise<Indexer> {
     env[name] = opts.addresses[key as keyof IndexerAddresses];
   // The app reads the same settings: refuse bad ones here, by name, before a process is spawned.
   readIndexerEnv(env);
+  if (!databaseUrl) {
+    const reset = opts.onOtherChain === "reset";
+    await checkChainMark({
+      dataDir: opts.dataDir,
+      indexDir: pgliteDir,
+      rpcUrl: opts.rpcUrl,
+      chainId: opts.chainId,
+      reset,
+    });
+    mkdirSync(pgliteDir, { recursive: true });
+  }
 
   // Ponder's CLI sits beside its entry point (the package exports no path to it).
   const bin = path.join(path.dirname(fileURLToPath(import.meta.resolve("ponder"))), "bin", "ponder.js");

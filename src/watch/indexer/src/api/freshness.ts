@@ -53,11 +53,12 @@ export async function freshness(db: typeof Db, chain: PublicClient): Promise<Fre
   const indexed = row
     ? BigInt(row.latest_checkpoint.slice(BLOCK_NUMBER_AT, BLOCK_NUMBER_AT + BLOCK_NUMBER_DIGITS))
     : 0n;
-  const lag = headNumber > indexed ? headNumber - indexed : 0n;
+  // The head is read a moment apart from the checkpoint (and cached for a moment): never behind it.
+  const headSeen = headNumber > indexed ? headNumber : indexed;
   return {
     chainId: row ? Number(row.chain_id) : readIndexerEnv().chainId,
     indexedBlock: indexed.toString(),
-    headBlock: headNumber.toString(),
-    lagBlocks: Number(lag),
+    headBlock: headSeen.toString(),
+    lagBlocks: Number(headSeen - indexed),
   };
 }

@@ -64,8 +64,15 @@ app.get("/watch/owners/:address/devices", async (c) => {
   if (!DECIMAL.test(limit) || Number(limit) < 1 || Number(limit) > 1000)
     return c.json(bad("limit", limit, "1 to 1000"), 400);
   if (!DECIMAL.test(offset)) return c.json(bad("offset", offset, "a whole number ≥ 0"), 400);
+  const after = c.req.query("after");
+  if (after !== undefined && !DECIMAL.test(after)) return c.json(bad("after", after, "a decimal device id"), 400);
   const r = await answer(
-    () => fleetOf(db, address.toLowerCase() as `0x${string}`, Number(limit), Number(offset)),
+    () =>
+      fleetOf(db, address.toLowerCase() as `0x${string}`, {
+        limit: Number(limit),
+        offset: Number(offset),
+        after: after === undefined ? undefined : BigInt(after),
+      }),
     `owner ${address}`,
   );
   return c.json(r.json, r.code);

@@ -3,7 +3,7 @@
  * owner index), a shipment's full history, a channel, a lock; and the canonical alerts from a block.
  * Bigints leave as decimal strings.
  */
-import { and, asc, count, eq, gte, inArray, lte, replaceBigInts } from "ponder";
+import { and, asc, count, eq, gt, gte, inArray, lte, replaceBigInts } from "ponder";
 import type { db as Db } from "ponder:api";
 import {
   alert,
@@ -92,9 +92,25 @@ export async function deviceView(db: Database, id: bigint) {
   });
 }
 
-export async function fleetOf(db: Database, owner: `0x${string}`, limit: number, offset: number) {
+/**
+ * One page of `owner`'s devices by id: after device `after` (keyset paging, on the (owner, id)
+ * index, as cheap on the last page as on the first) or else from `offset`.
+ */
+export async function fleetOf(
+  db: Database,
+  owner: `0x${string}`,
+  page: { limit: number; offset: number; after?: bigint },
+) {
+  const where =
+    page.after === undefined ? eq(device.owner, owner) : and(eq(device.owner, owner), gt(device.id, page.after));
   const [devices, [total]] = await Promise.all([
-    db.select().from(device).where(eq(device.owner, owner)).orderBy(asc(device.id)).limit(limit).offset(offset),
+    db
+      .select()
+      .from(device)
+      .where(where)
+      .orderBy(asc(device.id))
+      .limit(page.limit)
+      .offset(page.after === undefined ? page.offset : 0),
     db.select({ n: count() }).from(device).where(eq(device.owner, owner)),
   ]);
   const batchIds = [...new Set(devices.map((d) => d.batchId).filter((b): b is bigint => b !== null))];
@@ -103,8 +119,9 @@ export async function fleetOf(db: Database, owner: `0x${string}`, limit: number,
   return json({
     owner,
     total: Number(total?.n ?? 0),
-    limit,
-    offset,
+    limit: page.limit,
+    offset: page.after === undefined ? page.offset : null,
+    after: page.after ?? null,
     devices: devices.map((d) => ({
       ...d,
       effectiveStatus: effective(d.status, d.batchId === null ? undefined : statusOf.get(d.batchId)),

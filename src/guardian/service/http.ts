@@ -1,0 +1,30 @@
+/**
+ * The guardian's HTTP API: `GET /evidence/:hash` serves the canonical JSON kept under a vote's
+ * reason hash, byte for byte (anyone checks keccak256 of the body against the on-chain reason);
+ * `GET /status` the loop's counters.
+ */
+import Fastify, { type FastifyInstance } from "fastify";
+import type { EvidenceStore } from "./evidence.js";
+
+export async function startGuardianApi(opts: {
+  evidence: EvidenceStore;
+  status: () => object;
+  port: number;
+  host?: string;
+}): Promise<{ app: FastifyInstance; url: string }> {
+  const app = Fastify({ logger: false });
+  app.get<{ Params: { hash: string } }>("/evidence/:hash", async (req, reply) => {
+    if (!/^0x[0-9a-fA-F]{64}$/.test(req.params.hash))
+      return reply.code(400).send({ error: "hash must be 32 bytes of hex (a vote's reason)" });
+    const json = opts.evidence.get(req.params.hash);
+    if (json === undefined) return reply.code(404).send({ error: `no evidence under ${req.params.hash}` });
+    // The stored bytes as they are: re-serialising could change what the hash commits to.
+    return reply.type("application/json; charset=utf-8").send(json);
+  });
+  app.get("/status", async () => opts.status());
+  const host = opts.host ?? "127.0.0.1";
+  await app.listen({ port: opts.port, host });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : opts.port;
+  return { app, url: `http://${host}:${port}` };
+}

@@ -1,0 +1,136 @@
+/**
+ * `startGuardian`: one guardian — its key, its policy file, the watch it reads, the node it votes
+ * on. It opens the agent's outbox stack in `dataDir` (the RpcCourier paid by the guardian's own
+ * key: a vote must come from the guardian's account), keeps evidence in `dataDir/evidence`, serves
+ * it over HTTP, and runs the loop of `guardian.ts` beside the courier.
+ */
+import path from "node:path";
+import { Wallet, getAddress, type Provider } from "ethers";
+import { openAgentStack, AgentError } from "../../agent/agent.js";
+import { Chain } from "../../agent/client.js";
+import { silentLogger, type Logger } from "../../agent/log.js";
+import type { Outbox, OutboxStats } from "../../agent/outbox.js";
+import { IndexClient } from "../../watch/indexer/client.js";
+import type { LocationReport } from "../policy/index.js";
+import { EvidenceStore } from "./evidence.js";
+import { GuardianLoop, type GuardianStats } from "./guardian.js";
+import { startGuardianApi } from "./http.js";
+import { IndexReader } from "./observe.js";
+
+export { EvidenceStore } from "./evidence.js";
+export { IndexReader, type FleetView, type IndexedDevice } from "./observe.js";
+export type { GuardianStats } from "./guardian.js";
+
+export interface GuardianOptions {
+  /** The node (HTTP JSON-RPC) the guardian votes on; or `provider`. */
+  rpcUrl?: string;
+  provider?: Provider;
+  chainId: number | bigint;
+  /** The watch (or its indexer) whose index the guardian reads: its `/watch/status` and `/graphql`. */
+  watchUrl: string;
+  addresses: { registry: string; guardianQuorum: string };
+  /** The guardian's private key: a funded account holding GuardianQuorum's GUARDIAN_ROLE, used by this guardian only. */
+  key: string;
+  /** The policy file (JSON, `src/guardian/policy/schema.json`); edits take effect at the next block. */
+  policyFile: string;
+  /** The outbox (`outbox.jsonl`) and the evidence (`evidence/<hash>.json`). */
+  dataDir: string;
+  /** The HTTP port of `/evidence/:hash` (0: any free port; undefined: no HTTP). */
+  port?: number;
+  host?: string;
+  /** Watch only these owners' devices (default: every device the index knows). */
+  owners?: string[];
+  /** Positions given to the guardian off the index (a fleet's reports, beacons it may open). */
+  locations?: (device: bigint) => LocationReport[];
+  log?: Logger;
+  /** How often the index is polled for a new block (ms). Default 100. */
+  pollMs?: number;
+}
+
+export interface GuardianHandle {
+  address: string;
+  /** The HTTP API's base URL, when it serves one. */
+  url?: string;
+  outbox: Outbox;
+  evidence: EvidenceStore;
+  stats(): GuardianStats & { outbox: OutboxStats };
+  stop(): Promise<void>;
+}
+
+export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle> {
+  const log = o.log ?? silentLogger;
+  let wallet: Wallet;
+  try {
+    wallet = new Wallet(o.key);
+  } catch {
+    throw new AgentError("key", "key must be a private key (32 bytes of hex): the guardian's funded account");
+  }
+  if (!o.rpcUrl && !o.provider) throw new AgentError("rpcUrl", "rpcUrl (or provider) must name the node to vote on");
+  const chainId = BigInt(o.chainId);
+  const provider = o.provider ?? Chain.provider(o.rpcUrl!, chainId);
+  const evidence = new EvidenceStore(path.join(o.dataDir, "evidence"));
+  const stack = await openAgentStack({
+    deployment: {
+      chainId,
+      registry: o.addresses.registry,
+      guardianQuorum: o.addresses.guardianQuorum,
+    },
+    dataDir: o.dataDir,
+    rpc: provider,
+    payer: wallet,
+    logger: log.child({ part: "guardian-sender" }),
+    // A vote is due in the next block: follow it closely.
+    pollMs: 250,
+    holdMs: 250,
+    backoff: { baseMs: 100, capMs: 5_000 },
+  });
+  let loop: GuardianLoop;
+  try {
+    loop = new GuardianLoop({
+      index: new IndexClient(o.watchUrl),
+      reader: new IndexReader(o.watchUrl),
+      provider,
+      registry: getAddress(o.addresses.registry),
+      guardianQuorum: getAddress(o.addresses.guardianQuorum),
+      guardian: wallet.address,
+      outbox: stack.outbox,
+      evidence,
+      policyFile: o.policyFile,
+      log: log.child({ part: "guardian" }),
+      pollMs: o.pollMs ?? 100,
+      owners: o.owners,
+      locations: o.locations,
+    });
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
+  const api =
+    o.port === undefined
+      ? undefined
+      : await startGuardianApi({ evidence, port: o.port, host: o.host, status: () => loop.stats() }).catch(
+          async (err) => {
+            await stack.close();
+            throw err;
+          },
+        );
+  const delivering = stack.dispatcher.drain({ watch: true });
+  delivering.catch((err) => log.error("guardian: delivery stopped", { error: String(err) }));
+  loop.start();
+  log.info("guardian: started", { guardian: wallet.address, policy: o.policyFile, api: api?.url });
+  let stopped = false;
+  return {
+    address: wallet.address,
+    ...(api ? { url: api.url } : {}),
+    outbox: stack.outbox,
+    evidence,
+    stats: () => ({ ...loop.stats(), outbox: stack.outbox.stats() }),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await loop.stop();
+      await api?.app.close();
+      await stack.close();
+    },
+  };
+}
