@@ -1,6 +1,7 @@
 /**
  * The console in a real browser (Debian's Chromium, driven by playwright-core) against a hardhat
- * node with the watch's story deployed and the indexer running: every page renders the story's
+ * node with the watch's story deployed, served by the watch itself (`startWatch`: index API,
+ * subscription routes and console/dist behind one front): every page renders the story's
  * data, each signature re-checked in the page from the chain; the chart shows the breach; an owner
  * reports a device stolen from the page and the chain and the alerts follow; a certificate granted
  * from the page opens the story's lock (the lock role decides); a watch that lies about a handoff's
@@ -12,7 +13,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { expect } from "chai";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { startIndexer, type Indexer } from "../../src/watch/indexer/start.js";
+import type { Indexer } from "../../src/watch/indexer/start.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
 import { TypedDataHasher, bytesToHex } from "../../src/eip712/fast.js";
@@ -23,11 +24,12 @@ import { UnlockLogBook } from "../../src/agent/roles/lockLog.js";
 import type { Decision } from "../../src/agent/roles/lock.js";
 import { hexlify, randomBytes } from "ethers";
 import { rotationDigest, serializeRotation } from "../../src/registry/rotation.js";
-import { freePort, startHardhatNode } from "../helpers/node.js";
-import { dataDir, freshSchema } from "../watch/backends.js";
+import { startHardhatNode } from "../helpers/node.js";
+import { dataDir } from "../watch/backends.js";
 import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
 import { buildConsole, serveConsole } from "./serve.js";
-import { startWebhooks, type WebhooksHandle } from "../../src/watch/webhooks/index.js";
+import { startWatch, type Watch } from "../../src/watch/watch.js";
+import { silentLogger } from "../../src/agent/log.js";
 
 const SHOTS = path.join(import.meta.dirname, "..", "..", "docs", "console");
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
@@ -38,8 +40,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
   let suite: Suite;
   let story: Story;
   let indexer: Indexer;
-  let webhooks: WebhooksHandle;
-  let server: Awaited<ReturnType<typeof serveConsole>>;
+  let watch: Watch;
   let browser: Browser;
   let page: Page;
   let owner: string;
@@ -59,7 +60,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
     return `${base}/?${q}#${route}`;
   }
 
-  async function visit(route: string, base = server.url) {
+  async function visit(route: string, base = watch.url) {
     await page.goto(at(base, route));
     await page.waitForSelector("main h1");
   }
@@ -100,22 +101,19 @@ describe("console: the web app in Chromium against a real node and the watch's i
     suite = await deployOn(await startHardhatNode());
     story = await runStory(suite);
     owner = (await suite.owner.getAddress()).toLowerCase();
-    indexer = await startIndexer({
+    // The console as `npm run watch` serves it: the watch's one front (index API, subscription
+    // routes, console/dist at /), no tower key (it sends nothing here).
+    watch = await startWatch({
       rpcUrl: suite.node.url,
       chainId: 31337,
       addresses: suite.addresses,
       startBlock: suite.deployBlock,
-      port: await freePort(),
+      port: 0,
       dataDir: dataDir(),
-      schema: freshSchema("console"),
+      log: silentLogger,
     });
+    indexer = watch.indexer;
     await indexer.waitForBlock(await suite.provider.getBlockNumber());
-    webhooks = await startWebhooks({
-      feed: indexer.client,
-      chain: { rpcUrl: suite.node.url, chainId: 31337, addresses: suite.addresses },
-      dataDir: dataDir(),
-    });
-    server = await serveConsole(indexer.url, { routes: webhooks.routes });
     browser = await chromium.launch({
       executablePath: "/usr/bin/chromium",
       args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
@@ -126,9 +124,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
 
   after(async function () {
     await browser?.close();
-    await server?.close();
-    await webhooks?.stop();
-    await indexer?.stop();
+    await watch?.stop();
     await suite?.node.stop();
   });
 
@@ -436,7 +432,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await page.fill("#hook-url", "https://hooks.example/custos");
     await page.click("text=Sign and subscribe");
     await page.waitForSelector("[data-testid=subscription]:has-text('Subscribed')");
-    const listed = (await (await fetch(`${server.url}/subscriptions?owner=${owner}`)).json()) as {
+    const listed = (await (await fetch(`${watch.url}/subscriptions?owner=${owner}`)).json()) as {
       subscriptions: { url: string; scope: string; target: string }[];
     };
     expect(listed.subscriptions.map((s) => [s.url, s.scope, s.target.toLowerCase()])).to.deep.equal([
@@ -446,7 +442,7 @@ describe("console: the web app in Chromium against a real node and the watch's i
 
   it("attack: a watch that alters one handoff's custodian and one checkpoint's max is flagged as not matching the chain", async function () {
     const stranger = "0x000000000000000000000000000000000000dead";
-    const liar = await serveConsole(indexer.url, {
+    const liar = await serveConsole(watch.url, {
       tamper: (_path, body) => {
         const handoffs = body.handoffs as Record<string, unknown>[];
         const checkpoints = body.checkpoints as Record<string, unknown>[];
@@ -478,11 +474,11 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await page.waitForSelector(".state.empty:has-text('not in the index')");
     await visit("/shipment/0x1234");
     await page.waitForSelector(".state.error:has-text('64 hex digits')");
-    await page.goto(at(server.url, "/").replace("/?", `/?watch=${encodeURIComponent("http://127.0.0.1:9")}&`));
+    await page.goto(at(watch.url, "/").replace("/?", `/?watch=${encodeURIComponent("http://127.0.0.1:9")}&`));
     await page.waitForSelector(".state.error:has-text('does not answer')");
     await accessible("error state");
     // A watch whose indexer lags the chain says so, and the page passes it on.
-    const lagging = await serveConsole(indexer.url, {
+    const lagging = await serveConsole(watch.url, {
       tamper: (_path, body) => ({ ...body, headBlock: Number(body.indexedBlock) + 7, lagBlocks: 7 }),
     });
     try {

@@ -1,11 +1,12 @@
 /**
- * The console as the watch serves it: `console/dist` at `/`, the indexer's API (`/watch`, `/graphql`,
- * `/sql`) proxied on the same origin. With `tamper`, the shipment route is rewritten on its way to
- * the browser — the attack the tampering test mounts: a watch that lies.
+ * A front like the watch's: `console/dist` at `/`, the index API (`/watch`, `/graphql`, `/sql`)
+ * proxied on the same origin. With `tamper`, the shipment route is rewritten on its way to the
+ * browser — the attack the tampering test mounts (a watch that lies), and a lagging indexer. The
+ * bench serves a bare indexer with it.
  */
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import Fastify, { type FastifyPluginAsync } from "fastify";
+import Fastify from "fastify";
 import httpProxy from "@fastify/http-proxy";
 import fastifyStatic from "@fastify/static";
 
@@ -22,14 +23,10 @@ export function buildConsole() {
 
 export type Tamper = (path: string, body: Record<string, unknown>) => Record<string, unknown>;
 
-/**
- * Serves the console with the index at `upstream`; `routes` (the webhooks' subscription routes, a
- * fastify plugin) are mounted on the same origin as the watch mounts them.
- */
-export async function serveConsole(upstream: string, opts: { tamper?: Tamper; routes?: FastifyPluginAsync } = {}) {
-  const { tamper, routes } = opts;
+/** Serves the console with the watch's index API at `upstream` (a watch, or a bare indexer). */
+export async function serveConsole(upstream: string, opts: { tamper?: Tamper } = {}) {
+  const { tamper } = opts;
   const app = Fastify();
-  if (routes) await app.register(routes);
   if (tamper)
     app.get("/watch/shipments/:id", async (req, reply) => {
       const res = await fetch(`${upstream}${req.url}`);
