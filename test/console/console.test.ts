@@ -477,6 +477,17 @@ describe("console: the web app in Chromium against a real node and the watch's i
     await page.goto(at(watch.url, "/").replace("/?", `/?watch=${encodeURIComponent("http://127.0.0.1:9")}&`));
     await page.waitForSelector(".state.error:has-text('does not answer')");
     await accessible("error state");
+    // Settings: a bad value is refused naming the field and the fix; nothing is saved.
+    await visit("/settings");
+    await page.fill("#owner", "0x1234");
+    await page.click("text=Save");
+    await page.waitForSelector("[role=alert]:has-text('Owner must be 0x and 40 hex digits')");
+    await page.fill("#owner", owner);
+    await page.fill("#rpc", "not a url");
+    await page.click("text=Save");
+    await page.waitForSelector("[role=alert]:has-text('The node URL must be an absolute URL')");
+    await accessible("settings");
+    await shot("settings");
     // A watch whose indexer lags the chain says so, and the page passes it on.
     const lagging = await serveConsole(watch.url, {
       tamper: (_path, body) => ({ ...body, headBlock: Number(body.indexedBlock) + 7, lagBlocks: 7 }),
