@@ -66,6 +66,15 @@ function benchKey(i: number): DeviceKey {
   return secp256k1Key(getBytes(keccak256(toBeHex(i + 1, 32))));
 }
 
+/** The next block's base fee: zero (anvil's method, or Hardhat's). */
+async function zeroBaseFee(provider: JsonRpcProvider): Promise<void> {
+  try {
+    await provider.send("anvil_setNextBlockBaseFeePerGas", ["0x0"]);
+  } catch {
+    await provider.send("hardhat_setNextBlockBaseFeePerGas", ["0x0"]);
+  }
+}
+
 /**
  * Sends transactions built by `next` with explicit nonces, `WINDOW` at a time, mining between
  * windows; stops when `next` returns undefined. Returns the number of events their receipts hold.
@@ -81,9 +90,9 @@ async function sendAll(
   let events = 0;
   for (;;) {
     const hashes: string[] = [];
-    // Full blocks raise the base fee 12.5 % each: the fee cap follows it, or transactions stop being mined.
-    const baseFee = (await provider.getBlock("latest"))!.baseFeePerGas ?? 0n;
-    const maxFeePerGas = baseFee * 2n + 1_000_000_000n;
+    // Full blocks raise the base fee 12.5 % each, so a window of them would price its own last
+    // transactions out: the bench holds the base fee at zero (its blocks are built, not bid for).
+    const maxFeePerGas = 1_000_000_000n;
     for (let i = 0; i < WINDOW; i++) {
       const tx = await next();
       if (!tx) break;
@@ -100,6 +109,7 @@ async function sendAll(
     if (hashes.length === 0) return events;
     // Mine until every transaction of the window is in a block.
     for (;;) {
+      await zeroBaseFee(provider);
       await provider.send("evm_mine", []);
       const pending = Number(await provider.send("eth_getBlockTransactionCountByNumber", ["pending"]));
       if (!pending) break;
@@ -143,6 +153,7 @@ export async function buildWatchChain(provider: JsonRpcProvider, opts: WatchChai
       await admin.getAddress(),
     );
     const commit = await registry.commitBatch(batch.root);
+    await zeroBaseFee(provider);
     await provider.send("evm_mine", []);
     events += (await commit.wait())!.logs.length; // BatchCommitted
     let i = 0;
