@@ -13,23 +13,11 @@
  * (SIGKILL) the Nth time it reaches that point: crash tests use it; never set it in production.
  */
 import path from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
+import { address, int, runService, stopOnSignals } from "../deploy/service.js";
 import type { RelayerHooks } from "./config.js";
 import { DEFAULTS } from "./config.js";
-import { SettingError, openKeystoreSetting, suiteAddresses } from "../deploy/addresses.js";
-
-function int(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-    return n;
-  };
-}
-
-function address(value: string): string {
-  if (!/^0x[0-9a-fA-F]{40}$/.test(value)) throw new InvalidArgumentError("must be a 0x address");
-  return value;
-}
+import { openKeystoreSetting, suiteAddresses } from "../deploy/addresses.js";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(",").filter(Boolean).map(address)];
@@ -238,24 +226,7 @@ export async function main(argv = process.argv): Promise<void> {
         msg: "suite addresses from the Ignition deployment",
       }) + "\n",
     );
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    relayer.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  stopOnSignals(() => relayer.close());
 }
 
-if (import.meta.main) {
-  main().catch((err: Error) => {
-    // One line, naming the flag: what the operator reads first.
-    const setting = err instanceof SettingError || err.name === "StartError";
-    process.stderr.write(`custos-relayer: ${err.message.split("\n")[0]}\n`);
-    process.exit(setting ? 2 : 1);
-  });
-}
+if (import.meta.main) runService("custos-relayer", () => main(), ["StartError"]);

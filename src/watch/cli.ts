@@ -9,21 +9,9 @@
  * is one line on stderr naming the flag to change, exit code 2 for a setting, 1 for anything else.
  */
 import path from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
+import { address, int, runService, stopOnSignals } from "../deploy/service.js";
 import { SettingError, openKeystoreSetting, suiteAddresses, type SuiteAddressFlags } from "../deploy/addresses.js";
-
-function int(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-    return n;
-  };
-}
-
-function address(value: string): string {
-  if (!/^0x[0-9a-fA-F]{40}$/.test(value)) throw new InvalidArgumentError("must be a 0x address");
-  return value;
-}
 
 const env = (name: string) => `CUSTOS_WATCH_${name}`;
 
@@ -158,23 +146,7 @@ export async function main(argv = process.argv): Promise<void> {
     url: watch.url,
     tower: watch.tower ? watch.tower.address : "off (no --keystore: nothing is marked or answered on chain)",
   });
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    watch.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  stopOnSignals(() => watch.stop());
 }
 
-if (import.meta.main) {
-  main().catch((err: Error) => {
-    const setting = err instanceof SettingError || err.name === "StartError" || err.name === "AgentError";
-    process.stderr.write(`custos-watch: ${err.message.split("\n")[0]}\n`);
-    process.exit(setting ? 2 : 1);
-  });
-}
+if (import.meta.main) runService("custos-watch", () => main(), ["StartError", "AgentError"]);

@@ -11,21 +11,9 @@
  * for a setting, 1 for anything else.
  */
 import path from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
+import { address, int, runService, stopOnSignals } from "../../deploy/service.js";
 import { SettingError, openKeystoreSetting, suiteAddresses } from "../../deploy/addresses.js";
-
-function int(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-    return n;
-  };
-}
-
-function address(value: string): string {
-  if (!/^0x[0-9a-fA-F]{40}$/.test(value)) throw new InvalidArgumentError("must be a 0x address");
-  return value;
-}
 
 const env = (name: string) => `CUSTOS_GUARDIAN_${name}`;
 
@@ -153,23 +141,7 @@ export async function main(argv = process.argv): Promise<void> {
     url: guardian.url,
     guardian: guardian.address,
   });
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    guardian.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  stopOnSignals(() => guardian.stop());
 }
 
-if (import.meta.main) {
-  main().catch((err: Error) => {
-    const setting = err instanceof SettingError || err.name === "AgentError" || err.name === "PolicyError";
-    process.stderr.write(`custos-guardian: ${err.message.split("\n")[0]}\n`);
-    process.exit(setting ? 2 : 1);
-  });
-}
+if (import.meta.main) runService("custos-guardian", () => main(), ["AgentError", "PolicyError"]);
