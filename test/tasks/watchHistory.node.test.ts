@@ -1,0 +1,162 @@
+/**
+ * `--watch URL` on the history tasks, as an operator runs them (`npx hardhat … --network localhost`)
+ * against a real node and a real watch (`startWatch`) that indexed the story: the same history as
+ * from the chain's logs, and an index that lies — a proxy in front of the watch that drops a
+ * handoff's transaction or alters what it says — either refused by name or unable to change a line.
+ */
+import { expect } from "chai";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { startWatch, type Watch } from "../../src/watch/watch.js";
+import { createLogger } from "../../src/agent/log.js";
+import { startNode } from "../helpers/node.js";
+import { dataDir } from "../watch/backends.js";
+import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
+import { hardhat } from "./hardhatCli.js";
+
+type Rewrite = (route: string, body: Record<string, unknown>) => Record<string, unknown>;
+
+/** A proxy in front of the watch that rewrites its `/watch/shipments/…` answers with `rewrite`. */
+async function lyingWatch(upstream: string, rewrite: Rewrite): Promise<{ url: string; server: Server }> {
+  const server = createServer(async (req, res) => {
+    const reply = await fetch(`${upstream}${req.url}`);
+    let text = await reply.text();
+    if (reply.ok && req.url?.startsWith("/watch/shipments/"))
+      text = JSON.stringify(rewrite(req.url, JSON.parse(text) as Record<string, unknown>));
+    res.writeHead(reply.status, { "content-type": "application/json" }).end(text);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+describe("Hardhat tasks: --watch reads the history through a watch's index, re-verified against the chain", function () {
+  this.timeout(600_000);
+  let suite: Suite;
+  let story: Story;
+  let watch: Watch;
+  const proxies: Server[] = [];
+  const env = () => ({ CUSTOS_LOCALHOST_URL: suite.node.url });
+  const history = (shipment: string, ...extra: string[]) =>
+    hardhat(
+      [
+        "custody:history",
+        "--shipment",
+        shipment,
+        "--ledger",
+        suite.addresses.custodyLedger,
+        "--json",
+        ...extra,
+        "--network",
+        "localhost",
+      ],
+      env(),
+    );
+  const lie = async (rewrite: Rewrite) => {
+    const p = await lyingWatch(watch.url, rewrite);
+    proxies.push(p.server);
+    return p.url;
+  };
+
+  before(async function () {
+    suite = await deployOn(await startNode());
+    story = await runStory(suite);
+    watch = await startWatch({
+      rpcUrl: suite.node.url,
+      chainId: Number(suite.chainId),
+      addresses: { ...suite.addresses },
+      startBlock: suite.deployBlock,
+      port: 0,
+      dataDir: dataDir(),
+      log: createLogger({ level: "silent" }),
+    });
+    await watch.indexer.waitForBlock(await suite.provider.getBlockNumber());
+  });
+
+  after(async function () {
+    for (const p of proxies) p.close();
+    await watch?.stop();
+    await suite?.node.stop();
+  });
+
+  it("custody:history --watch prints the same history as from the chain's logs (a shipment, and a child with its pallet's part)", async function () {
+    for (const shipment of [story.shipment, story.children[0]]) {
+      const fromLogs = await history(shipment);
+      expect(fromLogs.code, fromLogs.stderr).to.equal(0);
+      const fromWatch = await history(shipment, "--watch", watch.url);
+      expect(fromWatch.code, fromWatch.stderr).to.equal(0);
+      expect(JSON.parse(fromWatch.stdout)).to.deep.equal(JSON.parse(fromLogs.stdout));
+      expect(JSON.parse(fromWatch.stdout).entries.length).to.be.greaterThan(1);
+    }
+    const kinds = JSON.parse((await history(story.shipment, "--watch", watch.url)).stdout).entries.map(
+      (e: { kind: string }) => e.kind,
+    );
+    expect(kinds).to.include.members(["created", "handoff", "checkpoint", "delivered"]);
+  });
+
+  it("custody:epcis --watch writes the same EPCIS document as from the chain's logs", async function () {
+    const args = ["custody:epcis", "--shipment", story.shipment, "--ledger", suite.addresses.custodyLedger];
+    const fromLogs = await hardhat([...args, "--network", "localhost"], env());
+    const fromWatch = await hardhat([...args, "--watch", watch.url, "--network", "localhost"], env());
+    expect(fromLogs.code, fromLogs.stderr).to.equal(0);
+    expect(fromWatch.code, fromWatch.stderr).to.equal(0);
+    // The document is dated when it is written; everything else must match.
+    const undated = (text: string) => ({ ...JSON.parse(text), creationDate: undefined });
+    expect(undated(fromWatch.stdout)).to.deep.equal(undated(fromLogs.stdout));
+  });
+
+  it("attack: a lying index drops a handoff's transaction — the task fails naming the watch, never prints a shorter history", async function () {
+    const url = await lie((_, body) => ({ ...body, handoffs: (body.handoffs as unknown[]).slice(0, -1) }));
+    const run = await history(story.shipment, "--watch", url);
+    expect(run.code).to.equal(1);
+    expect(run.stdout).to.equal("");
+    expect(run.stderr).to.include(`the watch at ${url}`).and.to.match(/handoffs: \d+ of \d+/);
+  });
+
+  it("attack: a lying index points a handoff at another transaction — refused the same way", async function () {
+    const url = await lie((_, body) => {
+      const [first, ...rest] = body.handoffs as { txHash: string }[];
+      const other = (body.checkpoints as { txHash: string }[])[0];
+      return { ...body, handoffs: [{ ...first, txHash: other.txHash }, ...rest] };
+    });
+    const run = await history(story.shipment, "--watch", url);
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.include(`the watch at ${url}`).and.to.include("handoffs");
+  });
+
+  it("attack: a lying index alters a handoff's fields and the shipment's marks — nothing it says reaches the output", async function () {
+    const fromLogs = JSON.parse((await history(story.shipment)).stdout);
+    const url = await lie((_, body) => ({
+      ...body,
+      shipment: { ...(body.shipment as object), delivered: false, breached: false, epc: "urn:epc:id:sscc:0.0" },
+      handoffs: (body.handoffs as Record<string, unknown>[]).map((h) => ({
+        ...h,
+        from: "0x000000000000000000000000000000000000dead",
+        bizStep: "lies",
+      })),
+    }));
+    const run = await history(story.shipment, "--watch", url);
+    expect(run.code, run.stderr).to.equal(0);
+    expect(JSON.parse(run.stdout)).to.deep.equal(fromLogs);
+  });
+
+  it("attack: a lying index says the shipment does not exist — the task fails naming the watch", async function () {
+    const url = await lie(() => {
+      throw new Error("unused");
+    });
+    const proxy = proxies.at(-1)!;
+    proxy.removeAllListeners("request");
+    proxy.on("request", (_req, res) => res.writeHead(404, { "content-type": "application/json" }).end("{}"));
+    const run = await history(story.shipment, "--watch", url);
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.include(`the watch at ${url} does not know shipment`);
+  });
+
+  it("--watch that is not a URL, or not reachable, fails naming the flag", async function () {
+    const bad = await history(story.shipment, "--watch", "not a url");
+    expect(bad.code).to.equal(1);
+    expect(bad.stderr).to.include("--watch: not a url is not a URL");
+    const down = await history(story.shipment, "--watch", "http://127.0.0.1:9");
+    expect(down.code).to.equal(1);
+    expect(down.stderr).to.include("--watch: the watch at http://127.0.0.1:9 did not answer");
+  });
+});
