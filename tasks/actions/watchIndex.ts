@@ -5,6 +5,7 @@
  * counters (src/custody/history.ts), what it alters never reaches the output.
  */
 import type { CustodyLedger } from "../../typechain-types/contracts/custody/CustodyLedger.js";
+import type { DeviceRegistry } from "../../typechain-types/contracts/registry/DeviceRegistry.js";
 import { IndexClient } from "../../src/watch/indexer/client.js";
 import { inputError } from "../support.js";
 
@@ -64,4 +65,143 @@ export async function shipmentTxHashes(watch: IndexClient, ledger: CustodyLedger
     next = answer.shipment.pallet ?? undefined;
   }
   return [...hashes];
+}
+
+/** One entry of a device's history as the index gives it, and what the chain says of it. */
+export interface ConfirmedEntry {
+  kind: "status" | "key";
+  /** The event the index says it is (a status change's cause; DeviceClaimed or KeyRotated for a key). */
+  event: string;
+  block: number;
+  txHash: string;
+  logIndex: number;
+  /** The index's fields (status and who; or key, generation, provenance). */
+  fields: Record<string, string | number | boolean | null>;
+  /** True when the transaction's receipt on the chain holds that event with those fields. */
+  confirmed: boolean;
+  /** Why it is not, when it is not. */
+  mismatch?: string;
+}
+
+const STATUS_EVENTS = new Set([
+  "DeviceClaimed",
+  "ReportedStolen",
+  "Released",
+  "GuardianFlagged",
+  "GuardianCleared",
+  "DeviceRevoked",
+]);
+
+/**
+ * The device's status changes and keys (with provenance) from the index, each confirmed against
+ * the log at its place in its transaction's receipt on the chain: the registry's, the event the
+ * index names, the same device and the same fields. The latest key generation is checked against
+ * the registry's own, so an index that stops short is flagged too.
+ */
+export async function deviceHistory(
+  watch: IndexClient,
+  registry: DeviceRegistry,
+  id: bigint,
+  chainKeyGeneration: number,
+): Promise<{ source: string; entries: ConfirmedEntry[]; allConfirmed: boolean; problems: string[] }> {
+  const source = watchName(watch.url);
+  const answer = await ask(watch, `device ${id}`, () => watch.device(id));
+  if (!answer)
+    throw inputError(
+      `--watch: ${source} does not know device ${id}; it may lag the chain (try again) or leave out --watch`,
+    );
+  const provider = registry.runner!.provider!;
+  const registryAddress = (await registry.getAddress()).toLowerCase();
+  const iface = registry.interface;
+  const receipts = new Map<string, Awaited<ReturnType<typeof provider.getTransactionReceipt>>>();
+  const logAt = async (txHash: string, logIndex: number) => {
+    if (!receipts.has(txHash)) receipts.set(txHash, await provider.getTransactionReceipt(txHash));
+    const receipt = receipts.get(txHash);
+    if (!receipt) return { error: `the chain has no transaction ${txHash}` };
+    const log = receipt.logs.find((l) => l.index === logIndex);
+    if (!log) return { error: `transaction ${txHash} has no log ${logIndex}` };
+    if (log.address.toLowerCase() !== registryAddress)
+      return { error: `log ${logIndex} of ${txHash} is not the registry's` };
+    const parsed = iface.parseLog(log);
+    if (!parsed) return { error: `log ${logIndex} of ${txHash} is no registry event` };
+    return { parsed, block: log.blockNumber };
+  };
+  const check = async (
+    e: ConfirmedEntry,
+    expect: (args: Record<string, unknown>) => string | undefined,
+  ): Promise<ConfirmedEntry> => {
+    const got = await logAt(e.txHash, e.logIndex);
+    let why: string | undefined;
+    if ("error" in got) why = got.error;
+    else if (got.parsed.name !== e.event) why = `the chain's log is ${got.parsed.name}, not ${e.event}`;
+    else if (BigInt(got.parsed.args.deviceId as bigint) !== id)
+      why = `the chain's log is about device ${got.parsed.args.deviceId}`;
+    else if (got.block !== e.block) why = `the chain has it in block ${got.block}, not ${e.block}`;
+    else why = expect(got.parsed.args as unknown as Record<string, unknown>);
+    return why ? { ...e, confirmed: false, mismatch: why } : { ...e, confirmed: true };
+  };
+  const same = (a: unknown, b: unknown) => String(a).toLowerCase() === String(b).toLowerCase();
+  const entries: ConfirmedEntry[] = [];
+  for (const s of answer.statusHistory) {
+    const base: ConfirmedEntry = {
+      kind: "status",
+      event: s.cause,
+      block: Number(s.blockNumber),
+      txHash: s.txHash,
+      logIndex: s.logIndex,
+      fields: { status: s.status, by: s.by ?? null, reason: s.reason ?? null },
+      confirmed: false,
+    };
+    if (!STATUS_EVENTS.has(s.cause)) {
+      entries.push({ ...base, mismatch: `${s.cause} is no status-changing event` });
+      continue;
+    }
+    entries.push(
+      await check(base, (args) => {
+        if (s.cause === "DeviceClaimed" && !same(args.owner, s.by))
+          return `the chain's owner is ${args.owner}, not ${s.by}`;
+        if (s.cause === "DeviceRevoked" && !same(args.by, s.by))
+          return `the chain's revoker is ${args.by}, not ${s.by}`;
+        if (s.cause === "GuardianFlagged" && !same(args.reason, s.reason))
+          return `the chain's reason is ${args.reason}`;
+        return undefined;
+      }),
+    );
+  }
+  for (const k of answer.keys) {
+    const event = k.source === "claim" ? "DeviceClaimed" : "KeyRotated";
+    const base: ConfirmedEntry = {
+      kind: "key",
+      event,
+      block: Number(k.blockNumber),
+      txHash: k.txHash,
+      logIndex: k.logIndex,
+      fields: {
+        key: k.key,
+        generation: k.generation,
+        attested: k.attested,
+        source: k.source,
+        attestedBy: k.attestedBy ?? null,
+      },
+      confirmed: false,
+    };
+    entries.push(
+      await check(base, (args) => {
+        const key = event === "DeviceClaimed" ? args.deviceKey : args.newKey;
+        if (!same(key, k.key)) return `the chain's key is ${key}, not ${k.key}`;
+        const generation = event === "DeviceClaimed" ? 0 : Number(args.generation);
+        if (generation !== k.generation) return `the chain's generation is ${generation}, not ${k.generation}`;
+        // A rotation's provenance is in its event; a later KeyAttested may only raise it to attested.
+        if (event === "KeyRotated" && args.attested === true && !k.attested)
+          return "the chain says this key was attested when installed";
+        return undefined;
+      }),
+    );
+  }
+  entries.sort((a, b) => a.block - b.block || a.logIndex - b.logIndex || a.kind.localeCompare(b.kind));
+  const problems = entries.flatMap((e) => (e.confirmed ? [] : [`${e.event} in ${e.txHash}: ${e.mismatch}`]));
+  const latest = Math.max(-1, ...answer.keys.map((k) => k.generation));
+  if (latest !== chainKeyGeneration)
+    problems.push(`the index's latest key is generation ${latest}, the registry's is ${chainKeyGeneration}`);
+  return { source, entries, allConfirmed: problems.length === 0, problems };
 }

@@ -14,15 +14,15 @@ import { dataDir } from "../watch/backends.js";
 import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
 import { hardhat } from "./hardhatCli.js";
 
-type Rewrite = (route: string, body: Record<string, unknown>) => Record<string, unknown>;
+type Rewrite = (body: Record<string, unknown>) => Record<string, unknown>;
 
-/** A proxy in front of the watch that rewrites its `/watch/shipments/…` answers with `rewrite`. */
+/** A proxy in front of the watch that rewrites its `/watch/shipments/…` and `/watch/devices/…` answers. */
 async function lyingWatch(upstream: string, rewrite: Rewrite): Promise<{ url: string; server: Server }> {
   const server = createServer(async (req, res) => {
     const reply = await fetch(`${upstream}${req.url}`);
     let text = await reply.text();
-    if (reply.ok && req.url?.startsWith("/watch/shipments/"))
-      text = JSON.stringify(rewrite(req.url, JSON.parse(text) as Record<string, unknown>));
+    if (reply.ok && /^\/watch\/(shipments|devices)\//.test(req.url ?? ""))
+      text = JSON.stringify(rewrite(JSON.parse(text) as Record<string, unknown>));
     res.writeHead(reply.status, { "content-type": "application/json" }).end(text);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -105,15 +105,17 @@ describe("Hardhat tasks: --watch reads the history through a watch's index, re-v
   });
 
   it("attack: a lying index drops a handoff's transaction — the task fails naming the watch, never prints a shorter history", async function () {
-    const url = await lie((_, body) => ({ ...body, handoffs: (body.handoffs as unknown[]).slice(0, -1) }));
+    const url = await lie((body) => ({ ...body, handoffs: (body.handoffs as unknown[]).slice(0, -1) }));
     const run = await history(story.shipment, "--watch", url);
     expect(run.code).to.equal(1);
     expect(run.stdout).to.equal("");
-    expect(run.stderr).to.include(`the watch at ${url}`).and.to.match(/handoffs: \d+ of \d+/);
+    expect(run.stderr)
+      .to.include(`the watch at ${url}`)
+      .and.to.match(/handoffs: \d+ of \d+/);
   });
 
   it("attack: a lying index points a handoff at another transaction — refused the same way", async function () {
-    const url = await lie((_, body) => {
+    const url = await lie((body) => {
       const [first, ...rest] = body.handoffs as { txHash: string }[];
       const other = (body.checkpoints as { txHash: string }[])[0];
       return { ...body, handoffs: [{ ...first, txHash: other.txHash }, ...rest] };
@@ -125,7 +127,7 @@ describe("Hardhat tasks: --watch reads the history through a watch's index, re-v
 
   it("attack: a lying index alters a handoff's fields and the shipment's marks — nothing it says reaches the output", async function () {
     const fromLogs = JSON.parse((await history(story.shipment)).stdout);
-    const url = await lie((_, body) => ({
+    const url = await lie((body) => ({
       ...body,
       shipment: { ...(body.shipment as object), delivered: false, breached: false, epc: "urn:epc:id:sscc:0.0" },
       handoffs: (body.handoffs as Record<string, unknown>[]).map((h) => ({
@@ -149,6 +151,62 @@ describe("Hardhat tasks: --watch reads the history through a watch's index, re-v
     const run = await history(story.shipment, "--watch", url);
     expect(run.code).to.equal(1);
     expect(run.stderr).to.include(`the watch at ${url} does not know shipment`);
+  });
+
+  const status = (device: bigint, ...extra: string[]) =>
+    hardhat(
+      [
+        "registry:status",
+        "--device",
+        device.toString(),
+        "--registry",
+        suite.addresses.registry,
+        ...extra,
+        "--network",
+        "localhost",
+      ],
+      env(),
+    );
+  interface Entry {
+    kind: string;
+    event: string;
+    confirmed: boolean;
+    mismatch?: string;
+  }
+
+  it("registry:status --watch adds the device's status changes and keys, each confirmed against its receipt", async function () {
+    const plain = await status(story.devices.stolen);
+    const watched = await status(story.devices.stolen, "--watch", watch.url);
+    expect(watched.code, watched.stderr).to.equal(0);
+    const { history, ...rest } = JSON.parse(watched.stdout) as { history: { entries: Entry[]; allConfirmed: boolean } };
+    expect(rest).to.deep.equal(JSON.parse(plain.stdout));
+    expect(history.allConfirmed).to.equal(true);
+    expect(history.entries.every((e) => e.confirmed)).to.equal(true);
+    expect(history.entries.map((e) => e.event)).to.include.members(["DeviceClaimed", "ReportedStolen", "Released"]);
+    expect(history.entries.some((e) => e.kind === "key")).to.equal(true);
+  });
+
+  it("attack: a lying index turns a release into a revocation — the entry is flagged as a mismatch and the task exits 1 naming the watch", async function () {
+    const url = await lie((body) => ({
+      ...body,
+      statusHistory: (body.statusHistory as { cause: string; status: string }[]).map((s) =>
+        s.cause === "Released" ? { ...s, cause: "DeviceRevoked", status: "revoked" } : s,
+      ),
+    }));
+    const run = await status(story.devices.stolen, "--watch", url);
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.include(`the watch at ${url} disagrees with the chain`);
+    const entries = (JSON.parse(run.stdout) as { history: { entries: Entry[] } }).history.entries;
+    const forged = entries.find((e) => e.event === "DeviceRevoked")!;
+    expect(forged.confirmed).to.equal(false);
+    expect(forged.mismatch).to.include("Released, not DeviceRevoked");
+  });
+
+  it("attack: a lying index hides the device's keys — flagged against the registry's key generation", async function () {
+    const url = await lie((body) => ({ ...body, keys: [] }));
+    const run = await status(story.devices.stolen, "--watch", url);
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.include(`the watch at ${url} disagrees with the chain`).and.to.include("latest key");
   });
 
   it("--watch that is not a URL, or not reachable, fails naming the flag", async function () {
