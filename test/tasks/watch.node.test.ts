@@ -3,6 +3,8 @@
  * against a real node and a real watch (`startWatch`) that indexed the story: the same history as
  * from the chain's logs, and an index that lies — a proxy in front of the watch that drops a
  * handoff's transaction or alters what it says — either refused by name or unable to change a line.
+ * And `watch:subscribe` / `watch:subscriptions` / `watch:unsubscribe`: an owner subscribing with
+ * the tasks' signer flags, its alert arriving signed at a receiver built with the receiver library.
  */
 import { expect } from "chai";
 import { createServer, type Server } from "node:http";
@@ -12,6 +14,7 @@ import { createLogger } from "../../src/agent/log.js";
 import { startNode } from "../helpers/node.js";
 import { dataDir } from "../watch/backends.js";
 import { deployOn, runStory, type Story, type Suite } from "../watch/story.js";
+import { WebhookReceiver, type WebhookEvent } from "../../src/watch/webhooks/receiver.js";
 import { hardhat } from "./hardhatCli.js";
 
 type Rewrite = (body: Record<string, unknown>) => Record<string, unknown>;
@@ -29,7 +32,26 @@ async function lyingWatch(upstream: string, rewrite: Rewrite): Promise<{ url: st
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
-describe("Hardhat tasks: --watch reads the history through a watch's index, re-verified against the chain", function () {
+/** A loopback receiver that answers 503 until it knows its secret (the secret comes back from the subscription). */
+async function receiverAwaitingSecret() {
+  const events: WebhookEvent[] = [];
+  let handler:
+    | ((
+        req: Parameters<ReturnType<WebhookReceiver["nodeHandler"]>>[0],
+        res: Parameters<ReturnType<WebhookReceiver["nodeHandler"]>>[1],
+      ) => void)
+    | undefined;
+  const server = createServer((req, res) => (handler ? handler(req, res) : void res.writeHead(503).end()));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    events,
+    server,
+    use: (secret: string) => (handler = new WebhookReceiver({ secret }).nodeHandler((e) => void events.push(e))),
+  };
+}
+
+describe("Hardhat tasks: --watch reads history through a watch's index, re-verified against the chain; watch:subscribe", function () {
   this.timeout(600_000);
   let suite: Suite;
   let story: Story;
@@ -207,6 +229,118 @@ describe("Hardhat tasks: --watch reads the history through a watch's index, re-v
     const run = await status(story.devices.stolen, "--watch", url);
     expect(run.code).to.equal(1);
     expect(run.stderr).to.include(`the watch at ${url} disagrees with the chain`).and.to.include("latest key");
+  });
+
+  it("watch:subscribe as the device's owner (--signer): id and secret printed once, the alert arrives signed; watch:subscriptions lists it; watch:unsubscribe ends it", async function () {
+    const owner = await suite.owner.getAddress();
+    const receiver = await receiverAwaitingSecret();
+    proxies.push(receiver.server);
+    const watchArgs = ["--watch", watch.url, "--signer", owner, "--registry", suite.addresses.registry];
+    const sub = await hardhat(
+      [
+        "watch:subscribe",
+        ...watchArgs,
+        "--scope",
+        "device",
+        "--target",
+        story.devices.stolen.toString(),
+        "--url",
+        receiver.url,
+        "--events",
+        "device.quarantined,device.released",
+        "--network",
+        "localhost",
+      ],
+      env(),
+    );
+    expect(sub.code, sub.stderr).to.equal(0);
+    const printed = JSON.parse(sub.stdout) as { id: string; secret: string; note: string; owner: string };
+    expect(printed.id).to.match(/^0x[0-9a-f]{64}$/);
+    expect(printed.secret).to.match(/^whsec_/);
+    expect(printed.note).to.include("shown once");
+    receiver.use(printed.secret);
+
+    const stolen = await hardhat(
+      [
+        "registry:report-stolen",
+        "--device",
+        story.devices.stolen.toString(),
+        "--signer",
+        owner,
+        "--registry",
+        suite.addresses.registry,
+        "--network",
+        "localhost",
+      ],
+      env(),
+    );
+    expect(stolen.code, stolen.stderr).to.equal(0);
+    const deadline = Date.now() + 60_000;
+    while (!receiver.events.some((e) => e.type === "device.quarantined") && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    const alert = receiver.events.find((e) => e.type === "device.quarantined");
+    expect(alert, "the quarantine alert reached the receiver (its signature checked by WebhookReceiver)").to.not.equal(
+      undefined,
+    );
+    expect(alert!.data.subscription).to.equal(printed.id);
+    expect(new Set(receiver.events.map((e) => e.id)).size).to.equal(receiver.events.length);
+
+    const list = await hardhat(["watch:subscriptions", ...watchArgs.slice(0, 4), "--network", "localhost"], env());
+    expect(list.code, list.stderr).to.equal(0);
+    const listed = JSON.parse(list.stdout) as { subscriptions: { id: string }[] };
+    expect(listed.subscriptions.map((s) => s.id)).to.include(printed.id);
+    expect(list.stdout).to.not.include(printed.secret);
+
+    const un = await hardhat(["watch:unsubscribe", ...watchArgs, "--id", printed.id, "--network", "localhost"], env());
+    expect(un.code, un.stderr).to.equal(0);
+    expect(JSON.parse(un.stdout)).to.deep.include({ id: printed.id, active: false });
+  });
+
+  it("attack: watch:subscribe signed by a stranger for someone else's device is refused by the watch, by name", async function () {
+    const stranger = await (await suite.provider.getSigner(8)).getAddress();
+    const run = await hardhat(
+      [
+        "watch:subscribe",
+        "--watch",
+        watch.url,
+        "--signer",
+        stranger,
+        "--registry",
+        suite.addresses.registry,
+        "--scope",
+        "device",
+        "--target",
+        story.devices.stolen.toString(),
+        "--url",
+        "http://127.0.0.1:9/hook",
+        "--network",
+        "localhost",
+      ],
+      env(),
+    );
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.include(`the watch at ${watch.url} refused the subscription (403 not_owner)`);
+  });
+
+  it("watch:subscribe with a bad --scope, --events or --target fails naming the flag", async function () {
+    const base = [
+      "watch:subscribe",
+      "--watch",
+      watch.url,
+      "--url",
+      "http://127.0.0.1:9/hook",
+      "--network",
+      "localhost",
+    ];
+    const scope = await hardhat([...base, "--scope", "fleet", "--target", "1"], env());
+    expect(scope.code).to.equal(1);
+    expect(scope.stderr).to.include("--scope: fleet is not one of owner, device, lock, shipment, channel");
+    const events = await hardhat([...base, "--scope", "device", "--target", "1", "--events", "device.exploded"], env());
+    expect(events.code).to.equal(1);
+    expect(events.stderr).to.include("--events: device.exploded");
+    const target = await hardhat([...base, "--scope", "shipment", "--target", "42"], env());
+    expect(target.code).to.equal(1);
+    expect(target.stderr).to.include("--target: 42 is not a shipment id");
   });
 
   it("--watch that is not a URL, or not reachable, fails naming the flag", async function () {
