@@ -6,6 +6,7 @@
  */
 import type { CustodyLedger } from "../../typechain-types/contracts/custody/CustodyLedger.js";
 import type { DeviceRegistry } from "../../typechain-types/contracts/registry/DeviceRegistry.js";
+import type { LocationBeacons } from "../../typechain-types/contracts/beacons/LocationBeacons.js";
 import { IndexClient } from "../../src/watch/indexer/client.js";
 import { inputError } from "../support.js";
 
@@ -204,4 +205,42 @@ export async function deviceHistory(
   if (latest !== chainKeyGeneration)
     problems.push(`the index's latest key is generation ${latest}, the registry's is ${chainKeyGeneration}`);
   return { source, entries, allConfirmed: problems.length === 0, problems };
+}
+
+/**
+ * The device's `LocationBeaconPosted` logs from the transactions the index lists, read from their
+ * receipts on the chain; every nonce the contract has counted (0 to `beaconNonce` − 1) must be
+ * there, so an index that leaves a beacon out makes the task fail rather than print fewer.
+ */
+export async function beaconLogs(watch: IndexClient, beacons: LocationBeacons, device: bigint) {
+  const source = watchName(watch.url);
+  const answer = await ask(watch, `device ${device}`, () => watch.device(device));
+  const provider = beacons.runner!.provider!;
+  const address = (await beacons.getAddress()).toLowerCase();
+  const logs = [];
+  for (const hash of new Set((answer?.locationBeacons ?? []).map((b) => b.txHash))) {
+    const receipt = await provider.getTransactionReceipt(hash);
+    if (!receipt) throw inputError(`--watch: ${source} names transaction ${hash}, which this chain does not have`);
+    for (const log of receipt.logs) {
+      if (log.address.toLowerCase() !== address) continue;
+      const parsed = beacons.interface.parseLog(log);
+      if (parsed?.name === "LocationBeaconPosted" && BigInt(parsed.args[0] as bigint) === device)
+        logs.push({
+          args: parsed.args,
+          transactionHash: log.transactionHash,
+          block: log.blockNumber,
+          index: log.index,
+        });
+    }
+  }
+  logs.sort((a, b) => a.block - b.block || a.index - b.index);
+  const counted = Number(await beacons.beaconNonce(device));
+  const nonces = new Set(logs.map((l) => Number(l.args[2])));
+  const missing = Array.from({ length: counted }, (_, n) => n).filter((n) => !nonces.has(n));
+  if (missing.length)
+    throw inputError(
+      `--watch: ${source} left out beacons the chain has (device ${device}, nonces ${missing.join(", ")} of 0–${counted - 1}); ` +
+        "it may lag the chain: try again, or leave out --watch to read them from the chain's logs",
+    );
+  return logs;
 }

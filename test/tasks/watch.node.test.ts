@@ -7,7 +7,10 @@
  * the tasks' signer flags, its alert arriving signed at a receiver built with the receiver library.
  */
 import { expect } from "chai";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { startWatch, type Watch } from "../../src/watch/watch.js";
 import { createLogger } from "../../src/agent/log.js";
@@ -229,6 +232,37 @@ describe("Hardhat tasks: --watch reads history through a watch's index, re-verif
     const run = await status(story.devices.stolen, "--watch", url);
     expect(run.code).to.equal(1);
     expect(run.stderr).to.include(`the watch at ${url} disagrees with the chain`).and.to.include("latest key");
+  });
+
+  it("beacons:open --watch opens the same beacons as from the chain's logs; attack: a lying index that hides one is refused naming the watch", async function () {
+    const keyFile = path.join(mkdtempSync(path.join(tmpdir(), "custos-beacon-key-")), "owner-beacon.json");
+    writeFileSync(keyFile, JSON.stringify(story.beaconKeys.owner));
+    const open = (...extra: string[]) =>
+      hardhat(
+        [
+          "beacons:open",
+          "--device",
+          story.devices.stolen.toString(),
+          "--key-file",
+          keyFile,
+          "--beacons",
+          suite.addresses.locationBeacons,
+          ...extra,
+          "--network",
+          "localhost",
+        ],
+        env(),
+      );
+    const fromLogs = await open();
+    expect(fromLogs.code, fromLogs.stderr).to.equal(0);
+    expect((JSON.parse(fromLogs.stdout) as { beacons: unknown[] }).beacons).to.have.length.greaterThan(0);
+    const fromWatch = await open("--watch", watch.url);
+    expect(fromWatch.code, fromWatch.stderr).to.equal(0);
+    expect(JSON.parse(fromWatch.stdout)).to.deep.equal(JSON.parse(fromLogs.stdout));
+    const url = await lie((body) => ({ ...body, locationBeacons: [] }));
+    const hidden = await open("--watch", url);
+    expect(hidden.code).to.equal(1);
+    expect(hidden.stderr).to.include(`--watch: the watch at ${url} left out beacons the chain has`);
   });
 
   it("watch:subscribe as the device's owner (--signer): id and secret printed once, the alert arrives signed; watch:subscriptions lists it; watch:unsubscribe ends it", async function () {
