@@ -6,6 +6,7 @@
  */
 import type { CustodyLedger } from "../../typechain-types/contracts/custody/CustodyLedger.js";
 import type { DeviceRegistry } from "../../typechain-types/contracts/registry/DeviceRegistry.js";
+import type { PaymentChannels } from "../../typechain-types/contracts/payments/PaymentChannels.js";
 import type { LocationBeacons } from "../../typechain-types/contracts/beacons/LocationBeacons.js";
 import { IndexClient } from "../../src/watch/indexer/client.js";
 import { inputError } from "../support.js";
@@ -243,4 +244,28 @@ export async function beaconLogs(watch: IndexClient, beacons: LocationBeacons, d
         "it may lag the chain: try again, or leave out --watch to read them from the chain's logs",
     );
   return logs;
+}
+
+/**
+ * The `ChannelOpened` log of channel `id`, from a transaction the index lists for the channel, read
+ * from its receipt on the chain (the terms it carries are the ones the contract hashed into the id).
+ */
+export async function channelOpenedLog(watch: IndexClient, channels: PaymentChannels, id: string) {
+  const source = watchName(watch.url);
+  const answer = await ask(watch, `channel ${id}`, () => watch.channel(id));
+  const provider = channels.runner!.provider!;
+  const address = (await channels.getAddress()).toLowerCase();
+  for (const hash of new Set((answer?.events ?? []).map((e) => e.txHash))) {
+    const receipt = await provider.getTransactionReceipt(hash);
+    for (const log of receipt?.logs ?? []) {
+      if (log.address.toLowerCase() !== address) continue;
+      const parsed = channels.interface.parseLog(log);
+      if (parsed?.name === "ChannelOpened" && String(parsed.args.channel).toLowerCase() === id.toLowerCase())
+        return parsed.args;
+    }
+  }
+  throw inputError(
+    `--watch: ${source} lists no transaction that opened channel ${id} on this chain; it may lag the chain ` +
+      "(try again) or leave out --watch to read it from the chain's logs",
+  );
 }

@@ -22,12 +22,12 @@ import { hardhat } from "./hardhatCli.js";
 
 type Rewrite = (body: Record<string, unknown>) => Record<string, unknown>;
 
-/** A proxy in front of the watch that rewrites its `/watch/shipments/…` and `/watch/devices/…` answers. */
+/** A proxy in front of the watch that rewrites its `/watch/shipments/…`, `/watch/devices/…` and `/watch/channels/…` answers. */
 async function lyingWatch(upstream: string, rewrite: Rewrite): Promise<{ url: string; server: Server }> {
   const server = createServer(async (req, res) => {
     const reply = await fetch(`${upstream}${req.url}`);
     let text = await reply.text();
-    if (reply.ok && /^\/watch\/(shipments|devices)\//.test(req.url ?? ""))
+    if (reply.ok && /^\/watch\/(shipments|devices|channels)\//.test(req.url ?? ""))
       text = JSON.stringify(rewrite(JSON.parse(text) as Record<string, unknown>));
     res.writeHead(reply.status, { "content-type": "application/json" }).end(text);
   });
@@ -263,6 +263,54 @@ describe("Hardhat tasks: --watch reads history through a watch's index, re-verif
     const hidden = await open("--watch", url);
     expect(hidden.code).to.equal(1);
     expect(hidden.stderr).to.include(`--watch: the watch at ${url} left out beacons the chain has`);
+  });
+
+  it("channel:top-up --watch finds the channel's terms through the index; attack: a lying index that hides or swaps its opening is refused before anything is sent", async function () {
+    const payerOwner = await suite.registry.ownerOf(story.devices.payer);
+    const chan = ["--channels", suite.addresses.paymentChannels, "--signer", payerOwner];
+    const opened = await hardhat(
+      [
+        "channel:open",
+        "--payer",
+        story.devices.payer.toString(),
+        "--payee",
+        story.devices.payee.toString(),
+        "--payer-key",
+        story.keys.payer.signer,
+        "--amount",
+        "1000",
+        "--salt",
+        "7",
+        ...chan,
+        "--network",
+        "localhost",
+      ],
+      env(),
+    );
+    expect(opened.code, opened.stderr).to.equal(0);
+    const channel = (JSON.parse(opened.stdout) as { channel: string }).channel;
+    await watch.indexer.waitForBlock(await suite.provider.getBlockNumber());
+    const topUp = (url: string) =>
+      hardhat(
+        ["channel:top-up", "--channel", channel, "--amount", "5", "--watch", url, ...chan, "--network", "localhost"],
+        env(),
+      );
+    const honest = await topUp(watch.url);
+    expect(honest.code, honest.stderr).to.equal(0);
+    expect((await suite.channels.channelState(channel)).deposit).to.equal(1005n);
+
+    const hiding = await lie((body) => ({ ...body, events: [] }));
+    const hidden = await topUp(hiding);
+    expect(hidden.code).to.equal(1);
+    expect(hidden.stderr).to.include(
+      `--watch: the watch at ${hiding} lists no transaction that opened channel ${channel}`,
+    );
+    const other = (await (await fetch(`${watch.url}/watch/channels/${story.channel}`)).json()) as { events: unknown[] };
+    const swapping = await lie((body) => ({ ...body, events: other.events }));
+    const swapped = await topUp(swapping);
+    expect(swapped.code).to.equal(1);
+    expect(swapped.stderr).to.include(`the watch at ${swapping} lists no transaction that opened channel ${channel}`);
+    expect((await suite.channels.channelState(channel)).deposit).to.equal(1005n);
   });
 
   it("watch:subscribe as the device's owner (--signer): id and secret printed once, the alert arrives signed; watch:subscriptions lists it; watch:unsubscribe ends it", async function () {
