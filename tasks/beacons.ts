@@ -53,6 +53,12 @@ export const beaconTasks = [
     .addOption(needed("device", "the device id"))
     .addOption(needed("keyFile", "a key file of beacons:keygen"))
     .addOption(beacons)
+    .addOption(
+      optional(
+        "watch",
+        "a Custos watch's URL (npm run watch): read which transactions carry the beacons from its index, then the receipts from the chain",
+      ),
+    )
     .setAction(lazy(actions, "open"))
     .build(),
 ];

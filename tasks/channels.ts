@@ -21,6 +21,12 @@ const channels = optional(
   "PaymentChannels address (default: CUSTOS_PAYMENT_CHANNELS, or this chain's Ignition deployment)",
 );
 
+/** Where the terms come from: the chain's logs, or the receipt of the transaction a watch's index lists. */
+const watch = optional(
+  "watch",
+  "a Custos watch's URL (npm run watch): find the channel's opening through its index, read from the chain",
+);
+
 export const channelTasks = [
   signing(
     task(
@@ -44,7 +50,8 @@ export const channelTasks = [
     task("channel:top-up", "Adds to a channel's deposit (anyone may)")
       .addOption(channel)
       .addOption(needed("amount", "what to add (wei, or token base units)"))
-      .addOption(channels),
+      .addOption(channels)
+      .addOption(watch),
   )
     .setAction(lazy(actions, "topUp"))
     .build(),
@@ -58,7 +65,8 @@ export const channelTasks = [
           "JSON file {cumulativeAmount, key, signature} (the payee's highest voucher, by the key the channel was opened with)",
         ),
       )
-      .addOption(channels),
+      .addOption(channels)
+      .addOption(watch),
   )
     .setAction(lazy(actions, "close"))
     .build(),
@@ -69,7 +77,8 @@ export const channelTasks = [
       "Starts a unilateral close as the payer device's owner (the payee then has the challenge period)",
     )
       .addOption(channel)
-      .addOption(channels),
+      .addOption(channels)
+      .addOption(watch),
   )
     .setAction(lazy(actions, "startClose"))
     .build(),
@@ -77,7 +86,8 @@ export const channelTasks = [
   signing(
     task("channel:settle", "Settles channels whose challenge period is over (anyone may)")
       .addOption(needed("channel", "channel id(s), comma-separated"))
-      .addOption(channels),
+      .addOption(channels)
+      .addOption(watch),
   )
     .setAction(lazy(actions, "settle"))
     .build(),

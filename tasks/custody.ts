@@ -6,6 +6,7 @@
  *   npx hardhat custody:history --epc urn:epc:id:sscc:… --creator 0x…
  *   npx hardhat custody:prove-reading --shipment 0x… --seq 2 --index 17 --readings tracker.jsonl
  *   npx hardhat custody:epcis --shipment 0x… --out shipment.jsonld
+ *   npx hardhat custody:history --shipment 0x… --watch http://127.0.0.1:8790
  *
  * A shipment is named by its id, or by its EPC and its creator: ids belong to their creators
  * (keccak256(abi.encode(creator, keccak256(epc)))), so the same EPC created by someone else is
@@ -13,6 +14,10 @@
  * creates with unless told otherwise. A task that sends (or signs a handoff) needs `--network` and
  * signs as account #0 unless told `--signer N|ADDRESS`, `--keystore FILE` or `--signer-var NAME`;
  * a handoff is signed only by one of its two custodians.
+ *
+ * With `--watch URL` the history and EPCIS tasks ask a Custos watch's index which transactions carry
+ * the shipment's events, read those receipts from the chain and re-verify every signature; an index
+ * that leaves something out makes them fail, never print a shorter history.
  *
  * `custody:history` dates a handoff or checkpoint by the time it was signed (as the EPCIS export
  * does), with the block that recorded it alongside.
@@ -22,6 +27,10 @@ import { int, lazy, needed, optional, signing, text } from "./support.js";
 
 const actions = () => import("./actions/custody.js");
 const ledger = optional("ledger", "CustodyLedger address");
+const watch = optional(
+  "watch",
+  "a Custos watch's URL (npm run watch): read which transactions to check from its index instead of replaying logs",
+);
 
 /** `--shipment`, or `--epc` with `--creator`, for a task that reads one shipment. */
 function namesShipment(id: string, description: string) {
@@ -37,6 +46,7 @@ export const custodyTasks = [
     "Rebuilds a shipment's custody chain and checkpoints from events, re-verifying every signature",
   )
     .addOption(optional("ledger", "CustodyLedger address (default: CUSTOS_CUSTODY_LEDGER or the Ignition deployment)"))
+    .addOption(watch)
     .addFlag({ name: "json", description: "print the history as JSON instead of a timeline" })
     .setAction(lazy(actions, "history"))
     .build(),
@@ -62,6 +72,7 @@ export const custodyTasks = [
     .addOption(optional("out", "where to write it (default: print)"))
     .addOption(optional("locations", "JSON file mapping location ids (keccak256 of a URI) to their URIs"))
     .addOption(ledger)
+    .addOption(watch)
     .setAction(lazy(actions, "epcis"))
     .build(),
 

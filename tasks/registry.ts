@@ -8,6 +8,7 @@
  *   npx hardhat registry:batch --csv devices.csv --out batch/ --commit --signer 1 --network localhost
  *   npx hardhat registry:claim --message claim.json --network localhost
  *   npx hardhat registry:status --device 123... --network localhost
+ *   npx hardhat registry:status --device 123... --watch http://127.0.0.1:8790 --network localhost
  */
 import { task } from "hardhat/config";
 import { lazy, needed, optional, signing, text } from "./support.js";
@@ -59,6 +60,12 @@ export const registryTasks = [
     .addOption(optional("device", "device id"))
     .addOption(optional("key", "device key (ERC-7913 signer bytes)"))
     .addOption(registry)
+    .addOption(
+      optional(
+        "watch",
+        "a Custos watch's URL (npm run watch): add the device's status changes and keys from its index, each confirmed on chain",
+      ),
+    )
     .setAction(lazy(actions, "status"))
     .build(),
 

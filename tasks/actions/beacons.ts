@@ -95,14 +95,21 @@ export const removeResponder = taskAction(
 
 export const open = taskAction(
   "beacons:open",
-  async (args: { device?: string; keyFile?: string; beacons?: string }, hre: HardhatRuntimeEnvironment) => {
+  async (
+    args: { device?: string; keyFile?: string; beacons?: string; watch?: string },
+    hre: HardhatRuntimeEnvironment,
+  ) => {
     const device = deviceIdArg(required(args.device, "--device"));
     const key = readKeyFile(required(args.keyFile, "--key-file"));
     const chain = await openChain(hre, "beacons:open", false);
     const address = await contractAddress(chain, "LocationBeacons", args.beacons);
     const b = await contractAt(chain, "LocationBeacons", address);
     const { openLocation } = await import("../../src/beacons/index.js");
-    const posted = await b.queryFilter(b.filters.LocationBeaconPosted(device));
+    // With --watch, the index says which transactions to read; the receipts come from the chain.
+    const posted =
+      args.watch === undefined
+        ? await b.queryFilter(b.filters.LocationBeaconPosted(device))
+        : await import("./watchIndex.js").then((w) => w.beaconLogs(w.watchClient(args.watch!), b, device));
     const beacons = [];
     for (const e of posted) {
       // By position: `at` is also the name of a method of ethers' Result.

@@ -56,9 +56,16 @@ async function needDeviceOwner(
   await needAccount(chain, who, owner, `${what} needs the ${role} device ${device}'s owner`, `its owner`);
 }
 
-/** The terms of channel `id`, from its `ChannelOpened` event. */
-export async function termsOf(channels: Channels, id: string) {
+/**
+ * The terms of channel `id`, from its `ChannelOpened` event: found in the chain's logs, or with
+ * `--watch` in the receipt of the transaction the watch's index lists for it.
+ */
+export async function termsOf(channels: Channels, id: string, watch?: string) {
   if (!/^0x[0-9a-fA-F]{64}$/.test(id)) throw inputError(`--channel: ${id} is not a channel id`);
+  if (watch !== undefined) {
+    const w = await import("./watchIndex.js");
+    return termsFromOpened(await w.channelOpenedLog(w.watchClient(watch), channels, id));
+  }
   const [opened] = await channels.queryFilter(channels.filters.ChannelOpened(id));
   if (!opened) throw inputError(`--channel: no channel ${id} was opened here`);
   return termsFromOpened(opened.args);
@@ -129,13 +136,13 @@ export const open = taskAction(
 export const topUp = taskAction(
   "channel:top-up",
   async (
-    args: SignerArgs & { channel?: string; amount?: string; channels?: string },
+    args: SignerArgs & { channel?: string; amount?: string; channels?: string; watch?: string },
     hre: HardhatRuntimeEnvironment,
   ) => {
     const channel = required(args.channel, "--channel");
     const amount = amountArg(required(args.amount, "--amount"), "--amount");
     const { channels } = await channelsFor(hre, "channel:top-up", args.channels, args);
-    const terms = await termsOf(channels, channel);
+    const terms = await termsOf(channels, channel, args.watch);
     const receipt = await (
       await channels.topUp(terms, amount, { value: terms.token === ZeroAddress ? amount : 0n })
     ).wait();
@@ -146,12 +153,12 @@ export const topUp = taskAction(
 export const close = taskAction(
   "channel:close",
   async (
-    args: SignerArgs & { channel?: string; voucher?: string; channels?: string },
+    args: SignerArgs & { channel?: string; voucher?: string; channels?: string; watch?: string },
     hre: HardhatRuntimeEnvironment,
   ) => {
     const channel = required(args.channel, "--channel");
     const { chain, who, channels, registry } = await channelsFor(hre, "channel:close", args.channels, args);
-    const terms = await termsOf(channels, channel);
+    const terms = await termsOf(channels, channel, args.watch);
     await needDeviceOwner(chain, who, registry, terms.payee, "payee", "channel:close");
     let [amount, key, signature] = [0n, "0x", "0x"];
     if (args.voucher) {
@@ -171,10 +178,13 @@ export const close = taskAction(
 
 export const startClose = taskAction(
   "channel:start-close",
-  async (args: SignerArgs & { channel?: string; channels?: string }, hre: HardhatRuntimeEnvironment) => {
+  async (
+    args: SignerArgs & { channel?: string; channels?: string; watch?: string },
+    hre: HardhatRuntimeEnvironment,
+  ) => {
     const channel = required(args.channel, "--channel");
     const { chain, who, channels, registry } = await channelsFor(hre, "channel:start-close", args.channels, args);
-    const terms = await termsOf(channels, channel);
+    const terms = await termsOf(channels, channel, args.watch);
     await needDeviceOwner(chain, who, registry, terms.payer, "payer", "channel:start-close");
     const receipt = await (await channels.startClose(terms)).wait();
     return print({ tx: receipt!.hash, closesAt: (await channels.channelState(channel)).closesAt });
@@ -183,11 +193,14 @@ export const startClose = taskAction(
 
 export const settle = taskAction(
   "channel:settle",
-  async (args: SignerArgs & { channel?: string; channels?: string }, hre: HardhatRuntimeEnvironment) => {
+  async (
+    args: SignerArgs & { channel?: string; channels?: string; watch?: string },
+    hre: HardhatRuntimeEnvironment,
+  ) => {
     const ids = required(args.channel, "--channel");
     const { channels } = await channelsFor(hre, "channel:settle", args.channels, args);
     const terms = [];
-    for (const id of ids.split(",").map((c) => c.trim())) terms.push(await termsOf(channels, id));
+    for (const id of ids.split(",").map((c) => c.trim())) terms.push(await termsOf(channels, id, args.watch));
     const receipt = await (await channels.settleMany(terms)).wait();
     return print({ tx: receipt!.hash, settled: terms.length, gas: Number(receipt!.gasUsed) });
   },

@@ -25,6 +25,7 @@ import {
   type TaskSigner,
 } from "../chain.js";
 import { writeFileAtomic } from "../files.js";
+import { shipmentTxHashes, watchClient, watchName } from "./watchIndex.js";
 import { inputError, intArg, required, signedIntArg, type SignerArgs } from "../support.js";
 
 /** The ledger address: the flag, else CUSTOS_CUSTODY_LEDGER, else this chain's Ignition deployment. */
@@ -38,6 +39,25 @@ async function ledgerAt(chain: Chain, flag: string | undefined, who?: TaskSigner
 }
 
 type Ledger = Awaited<ReturnType<typeof ledgerAt>>;
+
+/**
+ * The shipment's history, from the chain's logs, or with `--watch` from the transactions the
+ * watch's index lists (their receipts read from the chain, every signature re-verified here).
+ */
+async function historyOf(chain: Chain, ledger: Ledger, shipment: string, watch?: string): Promise<ShipmentHistory> {
+  const address = await ledger.getAddress();
+  if (watch === undefined) {
+    await needShipment(ledger, shipment);
+    return shipmentHistory(chain.provider, address, shipment);
+  }
+  const client = watchClient(watch);
+  const txHashes = await shipmentTxHashes(client, ledger, shipment);
+  try {
+    return await shipmentHistory(chain.provider, address, shipment, { txHashes, sourceName: watchName(client.url) });
+  } catch (err) {
+    throw inputError(`--watch: ${(err as Error).message}`);
+  }
+}
 
 /** Refuses a shipment the ledger never created. */
 async function needShipment(ledger: Ledger, shipment: string): Promise<void> {
@@ -98,12 +118,11 @@ async function shipmentOfArgs(chain: Chain, args: ShipmentArgs): Promise<string>
 
 export const history = taskAction(
   "custody:history",
-  async (args: ShipmentArgs & { ledger?: string; json: boolean }, hre: HardhatRuntimeEnvironment) => {
+  async (args: ShipmentArgs & { ledger?: string; json: boolean; watch?: string }, hre: HardhatRuntimeEnvironment) => {
     const chain = await openChain(hre, "custody:history", false);
     const shipment = await shipmentOfArgs(chain, args);
     const ledger = await ledgerAt(chain, args.ledger);
-    await needShipment(ledger, shipment);
-    const h = await shipmentHistory(chain.provider, await ledger.getAddress(), shipment);
+    const h = await historyOf(chain, ledger, shipment, args.watch);
     if (args.json) console.log(JSON.stringify(h, null, 2));
     else {
       console.log(`${h.epc} (${h.shipment})${h.parent ? `, split off ${h.parent}` : ""}`);
@@ -183,7 +202,7 @@ export const proveReading = taskAction(
 export const epcis = taskAction(
   "custody:epcis",
   async (
-    args: ShipmentArgs & { out?: string; locations?: string; ledger?: string },
+    args: ShipmentArgs & { out?: string; locations?: string; ledger?: string; watch?: string },
     hre: HardhatRuntimeEnvironment,
   ) => {
     let locations: Record<string, string> | undefined;
@@ -194,8 +213,7 @@ export const epcis = taskAction(
     const chain = await openChain(hre, "custody:epcis", false);
     const shipment = await shipmentOfArgs(chain, args);
     const ledger = await ledgerAt(chain, args.ledger);
-    await needShipment(ledger, shipment);
-    const h = await shipmentHistory(chain.provider, await ledger.getAddress(), shipment);
+    const h = await historyOf(chain, ledger, shipment, args.watch);
     const { toEpcisDocument } = await import("../../src/custody/epcis.js");
     const doc = toEpcisDocument(h, { locations });
     const text = JSON.stringify(doc, null, 2) + "\n";

@@ -230,7 +230,10 @@ export const claim = taskAction(
 
 export const status = taskAction(
   "registry:status",
-  async (args: { device?: string; key?: string; registry?: string }, hre: HardhatRuntimeEnvironment) => {
+  async (
+    args: { device?: string; key?: string; registry?: string; watch?: string },
+    hre: HardhatRuntimeEnvironment,
+  ) => {
     if (!args.device === !args.key) throw inputError("give exactly one of --device and --key");
     if (args.key !== undefined && (!isHexString(args.key) || dataLength(args.key) < 20))
       throw inputError(`--key: ${args.key} is not a device key (hex bytes: an address or a P-256 signer)`);
@@ -262,8 +265,20 @@ export const status = taskAction(
       firmware: info.firmware,
       firmwareRevoked: info.firmwareRevoked,
     };
-    console.log(JSON.stringify(result));
-    return result;
+    if (args.watch === undefined) {
+      console.log(JSON.stringify(result));
+      return result;
+    }
+    // What only --watch needs is imported here: the plain task starts without it.
+    const { deviceHistory, watchClient } = await import("./watchIndex.js");
+    const history = await deviceHistory(watchClient(args.watch), registry, id, Number(info.keyGeneration));
+    const withHistory = { ...result, history };
+    console.log(JSON.stringify(withHistory));
+    if (!history.allConfirmed) {
+      console.error(`${history.source} disagrees with the chain: ${history.problems.join("; ")}`);
+      process.exitCode = 1;
+    }
+    return withHistory;
   },
 );
 

@@ -3,11 +3,17 @@
  * node`, or anvil with its block time and mempool when CUSTOS_NODE=anvil), the relayer gateway, and
  * three device agents (`custos-agent`): a smart lock serving unlocks over HTTP and anchoring its
  * log, a tracker attesting its firmware through the relayer and posting a checkpoint, and a charger
- * presenting the voucher a car paid it with. The scenario crosses the registry, the locks, the
- * custody ledger and the channels; every process is stopped at the end, whatever happens.
+ * presenting the voucher a car paid it with. Beside them the watch (`npm run watch`'s CLI, with a
+ * funded tower keystore) indexes it all, and an owner's subscription, made with the subscriber
+ * library, gets its alerts at a loopback receiver built with the receiver library. The scenario
+ * crosses the registry, the locks, the custody ledger and the channels; every process is stopped at
+ * the end, whatever happens.
  */
 import { expect } from "chai";
+import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { JsonRpcProvider, Wallet, encodeBytes32String, id as textHash, parseEther, type Signer } from "ethers";
 import { deploySuite, type SuiteAddresses } from "../../src/deploy/suite.js";
@@ -29,6 +35,74 @@ import { keystoreFiles, spawnRelayer, type RelayerProcess } from "../relayer/pro
 import { tempDir } from "../agent/helpers.js";
 import { reapAll, startCli, type CliRun } from "../helpers/cli.js";
 import { deviceByKey } from "../../src/registry/lookup.js";
+import { subscribe } from "../../src/watch/webhooks/subscriber.js";
+import { WebhookReceiver, type WebhookEvent } from "../../src/watch/webhooks/receiver.js";
+
+const ROOT = path.join(import.meta.dirname, "..", "..");
+
+interface WatchProcess {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+  stop(): Promise<void>;
+}
+
+/** `npm run watch -- args…` (the same `tsx src/watch/cli.ts`), started and waited for until it listens. */
+async function spawnWatch(args: string[]): Promise<WatchProcess> {
+  const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), "src/watch/cli.ts", ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const until = Date.now() + 120_000;
+  for (;;) {
+    const line = out.split("\n").find((l) => l.includes('"event":"listening"'));
+    if (line) return { child, url: (JSON.parse(line) as { url: string }).url, output: () => out, stop };
+    if (child.exitCode !== null || Date.now() > until) {
+      await stop();
+      throw new Error(`the watch did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A subscriber's loopback endpoint: 503 until it knows its secret (which the subscription returns). */
+async function loopbackReceiver() {
+  const events: WebhookEvent[] = [];
+  const ids: string[] = [];
+  let handle: ((req: never, res: never) => void) | undefined;
+  const server: Server = createServer((req, res) =>
+    handle ? handle(req as never, res as never) : void res.writeHead(503).end(),
+  );
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    events,
+    ids,
+    use(secret: string) {
+      handle = new WebhookReceiver({ secret }).nodeHandler((e) => {
+        ids.push(e.id);
+        events.push(e);
+      }) as never;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 const PASSWORD = "device passphrase";
 const MODEL = encodeBytes32String("custos-e2e");
@@ -52,14 +126,16 @@ async function device(dir: string, name: string): Promise<{ file: string; key: D
   return { file, key: deviceKeyOf(material) };
 }
 
-describe(`e2e: ${NODE_KIND} node, relayer and three agents as processes, across all four parts`, function () {
+describe(`e2e: ${NODE_KIND} node, relayer, three agents and the watch as processes, across all four parts`, function () {
   this.timeout(300_000);
 
-  it("a lock opens for a guest and anchors its log, a tracker attests through the relayer and posts a checkpoint, a charger claims a car's voucher", async function () {
+  it("a lock opens for a guest and anchors its log, a tracker attests through the relayer and posts a checkpoint, a charger claims a car's voucher; the watch indexes it and the shipper's alert arrives signed", async function () {
     const dir = tempDir("custos-e2e-mp-");
     let node: HardhatNode | undefined;
     let relayer: RelayerProcess | undefined;
     let lockServer: CliRun | undefined;
+    let watch: WatchProcess | undefined;
+    let receiver: Awaited<ReturnType<typeof loopbackReceiver>> | undefined;
     try {
       node = await startNode();
       const provider = new JsonRpcProvider(node.url, 31337n, { staticNetwork: true, cacheTimeout: -1 });
@@ -110,10 +186,11 @@ describe(`e2e: ${NODE_KIND} node, relayer and three agents as processes, across 
       const carId = await claim(car, fleet);
       const chargerId = await claim(charger, chargeCo);
 
-      // The agents' gas payer, and the relayer's account.
+      // The agents' gas payer, the relayer's account and the watchtower's.
       const payer = Wallet.createRandom();
       const relayerWallet = Wallet.createRandom();
-      for (const w of [payer, relayerWallet])
+      const towerWallet = Wallet.createRandom();
+      for (const w of [payer, relayerWallet, towerWallet])
         await (await admin.sendTransaction({ to: w.address, value: parseEther("10") })).wait();
       const { keystore, passwordFile } = keystoreFiles(relayerWallet as unknown as Wallet);
       relayer = await spawnRelayer([
@@ -136,6 +213,49 @@ describe(`e2e: ${NODE_KIND} node, relayer and three agents as processes, across 
         "--log-level",
         "info",
       ]);
+      // The watch, as `npm run watch` starts it, with the tower's funded keystore.
+      const tower = keystoreFiles(towerWallet as unknown as Wallet);
+      watch = await spawnWatch([
+        "--rpc",
+        node.url,
+        "--registry",
+        suite.registry,
+        "--location-beacons",
+        suite.locationBeacons,
+        "--lock-access",
+        suite.lockAccess,
+        "--payment-channels",
+        suite.paymentChannels,
+        "--custody-ledger",
+        suite.custodyLedger,
+        "--keystore",
+        tower.keystore,
+        "--password-file",
+        tower.passwordFile,
+        "--port",
+        String(await freePort()),
+        "--data",
+        path.join(dir, "watch"),
+      ]);
+      // The shipper subscribes, as owner, to every alert about what it owns.
+      receiver = await loopbackReceiver();
+      const chainNow = (await provider.getBlock("latest"))!.timestamp;
+      const subscription = await subscribe(
+        watch.url,
+        shipper,
+        { chainId, verifyingContract: suite.registry },
+        {
+          owner: await shipper.getAddress(),
+          scope: "owner",
+          target: await shipper.getAddress(),
+          url: receiver.url,
+          events: "all",
+          nonce: "1",
+          deadline: String(chainNow + 600),
+        },
+      );
+      receiver.use(subscription.secret);
+
       const env = {
         CUSTOS_RPC_URL: node.url,
         CUSTOS_REGISTRY: suite.registry,
@@ -342,7 +462,43 @@ describe(`e2e: ${NODE_KIND} node, relayer and three agents as processes, across 
       );
       await finished(claimRun, "send --signed voucher");
       expect(await channels.deviceBalance(chargerId, "0x" + "00".repeat(20))).to.equal(amount);
+
+      // 4. The shipper reports its tracker stolen: the watch's alert reaches its receiver, signed
+      //    (WebhookReceiver checked it), each delivery once.
+      await (await registry.connect(shipper).reportStolen(trackerId)).wait();
+      const alertBy = Date.now() + 60_000;
+      while (!receiver.events.some((e) => e.type === "device.quarantined")) {
+        if (Date.now() > alertBy) throw new Error(`no quarantine alert arrived:\n${watch.output().slice(-4000)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const quarantined = receiver.events.find((e) => e.type === "device.quarantined")!;
+      expect(quarantined.data.subscription).to.equal(subscription.id);
+      expect(String(quarantined.data.alert.subjects.device)).to.equal(trackerId.toString());
+      expect(new Set(receiver.ids).size, "each delivery id arrives once").to.equal(receiver.ids.length);
+
+      // 5. The watch's answer for the shipment matches the chain: its checkpoint and the
+      //    transaction that carried it.
+      const [posted] = await ledger.queryFilter(ledger.filters.CheckpointPosted(fields.shipment));
+      let answer: {
+        shipment: { checkpointSeq: string; tracker: string };
+        checkpoints: { seq: string; txHash: string; readingsRoot: string }[];
+      };
+      const indexedBy = Date.now() + 60_000;
+      for (;;) {
+        answer = (await (await fetch(`${watch.url}/watch/shipments/${fields.shipment}`)).json()) as typeof answer;
+        if (answer.checkpoints?.length) break;
+        if (Date.now() > indexedBy) throw new Error("the watch never indexed the checkpoint");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const onChain = await ledger.shipmentOf(fields.shipment);
+      expect(answer.shipment.checkpointSeq).to.equal(onChain.checkpointSeq.toString());
+      expect(answer.shipment.tracker).to.equal(trackerId.toString());
+      expect(answer.checkpoints.map((c) => [c.seq, c.txHash, c.readingsRoot])).to.deep.equal([
+        ["1", posted.transactionHash, readings.root],
+      ]);
     } finally {
+      await receiver?.close();
+      await watch?.stop();
       if (lockServer && lockServer.child.exitCode === null) {
         lockServer.child.kill("SIGTERM");
         await Promise.race([lockServer.exited, new Promise((r) => setTimeout(r, 10_000))]);
