@@ -7,7 +7,8 @@
  *
  * The lock, the tracker and the meter run in this process, with the same code the agent runs
  * (`src/agent/roles`); the multi-process run (a node, the relayer and agents as child processes)
- * is the end-to-end test.
+ * is the end-to-end test. The watch and three guardians run here too, over JSON-RPC and HTTP like
+ * any other (steps 7–9, `scripts/demo/watch.ts`).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
