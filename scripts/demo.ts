@@ -36,6 +36,9 @@ import { deviceByKey } from "../src/registry/lookup.js";
 import { connection } from "../test/helpers/hardhat.js";
 import { startDemoWatch, stolenLockStory } from "./demo/watch.js";
 
+/** The watch (a Ponder child process): stopped also when a step throws, so nothing outlives the demo. */
+let demoWatch: { stop(): Promise<void> } | undefined;
+
 const rows: { step: string; outcome: string; expected: string; gas: string }[] = [];
 const say = (line: string) => console.log(line);
 
@@ -110,6 +113,7 @@ async function main(): Promise<void> {
     suite,
     dataDir: path.join(dir, "watch"),
   });
+  demoWatch = watch;
 
   // ------------------------------------------------------------------ 1. provisioning
   say("\n1. A manufacturer provisions 10,000 devices in one transaction; owners claim theirs.");
@@ -639,7 +643,8 @@ async function main(): Promise<void> {
   if (wrong.length > 0) process.exitCode = 1;
 }
 
-main().catch((err) => {
+main().catch(async (err) => {
   console.error(err);
   process.exitCode = 1;
+  await demoWatch?.stop().catch(() => undefined);
 });
