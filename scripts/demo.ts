@@ -7,7 +7,8 @@
  *
  * The lock, the tracker and the meter run in this process, with the same code the agent runs
  * (`src/agent/roles`); the multi-process run (a node, the relayer and agents as child processes)
- * is the end-to-end test.
+ * is the end-to-end test. The watch and three guardians run here too, over JSON-RPC and HTTP like
+ * any other (steps 7–9, `scripts/demo/watch.ts`).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -32,6 +33,11 @@ import { shipmentHistory, timeline } from "../src/custody/history.js";
 import { toEpcisDocument } from "../src/custody/epcis.js";
 import { submitExcursion } from "../src/custody/excursion.js";
 import { deviceByKey } from "../src/registry/lookup.js";
+import { connection } from "../test/helpers/hardhat.js";
+import { startDemoWatch, stolenLockStory } from "./demo/watch.js";
+
+/** The watch (a Ponder child process): stopped also when a step throws, so nothing outlives the demo. */
+let demoWatch: { stop(): Promise<void> } | undefined;
 
 const rows: { step: string; outcome: string; expected: string; gas: string }[] = [];
 const say = (line: string) => console.log(line);
@@ -75,9 +81,14 @@ async function main(): Promise<void> {
   const relayer = new Wallet(ethers.id("demo relayer"), ethers.provider);
   await (await admin.sendTransaction({ to: relayer.address, value: ethers.parseEther("10") })).wait();
   const dir = mkdtempSync(path.join(os.tmpdir(), "custos-demo-"));
+  // Three independent guardians, quorum two (step 8); each pays its own votes.
+  const guardianKeys = [1, 2, 3].map((i) => ethers.id(`demo guardian ${i}`));
+  for (const key of guardianKeys)
+    await (await admin.sendTransaction({ to: new Wallet(key).address, value: ethers.parseEther("1") })).wait();
   const suite = await deploySuite(admin, {
     manufacturers: [manufacturer.address],
-    guardians: [admin.address],
+    guardians: guardianKeys.map((k) => new Wallet(k).address),
+    guardianQuorum: 2,
     challengePeriod: 3_600,
   });
   const registry = await ethers.getContractAt("DeviceRegistry", suite.registry, manufacturer);
@@ -92,7 +103,17 @@ async function main(): Promise<void> {
     lockAccess: suite.lockAccess,
     paymentChannels: suite.paymentChannels,
     custodyLedger: suite.custodyLedger,
+    locationBeacons: suite.locationBeacons,
   };
+  // The watch starts now and indexes the story as it happens (it is used from step 7 on).
+  const watch = await startDemoWatch({
+    provider: connection.provider,
+    nodeUrl: process.env.CUSTOS_ANVIL_URL,
+    chainId,
+    suite,
+    dataDir: path.join(dir, "watch"),
+  });
+  demoWatch = watch;
 
   // ------------------------------------------------------------------ 1. provisioning
   say("\n1. A manufacturer provisions 10,000 devices in one transaction; owners claim theirs.");
@@ -582,6 +603,30 @@ async function main(): Promise<void> {
     await gasOf(channels.settle(capped)),
   );
 
+  await stolenLockStory({
+    watch,
+    suite,
+    chainId,
+    dir,
+    admin,
+    owner: buyer,
+    guardianKeys,
+    lockId,
+    lockAgent,
+    lockService,
+    hasher,
+    tryToOpen: async () => {
+      await lockService.sync();
+      const d = await unlockAt(url, second, guest, hasher, { now: clock() });
+      return d.open ? "opened" : `refused (${d.reason})`;
+    },
+    chainTime: () => time.latest(),
+    increaseTo: (t) => time.increaseTo(t),
+    record,
+    say,
+  });
+
+  await watch.stop();
   await lockService.close();
   await tracker.close();
   await payee.close();
@@ -598,7 +643,8 @@ async function main(): Promise<void> {
   if (wrong.length > 0) process.exitCode = 1;
 }
 
-main().catch((err) => {
+main().catch(async (err) => {
   console.error(err);
   process.exitCode = 1;
+  await demoWatch?.stop().catch(() => undefined);
 });

@@ -16,6 +16,8 @@ export const DOMAINS = {
   forwarder: { name: "Custos Forwarder", version: "1" },
   /** The watch (off chain): bound to the chain id and the DeviceRegistry's address it watches. */
   watch: { name: "Custos Watch", version: "1" },
+  /** The guardians (off chain): bound to the chain id and the DeviceRegistry's address they guard. */
+  guardians: { name: "Custos Guardians", version: "1" },
 } as const;
 
 export type DomainName = keyof typeof DOMAINS;
@@ -223,6 +225,23 @@ export const TYPES = {
       { name: "events", type: "bytes32" },
       { name: "nonce", type: "uint256" },
       { name: "deadline", type: "uint256" },
+    ],
+  },
+  /**
+   * A device tells the guardians where it was when something happened (a lock: an unlock attempt),
+   * signed by its registered key. `seq` grows by one per report of the device (a replay or a
+   * reorder is refused); `record` is the leaf of the unlock-log record it reports on (zero if
+   * none), so the report can be held against the log root the lock anchors.
+   */
+  PositionReport: {
+    domain: "guardians",
+    fields: [
+      { name: "device", type: "uint256" },
+      { name: "seq", type: "uint64" },
+      { name: "at", type: "uint64" },
+      { name: "latitudeE7", type: "int32" },
+      { name: "longitudeE7", type: "int32" },
+      { name: "record", type: "bytes32" },
     ],
   },
   /** The owner of watch subscription `subscription` ends it. */

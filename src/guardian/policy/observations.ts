@@ -16,6 +16,8 @@ export interface LocationReport extends OnChain {
   latitudeE7: number;
   longitudeE7: number;
   source: "checkpoint" | "beacon" | "report";
+  /** A report the device signed off chain (then txHash is empty): what anyone re-checks. */
+  signed?: { key: string; digest: string; signature: string };
 }
 
 /** A firmware attestation by the device (`FirmwareAttested`). */

@@ -1,14 +1,17 @@
 /**
  * The guardian's HTTP API: `GET /evidence/:hash` serves the canonical JSON kept under a vote's
  * reason hash, byte for byte (anyone checks keccak256 of the body against the on-chain reason);
- * `GET /status` the loop's counters.
+ * `GET /status` the loop's counters; `POST /reports` takes a device's signed `PositionReport`
+ * (202 when taken as an observation, 400 naming the field when refused).
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import type { EvidenceStore } from "./evidence.js";
+import type { DeviceReports, SignedPositionReport } from "./reports.js";
 
 export async function startGuardianApi(opts: {
   evidence: EvidenceStore;
   status: () => object;
+  reports: DeviceReports;
   port: number;
   host?: string;
 }): Promise<{ app: FastifyInstance; url: string }> {
@@ -22,6 +25,12 @@ export async function startGuardianApi(opts: {
     return reply.type("application/json; charset=utf-8").send(json);
   });
   app.get("/status", async () => opts.status());
+  app.post<{ Body: SignedPositionReport }>("/reports", async (req, reply) => {
+    const verdict = await opts.reports.submit(req.body);
+    if (!verdict.accepted)
+      return reply.code(400).send({ error: "report_refused", field: verdict.field, message: verdict.reason });
+    return reply.code(202).send({ accepted: true });
+  });
   const host = opts.host ?? "127.0.0.1";
   await app.listen({ port: opts.port, host });
   const address = app.server.address();

@@ -16,10 +16,12 @@ import { EvidenceStore } from "./evidence.js";
 import { GuardianLoop, type GuardianStats } from "./guardian.js";
 import { startGuardianApi } from "./http.js";
 import { IndexReader } from "./observe.js";
+import { DeviceReports } from "./reports.js";
 
 export { EvidenceStore } from "./evidence.js";
 export { IndexReader, type FleetView, type IndexedDevice } from "./observe.js";
 export type { GuardianStats } from "./guardian.js";
+export { DeviceReports, type SignedPositionReport, type ReportVerdict } from "./reports.js";
 
 export interface GuardianOptions {
   /** The node (HTTP JSON-RPC) the guardian votes on; or `provider`. */
@@ -42,6 +44,8 @@ export interface GuardianOptions {
   owners?: string[];
   /** Positions given to the guardian off the index (a fleet's reports, beacons it may open). */
   locations?: (device: bigint) => LocationReport[];
+  /** The registry's ERC-7913 P-256 verifiers (P-256 devices' signed reports); secp256k1 needs none. */
+  p256Verifiers?: string[];
   log?: Logger;
   /** How often the index is polled for a new block (ms). Default 100. */
   pollMs?: number;
@@ -53,6 +57,8 @@ export interface GuardianHandle {
   url?: string;
   outbox: Outbox;
   evidence: EvidenceStore;
+  /** The devices' signed position reports (`POST /reports`), checked against their registered keys. */
+  reports: DeviceReports;
   stats(): GuardianStats & { outbox: OutboxStats };
   stop(): Promise<void>;
 }
@@ -69,6 +75,11 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
   const chainId = BigInt(o.chainId);
   const provider = o.provider ?? Chain.provider(o.rpcUrl!, chainId);
   const evidence = new EvidenceStore(path.join(o.dataDir, "evidence"));
+  const reports = new DeviceReports({
+    provider,
+    deployment: { chainId, verifyingContract: getAddress(o.addresses.registry) },
+    p256Verifiers: o.p256Verifiers,
+  });
   const stack = await openAgentStack({
     deployment: {
       chainId,
@@ -99,7 +110,8 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
       log: log.child({ part: "guardian" }),
       pollMs: o.pollMs ?? 100,
       owners: o.owners,
-      locations: o.locations,
+      // What the devices reported (signatures checked), beside positions given as an option.
+      locations: (device) => [...(o.locations?.(device) ?? []), ...reports.locations(device)],
     });
   } catch (err) {
     await stack.close();
@@ -108,7 +120,7 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
   const api =
     o.port === undefined
       ? undefined
-      : await startGuardianApi({ evidence, port: o.port, host: o.host, status: () => loop.stats() }).catch(
+      : await startGuardianApi({ evidence, reports, port: o.port, host: o.host, status: () => loop.stats() }).catch(
           async (err) => {
             await stack.close();
             throw err;
@@ -124,6 +136,7 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
     ...(api ? { url: api.url } : {}),
     outbox: stack.outbox,
     evidence,
+    reports,
     stats: () => ({ ...loop.stats(), outbox: stack.outbox.stats() }),
     async stop() {
       if (stopped) return;

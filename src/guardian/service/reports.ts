@@ -1,0 +1,117 @@
+/**
+ * `DeviceReports`: the messages devices send their guardians — `PositionReport`s (a lock's unlock
+ * attempt, where and when), signed by the device's registered key. A report counts as an
+ * observation only once its signature checks against the key the registry resolves, now, to that
+ * very device (a forged report, a key rotated away or another device's key is refused), and its
+ * `seq` is above the last one taken from that device (a replay or a reorder is refused).
+ *
+ * Positions are not on chain (beacons are sealed, checkpoints carry a hashed place), so this is
+ * how `geofence` and `rotationAway` see where a device is. Each observation keeps the key, the
+ * digest and the signature: a vote's evidence lets anyone re-check the report.
+ */
+import { getBytes, type Provider } from "ethers";
+import { digest, type Deployment } from "../../eip712/index.js";
+import { DeviceSignatureVerifier } from "../../crypto/verify.js";
+import { DeviceRegistry__factory } from "../../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
+import type { LocationReport } from "../policy/index.js";
+
+/** A signed position report as a device sends it (JSON: numbers as decimal strings or numbers). */
+export interface SignedPositionReport {
+  device: string;
+  seq: string;
+  at: string;
+  latitudeE7: number;
+  longitudeE7: number;
+  /** The unlock-log record's leaf it reports on (0x bytes32; zero when none). */
+  record: string;
+  /** The device's ERC-7913 signer bytes (an address for secp256k1). */
+  key: string;
+  signature: string;
+}
+
+export type ReportVerdict = { accepted: true } | { accepted: false; reason: string; field?: string };
+
+const MAX_PER_DEVICE = 64;
+
+export class DeviceReports {
+  private readonly registry;
+  private readonly verifier: DeviceSignatureVerifier;
+  private readonly deployment: Deployment;
+  private readonly byDevice = new Map<bigint, LocationReport[]>();
+  private readonly lastSeq = new Map<bigint, bigint>();
+
+  /** `deployment`: the guardians' EIP-712 domain — chain id and the DeviceRegistry's address. */
+  constructor(opts: { provider: Provider; deployment: Deployment; p256Verifiers?: string[] }) {
+    this.deployment = opts.deployment;
+    this.registry = DeviceRegistry__factory.connect(opts.deployment.verifyingContract, opts.provider);
+    this.verifier = new DeviceSignatureVerifier(opts.p256Verifiers ?? []);
+  }
+
+  /** Checks `report` and, when genuine and new, keeps it as the device's latest position. */
+  async submit(report: SignedPositionReport): Promise<ReportVerdict> {
+    const shape = checkShape(report);
+    if (shape) return shape;
+    const device = BigInt(report.device);
+    const seq = BigInt(report.seq);
+    const message = {
+      device,
+      seq,
+      at: BigInt(report.at),
+      latitudeE7: report.latitudeE7,
+      longitudeE7: report.longitudeE7,
+      record: report.record,
+    };
+    const d = digest("PositionReport", this.deployment, message);
+    if (!this.verifier.verify(report.key, getBytes(d), getBytes(report.signature)))
+      return { accepted: false, field: "signature", reason: "the signature is not the key's over this report" };
+    // The key must be the device's registered key now, as the chain resolves it.
+    const [resolved] = await this.registry.resolveKey(report.key);
+    if (resolved !== device)
+      return {
+        accepted: false,
+        field: "key",
+        reason: `the key is not device ${device}'s registered key (the registry resolves it to ${resolved})`,
+      };
+    const last = this.lastSeq.get(device);
+    if (last !== undefined && seq <= last)
+      return { accepted: false, field: "seq", reason: `seq ${seq} is not above the last report's (${last}): a replay` };
+    this.lastSeq.set(device, seq);
+    const list = this.byDevice.get(device) ?? [];
+    list.push({
+      txHash: "",
+      blockNumber: 0,
+      at: Number(message.at),
+      latitudeE7: report.latitudeE7,
+      longitudeE7: report.longitudeE7,
+      source: "report",
+      signed: { key: report.key.toLowerCase(), digest: d, signature: report.signature },
+    });
+    // The rules read the latest few; a device cannot grow the guardian's memory without bound.
+    if (list.length > MAX_PER_DEVICE) list.splice(0, list.length - MAX_PER_DEVICE);
+    this.byDevice.set(device, list);
+    return { accepted: true };
+  }
+
+  /** The device's accepted reports, oldest first. */
+  locations(device: bigint): LocationReport[] {
+    return [...(this.byDevice.get(device) ?? [])];
+  }
+}
+
+const UINT = /^[0-9]+$/;
+const HEX32 = /^0x[0-9a-fA-F]{64}$/;
+const HEX = /^0x([0-9a-fA-F]{2})+$/;
+
+function checkShape(r: SignedPositionReport): ReportVerdict | undefined {
+  const bad = (field: string, fix: string): ReportVerdict => ({ accepted: false, field, reason: `${field}: ${fix}` });
+  if (typeof r !== "object" || r === null) return bad("report", "the body must be a JSON object");
+  for (const f of ["device", "seq", "at"] as const)
+    if (!UINT.test(String(r[f] ?? ""))) return bad(f, "must be a non-negative integer (decimal)");
+  for (const f of ["latitudeE7", "longitudeE7"] as const)
+    if (!Number.isInteger(r[f]) || Math.abs(r[f]) > (f === "latitudeE7" ? 900_000_000 : 1_800_000_000))
+      return bad(f, "must be an integer in 1e-7 degrees within ±90° (latitude) or ±180° (longitude)");
+  if (!HEX32.test(String(r.record ?? ""))) return bad("record", "must be 32 bytes of 0x-hex (zero when none)");
+  if (!HEX.test(String(r.key ?? ""))) return bad("key", "must be the device's signer bytes (0x-hex)");
+  if (!HEX.test(String(r.signature ?? ""))) return bad("signature", "must be 0x-hex signature bytes");
+  return undefined;
+}
