@@ -7,6 +7,9 @@
 import { createLogger } from "../../src/agent/log.js";
 import { startGuardian, type GuardianOptions } from "../../src/guardian/service/index.js";
 
-const options = JSON.parse(process.argv[2]) as GuardianOptions;
-const guardian = await startGuardian({ ...options, log: createLogger({ level: "debug", stream: process.stdout }) });
-process.stdout.write(JSON.stringify({ msg: "guardian ready", address: guardian.address }) + "\n");
+// Mocha loads every file under test/: only a process started on this file runs a guardian.
+if (import.meta.main) {
+  const options = JSON.parse(process.argv[2]) as GuardianOptions;
+  const guardian = await startGuardian({ ...options, log: createLogger({ level: "debug", stream: process.stdout }) });
+  process.stdout.write(JSON.stringify({ msg: "guardian ready", address: guardian.address }) + "\n");
+}

@@ -7,6 +7,9 @@
 import { createLogger } from "../../src/agent/log.js";
 import { startTower, type TowerOptions } from "../../src/watch/tower/index.js";
 
-const options = JSON.parse(process.argv[2]) as TowerOptions;
-const tower = await startTower({ ...options, log: createLogger({ level: "debug", stream: process.stdout }) });
-process.stdout.write(JSON.stringify({ msg: "tower ready", address: tower.address }) + "\n");
+// Mocha loads every file under test/: only a process started on this file runs a tower.
+if (import.meta.main) {
+  const options = JSON.parse(process.argv[2]) as TowerOptions;
+  const tower = await startTower({ ...options, log: createLogger({ level: "debug", stream: process.stdout }) });
+  process.stdout.write(JSON.stringify({ msg: "tower ready", address: tower.address }) + "\n");
+}
