@@ -448,7 +448,11 @@ describe(`agent against ${NODE_KIND === "anvil" ? "anvil" : "a hardhat node"} on
               "submitted",
             );
             if (point === "before-broadcast") {
-              expect(await chain.provider.getTransaction(hash), `${where}: never broadcast`).to.equal(null);
+              // On anvil a transaction an earlier run broadcast can still wait in the mempool when
+              // this run starts, which broadcasts it again: holding that repeat proves nothing.
+              const repeat = broadcastAtKill.some((b) => b.hash === hash);
+              if (!repeat)
+                expect(await chain.provider.getTransaction(hash), `${where}: never broadcast`).to.equal(null);
             } else if (node.blockTime === 0) {
               const receipt = await chain.provider.getTransactionReceipt(hash);
               expect(receipt?.status, `${where}: mined`).to.equal(1);
