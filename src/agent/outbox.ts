@@ -305,27 +305,14 @@ export class Outbox extends EventEmitter {
   async add(message: SignedDeviceMessage, opts: { ref?: string } = {}): Promise<OutboxEntry> {
     checkShape(message);
     const id = messageId(message);
-    const existing = this.entries.get(id) ?? (opts.ref === undefined ? undefined : this.byRef(opts.ref));
-    if (existing) return existing;
-    const adding = this.adding.get(id) ?? (opts.ref === undefined ? undefined : this.adding.get(`ref:${opts.ref}`));
-    if (adding) return adding;
-    const record: OutboxRecord = {
+    return this.persistOnce(id, opts.ref, (seq) => ({
       op: "add",
       id,
-      seq: this.nextSeq++,
+      seq,
       ...(opts.ref === undefined ? {} : { ref: opts.ref }),
       message,
       at: Date.now(),
-    };
-    const p = this.write(record).then(() => this.entries.get(id)!);
-    this.adding.set(id, p);
-    if (opts.ref !== undefined) this.adding.set(`ref:${opts.ref}`, p);
-    try {
-      return await p;
-    } finally {
-      this.adding.delete(id);
-      if (opts.ref !== undefined) this.adding.delete(`ref:${opts.ref}`);
-    }
+    }));
   }
 
   /**
@@ -335,26 +322,37 @@ export class Outbox extends EventEmitter {
   async addCall(input: PublicCall, opts: { ref?: string } = {}): Promise<OutboxEntry> {
     const call = checkCallShape(input);
     const id = callId(call);
-    const existing = this.entries.get(id) ?? (opts.ref === undefined ? undefined : this.byRef(opts.ref));
-    if (existing) return existing;
-    const adding = this.adding.get(id) ?? (opts.ref === undefined ? undefined : this.adding.get(`ref:${opts.ref}`));
-    if (adding) return adding;
-    const record: OutboxRecord = {
+    return this.persistOnce(id, opts.ref, (seq) => ({
       op: "addCall",
       id,
-      seq: this.nextSeq++,
+      seq,
       ...(opts.ref === undefined ? {} : { ref: opts.ref }),
       call,
       at: Date.now(),
-    };
-    const p = this.write(record).then(() => this.entries.get(id)!);
+    }));
+  }
+
+  /**
+   * Writes the record of entry `id` once: an entry already here (by id or by `ref`), or one being
+   * written, is returned instead, so concurrent and repeated adds write nothing more.
+   */
+  private async persistOnce(
+    id: string,
+    ref: string | undefined,
+    record: (seq: number) => OutboxRecord,
+  ): Promise<OutboxEntry> {
+    const existing = this.entries.get(id) ?? (ref === undefined ? undefined : this.byRef(ref));
+    if (existing) return existing;
+    const adding = this.adding.get(id) ?? (ref === undefined ? undefined : this.adding.get(`ref:${ref}`));
+    if (adding) return adding;
+    const p = this.write(record(this.nextSeq++)).then(() => this.entries.get(id)!);
     this.adding.set(id, p);
-    if (opts.ref !== undefined) this.adding.set(`ref:${opts.ref}`, p);
+    if (ref !== undefined) this.adding.set(`ref:${ref}`, p);
     try {
       return await p;
     } finally {
       this.adding.delete(id);
-      if (opts.ref !== undefined) this.adding.delete(`ref:${opts.ref}`);
+      if (ref !== undefined) this.adding.delete(`ref:${ref}`);
     }
   }
 
