@@ -14,21 +14,11 @@ import { createLogger } from "../../src/agent/log.js";
 import { startHardhatNode } from "../helpers/node.js";
 import { dataDir } from "./backends.js";
 import { deployOn, runStory, type Story, type Suite } from "./story.js";
-import { lateReceiver } from "./webhookHelpers.js";
+import { lateReceiver, until } from "./webhookHelpers.js";
 
 /** Hardhat's account #9: the tower's funded key (the story uses #0–#7). */
 const TOWER_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
 const ROOT = path.join(import.meta.dirname, "..", "..");
-
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const got = probe();
-    if (got !== undefined) return got;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("watch: startWatch on a real node — one front, signed alerts from owners' actions and the tower's marks", function () {
   this.timeout(300_000);

@@ -14,19 +14,9 @@ import { subscribe } from "../../src/watch/webhooks/subscriber.js";
 import { NODE_KIND, startNode } from "../helpers/node.js";
 import { dataDir } from "./backends.js";
 import { deployOn, provision, type Suite } from "./story.js";
-import { lateReceiver } from "./webhookHelpers.js";
+import { lateReceiver, until } from "./webhookHelpers.js";
 import { Status } from "../helpers/registry.js";
 import type { WebhookEvent } from "../../src/watch/webhooks/receiver.js";
-
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const got = probe();
-    if (got !== undefined) return got;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe(`watch on a ${NODE_KIND} node: a reorg under a delivered alert`, function () {
   this.timeout(300_000);
