@@ -251,13 +251,13 @@ async function alertLatency(): Promise<Record<string, number>> {
       receiver = new WebhookReceiver({ secret: sub.secret });
       const registry = DeviceRegistry__factory.connect(chain.suite.registry, fleet);
       let nonce = await provider.getTransactionCount(fleet.address, "pending");
-      // Two alerts a block: a theft report, then (for the first half) the release, spread over the blocks.
+      // Four alerts a block: theft reports, then (for the first half) the releases, spread over the blocks.
       for (let i = 0; i < ALERTS; i++) {
         const id = chain.deviceIds[i % devices];
         const tx =
           i < devices ? registry.reportStolen(id, { nonce: nonce++ }) : registry.release(id, { nonce: nonce++ });
         await tx;
-        if (i % 2 === 1) {
+        if (i % 4 === 3) {
           const target = (await provider.getBlockNumber()) + 1;
           while ((await provider.getBlockNumber()) < target) await new Promise((r) => setTimeout(r, 50));
         }
