@@ -120,19 +120,23 @@ async function backfillAndQueries(): Promise<Record<string, number | string>> {
         device.push(await timed(() => getJson(`${indexer.url}/watch/devices/${pick(chain.deviceIds, i)}`)));
         shipment.push(await timed(() => getJson(`${indexer.url}/watch/shipments/${pick(chain.shipmentIds, i)}`)));
       }
+      // An owner's fleet of 10,000 devices: the first 10,000 of the bench owner's, in ten keyset
+      // pages of 1,000 (as a client walks a fleet), and the first page of 100 with the total.
       const fleetUrl = `${indexer.url}/watch/owners/${chain.fleetOwner}/devices`;
-      for (let i = 0; i < 50; i++) {
+      const FLEET = 10_000;
+      for (let i = 0; i < 20; i++) {
         fleetPage.push(await timed(() => getJson(`${fleetUrl}?limit=100`)));
         fleetAll.push(
           await timed(async () => {
-            let offset = 0;
-            for (;;) {
-              const page = (await getJson(`${fleetUrl}?limit=1000&offset=${offset}`)) as { devices: unknown[] };
-              offset += page.devices.length;
-              if (page.devices.length < 1000) break;
+            let got = 0;
+            let after: string | undefined;
+            while (got < FLEET) {
+              const query = after === undefined ? "" : `&after=${after}`;
+              const page = (await getJson(`${fleetUrl}?limit=1000${query}`)) as { devices: { id: string }[] };
+              if (page.devices.length === 0) throw new Error(`fleet: ${got} devices, not ${FLEET}`);
+              got += page.devices.length;
+              after = page.devices[page.devices.length - 1].id;
             }
-            if (offset !== chain.deviceIds.length)
-              throw new Error(`fleet: ${offset} devices, not ${chain.deviceIds.length}`);
           }),
         );
       }
