@@ -332,6 +332,14 @@ export class Outbox extends EventEmitter {
     }));
   }
 
+  /** A new pending entry (a device message or a public call) joins the outbox, by id and by ref. */
+  private admit(entry: OutboxEntry, replaying: boolean): void {
+    this.entries.set(entry.id, entry);
+    if (entry.ref !== undefined) this.refs.set(entry.ref, entry.id);
+    this.nextSeq = Math.max(this.nextSeq, entry.seq + 1);
+    if (!replaying) this.emit("added", entry);
+  }
+
   /**
    * Writes the record of entry `id` once: an entry already here (by id or by `ref`), or one being
    * written, is returned instead, so concurrent and repeated adds write nothing more.
@@ -499,10 +507,7 @@ export class Outbox extends EventEmitter {
           state: "pending",
           addedAt: r.at,
         };
-        this.entries.set(r.id, entry);
-        if (r.ref !== undefined) this.refs.set(r.ref, r.id);
-        this.nextSeq = Math.max(this.nextSeq, r.seq + 1);
-        if (!replaying) this.emit("added", entry);
+        this.admit(entry, replaying);
         return;
       }
       case "addCall": {
@@ -517,10 +522,7 @@ export class Outbox extends EventEmitter {
           state: "pending",
           addedAt: r.at,
         };
-        this.entries.set(r.id, entry);
-        if (r.ref !== undefined) this.refs.set(r.ref, r.id);
-        this.nextSeq = Math.max(this.nextSeq, r.seq + 1);
-        if (!replaying) this.emit("added", entry);
+        this.admit(entry, replaying);
         return;
       }
       case "retired": {
