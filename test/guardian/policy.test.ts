@@ -216,23 +216,45 @@ describe("guardian policy", function () {
         Array.from({ length: k }, (_, i) => ({ at: T - windowSeconds + 1 + i, id: `r${i}`, code: "bad_signature" }));
       expect(ruleOf(device({ refusals: burst(maxRefusals) }), "refusalBurst")).to.equal("fire");
       expect(ruleOf(device({ refusals: burst(maxRefusals - 1) }), "refusalBurst")).to.equal("clear");
+      // Attack: one message refused again and again (or by several relayers) is one refusal, not a burst.
+      const again = Array.from({ length: maxRefusals * 2 }, (_, i) => ({ at: T - i, id: "r0", code: "nonce_used" }));
+      expect(ruleOf(device({ refusals: again }), "refusalBurst")).to.equal("clear");
     });
 
-    it("overRate: vouchers above rate × window × (1 + tolerance) + burst fire; exactly the allowance does not", function () {
+    it("overRate: between two vouchers, more than rate × span × (1 + tolerance) + burst fires; exactly that does not", function () {
       const { windowSeconds, tolerance, burstSeconds } = DEFAULT_POLICY.rules.overRate;
       const rate = 1_000n;
-      const allowance = rate * BigInt(Math.ceil(windowSeconds * (1 + tolerance)) + burstSeconds);
-      const paying = (signed: bigint) =>
+      const span = windowSeconds - 50;
+      const allowance = rate * BigInt(Math.ceil(span * (1 + tolerance)) + burstSeconds);
+      const paying = (signed: bigint, ratePerSecond?: bigint) =>
         device({
           meteredRatePerSecond: rate,
           vouchers: [
-            { at: T - windowSeconds - 10, channel: "0xc", cumulativeAmount: 5_000_000n },
-            { at: T - 60, channel: "0xc", cumulativeAmount: 5_000_000n + signed, txHash: tx().txHash },
+            { at: T - windowSeconds - 10, channel: "0xc", cumulativeAmount: 5_000_000n, ratePerSecond },
+            { at: T - 60, channel: "0xc", cumulativeAmount: 5_000_000n + signed, txHash: tx().txHash, ratePerSecond },
           ],
         });
       expect(ruleOf(paying(allowance + 1n), "overRate")).to.equal("fire");
       expect(ruleOf(paying(allowance), "overRate")).to.equal("clear");
+      // The channel's own rate (its terms) decides over the device's declared one.
+      expect(ruleOf(paying(allowance, rate - 1n), "overRate")).to.equal("fire");
+      expect(ruleOf(paying(allowance + 1n, (1n << 96n) - 1n), "overRate")).to.equal(undefined); // uncapped
       expect(ruleOf(device(), "overRate")).to.equal(undefined); // not a payer
+    });
+
+    it("overRate: a burst inside a long honest stream fires (checked between any two vouchers, not only the window's ends)", function () {
+      const { burstSeconds } = DEFAULT_POLICY.rules.overRate;
+      const rate = 10n;
+      const vouchers = Array.from({ length: 30 }, (_, i) => ({
+        at: T - 3_000 + i * 100,
+        channel: "0xc",
+        cumulativeAmount: BigInt(i) * 100n * rate,
+      }));
+      expect(ruleOf(device({ vouchers, meteredRatePerSecond: rate }), "overRate")).to.equal("clear");
+      // One voucher jumps ahead by more than the burst allowance, the stream then goes on at the rate.
+      const jump = rate * BigInt(burstSeconds + 1_000);
+      const bursty = vouchers.map((v, i) => (i >= 20 ? { ...v, cumulativeAmount: v.cumulativeAmount + jump } : v));
+      expect(ruleOf(device({ vouchers: bursty, meteredRatePerSecond: rate }), "overRate")).to.equal("fire");
     });
   });
 

@@ -44,20 +44,35 @@ export interface KeyRotation extends OnChain {
   provenance: boolean;
 }
 
-/** A message signed by the device that a relayer refused (off chain: named by the relayer's id). */
+/**
+ * A message signed by the device that a relayer refused (off chain). `message` is the device's
+ * signed message as the relayer published it: the guardian checked its signature against the
+ * device's registered key, and the evidence carries it so anyone can check it again.
+ */
 export interface RelayerRefusal {
   at: number;
+  /** `messageId` of the signed message. */
   id: string;
   code: string;
+  /** The relayer that refused it (its URL, as the guardian reads it). */
+  relayer?: string;
+  message?: object;
 }
 
-/** A voucher the device signed as a payer: in total `cumulativeAmount` (base units) on `channel`. */
+/**
+ * A voucher the device signed as a payer: in total `cumulativeAmount` (base units) on `channel`,
+ * seen at `at` (the guardian's chain-aligned clock when the payee reported it). `ratePerSecond` is
+ * the channel's spending rate (its terms, which the channel id commits to).
+ */
 export interface VoucherSeen {
   at: number;
   channel: string;
   cumulativeAmount: bigint;
+  ratePerSecond?: bigint;
   /** Its claim's transaction, when it reached the chain. */
   txHash?: string;
+  /** The payer-signed voucher as reported (key, signature, terms): what anyone re-checks. */
+  message?: object;
 }
 
 /** Everything a guardian knows about one device at evaluation time `now`. */
