@@ -14,6 +14,10 @@ import { secp256k1Key } from "../../src/crypto/deviceKey.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { signPositionReport, sendToGuardians } from "../../src/agent/roles/positionReport.js";
 import { DeviceReports } from "../../src/guardian/service/reports.js";
+import { OffChainBook } from "../../src/guardian/service/offChainBook.js";
+import { ChainClock } from "../../src/guardian/service/clock.js";
+import { SignedMessageCheck } from "../../src/guardian/service/signedMessages.js";
+import { VoucherReports } from "../../src/guardian/service/vouchers.js";
 import { EvidenceStore } from "../../src/guardian/service/evidence.js";
 import { startGuardianApi } from "../../src/guardian/service/http.js";
 import { DEFAULT_POLICY, evaluate, type DeviceObservations, type Policy } from "../../src/guardian/policy/index.js";
@@ -28,7 +32,9 @@ async function fixture() {
   const { ids } = await provision(ctx, keys);
   const hasher = await TypedDataHasher.create();
   const guardians = { chainId: ctx.deployment.chainId, registry: ctx.deployment.verifyingContract };
-  const reports = () => new DeviceReports({ provider: ethers.provider, deployment: ctx.deployment });
+  // Each inbox keeps its book in `dir` (a fresh one unless given: a restarted guardian reopens its own).
+  const reports = async (dir = mkdtempSync(path.join(os.tmpdir(), "custos-reports-"))) =>
+    new DeviceReports({ provider: ethers.provider, deployment: ctx.deployment, book: await OffChainBook.open(dir) });
   const report = (key = keys[0], seq = 1, position = AWAY, device = ids[0]) =>
     signPositionReport(key, hasher, guardians, { device, seq, at: T + seq, record: ZeroHash, ...position });
   return { ctx, keys, ids, report, reports };
@@ -59,7 +65,7 @@ function observations(device: bigint, locations: DeviceObservations["locations"]
 describe("guardian: devices' signed position reports", function () {
   it("genuine reports from outside the geofence are observations that fire the geofence rule", async function () {
     const { ids, report, reports } = await loadFixture(fixture);
-    const inbox = reports();
+    const inbox = await reports();
     for (let seq = 1; seq <= 3; seq++)
       expect(await inbox.submit(await report(undefined, seq))).to.deep.equal({ accepted: true });
     const locations = inbox.locations(ids[0]);
@@ -72,7 +78,7 @@ describe("guardian: devices' signed position reports", function () {
 
   it("genuine reports from inside the geofence do not fire it", async function () {
     const { ids, report, reports } = await loadFixture(fixture);
-    const inbox = reports();
+    const inbox = await reports();
     for (let seq = 1; seq <= 3; seq++) await inbox.submit(await report(undefined, seq, HOME));
     const e = evaluate(policy, observations(ids[0], inbox.locations(ids[0])), T + 10);
     expect(e.findings.find((f) => f.rule === "geofence")?.decision).to.equal("clear");
@@ -80,7 +86,7 @@ describe("guardian: devices' signed position reports", function () {
 
   it("attack: a forged report (signed by a key that is not the device's) is refused and never observed", async function () {
     const { ids, report, reports } = await loadFixture(fixture);
-    const inbox = reports();
+    const inbox = await reports();
     const forger = secp256k1Key(ethers.id("a stranger's key"));
     // Claiming the device's key but signed by another: the signature does not check.
     const forged = { ...(await report(forger, 1)), key: (await report(undefined, 1)).key };
@@ -92,14 +98,14 @@ describe("guardian: devices' signed position reports", function () {
 
   it("attack: another registered device's key cannot report for this device", async function () {
     const { ids, keys, report, reports } = await loadFixture(fixture);
-    const inbox = reports();
+    const inbox = await reports();
     expect(await inbox.submit(await report(keys[1], 1, AWAY, ids[0]))).to.include({ accepted: false, field: "key" });
     expect(inbox.locations(ids[0])).to.deep.equal([]);
   });
 
   it("attack: a replayed report (same seq) is refused", async function () {
     const { ids, report, reports } = await loadFixture(fixture);
-    const inbox = reports();
+    const inbox = await reports();
     const r = await report(undefined, 5);
     expect(await inbox.submit(r)).to.deep.equal({ accepted: true });
     expect(await inbox.submit(r)).to.include({ accepted: false, field: "seq" });
@@ -107,13 +113,37 @@ describe("guardian: devices' signed position reports", function () {
     expect(inbox.locations(ids[0])).to.have.length(1);
   });
 
-  it("POST /reports: 202 for a genuine report, 400 naming the field for a forged or malformed one", async function () {
-    const { report, reports, ids } = await loadFixture(fixture);
+  it("a restart: reports taken before it are still observed, and a replay stays refused", async function () {
+    const { ids, report, reports } = await loadFixture(fixture);
     const dir = mkdtempSync(path.join(os.tmpdir(), "custos-reports-"));
-    const inbox = reports();
+    const first = await reports(dir);
+    for (let seq = 1; seq <= 3; seq++)
+      expect(await first.submit(await report(undefined, seq))).to.deep.equal({ accepted: true });
+    // Not closed first: what was acknowledged is on disk (fdatasync) before the answer.
+    const again = await reports(dir);
+    expect(again.locations(ids[0]).map((l) => l.at)).to.deep.equal([T + 1, T + 2, T + 3]);
+    expect(await again.submit(await report(undefined, 3))).to.include({ accepted: false, field: "seq" });
+    const e = evaluate(policy, observations(ids[0], again.locations(ids[0])), T + 10);
+    expect(e.findings.find((f) => f.rule === "geofence")?.decision).to.equal("fire");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("POST /reports: 202 for a genuine report, 400 naming the field for a forged or malformed one", async function () {
+    const { report, reports, ids, ctx } = await loadFixture(fixture);
+    const dir = mkdtempSync(path.join(os.tmpdir(), "custos-reports-"));
+    const inbox = await reports();
     const api = await startGuardianApi({
       evidence: new EvidenceStore(path.join(dir, "evidence")),
       reports: inbox,
+      vouchers: new VoucherReports({
+        check: new SignedMessageCheck({
+          provider: ethers.provider,
+          chainId: BigInt(ctx.deployment.chainId),
+          addresses: { registry: ctx.deployment.verifyingContract },
+        }),
+        book: await OffChainBook.open(dir),
+        clock: new ChainClock(),
+      }),
       status: () => ({}),
       port: 0,
     });

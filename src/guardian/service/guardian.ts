@@ -1,5 +1,6 @@
 /**
- * The guardian's loop: on every block the index reaches, evaluate the policy over each device the
+ * The guardian's loop: on every block the index reaches, and whenever it was told something new off
+ * chain (a signed report, a voucher, a relayer's refusal), evaluate the policy over each device the
  * guardian watches and vote where the decision differs from the chain — `flag` for a device that
  * fires and is not flagged by the guardians, `clearFlag` for a flagged one that is clear now.
  *
@@ -17,9 +18,10 @@ import { callId, type GuardianVoteCall } from "../../messages/calls.js";
 import type { IndexClient } from "../../watch/indexer/client.js";
 import { DeviceRegistry__factory } from "../../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
 import { GuardianQuorum__factory } from "../../../typechain-types/factories/contracts/guardians/GuardianQuorum__factory.js";
-import { evaluate, loadPolicy, type LocationReport, type Policy } from "../policy/index.js";
+import { evaluate, loadPolicy, type Policy } from "../policy/index.js";
+import type { ChainClock } from "./clock.js";
 import type { EvidenceStore } from "./evidence.js";
-import type { IndexReader } from "./observe.js";
+import type { IndexReader, OffChainObservations } from "./observe.js";
 
 export interface GuardianStats {
   /** The last index block evaluated, and its time. */
@@ -48,7 +50,11 @@ export interface GuardianLoopOptions {
   log: Logger;
   pollMs: number;
   owners?: string[];
-  locations?: (device: bigint) => LocationReport[];
+  /** What the guardian was told off chain of a device, and a counter that moves when that changes. */
+  offChain?: { of: (device: bigint) => OffChainObservations; version: () => number };
+  /** Runs first at every poll: reads the relayers' refusal feeds. */
+  beforeTick?: () => Promise<void>;
+  clock: ChainClock;
 }
 
 export class GuardianLoop {
@@ -61,6 +67,8 @@ export class GuardianLoop {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private readonly s: GuardianStats;
+  private header: { number: number; timestamp: number } | undefined;
+  private offChainVersion = -1;
 
   constructor(o: GuardianLoopOptions) {
     this.o = o;
@@ -140,14 +148,21 @@ export class GuardianLoop {
   }
 
   private async tick(): Promise<void> {
+    await this.o.beforeTick?.();
     const { indexedBlock } = await this.o.index.status();
     const block = Number(indexedBlock);
-    if (block <= this.s.block) return;
+    const version = this.o.offChain?.version() ?? 0;
+    if (block < this.s.block || (block === this.s.block && version === this.offChainVersion)) return;
     this.reloadPolicy();
-    const header = await this.o.provider.getBlock(block);
-    if (!header) throw new Error(`the node has no block ${block} (the index is ahead of it?)`);
-    const now = header.timestamp;
-    const view = await this.o.reader.fleet({ owners: this.o.owners, locations: this.o.locations });
+    if (this.header?.number !== block) {
+      const header = await this.o.provider.getBlock(block);
+      if (!header) throw new Error(`the node has no block ${block} (the index is ahead of it?)`);
+      this.header = { number: block, timestamp: header.timestamp };
+      this.o.clock.observe(header.timestamp);
+    }
+    // Off-chain news is dated on the chain-aligned clock, which runs on between blocks.
+    const now = Math.max(this.header.timestamp, this.o.clock.now());
+    const view = await this.o.reader.fleet({ owners: this.o.owners, offChain: this.o.offChain?.of });
     let firing = 0;
     for (const d of view.devices) {
       if (d.revoked) continue;
@@ -185,7 +200,8 @@ export class GuardianLoop {
       });
     }
     this.s.block = block;
-    this.s.blockTimestamp = now;
+    this.s.blockTimestamp = this.header.timestamp;
+    this.offChainVersion = version;
     this.s.devices = view.devices.length;
     this.s.firing = firing;
   }

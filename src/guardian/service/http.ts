@@ -2,16 +2,19 @@
  * The guardian's HTTP API: `GET /evidence/:hash` serves the canonical JSON kept under a vote's
  * reason hash, byte for byte (anyone checks keccak256 of the body against the on-chain reason);
  * `GET /status` the loop's counters; `POST /reports` takes a device's signed `PositionReport`
- * (202 when taken as an observation, 400 naming the field when refused).
+ * and `POST /vouchers` a payee's report of a payer-signed voucher (202 when taken as an
+ * observation, 200 for one taken before, 400 naming the field when refused).
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import type { EvidenceStore } from "./evidence.js";
 import type { DeviceReports, SignedPositionReport } from "./reports.js";
+import type { VoucherReports } from "./vouchers.js";
 
 export async function startGuardianApi(opts: {
   evidence: EvidenceStore;
   status: () => object;
   reports: DeviceReports;
+  vouchers: VoucherReports;
   port: number;
   host?: string;
 }): Promise<{ app: FastifyInstance; url: string }> {
@@ -30,6 +33,14 @@ export async function startGuardianApi(opts: {
     if (!verdict.accepted)
       return reply.code(400).send({ error: "report_refused", field: verdict.field, message: verdict.reason });
     return reply.code(202).send({ accepted: true });
+  });
+  app.post("/vouchers", async (req, reply) => {
+    const verdict = await opts.vouchers.submit(req.body);
+    if (!verdict.accepted)
+      return reply
+        .code(400)
+        .send({ accepted: false, error: "voucher_refused", field: verdict.field, reason: verdict.reason });
+    return reply.code(verdict.duplicate ? 200 : 202).send(verdict);
   });
   const host = opts.host ?? "127.0.0.1";
   await app.listen({ port: opts.port, host });

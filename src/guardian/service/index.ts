@@ -1,8 +1,9 @@
 /**
  * `startGuardian`: one guardian — its key, its policy file, the watch it reads, the node it votes
- * on. It opens the agent's outbox stack in `dataDir` (the RpcCourier paid by the guardian's own
- * key: a vote must come from the guardian's account), keeps evidence in `dataDir/evidence`, serves
- * it over HTTP, and runs the loop of `guardian.ts` beside the courier.
+ * on, the relayers whose refusals it reads. It opens the agent's outbox stack in `dataDir` (the
+ * RpcCourier paid by the guardian's own key: a vote must come from the guardian's account), keeps
+ * evidence in `dataDir/evidence` and what it is told off chain in `dataDir/offchain.jsonl`, serves
+ * both over HTTP, and runs the loop of `guardian.ts` beside the courier.
  */
 import path from "node:path";
 import { Wallet, getAddress, type Provider } from "ethers";
@@ -11,17 +12,24 @@ import { Chain } from "../../agent/client.js";
 import { silentLogger, type Logger } from "../../agent/log.js";
 import type { Outbox, OutboxStats } from "../../agent/outbox.js";
 import { IndexClient } from "../../watch/indexer/client.js";
-import type { LocationReport } from "../policy/index.js";
+import type { ContractAddresses } from "../../messages/index.js";
+import { ChainClock } from "./clock.js";
 import { EvidenceStore } from "./evidence.js";
 import { GuardianLoop, type GuardianStats } from "./guardian.js";
 import { startGuardianApi } from "./http.js";
 import { IndexReader } from "./observe.js";
+import { OffChainBook } from "./offChainBook.js";
+import { RefusalFeeds } from "./refusalFeeds.js";
 import { DeviceReports } from "./reports.js";
+import { SignedMessageCheck } from "./signedMessages.js";
+import { VoucherReports } from "./vouchers.js";
 
 export { EvidenceStore } from "./evidence.js";
 export { IndexReader, type FleetView, type IndexedDevice } from "./observe.js";
 export type { GuardianStats } from "./guardian.js";
 export { DeviceReports, type SignedPositionReport, type ReportVerdict } from "./reports.js";
+export { VoucherReports, type VoucherVerdict } from "./vouchers.js";
+export { OffChainBook } from "./offChainBook.js";
 
 export interface GuardianOptions {
   /** The node (HTTP JSON-RPC) the guardian votes on; or `provider`. */
@@ -30,7 +38,10 @@ export interface GuardianOptions {
   chainId: number | bigint;
   /** The watch (or its indexer) whose index the guardian reads: its `/watch/status` and `/graphql`. */
   watchUrl: string;
-  addresses: { registry: string; guardianQuorum: string };
+  /** The suite: the registry and the quorum; PaymentChannels (vouchers) and the others (relayers' refusals) to check messages for them. */
+  addresses: ContractAddresses & { guardianQuorum: string };
+  /** Relayers whose feeds of refused device-signed messages the guardian reads (`GET /v1/refusals`). */
+  relayers?: string[];
   /** The guardian's private key: a funded account holding GuardianQuorum's GUARDIAN_ROLE, used by this guardian only. */
   key: string;
   /** The policy file (JSON, `src/guardian/policy/schema.json`); edits take effect at the next block. */
@@ -42,8 +53,6 @@ export interface GuardianOptions {
   host?: string;
   /** Watch only these owners' devices (default: every device the index knows). */
   owners?: string[];
-  /** Positions given to the guardian off the index (a fleet's reports, beacons it may open). */
-  locations?: (device: bigint) => LocationReport[];
   /** The registry's ERC-7913 P-256 verifiers (P-256 devices' signed reports); secp256k1 needs none. */
   p256Verifiers?: string[];
   log?: Logger;
@@ -59,6 +68,12 @@ export interface GuardianHandle {
   evidence: EvidenceStore;
   /** The devices' signed position reports (`POST /reports`), checked against their registered keys. */
   reports: DeviceReports;
+  /** Payers' vouchers as payees report them (`POST /vouchers`). */
+  vouchers: VoucherReports;
+  /** What the guardian was told off chain, kept on disk. */
+  book: OffChainBook;
+  /** The relayers' refusal feeds, when given. */
+  refusals?: RefusalFeeds;
   stats(): GuardianStats & { outbox: OutboxStats };
   stop(): Promise<void>;
 }
@@ -75,11 +90,19 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
   const chainId = BigInt(o.chainId);
   const provider = o.provider ?? Chain.provider(o.rpcUrl!, chainId);
   const evidence = new EvidenceStore(path.join(o.dataDir, "evidence"));
+  const book = await OffChainBook.open(o.dataDir);
+  const clock = new ChainClock();
   const reports = new DeviceReports({
     provider,
     deployment: { chainId, verifyingContract: getAddress(o.addresses.registry) },
+    book,
     p256Verifiers: o.p256Verifiers,
   });
+  const check = new SignedMessageCheck({ provider, chainId, addresses: o.addresses, p256Verifiers: o.p256Verifiers });
+  const vouchers = new VoucherReports({ check, book, clock });
+  const refusals = o.relayers?.length
+    ? new RefusalFeeds({ relayers: o.relayers, check, book, clock, log: log.child({ part: "refusals" }) })
+    : undefined;
   const stack = await openAgentStack({
     deployment: {
       chainId,
@@ -110,22 +133,30 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
       log: log.child({ part: "guardian" }),
       pollMs: o.pollMs ?? 100,
       owners: o.owners,
-      // What the devices reported (signatures checked), beside positions given as an option.
-      locations: (device) => [...(o.locations?.(device) ?? []), ...reports.locations(device)],
+      offChain: { of: (device) => book.observations(device), version: () => book.version },
+      beforeTick: refusals && (() => refusals.poll()),
+      clock,
     });
   } catch (err) {
     await stack.close();
+    await book.close();
     throw err;
   }
   const api =
     o.port === undefined
       ? undefined
-      : await startGuardianApi({ evidence, reports, port: o.port, host: o.host, status: () => loop.stats() }).catch(
-          async (err) => {
-            await stack.close();
-            throw err;
-          },
-        );
+      : await startGuardianApi({
+          evidence,
+          reports,
+          vouchers,
+          port: o.port,
+          host: o.host,
+          status: () => ({ ...loop.stats(), refusals: refusals?.stats }),
+        }).catch(async (err) => {
+          await stack.close();
+          await book.close();
+          throw err;
+        });
   const delivering = stack.dispatcher.drain({ watch: true });
   delivering.catch((err) => log.error("guardian: delivery stopped", { error: String(err) }));
   loop.start();
@@ -137,6 +168,9 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
     outbox: stack.outbox,
     evidence,
     reports,
+    vouchers,
+    book,
+    ...(refusals ? { refusals } : {}),
     stats: () => ({ ...loop.stats(), outbox: stack.outbox.stats() }),
     async stop() {
       if (stopped) return;
@@ -144,6 +178,7 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
       await loop.stop();
       await api?.app.close();
       await stack.close();
+      await book.close();
     },
   };
 }

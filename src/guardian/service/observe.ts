@@ -5,12 +5,14 @@
  * On chain, and so here: claims (the firmware claimed at provisioning counts as the first
  * attestation), firmware attestations and revocations, excursion proofs (`DeviceContradicted`), key
  * rotations and their provenance, and activity (claims, attestations, checkpoints, beacons, lock
- * logs) for silence. Not here: relayer refusals and vouchers that never reached the chain (off
- * chain), and locations — beacons are sealed to owners and responders, checkpoints carry a hashed
- * place id — so `geofence` and `rotationAway` see only what `locations` (an option of the service)
- * gives them.
+ * logs) for silence. Not here, and given by `offChain` (what the guardian was told and checked,
+ * `OffChainBook`): relayer refusals and vouchers (off chain), and locations — beacons are sealed
+ * to owners and responders, checkpoints carry a hashed place id — from devices' signed reports.
  */
-import type { DeviceObservations, LocationReport } from "../policy/index.js";
+import type { DeviceObservations } from "../policy/index.js";
+
+/** What a guardian knows of a device off the index. */
+export type OffChainObservations = Partial<Pick<DeviceObservations, "locations" | "vouchers" | "refusals">>;
 
 /** A device as the index has it, with what the guardian needs to decide whether to vote. */
 export interface IndexedDevice {
@@ -70,9 +72,11 @@ export class IndexReader {
 
   /**
    * The fleet the guardian watches (every claimed device the index knows, or those of `owners`) and
-   * each device's observations. `locations` adds positions given to the guardian off the index.
+   * each device's observations, with what `offChain` adds of each.
    */
-  async fleet(opts: { owners?: string[]; locations?: (device: bigint) => LocationReport[] } = {}): Promise<FleetView> {
+  async fleet(
+    opts: { owners?: string[]; offChain?: (device: bigint) => OffChainObservations } = {},
+  ): Promise<FleetView> {
     const ownerFilter = opts.owners?.length
       ? `{ owner_in: ${JSON.stringify(opts.owners.map((o) => o.toLowerCase()))} }`
       : undefined;
@@ -115,20 +119,27 @@ export class IndexReader {
         guardianFlagged: Boolean(d.guardianFlagged),
         revoked: Boolean(d.revoked),
       });
+      const told = opts.offChain?.(id) ?? {};
+      // A signed position report or a new voucher is the device at work (a refusal may be a replay).
+      const lastTold = Math.max(
+        0,
+        ...(told.locations ?? []).map((l) => l.at),
+        ...(told.vouchers ?? []).map((v) => v.at),
+      );
       view.observations.set(id, {
         device: id,
         // A fleet is its owner's devices: a policy scope names the owner's address as its fleet.
         fleet: String(d.owner).toLowerCase(),
         manufacturer,
         firstSeenAt: claimed,
-        lastSeenAt: claimed,
-        locations: opts.locations?.(id) ?? [],
+        lastSeenAt: Math.max(claimed, lastTold),
+        locations: told.locations ?? [],
         firmware: [],
         revokedFirmware: [],
         excursions: [],
         rotations: [],
-        refusals: [],
-        vouchers: [],
+        refusals: told.refusals ?? [],
+        vouchers: told.vouchers ?? [],
       });
     }
     const obsOf = (device: unknown) => view.observations.get(BigInt(device as string));

@@ -7,13 +7,14 @@
  *
  * Positions are not on chain (beacons are sealed, checkpoints carry a hashed place), so this is
  * how `geofence` and `rotationAway` see where a device is. Each observation keeps the key, the
- * digest and the signature: a vote's evidence lets anyone re-check the report.
+ * digest and the signature: a vote's evidence lets anyone re-check the report. A report is kept in
+ * the guardian's `OffChainBook` (on disk) before it is acknowledged.
  */
 import { getBytes, type Provider } from "ethers";
 import { digest, type Deployment } from "../../eip712/index.js";
 import { DeviceSignatureVerifier } from "../../crypto/verify.js";
 import { DeviceRegistry__factory } from "../../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
-import type { LocationReport } from "../policy/index.js";
+import type { OffChainBook } from "./offChainBook.js";
 
 /** A signed position report as a device sends it (JSON: numbers as decimal strings or numbers). */
 export interface SignedPositionReport {
@@ -31,18 +32,16 @@ export interface SignedPositionReport {
 
 export type ReportVerdict = { accepted: true } | { accepted: false; reason: string; field?: string };
 
-const MAX_PER_DEVICE = 64;
-
 export class DeviceReports {
   private readonly registry;
   private readonly verifier: DeviceSignatureVerifier;
   private readonly deployment: Deployment;
-  private readonly byDevice = new Map<bigint, LocationReport[]>();
-  private readonly lastSeq = new Map<bigint, bigint>();
+  private readonly book: OffChainBook;
 
   /** `deployment`: the guardians' EIP-712 domain — chain id and the DeviceRegistry's address. */
-  constructor(opts: { provider: Provider; deployment: Deployment; p256Verifiers?: string[] }) {
+  constructor(opts: { provider: Provider; deployment: Deployment; book: OffChainBook; p256Verifiers?: string[] }) {
     this.deployment = opts.deployment;
+    this.book = opts.book;
     this.registry = DeviceRegistry__factory.connect(opts.deployment.verifyingContract, opts.provider);
     this.verifier = new DeviceSignatureVerifier(opts.p256Verifiers ?? []);
   }
@@ -72,12 +71,10 @@ export class DeviceReports {
         field: "key",
         reason: `the key is not device ${device}'s registered key (the registry resolves it to ${resolved})`,
       };
-    const last = this.lastSeq.get(device);
+    const last = this.book.lastSeq(device);
     if (last !== undefined && seq <= last)
       return { accepted: false, field: "seq", reason: `seq ${seq} is not above the last report's (${last}): a replay` };
-    this.lastSeq.set(device, seq);
-    const list = this.byDevice.get(device) ?? [];
-    list.push({
+    await this.book.addPosition(device, seq, {
       txHash: "",
       blockNumber: 0,
       at: Number(message.at),
@@ -86,15 +83,12 @@ export class DeviceReports {
       source: "report",
       signed: { key: report.key.toLowerCase(), digest: d, signature: report.signature },
     });
-    // The rules read the latest few; a device cannot grow the guardian's memory without bound.
-    if (list.length > MAX_PER_DEVICE) list.splice(0, list.length - MAX_PER_DEVICE);
-    this.byDevice.set(device, list);
     return { accepted: true };
   }
 
   /** The device's accepted reports, oldest first. */
-  locations(device: bigint): LocationReport[] {
-    return [...(this.byDevice.get(device) ?? [])];
+  locations(device: bigint) {
+    return this.book.observations(device).locations;
   }
 }
 

@@ -1,0 +1,38 @@
+/**
+ * `VoucherReports`: payees report the vouchers their payers sign (`POST /vouchers`, a
+ * `SignedDeviceMessage` of type Voucher with its channel's terms), so the `overRate` rule sees how
+ * fast a payer signs. Each is checked (`SignedMessageCheck`: the payer's pinned key signed it, the
+ * channel exists), dated on the guardian's chain-aligned clock as it arrives (a voucher carries no
+ * time), and kept in the `OffChainBook` before it is acknowledged. The rate is the channel's own.
+ */
+import type { ChainClock } from "./clock.js";
+import type { OffChainBook } from "./offChainBook.js";
+import type { SignedMessageCheck } from "./signedMessages.js";
+
+export type VoucherVerdict =
+  { accepted: true; duplicate: boolean; device: string } | { accepted: false; field: string; reason: string };
+
+export class VoucherReports {
+  constructor(private readonly o: { check: SignedMessageCheck; book: OffChainBook; clock: ChainClock }) {}
+
+  async submit(input: unknown): Promise<VoucherVerdict> {
+    if ((input as { type?: unknown } | null)?.type !== "Voucher")
+      return {
+        accepted: false,
+        field: "type",
+        reason: 'type must be "Voucher": payees report their payers\' vouchers here',
+      };
+    const checked = await this.o.check.check(input);
+    if (!checked.ok) return { accepted: false, field: checked.field, reason: checked.reason };
+    const { message: m, id, device } = checked;
+    if (this.o.book.hasVoucher(device, id)) return { accepted: true, duplicate: true, device: device.toString() };
+    await this.o.book.addVoucher(device, id, {
+      at: this.o.clock.now(),
+      channel: String(m.message.channel).toLowerCase(),
+      cumulativeAmount: BigInt(m.message.cumulativeAmount as string),
+      ratePerSecond: BigInt(m.terms!.rate),
+      message: m,
+    });
+    return { accepted: true, duplicate: false, device: device.toString() };
+  }
+}
