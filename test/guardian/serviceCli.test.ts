@@ -29,10 +29,10 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}, until?: RegExp) {
   });
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on("exit", (code) => {
+  return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) =>
+    child.on("exit", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      resolve({ code, signal, stdout, stderr });
     }),
   );
 }
@@ -95,7 +95,7 @@ describe("npm run guardian", function () {
     expect(wrong.stderr).to.match(/custos-guardian: --keystore .* does not open it|not a Web3/);
 
     const r = await run(args, {}, /"event":"listening"/);
-    expect(r.code, r.stderr).to.equal(0);
+    expect(r.code, `signal ${r.signal}; stderr: ${r.stderr}; stdout: ${r.stdout.slice(-2_000)}`).to.equal(0);
     const listening = JSON.parse(r.stdout.split("\n").find((l) => l.includes('"event":"listening"'))!);
     expect(listening.guardian).to.equal(w.guardians[0].address);
     expect(listening.url).to.equal(`http://127.0.0.1:${port}`);

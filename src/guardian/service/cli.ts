@@ -1,7 +1,9 @@
 /**
  * `npm run guardian -- --rpc URL --watch URL --keystore FILE --policy FILE [options]`: one guardian
  * against a node and a watch — it evaluates its policy over the watch's index at every new block,
- * votes in the GuardianQuorum with its own funded key, and serves its evidence on `--port`.
+ * votes in the GuardianQuorum with its own funded key, and serves its evidence on `--port`, where
+ * devices post signed position reports and payees their payers' vouchers; `--relayer` names relayers
+ * whose refusals of device-signed messages it reads.
  *
  * Every flag can also come from the environment (CUSTOS_GUARDIAN_<FLAG>, e.g. CUSTOS_GUARDIAN_RPC);
  * the keystore's password from --password-file or CUSTOS_GUARDIAN_PASSWORD. The registry and the
@@ -16,6 +18,11 @@ import { address, int, runService, stopOnSignals } from "../../deploy/service.js
 import { SettingError, openKeystoreSetting, suiteAddresses } from "../../deploy/addresses.js";
 
 const env = (name: string) => `CUSTOS_GUARDIAN_${name}`;
+
+const httpUrl = (flag: string) => (value: string) => {
+  if (!/^https?:\/\/\S+$/.test(value)) throw new SettingError(`${flag} must be an http(s) URL, not ${value}`);
+  return value.replace(/\/+$/, "");
+};
 
 export const program = new Command()
   .name("custos-guardian")
@@ -54,6 +61,22 @@ export const program = new Command()
         ...value.split(",").filter(Boolean).map(address),
       ]),
   )
+  .addOption(
+    new Option("--relayer <url>", "a relayer whose refusal feed (GET /v1/refusals) it reads (repeatable)")
+      .env(env("RELAYERS"))
+      .argParser((value: string, previous: string[] = []) => [
+        ...previous,
+        ...value.split(",").filter(Boolean).map(httpUrl("--relayer")),
+      ]),
+  )
+  .addOption(
+    new Option(
+      "--payment-channels <address>",
+      "PaymentChannels address, to check vouchers payees report (default: the Ignition deployment's)",
+    )
+      .env(env("PAYMENT_CHANNELS"))
+      .argParser(address),
+  )
   .addOption(new Option("--host <host>", "interface to serve the evidence on").env(env("HOST")).default("127.0.0.1"))
   .addOption(
     new Option("--port <n>", "port of GET /evidence/:hash").env(env("PORT")).argParser(int("port")).default(8791),
@@ -87,6 +110,8 @@ interface Options {
   registry?: string;
   guardianQuorum?: string;
   owner?: string[];
+  relayer?: string[];
+  paymentChannels?: string;
   host: string;
   port: number;
   data: string;
@@ -106,7 +131,7 @@ export async function main(argv = process.argv): Promise<void> {
   const { chainIdOf } = await import("../../relayer/preflight.js");
   const chainId = await chainIdOf(o.rpc);
   const { addresses, from } = await suiteAddresses(
-    { registry: o.registry, guardianQuorum: o.guardianQuorum },
+    { registry: o.registry, guardianQuorum: o.guardianQuorum, paymentChannels: o.paymentChannels },
     o.deployment,
     async () => chainId,
   );
@@ -127,7 +152,8 @@ export async function main(argv = process.argv): Promise<void> {
     rpcUrl: o.rpc,
     chainId,
     watchUrl: o.watch,
-    addresses: { registry: addresses.registry, guardianQuorum: addresses.guardianQuorum },
+    addresses: { ...addresses, registry: addresses.registry, guardianQuorum: addresses.guardianQuorum },
+    relayers: o.relayer,
     key,
     policyFile: path.resolve(o.policy),
     dataDir: path.resolve(o.data),
