@@ -14,21 +14,11 @@ import { getBytes, type Provider } from "ethers";
 import { digest, type Deployment } from "../../eip712/index.js";
 import { DeviceSignatureVerifier } from "../../crypto/verify.js";
 import { DeviceRegistry__factory } from "../../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
+import { checkPositionReportShape, type PositionReportBody } from "../../messages/positionReport.js";
 import type { OffChainBook } from "./offChainBook.js";
 
-/** A signed position report as a device sends it (JSON: numbers as decimal strings or numbers). */
-export interface SignedPositionReport {
-  device: string;
-  seq: string;
-  at: string;
-  latitudeE7: number;
-  longitudeE7: number;
-  /** The unlock-log record's leaf it reports on (0x bytes32; zero when none). */
-  record: string;
-  /** The device's ERC-7913 signer bytes (an address for secp256k1). */
-  key: string;
-  signature: string;
-}
+/** A signed position report as a device sends it. */
+export type SignedPositionReport = PositionReportBody;
 
 export type ReportVerdict = { accepted: true } | { accepted: false; reason: string; field?: string };
 
@@ -48,8 +38,8 @@ export class DeviceReports {
 
   /** Checks `report` and, when genuine and new, keeps it as the device's latest position. */
   async submit(report: SignedPositionReport): Promise<ReportVerdict> {
-    const shape = checkShape(report);
-    if (shape) return shape;
+    const shape = checkPositionReportShape(report);
+    if (shape) return { accepted: false, ...shape };
     const device = BigInt(report.device);
     const seq = BigInt(report.seq);
     const message = {
@@ -90,22 +80,4 @@ export class DeviceReports {
   locations(device: bigint) {
     return this.book.observations(device).locations;
   }
-}
-
-const UINT = /^[0-9]+$/;
-const HEX32 = /^0x[0-9a-fA-F]{64}$/;
-const HEX = /^0x([0-9a-fA-F]{2})+$/;
-
-function checkShape(r: SignedPositionReport): ReportVerdict | undefined {
-  const bad = (field: string, fix: string): ReportVerdict => ({ accepted: false, field, reason: `${field}: ${fix}` });
-  if (typeof r !== "object" || r === null) return bad("report", "the body must be a JSON object");
-  for (const f of ["device", "seq", "at"] as const)
-    if (!UINT.test(String(r[f] ?? ""))) return bad(f, "must be a non-negative integer (decimal)");
-  for (const f of ["latitudeE7", "longitudeE7"] as const)
-    if (!Number.isInteger(r[f]) || Math.abs(r[f]) > (f === "latitudeE7" ? 900_000_000 : 1_800_000_000))
-      return bad(f, "must be an integer in 1e-7 degrees within ±90° (latitude) or ±180° (longitude)");
-  if (!HEX32.test(String(r.record ?? ""))) return bad("record", "must be 32 bytes of 0x-hex (zero when none)");
-  if (!HEX.test(String(r.key ?? ""))) return bad("key", "must be the device's signer bytes (0x-hex)");
-  if (!HEX.test(String(r.signature ?? ""))) return bad("signature", "must be 0x-hex signature bytes");
-  return undefined;
 }
