@@ -177,6 +177,7 @@ export class Intake {
       throw shapeRefusal(err, m.type);
     }
     if (m.type === "DeviceClaim") checkClaimShape(m);
+    if (m.type === "Voucher") checkTerms(m);
     const deadline = deadlineOf(m);
     this.checkDeadline(deadline, "message.deadline");
 
@@ -365,7 +366,7 @@ export class Intake {
   }
 
   /**
-   * A payer's voucher: the terms hash to `message.channel`, the key is the payer's (pinned in the
+   * A payer's voucher (its terms hash to `message.channel`: `checkTerms`): the key is the payer's (pinned in the
    * terms, and its device Active), and it pays more than the channel paid so far. Vouchers are
    * cumulative: the lane's slot is the amount. Returns [next in line, amount, must simulate (a
    * channel not open: the contract names why)].
@@ -378,23 +379,6 @@ export class Intake {
   ): Promise<[boolean, bigint, boolean]> {
     const t = m.terms!;
     const channel = String(m.message.channel).toLowerCase();
-    let computed: string;
-    try {
-      computed = keccak256(
-        AbiCoder.defaultAbiCoder().encode(
-          ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32", "uint32"],
-          TERMS_FIELDS.map((f) => t[f]),
-        ),
-      );
-    } catch (err) {
-      throw new Refusal("invalid_field", `terms are malformed: ${(err as Error).message.split(" (")[0]}`, "terms");
-    }
-    if (computed !== channel)
-      throw new Refusal(
-        "invalid_field",
-        `terms are not those of message.channel ${channel} (they give ${computed})`,
-        "terms",
-      );
     if (keccak256(key) !== String(t.payerKeyHash).toLowerCase())
       throw new Refusal(
         "wrong_device",
@@ -743,6 +727,31 @@ export function firstDifference(
     return undefined;
   }
   return at || "body";
+}
+
+/**
+ * A voucher's terms hash to its channel. They are not signed (the payee presents them beside the
+ * payer's voucher), so they are checked with the shape, before `deviceOf` reads `terms.payer`.
+ */
+function checkTerms(m: SignedDeviceMessage): void {
+  const channel = String(m.message.channel).toLowerCase();
+  let computed: string;
+  try {
+    computed = keccak256(
+      AbiCoder.defaultAbiCoder().encode(
+        ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32", "uint32"],
+        TERMS_FIELDS.map((f) => m.terms![f]),
+      ),
+    );
+  } catch (err) {
+    throw new Refusal("invalid_field", `terms are malformed: ${(err as Error).message.split(" (")[0]}`, "terms");
+  }
+  if (computed !== channel)
+    throw new Refusal(
+      "invalid_field",
+      `terms are not those of message.channel ${channel} (they give ${computed})`,
+      "terms",
+    );
 }
 
 // `checkShape` has checked the leaf and every proof item; the relayer adds a limit of its own.
