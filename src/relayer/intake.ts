@@ -186,26 +186,51 @@ export class Intake {
     const signature = hexToBytes(m.signature, "signature");
     await this.checkDeviceSignature(m, key, digest, signature, deployment);
 
-    charge(`d:${device}`, "device");
+    try {
+      charge(`d:${device}`, "device");
 
-    let nextInLine: boolean;
-    let mustSimulate = false;
-    let slot = nonce;
-    if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
-    else if (m.type === "UnlockLog") [nextInLine, slot] = await this.checkUnlockLog(m, id, key, device);
-    else if (m.type === "Checkpoint") [nextInLine, slot, mustSimulate] = await this.checkCheckpoint(m, id, key);
-    else if (m.type === "Voucher") [nextInLine, slot, mustSimulate] = await this.checkVoucher(m, id, key, device);
-    else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
-    await this.checkDeviceGas(m, key, nextInLine, target, mustSimulate);
+      let nextInLine: boolean;
+      let mustSimulate = false;
+      let slot = nonce;
+      if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
+      else if (m.type === "UnlockLog") [nextInLine, slot] = await this.checkUnlockLog(m, id, key, device);
+      else if (m.type === "Checkpoint") [nextInLine, slot, mustSimulate] = await this.checkCheckpoint(m, id, key);
+      else if (m.type === "Voucher") [nextInLine, slot, mustSimulate] = await this.checkVoucher(m, id, key, device);
+      else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
+      await this.checkDeviceGas(m, key, nextInLine, target, mustSimulate);
 
-    return this.reserve({
-      id,
-      kind: "device",
-      body: m,
-      lane: laneOf(m, key, device),
-      nonce: slot,
-      deadline,
-    });
+      return await this.reserve({
+        id,
+        kind: "device",
+        body: m,
+        lane: laneOf(m, key, device),
+        nonce: slot,
+        deadline,
+      });
+    } catch (err) {
+      if (err instanceof Refusal) await this.attribute(err, m, id, key, device);
+      throw err;
+    }
+  }
+
+  /**
+   * Tags a refusal decided after the signature verified with the device that signed the message,
+   * when the key is that device's current key (the relayer's cached view of the registry). The
+   * signature alone proves nothing about a device: a fresh key, or one recovered from any
+   * signature, verifies too, and could speak for any device — those (`unknown_key`, another device's
+   * key: `wrong_device`) stay unattributed, as does `chain_unavailable` (the relayer's own fault).
+   */
+  private async attribute(err: Refusal, m: SignedDeviceMessage, id: string, key: string, named: bigint) {
+    if (err.code === "chain_unavailable") return;
+    let signer: bigint;
+    try {
+      signer = (await this.ctx.chain.deviceByKey(key)).id;
+    } catch {
+      return; // the node is down: the refusal stands, unattributed
+    }
+    // A checkpoint names no device (`deviceOf` is its key's first device): its signer's is the one.
+    if (signer === 0n || (m.type !== "Checkpoint" && signer !== named)) return;
+    err.attribution = { id, device: signer, message: m };
   }
 
   private async checkDeviceSignature(
