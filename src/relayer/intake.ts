@@ -221,7 +221,7 @@ export class Intake {
    * key: `wrong_device`) stay unattributed, as does `chain_unavailable` (the relayer's own fault).
    */
   private async attribute(err: Refusal, m: SignedDeviceMessage, id: string, key: string, named: bigint) {
-    if (err.code === "chain_unavailable") return;
+    if (err.code === "chain_unavailable" || this.ctx.config.refusalFeedSize === 0) return;
     let signer: bigint;
     try {
       signer = (await this.ctx.chain.deviceByKey(key)).id;
