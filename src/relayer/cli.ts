@@ -136,6 +136,12 @@ export const program = new Command()
       .argParser(int("poll interval"))
       .default(DEFAULTS.pollIntervalMs),
   )
+  .addOption(
+    new Option("--refusal-feed-size <n>", "refusals of signed device messages kept for GET /v1/refusals (0: no feed)")
+      .env(env("REFUSAL_FEED_SIZE"))
+      .argParser(int("refusal feed size"))
+      .default(DEFAULTS.refusalFeedSize),
+  )
   .addOption(new Option("--log-level <level>", "pino log level").env(env("LOG_LEVEL")).default(DEFAULTS.logLevel))
   .addHelpText(
     "after",
@@ -171,6 +177,7 @@ interface Options {
   p256Verifier?: string[];
   forwardTarget?: string[];
   pollIntervalMs: number;
+  refusalFeedSize: number;
   logLevel: string;
 }
 
@@ -214,6 +221,7 @@ export async function main(argv = process.argv): Promise<void> {
     p256Verifiers: o.p256Verifier,
     forwardTargets: o.forwardTarget,
     pollIntervalMs: o.pollIntervalMs,
+    refusalFeedSize: o.refusalFeedSize,
     logLevel: o.logLevel,
     hooks: failpointHooks(process.env.CUSTOS_RELAYER_FAILPOINT),
   });

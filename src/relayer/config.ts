@@ -66,6 +66,11 @@ export interface RelayerConfig {
   pollIntervalMs?: number;
   /** Final messages older than this are dropped from the log when it is compacted at start (default 7 days). */
   retainMs?: number;
+  /**
+   * How many attributable refusals `GET /v1/refusals` keeps, newest last (default 10,000; 0 turns
+   * the feed and its route off).
+   */
+  refusalFeedSize?: number;
   /** pino log level (default "info"); "silent" for none. */
   logLevel?: string;
   hooks?: RelayerHooks;
@@ -116,6 +121,7 @@ export const DEFAULTS = {
   sendMarginSeconds: 3,
   pollIntervalMs: 200,
   retainMs: 7 * 24 * 3600 * 1000,
+  refusalFeedSize: 10_000,
   logLevel: "info",
 } as const;
 
@@ -140,5 +146,7 @@ export function resolveConfig(config: RelayerConfig): ResolvedConfig {
       throw new Error(`relayer: ${key} must be a positive number`);
   }
   if (resolved.gasCap <= 0n) throw new Error("relayer: gasCap must be positive");
+  if (!Number.isSafeInteger(resolved.refusalFeedSize) || resolved.refusalFeedSize < 0)
+    throw new Error("relayer: refusalFeedSize must be an integer, 0 or more");
   return resolved;
 }

@@ -2,6 +2,7 @@
  * Why the relayer refuses a message: one code per check, each with its HTTP status. A refusal is
  * always decided before any gas is spent; its body is `{ error, field?, code }`.
  */
+import type { SignedDeviceMessage } from "../messages/index.js";
 
 export const REFUSALS = {
   /** The body is not JSON, or not an object. */
@@ -59,6 +60,17 @@ export const REFUSALS = {
 
 export type RefusalCode = keyof typeof REFUSALS;
 
+/**
+ * Who a refused device message is attributable to: its signature verified, by the current key of
+ * the device it speaks for, so anyone can re-check that the device signed it (the refusal feed).
+ */
+export interface Attribution {
+  /** `messageId`. */
+  id: string;
+  device: bigint;
+  message: SignedDeviceMessage;
+}
+
 export interface RefusalBody {
   error: string;
   field?: string;
@@ -67,6 +79,8 @@ export interface RefusalBody {
 
 export class Refusal extends Error {
   readonly status: number;
+  /** Set by intake on a device message's refusal decided after its signature verified. */
+  attribution?: Attribution;
 
   constructor(
     readonly code: RefusalCode,

@@ -177,6 +177,7 @@ export class Intake {
       throw shapeRefusal(err, m.type);
     }
     if (m.type === "DeviceClaim") checkClaimShape(m);
+    if (m.type === "Voucher") checkTerms(m);
     const deadline = deadlineOf(m);
     this.checkDeadline(deadline, "message.deadline");
 
@@ -185,26 +186,51 @@ export class Intake {
     const signature = hexToBytes(m.signature, "signature");
     await this.checkDeviceSignature(m, key, digest, signature, deployment);
 
-    charge(`d:${device}`, "device");
+    try {
+      charge(`d:${device}`, "device");
 
-    let nextInLine: boolean;
-    let mustSimulate = false;
-    let slot = nonce;
-    if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
-    else if (m.type === "UnlockLog") [nextInLine, slot] = await this.checkUnlockLog(m, id, key, device);
-    else if (m.type === "Checkpoint") [nextInLine, slot, mustSimulate] = await this.checkCheckpoint(m, id, key);
-    else if (m.type === "Voucher") [nextInLine, slot, mustSimulate] = await this.checkVoucher(m, id, key, device);
-    else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
-    await this.checkDeviceGas(m, key, nextInLine, target, mustSimulate);
+      let nextInLine: boolean;
+      let mustSimulate = false;
+      let slot = nonce;
+      if (m.type === "DeviceClaim") nextInLine = await this.checkClaim(m, id, key);
+      else if (m.type === "UnlockLog") [nextInLine, slot] = await this.checkUnlockLog(m, id, key, device);
+      else if (m.type === "Checkpoint") [nextInLine, slot, mustSimulate] = await this.checkCheckpoint(m, id, key);
+      else if (m.type === "Voucher") [nextInLine, slot, mustSimulate] = await this.checkVoucher(m, id, key, device);
+      else nextInLine = await this.checkDevice(m, id, key, device, nonce!);
+      await this.checkDeviceGas(m, key, nextInLine, target, mustSimulate);
 
-    return this.reserve({
-      id,
-      kind: "device",
-      body: m,
-      lane: laneOf(m, key, device),
-      nonce: slot,
-      deadline,
-    });
+      return await this.reserve({
+        id,
+        kind: "device",
+        body: m,
+        lane: laneOf(m, key, device),
+        nonce: slot,
+        deadline,
+      });
+    } catch (err) {
+      if (err instanceof Refusal) await this.attribute(err, m, id, key, device);
+      throw err;
+    }
+  }
+
+  /**
+   * Tags a refusal decided after the signature verified with the device that signed the message,
+   * when the key is that device's current key (the relayer's cached view of the registry). The
+   * signature alone proves nothing about a device: a fresh key, or one recovered from any
+   * signature, verifies too, and could speak for any device — those (`unknown_key`, another device's
+   * key: `wrong_device`) stay unattributed, as does `chain_unavailable` (the relayer's own fault).
+   */
+  private async attribute(err: Refusal, m: SignedDeviceMessage, id: string, key: string, named: bigint) {
+    if (err.code === "chain_unavailable" || this.ctx.config.refusalFeedSize === 0) return;
+    let signer: bigint;
+    try {
+      signer = (await this.ctx.chain.deviceByKey(key)).id;
+    } catch {
+      return; // the node is down: the refusal stands, unattributed
+    }
+    // A checkpoint names no device (`deviceOf` is its key's first device): its signer's is the one.
+    if (signer === 0n || (m.type !== "Checkpoint" && signer !== named)) return;
+    err.attribution = { id, device: signer, message: m };
   }
 
   private async checkDeviceSignature(
@@ -365,7 +391,7 @@ export class Intake {
   }
 
   /**
-   * A payer's voucher: the terms hash to `message.channel`, the key is the payer's (pinned in the
+   * A payer's voucher (its terms hash to `message.channel`: `checkTerms`): the key is the payer's (pinned in the
    * terms, and its device Active), and it pays more than the channel paid so far. Vouchers are
    * cumulative: the lane's slot is the amount. Returns [next in line, amount, must simulate (a
    * channel not open: the contract names why)].
@@ -378,23 +404,6 @@ export class Intake {
   ): Promise<[boolean, bigint, boolean]> {
     const t = m.terms!;
     const channel = String(m.message.channel).toLowerCase();
-    let computed: string;
-    try {
-      computed = keccak256(
-        AbiCoder.defaultAbiCoder().encode(
-          ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32", "uint32"],
-          TERMS_FIELDS.map((f) => t[f]),
-        ),
-      );
-    } catch (err) {
-      throw new Refusal("invalid_field", `terms are malformed: ${(err as Error).message.split(" (")[0]}`, "terms");
-    }
-    if (computed !== channel)
-      throw new Refusal(
-        "invalid_field",
-        `terms are not those of message.channel ${channel} (they give ${computed})`,
-        "terms",
-      );
     if (keccak256(key) !== String(t.payerKeyHash).toLowerCase())
       throw new Refusal(
         "wrong_device",
@@ -743,6 +752,31 @@ export function firstDifference(
     return undefined;
   }
   return at || "body";
+}
+
+/**
+ * A voucher's terms hash to its channel. They are not signed (the payee presents them beside the
+ * payer's voucher), so they are checked with the shape, before `deviceOf` reads `terms.payer`.
+ */
+function checkTerms(m: SignedDeviceMessage): void {
+  const channel = String(m.message.channel).toLowerCase();
+  let computed: string;
+  try {
+    computed = keccak256(
+      AbiCoder.defaultAbiCoder().encode(
+        ["uint256", "uint256", "address", "uint96", "uint96", "uint64", "uint32", "bytes32", "uint32"],
+        TERMS_FIELDS.map((f) => m.terms![f]),
+      ),
+    );
+  } catch (err) {
+    throw new Refusal("invalid_field", `terms are malformed: ${(err as Error).message.split(" (")[0]}`, "terms");
+  }
+  if (computed !== channel)
+    throw new Refusal(
+      "invalid_field",
+      `terms are not those of message.channel ${channel} (they give ${computed})`,
+      "terms",
+    );
 }
 
 // `checkShape` has checked the leaf and every proof item; the relayer adds a limit of its own.

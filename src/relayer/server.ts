@@ -6,6 +6,7 @@
  *   POST /v1/messages      a SignedDeviceMessage          → 202 {id, status: "accepted"} | 200 duplicate | 4xx refusal
  *   POST /v1/forward       an OpenZeppelin ForwardRequestData → same
  *   GET  /v1/messages/:id  → {id, status, txHash?, error?}
+ *   GET  /v1/refusals?after=&limit=  → {epoch, next, items}: refused device messages, signed by their device
  *   GET  /health           → {ok, chainId, latestBlock, queueDepth, relayerBalance, …}
  *
  * Logs are JSON lines (pino, through fastify).
@@ -18,6 +19,7 @@ import { ChainView, type OtherContracts } from "./chain.js";
 import { resolveConfig, type RelayerConfig } from "./config.js";
 import { Refusal, type RefusalBody } from "./errors.js";
 import { Intake } from "./intake.js";
+import { RefusalFeed, parsePage } from "./refusalFeed.js";
 import { MessageStore } from "./store.js";
 import { preflight, StartError } from "./preflight.js";
 import { Submitter } from "./submitter.js";
@@ -33,6 +35,8 @@ export interface RelayerStats {
   failed: number;
   spent: number;
   queueDepth: number;
+  /** Items held by the refusal feed, and the last seq it gave (both 0 when it is off). */
+  refusalFeed: { size: number; lastSeq: number };
 }
 
 export interface RelayerHandle {
@@ -172,10 +176,12 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       onAccepted: () => submitter.wake(),
     });
     const unsubscribe = chain.onBlock(() => submitter.wake());
+    const feed = cfg.refusalFeedSize > 0 ? new RefusalFeed(cfg.refusalFeedSize) : undefined;
 
     const refuse = (reply: FastifyReply, err: unknown) => {
       if (err instanceof Refusal) {
         intake.countRefusal(err.code);
+        if (err.attribution) feed?.add(err.code, err.message, err.attribution);
         // debug: refusals are counted in /health; logging each at info would let an attacker flood the logs.
         log.debug({ event: "refused", code: err.code, field: err.field, error: err.message });
         if (err.retryAfter) reply.header("retry-after", String(err.retryAfter));
@@ -227,6 +233,19 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       return reply.send(body);
     });
 
+    // Off (refusalFeedSize 0): no route, so the not-found handler's 404.
+    if (feed)
+      app.get("/v1/refusals", async (req, reply) => {
+        try {
+          const { after, limit } = parsePage(req.query);
+          return reply.send(feed.page(after, limit));
+        } catch (err) {
+          // Not through refuse(): a reader's bad query is no refusal of a message (stats, feed).
+          if (err instanceof Refusal) return reply.code(err.status).send(err.body());
+          throw err;
+        }
+      });
+
     app.get("/health", async (_req, reply) => {
       try {
         const [latestBlock, balance] = await Promise.all([provider.getBlockNumber(), provider.getBalance(relayer)]);
@@ -264,6 +283,7 @@ export async function startRelayer(config: RelayerConfig): Promise<RelayerHandle
       failed: submitter.metrics.failed,
       spent: submitter.metrics.spent,
       queueDepth: store.queueDepth(),
+      refusalFeed: { size: feed?.size ?? 0, lastSeq: feed?.lastSeq ?? 0 },
     });
 
     const address = await app.listen({ host: cfg.host, port: cfg.port });

@@ -305,6 +305,28 @@ describe("relayer refusals: each attack is refused before any gas is spent", fun
     });
   });
 
+  describe("vouchers", function () {
+    it("attack: a voucher whose (unsigned) terms name a payer that is no number is refused by name, not a 500", async function () {
+      const channels = { chainId: fleet.deployment.chainId, verifyingContract: fleet.addresses.paymentChannels };
+      const v = signDeviceMessage(h, fleet.devices[0].key, "Voucher", channels, {
+        channel: ethers.id("channel"),
+        cumulativeAmount: 1n,
+      });
+      const terms = {
+        payer: "not a number",
+        payee: "1",
+        token: ethers.ZeroAddress,
+        rate: "1",
+        allowance: "0",
+        openedAt: "0",
+        salt: "0",
+        payerKeyHash: ethers.ZeroHash,
+        payerPeriod: "0",
+      };
+      await expectRefused("/v1/messages", { ...v, terms }, 400, "invalid_field", "terms");
+    });
+  });
+
   describe("claims", function () {
     it("attack: claiming a key that is already registered is refused", async function () {
       const m = signClaim(h, fleet.devices[0].key, fleet.batch, fleet.ownerAddress, deadline, fleet.deployment);
