@@ -187,7 +187,9 @@ export class Intake {
     await this.checkDeviceSignature(m, key, digest, signature, deployment);
 
     try {
-      charge(`d:${device}`, "device");
+      // Per key, not per named device: a forger's fresh key verifies its own signature in any
+      // device's name, and must not spend that device's quota.
+      charge(`k:${key}`, "device key");
 
       let nextInLine: boolean;
       let mustSimulate = false;

@@ -33,6 +33,8 @@ export interface RefusalPage {
   epoch: string;
   /** The last item's `seq`, or `after` when there is none: the next page's `after`. */
   next: number;
+  /** The relayer's clock when it answered (unix s): a reader takes items' ages from it, not their `at`. */
+  now: number;
   items: RefusalItem[];
 }
 
@@ -100,7 +102,7 @@ export class RefusalFeed {
     const items: RefusalItem[] = [];
     for (let seq = from; seq <= this.last && items.length < limit; seq++)
       items.push(this.ring[(this.head + seq - first) % this.capacity]);
-    return { epoch: this.epoch, next: items.at(-1)?.seq ?? after, items };
+    return { epoch: this.epoch, next: items.at(-1)?.seq ?? after, now: Math.floor(Date.now() / 1000), items };
   }
 }
 
