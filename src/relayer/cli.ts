@@ -115,7 +115,7 @@ export const program = new Command()
       .default(Number(DEFAULTS.gasCap)),
   )
   .addOption(
-    new Option("--rate-limit <n>", "messages per device (or signer) per minute")
+    new Option("--rate-limit <n>", "messages per device key (or signer) per minute")
       .env(env("RATE_LIMIT"))
       .argParser(int("rate limit"))
       .default(DEFAULTS.rateLimit),
