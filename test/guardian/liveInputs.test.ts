@@ -1,0 +1,156 @@
+/**
+ * The guardians' off-chain inputs, live: a relayer's feed of refused device-signed messages and a
+ * payee's reports of its payer's vouchers, read by three guardians (quorum two) on a real node with
+ * one-second blocks and a real index — each message re-checked by each guardian, never taken on the
+ * relayer's or the payee's word.
+ */
+import { expect } from "chai";
+import { Wallet, getBytes, parseEther } from "ethers";
+import { digest } from "../../src/eip712/index.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
+import { encodeCall, type SignedDeviceMessage } from "../../src/messages/index.js";
+import { signAttestation } from "../../src/relayer/fleet.js";
+import { startRelayer, type RelayerHandle } from "../../src/relayer/index.js";
+import { startGuardian, type GuardianHandle } from "../../src/guardian/service/index.js";
+import { DEFAULT_POLICY, type Policy } from "../../src/guardian/policy/index.js";
+import {
+  guardianWorld,
+  hashOf,
+  oneSecondBlocks,
+  removeTempDirs,
+  tempDir,
+  votesOf,
+  waitForRegistryEvent,
+  writePolicy,
+  type GuardianWorld,
+} from "./serviceFixture.js";
+import path from "node:path";
+
+const ACTIVE = 1n;
+
+/** The default policy with bursts and rates a test can reach in seconds. */
+const LIVE: Policy = {
+  ...DEFAULT_POLICY,
+  name: "test-live-inputs",
+  rules: {
+    ...DEFAULT_POLICY.rules,
+    refusalBurst: { enabled: true, windowSeconds: 600, maxRefusals: 5 },
+    overRate: { enabled: true, windowSeconds: 600, tolerance: 0.1, burstSeconds: 5 },
+  },
+};
+
+describe("guardian service: live off-chain inputs — relayers' refusals, payees' voucher reports", function () {
+  this.timeout(300_000);
+  let w: GuardianWorld;
+  let relayer: RelayerHandle;
+  const guardians: GuardianHandle[] = [];
+
+  before(async function () {
+    w = await guardianWorld(4);
+    const relayerKey = Wallet.createRandom();
+    await (await w.admin.sendTransaction({ to: relayerKey.address, value: parseEther("10") })).wait();
+    relayer = await startRelayer({
+      rpc: w.node.url,
+      privateKey: relayerKey.privateKey,
+      ...w.fleet.addresses,
+      dataDir: tempDir(),
+      batchIntervalMs: 50,
+      pollIntervalMs: 50,
+      logLevel: "silent",
+    });
+    const policyFile = writePolicy(path.join(tempDir(), "policy.json"), LIVE);
+    for (const g of w.guardians)
+      guardians.push(
+        await startGuardian({
+          rpcUrl: w.node.url,
+          chainId: 31337,
+          watchUrl: w.indexer.url,
+          addresses: w.fleet.addresses,
+          relayers: [relayer.url],
+          key: g.privateKey,
+          policyFile,
+          dataDir: tempDir(),
+          port: 0,
+        }),
+      );
+  });
+
+  after(async function () {
+    for (const g of guardians) await g.stop();
+    await relayer?.close();
+    await w?.indexer.stop();
+    await w?.node.stop();
+    removeTempDirs();
+  });
+
+  it("attack: someone replays a device's landed messages at a relayer — refused, published, re-checked by each guardian, and the quorum quarantines the identity being hammered; a forger's refusals in another device's name count for nothing", async function () {
+    const target = w.fleet.devices[0];
+    const bystander = w.fleet.devices[1];
+    // The device sends five attestations; they land (here sent by the admin, not through the relayer).
+    const landed: SignedDeviceMessage[] = [];
+    const head = await w.provider.getBlock("latest");
+    for (let n = 0n; n < 5n; n++) {
+      const m = signAttestation(w.fleet.hasher, target, w.fleet.deployment, n, BigInt(head!.timestamp + 3600));
+      await (await w.admin.sendTransaction({ to: w.fleet.addresses.registry, data: encodeCall(m).data })).wait();
+      landed.push(m);
+    }
+    await oneSecondBlocks(w.node);
+    const from = await w.provider.getBlockNumber();
+    // A forger signs in the bystander's name with fresh keys: refused before it counts (unknown key).
+    for (let n = 0n; n < 10n; n++) {
+      const forged = signAttestation(
+        w.fleet.hasher,
+        { ...bystander, key: randomDeviceKey("secp256k1") },
+        w.fleet.deployment,
+        n,
+        BigInt(head!.timestamp + 3600),
+      );
+      expect((await post(relayer.url, "/v1/messages", forged)).code).to.equal("unknown_key");
+    }
+    // The attacker replays the target's five messages, again and again.
+    for (let round = 0; round < 3; round++)
+      for (const m of landed) expect((await post(relayer.url, "/v1/messages", m)).code).to.equal("nonce_used");
+
+    const flaggedIn = await waitForRegistryEvent(w, "GuardianFlagged", target.id, from, 60_000);
+    expect(await w.fleet.registry.deviceStatus(target.id)).to.not.equal(ACTIVE);
+    expect(await w.fleet.registry.deviceStatus(bystander.id)).to.equal(ACTIVE);
+
+    // Each flagging guardian's evidence names the five signed messages; anyone re-checks them.
+    const verifier = new DeviceSignatureVerifier([]);
+    const voters = [];
+    for (const g of guardians) {
+      const [vote] = await votesOf(w, g.address, target.id, from);
+      if (!vote?.flag) continue;
+      voters.push(g);
+      const body = await (await fetch(`${g.url}/evidence/${vote.reason}`)).text();
+      expect(hashOf(body)).to.equal(vote.reason);
+      const finding = JSON.parse(body).findings.find((f: { rule: string }) => f.rule === "refusalBurst");
+      expect(finding.decision).to.equal("fire");
+      const refusals = finding.observations as {
+        kind: string;
+        code: string;
+        relayer: string;
+        message: SignedDeviceMessage;
+      }[];
+      expect(refusals).to.have.length(5);
+      for (const r of refusals) {
+        expect(r).to.include({ kind: "relayerRefusal", code: "nonce_used", relayer: relayer.url });
+        const d = digest(r.message.type, w.fleet.deployment, r.message.message);
+        expect(verifier.verify(r.message.key, getBytes(d), getBytes(r.message.signature))).to.equal(true);
+      }
+    }
+    expect(voters.length).to.be.at.least(2);
+    console.log(`      quarantined in block ${flaggedIn}, ${flaggedIn - from} blocks after the replays began`);
+  });
+});
+
+async function post(url: string, route: string, body: unknown): Promise<{ status: number; code?: string }> {
+  const reply = await fetch(url + route, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const json = (await reply.json()) as { code?: string };
+  return { status: reply.status, code: json.code };
+}
