@@ -69,6 +69,7 @@ export class GuardianLoop {
   private readonly s: GuardianStats;
   private header: { number: number; timestamp: number } | undefined;
   private offChainVersion = -1;
+  private evaluatedAt = 0;
 
   constructor(o: GuardianLoopOptions) {
     this.o = o;
@@ -153,6 +154,8 @@ export class GuardianLoop {
     const block = Number(indexedBlock);
     const version = this.o.offChain?.version() ?? 0;
     if (block < this.s.block || (block === this.s.block && version === this.offChainVersion)) return;
+    // News off chain between blocks: at most one evaluation a second (each reads the whole fleet).
+    if (block === this.s.block && Date.now() - this.evaluatedAt < OFF_CHAIN_EVALUATION_MS) return;
     this.reloadPolicy();
     if (this.header?.number !== block) {
       const header = await this.o.provider.getBlock(block);
@@ -202,10 +205,13 @@ export class GuardianLoop {
     this.s.block = block;
     this.s.blockTimestamp = this.header.timestamp;
     this.offChainVersion = version;
+    this.evaluatedAt = Date.now();
     this.s.devices = view.devices.length;
     this.s.firing = firing;
   }
 }
+
+const OFF_CHAIN_EVALUATION_MS = 1_000;
 
 /** A failure to keep what a vote depends on: the guardian must not vote on what it cannot keep. */
 class Halt extends Error {}
