@@ -17,6 +17,7 @@ import {
   type MeterSource,
   type SignedVoucher,
 } from "../roles/meter.js";
+import type { VoucherReports } from "../roles/voucherReports.js";
 import type { Logger } from "../log.js";
 import {
   CliError,
@@ -141,10 +142,12 @@ export interface PayeeHttp {
   /** The price of one unit a channel added at its first voucher sells at. */
   price: bigint;
   log: Logger;
+  /** Where accepted vouchers are reported to guardians (none: not reported). */
+  reports?: VoucherReports;
 }
 
 /** The payee's HTTP side, as `meter serve` listens with it: `POST /v1/vouchers`, `GET /v1/channels/:id`. */
-export function payeeServer({ payee, waiting, price, log }: PayeeHttp): Server {
+export function payeeServer({ payee, waiting, price, log, reports }: PayeeHttp): Server {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
     const m = /^\/v1\/channels\/(0x[0-9a-fA-F]{64})$/.exec(url.pathname);
@@ -199,6 +202,7 @@ export function payeeServer({ payee, waiting, price, log }: PayeeHttp): Server {
       return send(res, 409, { accepted: false, reason: r.reason });
     }
     await r.persisted; // on disk before it is acknowledged
+    reports?.accepted(channel); // returns at once: guardians never delay the payer's answer
     const now = BigInt(Math.floor(Date.now() / 1000));
     log.debug("voucher accepted", { channel, amount: v.cumulativeAmount });
     return send(res, 200, {
