@@ -24,6 +24,8 @@ import {
 } from "../../src/agent/roles/meter.js";
 import { VoucherReports } from "../../src/agent/roles/voucherReports.js";
 import { payeeServer } from "../../src/agent/commands/meterRun.js";
+import { guardianUrls } from "../../src/agent/commands/meter.js";
+import { CliError } from "../../src/agent/commands/common.js";
 import { METER_PRICE, eventually, meterFixture, meterSetup, type MeterFixture, type Opened } from "./helpers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -309,5 +311,17 @@ describe("meter payee: its payers' vouchers reported to guardians", function () 
     const { v } = await s.pay();
     await eventually(() => s.reports.counts.taken === 1, 10_000, "the next voucher taken");
     expect(g.amounts().at(-1)).to.equal(v.cumulativeAmount);
+  });
+
+  it("--guardian: http(s) URLs, else CUSTOS_GUARDIANS (comma-separated); a bad one names the flag", function () {
+    expect(guardianUrls(["http://g1:8791/", "https://g2.example/custos"], "http://ignored")).to.deep.equal([
+      "http://g1:8791",
+      "https://g2.example/custos",
+    ]);
+    expect(guardianUrls(undefined, " http://a:1, http://b:2 ,")).to.deep.equal(["http://a:1", "http://b:2"]);
+    expect(guardianUrls(undefined, undefined)).to.deep.equal([]);
+    expect(() => guardianUrls(["g1:8791"], undefined)).to.throw(CliError, /^--guardian must be an http\(s\) URL/);
+    expect(() => guardianUrls(["http://a:1", "ftp://b"], undefined)).to.throw(CliError, /^--guardian\[1\] must be/);
+    expect(() => guardianUrls(undefined, "http://a:1,nope")).to.throw(CliError, /^CUSTOS_GUARDIANS\[1\] must be/);
   });
 });

@@ -17,7 +17,7 @@ import {
   type MeterSource,
   type SignedVoucher,
 } from "../roles/meter.js";
-import type { VoucherReports } from "../roles/voucherReports.js";
+import { VoucherReports } from "../roles/voucherReports.js";
 import type { Logger } from "../log.js";
 import {
   CliError,
@@ -56,6 +56,10 @@ export interface ServeOptions {
   claimMs: number;
   watchMs: number;
   timeout?: string;
+  /** Guardians' base URLs the payers' vouchers are reported to (none: not reported). */
+  guardians: string[];
+  /** Least time between two reports of one channel (ms). */
+  guardianReportMs: number;
 }
 
 export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
@@ -90,7 +94,11 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
         );
         if (!known.has(channel)) waiting.set(channel, c);
       }
-      const server = payeeServer({ payee, waiting, price: o.price, log });
+      const reports =
+        o.guardians.length > 0
+          ? new VoucherReports({ payee, guardians: o.guardians, intervalMs: o.guardianReportMs, logger: log })
+          : undefined;
+      const server = payeeServer({ payee, waiting, price: o.price, log, reports });
       await new Promise<void>((resolve, reject) => {
         server.once("error", (err: NodeJS.ErrnoException) =>
           reject(new CliError(`--port ${o.port}: cannot listen on ${o.host} (${err.code ?? err.message})`)),
@@ -100,7 +108,7 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
       const { port } = server.address() as AddressInfo;
       const url = `http://${o.host}:${port}`;
       print(ctx.io, { url, channels: o.channels });
-      log.info("meter payee serving", { url, channels: o.channels.length });
+      log.info("meter payee serving", { url, channels: o.channels.length, guardians: o.guardians.length });
 
       const delivering = stack.dispatcher.drain({ watch: true });
       const safely = (what: string, fn: () => Promise<unknown>) => () =>
@@ -121,6 +129,8 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
       });
       for (const t of timers) clearInterval(t);
       await new Promise((r) => server.close(r));
+      // Bounded (the request timeout): it goes on while the last claims are made and delivered.
+      const reported = reports?.close();
       await payee.claimDue().catch((err: Error) => log.warn("last claim failed", { error: err.message }));
       const ids = stack.outbox
         .live()
@@ -128,6 +138,7 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
         .map((e) => e.id);
       code = await deliverAndReport(ctx, stack, ids, { timeout: o.timeout });
       await delivering;
+      await reported;
       await payee.close();
     },
     { need: ["paymentChannels"] },
