@@ -11,6 +11,11 @@ import type { DeviceKey } from "../../src/crypto/deviceKey.js";
 import { deployRegistry, makeKeys, provision } from "../helpers/registry.js";
 import { deployBeacons } from "../helpers/beacons.js";
 import { DeviceRegistry__factory } from "../../typechain-types/index.js";
+import { Agent } from "../../src/agent/agent.js";
+import type { TypedDataHasher } from "../../src/eip712/fast.js";
+import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
+import { MeterPayee, MeterPayer, SimulatedMeter, type ChannelTerms } from "../../src/agent/roles/meter.js";
+import { deployChannels, openChannel } from "../helpers/channels.js";
 
 const dirs: string[] = [];
 process.on("exit", () => {
@@ -54,6 +59,102 @@ export async function agentFixture() {
       locationBeacons: await beacons.getAddress(),
     },
   };
+}
+
+// ---------------------------------------------------------------- the meter role
+
+/** The payer and payee's agreed price in the meter tests: wei per Wh. */
+export const METER_PRICE = 1_000_000_000n;
+
+const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
+
+/** PaymentChannels with payer and payee devices (`deployChannels`), a gas payer, and the agent's deployment. */
+export async function meterFixture() {
+  const f = await deployChannels();
+  const gasPayer = await fundedWallet();
+  const { chainId } = await ethers.provider.getNetwork();
+  return {
+    ...f,
+    gasPayer,
+    stackDeployment: {
+      chainId,
+      registry: await f.registry.getAddress(),
+      paymentChannels: await f.channels.getAddress(),
+    },
+  };
+}
+export type MeterFixture = Awaited<ReturnType<typeof meterFixture>>;
+
+/** What a meter test opens and closes after each test (last opened, first closed). */
+export type Opened = { close(): Promise<unknown> }[];
+
+export interface MeterSetupOptions {
+  deposit?: bigint;
+  dataDir?: string;
+  minClaimValue?: bigint;
+  rate?: bigint;
+  allowance?: bigint;
+}
+
+/**
+ * A channel from payer device 0 to payee device 0, the payee's agent and book (the channel added),
+ * and a payer paying 10 Wh ahead of a simulated meter at {@link METER_PRICE}.
+ */
+export async function meterSetup(f: MeterFixture, hasher: TypedDataHasher, open: Opened, opts: MeterSetupOptions = {}) {
+  const { terms, id } = await openChannel(f, {
+    amount: opts.deposit ?? ethers.parseEther("1"),
+    rate: opts.rate,
+    allowance: opts.allowance,
+  });
+  const agent = await Agent.create({
+    signer: f.payeeKeys[0],
+    deployment: f.stackDeployment,
+    dataDir: tempDir(),
+    rpc: ethers.provider,
+    payer: f.gasPayer,
+    ...FAST,
+  });
+  open.push({ close: () => agent.stop() });
+  const payee = openMeterPayee(f, hasher, open, agent, opts.dataDir ?? tempDir(), opts.minClaimValue);
+  await payee.addChannel({
+    terms: terms as ChannelTerms,
+    deposit: opts.deposit ?? ethers.parseEther("1"),
+    pricePerUnit: METER_PRICE,
+    payerKey: f.payerKeys[0].signer,
+  });
+  const meter = new SimulatedMeter();
+  const payer = new MeterPayer({
+    key: f.payerKeys[0],
+    hasher,
+    deployment: f.channelDeployment,
+    terms: terms as ChannelTerms,
+    pricePerUnit: METER_PRICE,
+    aheadUnits: 10n,
+    meter,
+  });
+  return { terms: terms as ChannelTerms, id, agent, payee, payer, meter };
+}
+
+/** The payee's book in `dataDir`, claiming through `agent`'s outbox. */
+export function openMeterPayee(
+  f: MeterFixture,
+  hasher: TypedDataHasher,
+  open: Opened,
+  agent: Agent,
+  dataDir: string,
+  minClaimValue?: bigint,
+): MeterPayee {
+  const payee = MeterPayee.open({
+    hasher,
+    deployment: f.channelDeployment,
+    verifier: new DeviceSignatureVerifier([f.verifierAddress]),
+    dataDir,
+    outbox: agent.outbox,
+    provider: ethers.provider,
+    minClaimValue,
+  });
+  open.push(payee);
+  return payee;
 }
 
 /** `FirmwareAttested` events of the registry, as `device:firmwareHash` strings. */

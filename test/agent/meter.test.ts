@@ -4,11 +4,9 @@ import { digest } from "../../src/eip712/index.js";
 import { ethers, loadFixture, time } from "../helpers/hardhat.js";
 import { Agent } from "../../src/agent/agent.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
-import { DeviceSignatureVerifier } from "../../src/crypto/verify.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import {
   MeterError,
-  MeterPayee,
   MeterPayer,
   SimulatedMeter,
   TRUSTED,
@@ -16,29 +14,18 @@ import {
   channelIdOf,
   type ChannelTerms,
 } from "../../src/agent/roles/meter.js";
-import { CHALLENGE_PERIOD, deployChannels, openChannel } from "../helpers/channels.js";
+import { CHALLENGE_PERIOD, openChannel } from "../helpers/channels.js";
 import { rotation } from "../helpers/registry.js";
-import { fundedWallet, tempDir } from "./helpers.js";
+import {
+  METER_PRICE as PRICE,
+  meterFixture,
+  meterSetup,
+  openMeterPayee,
+  tempDir,
+  type MeterFixture,
+  type MeterSetupOptions,
+} from "./helpers.js";
 import { assertProperty } from "../helpers/property.js";
-
-const FAST = { pollMs: 5, holdMs: 20, backoff: { baseMs: 20, capMs: 200 } };
-const PRICE = 1_000_000_000n; // wei per Wh
-
-async function meterFixture() {
-  const f = await deployChannels();
-  const gasPayer = await fundedWallet();
-  const { chainId } = await ethers.provider.getNetwork();
-  return {
-    ...f,
-    gasPayer,
-    stackDeployment: {
-      chainId,
-      registry: await f.registry.getAddress(),
-      paymentChannels: await f.channels.getAddress(),
-    },
-  };
-}
-type Fixture = Awaited<ReturnType<typeof meterFixture>>;
 
 describe("meter role: devices paying per unit over a payment channel", function () {
   let hasher: TypedDataHasher;
@@ -51,57 +38,9 @@ describe("meter role: devices paying per unit over a payment channel", function 
     for (const o of open.splice(0).reverse()) await o.close();
   });
 
-  async function setup(
-    f: Fixture,
-    opts: { deposit?: bigint; dataDir?: string; minClaimValue?: bigint; rate?: bigint; allowance?: bigint } = {},
-  ) {
-    const { terms, id } = await openChannel(f, {
-      amount: opts.deposit ?? ethers.parseEther("1"),
-      rate: opts.rate,
-      allowance: opts.allowance,
-    });
-    const agent = await Agent.create({
-      signer: f.payeeKeys[0],
-      deployment: f.stackDeployment,
-      dataDir: tempDir(),
-      rpc: ethers.provider,
-      payer: f.gasPayer,
-      ...FAST,
-    });
-    open.push({ close: () => agent.stop() });
-    const payee = await openPayee(f, agent, opts.dataDir ?? tempDir(), opts.minClaimValue);
-    await payee.addChannel({
-      terms: terms as ChannelTerms,
-      deposit: opts.deposit ?? ethers.parseEther("1"),
-      pricePerUnit: PRICE,
-      payerKey: f.payerKeys[0].signer,
-    });
-    const meter = new SimulatedMeter();
-    const payer = new MeterPayer({
-      key: f.payerKeys[0],
-      hasher,
-      deployment: f.channelDeployment,
-      terms: terms as ChannelTerms,
-      pricePerUnit: PRICE,
-      aheadUnits: 10n,
-      meter,
-    });
-    return { terms: terms as ChannelTerms, id, agent, payee, payer, meter };
-  }
-
-  async function openPayee(f: Fixture, agent: Agent, dataDir: string, minClaimValue?: bigint) {
-    const payee = MeterPayee.open({
-      hasher,
-      deployment: f.channelDeployment,
-      verifier: new DeviceSignatureVerifier([f.verifierAddress]),
-      dataDir,
-      outbox: agent.outbox,
-      provider: ethers.provider,
-      minClaimValue,
-    });
-    open.push(payee);
-    return payee;
-  }
+  const setup = (f: MeterFixture, opts: MeterSetupOptions = {}) => meterSetup(f, hasher, open, opts);
+  const openPayee = (f: MeterFixture, agent: Agent, dataDir: string, minClaimValue?: bigint) =>
+    openMeterPayee(f, hasher, open, agent, dataDir, minClaimValue);
 
   it("a car pays a charger per Wh: 1,000 vouchers checked in memory, energy only while paid ahead; the last is claimed through the outbox", async function () {
     const f = await loadFixture(meterFixture);

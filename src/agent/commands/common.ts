@@ -227,6 +227,19 @@ export function parseBytes32(v: string, where: string): string {
   return v.toLowerCase();
 }
 
+/** An http(s) base URL, without trailing slashes (paths are appended to it). */
+export function parseHttpUrl(v: string, where: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(v);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.hash)
+    throw new CliError(`${where} must be an http(s) URL such as http://127.0.0.1:8791, not ${v}`);
+  return v.replace(/\/+$/, "");
+}
+
 export function parseInteger(v: string, where: string, opts: { min?: bigint; max?: bigint } = {}): bigint {
   if (!/^-?[0-9]+$/.test(v)) throw new CliError(`${where} must be an integer, not ${v}`);
   const n = BigInt(v);

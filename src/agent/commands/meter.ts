@@ -5,7 +5,9 @@
  */
 import type { Command } from "commander";
 import { Option } from "commander";
-import { CliError, parseBytes32, parseInteger, parseNumber, type Ctx } from "./common.js";
+// A light module (no ethers): `--help` stays quick.
+import { DEFAULT_REPORT_INTERVAL_MS } from "../roles/voucherReports.js";
+import { CliError, parseBytes32, parseHttpUrl, parseInteger, parseNumber, type Ctx } from "./common.js";
 
 export const METER_EXAMPLES: Record<string, string> = {
   "meter serve":
@@ -23,6 +25,24 @@ export interface MeterServeFlags {
   watchMs: string;
   minClaim: string;
   timeout?: string;
+  guardian?: string[];
+  guardianReportMs?: string;
+}
+
+/**
+ * The guardians `meter serve` reports vouchers to: the `--guardian` flags, else CUSTOS_GUARDIANS
+ * (comma-separated, as the agent's list settings are), each an http(s) URL named in its error.
+ */
+export function guardianUrls(flags: string[] | undefined, env: string | undefined): string[] {
+  let list = flags ?? [];
+  let where = "--guardian";
+  if (list.length === 0) {
+    list = (env ?? "").split(",").map((g) => g.trim());
+    list = list.filter((g) => g.length > 0);
+    where = "CUSTOS_GUARDIANS";
+  }
+  const urls = list.map((g, i) => parseHttpUrl(g, list.length > 1 ? `${where}[${i}]` : where));
+  return [...new Set(urls)];
 }
 
 export interface MeterPayFlags {
@@ -63,11 +83,22 @@ export function registerMeter(program: Command, ctx: Ctx): void {
       )
       .option("--min-claim <amount>", "claim only once this much is unclaimed (base units)", "0")
       .option("--timeout <seconds>", "on exit, give up delivering the last claims after this long (default 300)")
+      .option(
+        "--guardian <url>",
+        "a guardian to report the payers' vouchers to (repeat; CUSTOS_GUARDIANS, comma-separated)",
+        (v: string, p: string[] = []) => [...p, v],
+      )
+      .option(
+        "--guardian-report-ms <ms>",
+        `least time between two reports of one channel to the guardians (default ${DEFAULT_REPORT_INTERVAL_MS})`,
+      )
       .addHelpText(
         "after",
         "\nA voucher: POST /v1/vouchers {channel, cumulativeAmount, key, signature} → 200 {accepted: true, …},\n" +
           "409 {accepted: false, reason} (not-higher, signature, not-payer-key, closed), 404 unknown channel, 400 bad body.\n" +
-          "GET /v1/channels/:id shows a channel's state. On SIGINT/SIGTERM it claims what it holds and delivers it.\n",
+          "GET /v1/channels/:id shows a channel's state. On SIGINT/SIGTERM it claims what it holds and delivers it.\n" +
+          "With --guardian, each channel's latest accepted voucher goes to POST <guardian>/vouchers (its claim message,\n" +
+          "with the channel's terms) at most once per --guardian-report-ms; the payer's answer never waits for it.\n",
       )
       .action(async (o: MeterServeFlags) => {
         const channels = o.channel.map((c, i) =>
@@ -78,6 +109,15 @@ export function registerMeter(program: Command, ctx: Ctx): void {
         const port = parseNumber(o.port, "--port", 0, 65535);
         const claimMs = parseNumber(o.claimMs, "--claim-ms", 1);
         const watchMs = parseNumber(o.watchMs, "--watch-ms", 1);
+        const guardians = guardianUrls(o.guardian, ctx.io.env.CUSTOS_GUARDIANS);
+        if (o.guardianReportMs !== undefined && guardians.length === 0)
+          throw new CliError(
+            "--guardian-report-ms needs --guardian <url> (or CUSTOS_GUARDIANS): there is no one to report to",
+          );
+        const guardianReportMs =
+          o.guardianReportMs === undefined
+            ? DEFAULT_REPORT_INTERVAL_MS
+            : parseNumber(o.guardianReportMs, "--guardian-report-ms", 1);
         const { serveMeter } = await import("./meterRun.js");
         ctx.exit.code = await serveMeter(ctx, {
           channels,
@@ -88,6 +128,8 @@ export function registerMeter(program: Command, ctx: Ctx): void {
           claimMs,
           watchMs,
           timeout: o.timeout,
+          guardians,
+          guardianReportMs,
         });
       }),
     "meter serve",

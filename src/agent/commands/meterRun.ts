@@ -1,5 +1,5 @@
 /** The bodies of `meter serve` and `meter pay` (loaded only when they run). */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createInterface } from "node:readline";
 import type { AddressInfo } from "node:net";
 import { keccak256, type Provider } from "ethers";
@@ -17,6 +17,8 @@ import {
   type MeterSource,
   type SignedVoucher,
 } from "../roles/meter.js";
+import { VoucherReports } from "../roles/voucherReports.js";
+import type { Logger } from "../log.js";
 import {
   CliError,
   EXIT,
@@ -54,6 +56,10 @@ export interface ServeOptions {
   claimMs: number;
   watchMs: number;
   timeout?: string;
+  /** Guardians' base URLs the payers' vouchers are reported to (none: not reported). */
+  guardians: string[];
+  /** Least time between two reports of one channel (ms). */
+  guardianReportMs: number;
 }
 
 export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
@@ -88,76 +94,11 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
         );
         if (!known.has(channel)) waiting.set(channel, c);
       }
-      const server = createServer((req, res) => {
-        handle(req, res).catch((err: Error) => {
-          log.error("request failed", { error: err.message });
-          if (!res.headersSent) send(res, 500, { error: "internal error" });
-          else res.destroy();
-        });
-      });
-      const handle = async (req: IncomingMessage, res: ServerResponse) => {
-        const url = new URL(req.url ?? "/", "http://x");
-        const m = /^\/v1\/channels\/(0x[0-9a-fA-F]{64})$/.exec(url.pathname);
-        if (req.method === "GET" && m) {
-          const id = m[1].toLowerCase();
-          if (!payee.list().includes(id)) {
-            if (waiting.has(id)) return send(res, 200, { channel: id, vouchers: 0 });
-            return send(res, 404, { error: `channel ${id} is not served here` });
-          }
-          const best = payee.best(id);
-          return send(res, 200, { channel: id, ...payee.state(id), best: best?.cumulativeAmount });
-        }
-        if (req.method !== "POST" || url.pathname !== "/v1/vouchers")
-          return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
-        if (!/^application\/json\b/.test(req.headers["content-type"] ?? ""))
-          return send(res, 415, { error: "content-type must be application/json" });
-        const body = await readBody(req, 64 * 1024);
-        if (body === undefined) return send(res, 413, { error: "body larger than 64 KB" });
-        let v: Record<string, unknown>;
-        try {
-          v = JSON.parse(body) as Record<string, unknown>;
-        } catch {
-          return send(res, 400, { error: "body is not valid JSON" });
-        }
-        const bad = (field: string, what: string) => send(res, 400, { error: `${field} must be ${what}`, field });
-        if (typeof v.channel !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(v.channel))
-          return bad("channel", "32 bytes of hex");
-        if (typeof v.cumulativeAmount !== "string" || !/^[0-9]{1,78}$/.test(v.cumulativeAmount))
-          return bad("cumulativeAmount", "a decimal integer string");
-        if (typeof v.key !== "string" || !/^0x([0-9a-fA-F]{2}){20,}$/.test(v.key)) return bad("key", "hex bytes");
-        if (typeof v.signature !== "string" || !/^0x([0-9a-fA-F]{2})+$/.test(v.signature))
-          return bad("signature", "hex bytes");
-        const channel = v.channel.toLowerCase();
-        const pending = waiting.get(channel);
-        if (pending) {
-          if (keccak256(v.key) !== pending.terms.payerKeyHash.toLowerCase())
-            return send(res, 409, { accepted: false, reason: "not-payer-key" });
-          await payee.addChannel({ ...pending, pricePerUnit: o.price, payerKey: v.key });
-          waiting.delete(channel);
-        } else if (!payee.list().includes(channel)) {
-          return send(res, 404, { accepted: false, reason: "unknown-channel" });
-        }
-        const voucher: SignedVoucher = {
-          channel,
-          cumulativeAmount: BigInt(v.cumulativeAmount),
-          key: v.key,
-          signature: v.signature,
-        };
-        const r = payee.accept(voucher);
-        if (!r.accepted) {
-          log.warn("voucher refused", { channel, amount: v.cumulativeAmount, reason: r.reason });
-          return send(res, 409, { accepted: false, reason: r.reason });
-        }
-        await r.persisted; // on disk before it is acknowledged
-        const now = BigInt(Math.floor(Date.now() / 1000));
-        log.debug("voucher accepted", { channel, amount: v.cumulativeAmount });
-        return send(res, 200, {
-          accepted: true,
-          channel,
-          cumulativeAmount: v.cumulativeAmount,
-          backed: payee.backed(channel, now).toString(),
-        });
-      };
+      const reports =
+        o.guardians.length > 0
+          ? new VoucherReports({ payee, guardians: o.guardians, intervalMs: o.guardianReportMs, logger: log })
+          : undefined;
+      const server = payeeServer({ payee, waiting, price: o.price, log, reports });
       await new Promise<void>((resolve, reject) => {
         server.once("error", (err: NodeJS.ErrnoException) =>
           reject(new CliError(`--port ${o.port}: cannot listen on ${o.host} (${err.code ?? err.message})`)),
@@ -167,7 +108,7 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
       const { port } = server.address() as AddressInfo;
       const url = `http://${o.host}:${port}`;
       print(ctx.io, { url, channels: o.channels });
-      log.info("meter payee serving", { url, channels: o.channels.length });
+      log.info("meter payee serving", { url, channels: o.channels.length, guardians: o.guardians.length });
 
       const delivering = stack.dispatcher.drain({ watch: true });
       const safely = (what: string, fn: () => Promise<unknown>) => () =>
@@ -188,6 +129,8 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
       });
       for (const t of timers) clearInterval(t);
       await new Promise((r) => server.close(r));
+      // Bounded (the request timeout): it goes on while the last claims are made and delivered.
+      const reported = reports?.close();
       await payee.claimDue().catch((err: Error) => log.warn("last claim failed", { error: err.message }));
       const ids = stack.outbox
         .live()
@@ -195,11 +138,98 @@ export async function serveMeter(ctx: Ctx, o: ServeOptions): Promise<number> {
         .map((e) => e.id);
       code = await deliverAndReport(ctx, stack, ids, { timeout: o.timeout });
       await delivering;
+      await reported;
       await payee.close();
     },
     { need: ["paymentChannels"] },
   );
   return code;
+}
+
+export interface PayeeHttp {
+  payee: MeterPayee;
+  /** Channels served but not in the payee's book yet (added at their first voucher). */
+  waiting: Map<string, { terms: ChannelTerms; deposit: bigint }>;
+  /** The price of one unit a channel added at its first voucher sells at. */
+  price: bigint;
+  log: Logger;
+  /** Where accepted vouchers are reported to guardians (none: not reported). */
+  reports?: VoucherReports;
+}
+
+/** The payee's HTTP side, as `meter serve` listens with it: `POST /v1/vouchers`, `GET /v1/channels/:id`. */
+export function payeeServer({ payee, waiting, price, log, reports }: PayeeHttp): Server {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const m = /^\/v1\/channels\/(0x[0-9a-fA-F]{64})$/.exec(url.pathname);
+    if (req.method === "GET" && m) {
+      const id = m[1].toLowerCase();
+      if (!payee.list().includes(id)) {
+        if (waiting.has(id)) return send(res, 200, { channel: id, vouchers: 0 });
+        return send(res, 404, { error: `channel ${id} is not served here` });
+      }
+      const best = payee.best(id);
+      return send(res, 200, { channel: id, ...payee.state(id), best: best?.cumulativeAmount });
+    }
+    if (req.method !== "POST" || url.pathname !== "/v1/vouchers")
+      return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+    if (!/^application\/json\b/.test(req.headers["content-type"] ?? ""))
+      return send(res, 415, { error: "content-type must be application/json" });
+    const body = await readBody(req, 64 * 1024);
+    if (body === undefined) return send(res, 413, { error: "body larger than 64 KB" });
+    let v: Record<string, unknown>;
+    try {
+      v = JSON.parse(body) as Record<string, unknown>;
+    } catch {
+      return send(res, 400, { error: "body is not valid JSON" });
+    }
+    const bad = (field: string, what: string) => send(res, 400, { error: `${field} must be ${what}`, field });
+    if (typeof v.channel !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(v.channel))
+      return bad("channel", "32 bytes of hex");
+    if (typeof v.cumulativeAmount !== "string" || !/^[0-9]{1,78}$/.test(v.cumulativeAmount))
+      return bad("cumulativeAmount", "a decimal integer string");
+    if (typeof v.key !== "string" || !/^0x([0-9a-fA-F]{2}){20,}$/.test(v.key)) return bad("key", "hex bytes");
+    if (typeof v.signature !== "string" || !/^0x([0-9a-fA-F]{2})+$/.test(v.signature))
+      return bad("signature", "hex bytes");
+    const channel = v.channel.toLowerCase();
+    const pending = waiting.get(channel);
+    if (pending) {
+      if (keccak256(v.key) !== pending.terms.payerKeyHash.toLowerCase())
+        return send(res, 409, { accepted: false, reason: "not-payer-key" });
+      await payee.addChannel({ ...pending, pricePerUnit: price, payerKey: v.key });
+      waiting.delete(channel);
+    } else if (!payee.list().includes(channel)) {
+      return send(res, 404, { accepted: false, reason: "unknown-channel" });
+    }
+    const voucher: SignedVoucher = {
+      channel,
+      cumulativeAmount: BigInt(v.cumulativeAmount),
+      key: v.key,
+      signature: v.signature,
+    };
+    const r = payee.accept(voucher);
+    if (!r.accepted) {
+      log.warn("voucher refused", { channel, amount: v.cumulativeAmount, reason: r.reason });
+      return send(res, 409, { accepted: false, reason: r.reason });
+    }
+    await r.persisted; // on disk before it is acknowledged
+    reports?.accepted(channel); // returns at once: guardians never delay the payer's answer
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    log.debug("voucher accepted", { channel, amount: v.cumulativeAmount });
+    return send(res, 200, {
+      accepted: true,
+      channel,
+      cumulativeAmount: v.cumulativeAmount,
+      backed: payee.backed(channel, now).toString(),
+    });
+  };
+  return createServer((req, res) => {
+    handle(req, res).catch((err: Error) => {
+      log.error("request failed", { error: err.message });
+      if (!res.headersSent) send(res, 500, { error: "internal error" });
+      else res.destroy();
+    });
+  });
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
