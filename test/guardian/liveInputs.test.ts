@@ -26,6 +26,19 @@ import {
   type GuardianWorld,
 } from "./serviceFixture.js";
 import path from "node:path";
+import type { AddressInfo } from "node:net";
+import { ZeroAddress } from "ethers";
+import { silentLogger } from "../../src/agent/log.js";
+import {
+  MeterPayee,
+  MeterPayer,
+  SimulatedMeter,
+  termsFromOpened,
+  type ChannelTerms,
+} from "../../src/agent/roles/meter.js";
+import { VoucherReports } from "../../src/agent/roles/voucherReports.js";
+import { payeeServer } from "../../src/agent/commands/meterRun.js";
+import { PaymentChannels__factory } from "../../typechain-types/index.js";
 
 const ACTIVE = 1n;
 
@@ -143,7 +156,122 @@ describe("guardian service: live off-chain inputs — relayers' refusals, payees
     expect(voters.length).to.be.at.least(2);
     console.log(`      quarantined in block ${flaggedIn}, ${flaggedIn - from} blocks after the replays began`);
   });
+
+  it("attack: a payer's meter signs at ten times its channel's rate — the payee serving it reports the vouchers, guardians re-check them and quarantine the payer; an honest payer beside it stays active", async function () {
+    const RATE = 1_000n; // wei a second: one unit a second at the price
+    const PRICE = 1_000n;
+    const [bad, honest, payeeDevice] = [2, 3, 1];
+    const terms = [await openChannel(w, bad, payeeDevice, RATE), await openChannel(w, honest, payeeDevice, RATE)];
+    const channelsDeployment = { chainId: 31337n, verifyingContract: w.fleet.addresses.paymentChannels };
+    // The payee device's meter: the real book, its real HTTP side, reporting to the three guardians.
+    const payee = MeterPayee.open({
+      hasher: w.fleet.hasher,
+      deployment: channelsDeployment,
+      verifier: new DeviceSignatureVerifier([w.fleet.addresses.p256Verifier]),
+      dataDir: tempDir(),
+    });
+    for (const [i, t] of terms.entries())
+      await payee.addChannel({
+        terms: t,
+        deposit: parseEther("1"),
+        pricePerUnit: PRICE,
+        payerKey: w.fleet.devices[[bad, honest][i]].key.signer,
+      });
+    const reports = new VoucherReports({ payee, guardians: guardians.map((g) => g.url!), intervalMs: 500 });
+    const server = payeeServer({ payee, waiting: new Map(), price: PRICE, log: silentLogger, reports });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const payeeUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const meters = [new SimulatedMeter(), new SimulatedMeter()];
+    const payers = terms.map(
+      (t, i) =>
+        new MeterPayer({
+          key: w.fleet.devices[[bad, honest][i]].key,
+          hasher: w.fleet.hasher,
+          deployment: channelsDeployment,
+          terms: t,
+          pricePerUnit: PRICE,
+          meter: meters[i],
+        }),
+    );
+    const from = await w.provider.getBlockNumber();
+    const badId = w.fleet.devices[bad].id;
+    try {
+      // Every half second for ten seconds: the honest payer's meter reads its rate, the bad one's
+      // ten times it (the honest one goes on beside a quarantined neighbour: it must stay active).
+      const until = Date.now() + 10_000;
+      let tick = 0;
+      while (Date.now() < until) {
+        tick++;
+        meters[0].add(5n); // ten units a second
+        if (tick % 2 === 0) meters[1].add(1n); // one unit a second
+        for (const p of payers) {
+          const v = p.pay();
+          if (!v) continue;
+          const r = await fetch(`${payeeUrl}/v1/vouchers`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ ...v, cumulativeAmount: v.cumulativeAmount.toString() }),
+          });
+          expect(r.status, await r.clone().text()).to.equal(200);
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const flaggedIn = await waitForRegistryEvent(w, "GuardianFlagged", badId, from, 30_000);
+      expect(await w.fleet.registry.deviceStatus(w.fleet.devices[honest].id)).to.equal(ACTIVE);
+      expect(reports.counts.taken).to.be.greaterThan(0);
+      const verifier = new DeviceSignatureVerifier([w.fleet.addresses.p256Verifier]);
+      let voters = 0;
+      for (const g of guardians) {
+        const [vote] = await votesOf(w, g.address, badId, from);
+        if (!vote?.flag) continue;
+        voters++;
+        const body = await (await fetch(`${g.url}/evidence/${vote.reason}`)).text();
+        expect(hashOf(body)).to.equal(vote.reason);
+        const finding = JSON.parse(body).findings.find((f: { rule: string }) => f.rule === "overRate");
+        expect(finding.decision).to.equal("fire");
+        const vouchers = finding.observations.filter((o: { kind: string }) => o.kind === "voucher") as {
+          message: SignedDeviceMessage;
+        }[];
+        expect(vouchers).to.have.length(2);
+        for (const { message: m } of vouchers) {
+          const d = digest("Voucher", channelsDeployment, m.message);
+          expect(verifier.verify(m.key, getBytes(d), getBytes(m.signature))).to.equal(true);
+        }
+      }
+      expect(voters).to.be.at.least(2);
+      console.log(
+        `      quarantined in block ${flaggedIn} (${flaggedIn - from} blocks after the first voucher); ` +
+          `reports taken ${reports.counts.taken}, the honest payer's channel untouched`,
+      );
+    } finally {
+      await reports.close();
+      await new Promise((r) => server.close(r));
+      await payee.close();
+    }
+  });
 });
+
+/** Opens a channel from `payer` to `payee` at `rate` (wei a second), funded with 1 ETH by the admin. */
+async function openChannel(w: GuardianWorld, payer: number, payee: number, rate: bigint): Promise<ChannelTerms> {
+  const channels = PaymentChannels__factory.connect(w.fleet.addresses.paymentChannels, w.admin);
+  const d = w.fleet.devices[payer];
+  const opening = {
+    payer: d.id,
+    payee: w.fleet.devices[payee].id,
+    token: ZeroAddress,
+    rate,
+    allowance: 0n,
+    salt: payer,
+  };
+  const receipt = await (
+    await channels.open(opening, d.key.signer, parseEther("1"), { value: parseEther("1") })
+  ).wait();
+  for (const log of receipt!.logs) {
+    const parsed = channels.interface.parseLog(log);
+    if (parsed?.name === "ChannelOpened") return termsFromOpened(parsed.args);
+  }
+  throw new Error("no ChannelOpened");
+}
 
 async function post(url: string, route: string, body: unknown): Promise<{ status: number; code?: string }> {
   const reply = await fetch(url + route, {
