@@ -13,6 +13,7 @@ import {
   evidenceJson,
   parsePolicy,
   scopeOf,
+  observationsOf,
   type DeviceObservations,
   type Policy,
   type RuleName,
@@ -28,22 +29,14 @@ const north = (p: typeof HOME, km: number) => ({ ...p, latitudeE7: p.latitudeE7 
 
 /** A quiet, honest device seen a minute ago, with nothing else. */
 function device(extra: Partial<DeviceObservations> = {}): DeviceObservations {
-  return {
-    device: 42n,
+  return observationsOf(42n, {
     fleet: "zurich-locks",
     manufacturer: MANUFACTURER,
     heartbeatSeconds: 3_600,
     firstSeenAt: T - 30 * 86_400,
     lastSeenAt: T - 60,
-    locations: [],
-    firmware: [],
-    revokedFirmware: [],
-    excursions: [],
-    rotations: [],
-    refusals: [],
-    vouchers: [],
     ...extra,
-  };
+  });
 }
 
 const policy: Policy = {

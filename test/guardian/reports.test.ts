@@ -20,7 +20,13 @@ import { SignedMessageCheck } from "../../src/guardian/service/signedMessages.js
 import { VoucherReports } from "../../src/guardian/service/vouchers.js";
 import { EvidenceStore } from "../../src/guardian/service/evidence.js";
 import { startGuardianApi } from "../../src/guardian/service/http.js";
-import { DEFAULT_POLICY, evaluate, type DeviceObservations, type Policy } from "../../src/guardian/policy/index.js";
+import {
+  DEFAULT_POLICY,
+  evaluate,
+  observationsOf,
+  type DeviceObservations,
+  type Policy,
+} from "../../src/guardian/policy/index.js";
 
 const HOME = { latitudeE7: 473_700_000, longitudeE7: 85_400_000 };
 const AWAY = { latitudeE7: 481_400_000, longitudeE7: 115_800_000 }; // Munich: ~240 km from home
@@ -46,20 +52,13 @@ const policy: Policy = {
 };
 
 function observations(device: bigint, locations: DeviceObservations["locations"]): DeviceObservations {
-  return {
-    device,
+  return observationsOf(device, {
     fleet: "home",
     manufacturer: "0x" + "a1".repeat(20),
     firstSeenAt: T - 86_400,
     lastSeenAt: T,
     locations,
-    firmware: [],
-    revokedFirmware: [],
-    excursions: [],
-    rotations: [],
-    refusals: [],
-    vouchers: [],
-  };
+  });
 }
 
 describe("guardian: devices' signed position reports", function () {

@@ -16,7 +16,7 @@ import { ChainClock } from "../../src/guardian/service/clock.js";
 import { OffChainBook } from "../../src/guardian/service/offChainBook.js";
 import { SignedMessageCheck } from "../../src/guardian/service/signedMessages.js";
 import { VoucherReports } from "../../src/guardian/service/vouchers.js";
-import { DEFAULT_POLICY, evaluate, type DeviceObservations } from "../../src/guardian/policy/index.js";
+import { DEFAULT_POLICY, evaluate, observationsOf, type DeviceObservations } from "../../src/guardian/policy/index.js";
 
 const RATE = 100n; // wei a second
 
@@ -56,19 +56,8 @@ async function reports(c: Ctx, dir = mkdtempSync(path.join(os.tmpdir(), "custos-
 }
 
 function payer(device: bigint, vouchers: DeviceObservations["vouchers"]): DeviceObservations {
-  return {
-    device,
-    manufacturer: "0x" + "a1".repeat(20),
-    firstSeenAt: 0,
-    lastSeenAt: Math.max(0, ...vouchers.map((v) => v.at)),
-    locations: [],
-    firmware: [],
-    revokedFirmware: [],
-    excursions: [],
-    rotations: [],
-    refusals: [],
-    vouchers,
-  };
+  const lastSeenAt = Math.max(0, ...vouchers.map((v) => v.at));
+  return observationsOf(device, { manufacturer: "0x" + "a1".repeat(20), firstSeenAt: 0, lastSeenAt, vouchers });
 }
 
 describe("guardian: payers' vouchers reported by payees", function () {

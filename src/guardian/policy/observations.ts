@@ -98,3 +98,21 @@ export interface DeviceObservations {
   refusals: RelayerRefusal[];
   vouchers: VoucherSeen[];
 }
+
+/** A device nothing has been observed of yet (every list empty), with `extra` set. */
+export function observationsOf(
+  device: bigint,
+  extra: Partial<DeviceObservations> & Pick<DeviceObservations, "manufacturer" | "firstSeenAt">,
+): DeviceObservations {
+  return {
+    device,
+    locations: [],
+    firmware: [],
+    revokedFirmware: [],
+    excursions: [],
+    rotations: [],
+    refusals: [],
+    vouchers: [],
+    ...extra,
+  };
+}

@@ -9,7 +9,7 @@
  * `OffChainBook`): relayer refusals and vouchers (off chain), and locations — beacons are sealed
  * to owners and responders, checkpoints carry a hashed place id — from devices' signed reports.
  */
-import type { DeviceObservations } from "../policy/index.js";
+import { observationsOf, type DeviceObservations } from "../policy/index.js";
 
 /** What a guardian knows of a device off the index. */
 export type OffChainObservations = Partial<Pick<DeviceObservations, "locations" | "vouchers" | "refusals">>;
@@ -126,21 +126,17 @@ export class IndexReader {
         ...(told.locations ?? []).map((l) => l.at),
         ...(told.vouchers ?? []).map((v) => v.at),
       );
-      view.observations.set(id, {
-        device: id,
-        // A fleet is its owner's devices: a policy scope names the owner's address as its fleet.
-        fleet: String(d.owner).toLowerCase(),
-        manufacturer,
-        firstSeenAt: claimed,
-        lastSeenAt: Math.max(claimed, lastTold),
-        locations: told.locations ?? [],
-        firmware: [],
-        revokedFirmware: [],
-        excursions: [],
-        rotations: [],
-        refusals: told.refusals ?? [],
-        vouchers: told.vouchers ?? [],
-      });
+      view.observations.set(
+        id,
+        observationsOf(id, {
+          // A fleet is its owner's devices: a policy scope names the owner's address as its fleet.
+          fleet: String(d.owner).toLowerCase(),
+          manufacturer,
+          firstSeenAt: claimed,
+          lastSeenAt: Math.max(claimed, lastTold),
+          ...told,
+        }),
+      );
     }
     const obsOf = (device: unknown) => view.observations.get(BigInt(device as string));
     const seen = (o: DeviceObservations | undefined, at: number) => {
