@@ -214,40 +214,51 @@ describe("guardian policy", function () {
       expect(ruleOf(device({ refusals: again }), "refusalBurst")).to.equal("clear");
     });
 
-    it("overRate: between two vouchers, more than rate × span × (1 + tolerance) + burst fires; exactly that does not", function () {
-      const { windowSeconds, tolerance, burstSeconds } = DEFAULT_POLICY.rules.overRate;
+    it("overRate: a voucher above allowance + rate × (time since open × (1 + tolerance) + burst) fires; exactly that does not", function () {
+      const { tolerance, burstSeconds } = DEFAULT_POLICY.rules.overRate;
       const rate = 1_000n;
-      const span = windowSeconds - 50;
-      const allowance = rate * BigInt(Math.ceil(span * (1 + tolerance)) + burstSeconds);
-      const paying = (signed: bigint, ratePerSecond?: bigint) =>
+      const openedAt = T - 10_000;
+      const at = T - 60;
+      const allowed = 5_000n + rate * BigInt(Math.ceil((at - openedAt) * (1 + tolerance)) + burstSeconds);
+      const paying = (amount: bigint, ratePerSecond: bigint | undefined = rate) =>
         device({
-          meteredRatePerSecond: rate,
           vouchers: [
-            { at: T - windowSeconds - 10, channel: "0xc", cumulativeAmount: 5_000_000n, ratePerSecond },
-            { at: T - 60, channel: "0xc", cumulativeAmount: 5_000_000n + signed, txHash: tx().txHash, ratePerSecond },
+            {
+              at: openedAt + 100,
+              channel: "0xc",
+              cumulativeAmount: 1_000n,
+              ratePerSecond,
+              allowance: 5_000n,
+              openedAt,
+            },
+            { at, channel: "0xc", cumulativeAmount: amount, ratePerSecond, allowance: 5_000n, openedAt },
           ],
         });
-      expect(ruleOf(paying(allowance + 1n), "overRate")).to.equal("fire");
-      expect(ruleOf(paying(allowance), "overRate")).to.equal("clear");
-      // The channel's own rate (its terms) decides over the device's declared one.
-      expect(ruleOf(paying(allowance, rate - 1n), "overRate")).to.equal("fire");
-      expect(ruleOf(paying(allowance + 1n, (1n << 96n) - 1n), "overRate")).to.equal(undefined); // uncapped
+      expect(ruleOf(paying(allowed + 1n), "overRate")).to.equal("fire");
+      expect(ruleOf(paying(allowed), "overRate")).to.equal("clear");
+      // The channel's own rate (its terms) decides, over the device's declared one.
+      expect(ruleOf({ ...paying(allowed), meteredRatePerSecond: rate * 10n }, "overRate")).to.equal("clear");
+      expect(ruleOf(paying(allowed, rate - 1n), "overRate")).to.equal("fire");
+      expect(ruleOf(paying(allowed * 100n, (1n << 96n) - 1n), "overRate")).to.equal(undefined); // uncapped
       expect(ruleOf(device(), "overRate")).to.equal(undefined); // not a payer
+      // Seen longer than the window ago: no longer this rule's business.
+      const { windowSeconds } = DEFAULT_POLICY.rules.overRate;
+      expect(ruleOf(paying(allowed + 1n), "overRate", at + windowSeconds)).to.equal(undefined);
     });
 
-    it("overRate: a burst inside a long honest stream fires (checked between any two vouchers, not only the window's ends)", function () {
-      const { burstSeconds } = DEFAULT_POLICY.rules.overRate;
+    it("attack: a reporter holding back a voucher and reporting two together cannot stage a burst (only the total by then counts)", function () {
       const rate = 10n;
-      const vouchers = Array.from({ length: 30 }, (_, i) => ({
-        at: T - 3_000 + i * 100,
+      const openedAt = T - 100_000;
+      // An honest payer at its rate; the second voucher was held back for a day and both arrive now.
+      const v = (amount: bigint) => ({
+        at: T - 1,
         channel: "0xc",
-        cumulativeAmount: BigInt(i) * 100n * rate,
-      }));
-      expect(ruleOf(device({ vouchers, meteredRatePerSecond: rate }), "overRate")).to.equal("clear");
-      // One voucher jumps ahead by more than the burst allowance, the stream then goes on at the rate.
-      const jump = rate * BigInt(burstSeconds + 1_000);
-      const bursty = vouchers.map((v, i) => (i >= 20 ? { ...v, cumulativeAmount: v.cumulativeAmount + jump } : v));
-      expect(ruleOf(device({ vouchers: bursty, meteredRatePerSecond: rate }), "overRate")).to.equal("fire");
+        cumulativeAmount: amount,
+        ratePerSecond: rate,
+        openedAt,
+      });
+      const honest = device({ vouchers: [v(rate * 10_000n), v(rate * 96_000n)] });
+      expect(ruleOf(honest, "overRate")).to.equal("clear");
     });
   });
 

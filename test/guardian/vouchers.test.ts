@@ -108,18 +108,19 @@ describe("guardian: payers' vouchers reported by payees", function () {
 
   it("overRate: a payer signing at ten times the channel's rate fires; at the rate it does not", async function () {
     const c = await loadFixture(fixture);
-    const t0 = 1_900_000_000;
+    const t0 = Number(c.terms.openedAt);
     for (const [factor, decision] of [
       [1n, "clear"],
       [10n, "fire"],
     ] as const) {
       const { inbox, clock, book } = await reports(c);
-      let total = 0n;
-      for (let i = 0; i <= 12; i++) {
+      for (let i = 1; i <= 12; i++) {
         clock.observe(t0 + i * 60); // a block a minute; the payee reports a voucher a minute
-        total = BigInt(i) * 60n * RATE * factor;
+        const total = BigInt(i) * 60n * RATE * factor;
         expect(await inbox.submit(await signed(c, total))).to.include({ accepted: true });
       }
+      const [seen] = book.observations(c.ctx.payers[0]).vouchers;
+      expect(seen).to.include({ allowance: 0n, openedAt: t0 });
       const e = evaluate(DEFAULT_POLICY, payer(c.ctx.payers[0], book.observations(c.ctx.payers[0]).vouchers), t0 + 720);
       expect(e.findings.find((f) => f.rule === "overRate")?.decision).to.equal(decision);
     }

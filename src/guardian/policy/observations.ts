@@ -61,14 +61,18 @@ export interface RelayerRefusal {
 
 /**
  * A voucher the device signed as a payer: in total `cumulativeAmount` (base units) on `channel`,
- * seen at `at` (the guardian's chain-aligned clock when the payee reported it). `ratePerSecond` is
- * the channel's spending rate (its terms, which the channel id commits to).
+ * seen at `at` (the guardian's chain-aligned clock when the payee reported it: the voucher was
+ * signed by then, maybe earlier). `ratePerSecond` is the channel's spending rate (its terms, which
+ * the channel id commits to).
  */
 export interface VoucherSeen {
   at: number;
   channel: string;
   cumulativeAmount: bigint;
   ratePerSecond?: bigint;
+  /** The channel's `allowance` and `openedAt` (its terms): with the rate, what it may have paid by `at`. */
+  allowance?: bigint;
+  openedAt?: number;
   /** Its claim's transaction, when it reached the chain. */
   txHash?: string;
   /** The payer-signed voucher as reported (key, signature, terms): what anyone re-checks. */

@@ -31,6 +31,8 @@ export class VoucherReports {
       channel: String(m.message.channel).toLowerCase(),
       cumulativeAmount: BigInt(m.message.cumulativeAmount as string),
       ratePerSecond: BigInt(m.terms!.rate),
+      allowance: BigInt(m.terms!.allowance),
+      openedAt: Number(m.terms!.openedAt),
       message: m,
     });
     return { accepted: true, duplicate: false, device: device.toString() };
