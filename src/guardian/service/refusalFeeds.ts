@@ -6,8 +6,18 @@
  * (its `at` against the answer's `now`) taken back from the guardian's chain-aligned clock, so a
  * relayer's clock skew or a chain whose time was moved does not shift a burst in or out of the window.
  * The cursor per relayer is kept in the book; a relayer restarted (another `epoch`) is read from its start.
+ *
+ * What a relayer is still trusted for: that it refused the message (a signature proves the device
+ * signed it, not that anyone sent it). A lying relayer could list a device's landed messages —
+ * public on chain — as refused. Bounded here: an honest relayer refuses a message past its deadline
+ * as `expired` before it checks the signature (never in the feed), so an item whose deadline had
+ * passed when it is dated to have been refused is a lie and is dropped; and a message type without a
+ * deadline (a voucher, a checkpoint) is not counted — so a relayer can only list messages signed
+ * within their deadline's reach (an hour, typically) of now. The evidence names the relayer; a
+ * guardian reads relayers its operator trusts, and independent guardians should read different ones.
  */
 import type { Logger } from "../../agent/log.js";
+import { deadlineOf } from "../../messages/index.js";
 import type { ChainClock } from "./clock.js";
 import type { OffChainBook } from "./offChainBook.js";
 import type { SignedMessageCheck } from "./signedMessages.js";
@@ -28,11 +38,15 @@ interface FeedPage {
 }
 
 const PAGE = 1000;
+/** `deadlineOf` of a message type without a deadline. */
+const NO_DEADLINE = (1n << 256n) - 1n;
+/** Clocks (the relayer's, the chain's) may disagree this much. */
+const CLOCK_SLACK_S = 60n;
 /** Pages read from one relayer per poll: a relayer with a long feed is read over several polls. */
 const PAGES_PER_POLL = 5;
 
 export class RefusalFeeds {
-  readonly stats = { taken: 0, dropped: 0, failures: 0 };
+  readonly stats = { taken: 0, dropped: 0, stale: 0, failures: 0 };
 
   constructor(
     private readonly o: {
@@ -99,6 +113,17 @@ export class RefusalFeeds {
     const code = String(item.code);
     if (this.o.book.hasRefusal(checked.device, checked.id, code, relayer)) return;
     const age = typeof relayerNow === "number" && typeof item.at === "number" ? Math.max(0, relayerNow - item.at) : 0;
+    const deadline = deadlineOf(checked.message);
+    if (deadline === NO_DEADLINE || deadline + CLOCK_SLACK_S < BigInt(now - age)) {
+      // Not a refusal a relayer could have made after checking the signature (or not bounded in time).
+      this.stats.stale++;
+      this.o.log.debug("guardian: a relayer's refusal of a message past its deadline, or without one; not counted", {
+        relayer,
+        seq: item.seq,
+        type: checked.message.type,
+      });
+      return;
+    }
     await this.o.book.addRefusal(checked.device, {
       at: now - age,
       id: checked.id,
