@@ -97,33 +97,47 @@ describe("guardian service: live off-chain inputs — relayers' refusals, payees
     removeTempDirs();
   });
 
-  it("attack: someone replays a device's landed messages at a relayer — refused, published, re-checked by each guardian, and the quorum quarantines the identity being hammered; a forger's refusals in another device's name count for nothing", async function () {
+  it("attack: a clone holding a device's key floods a relayer with messages that cannot land — refused, published, re-checked by each guardian, and the quorum quarantines the device; replays of its landed messages and a forger's in another device's name count for nothing", async function () {
     const target = w.fleet.devices[0];
     const bystander = w.fleet.devices[1];
     // The device sends five attestations; they land (here sent by the admin, not through the relayer).
     const landed: SignedDeviceMessage[] = [];
     const head = await w.provider.getBlock("latest");
+    const deadline = BigInt(head!.timestamp + 3600);
     for (let n = 0n; n < 5n; n++) {
-      const m = signAttestation(w.fleet.hasher, target, w.fleet.deployment, n, BigInt(head!.timestamp + 3600));
+      const m = signAttestation(w.fleet.hasher, target, w.fleet.deployment, n, deadline);
       await (await w.admin.sendTransaction({ to: w.fleet.addresses.registry, data: encodeCall(m).data })).wait();
       landed.push(m);
     }
     await oneSecondBlocks(w.node);
     const from = await w.provider.getBlockNumber();
+    // Anyone replays the bystander's landed messages (from the chain's calldata), again and again:
+    // refused and published, but spent — they say nothing of its key.
+    const bystanderLanded: SignedDeviceMessage[] = [];
+    for (let n = 0n; n < 5n; n++) {
+      const m = signAttestation(w.fleet.hasher, bystander, w.fleet.deployment, n, deadline);
+      await (await w.admin.sendTransaction({ to: w.fleet.addresses.registry, data: encodeCall(m).data })).wait();
+      bystanderLanded.push(m);
+    }
+    for (let round = 0; round < 3; round++)
+      for (const m of bystanderLanded) expect((await post(relayer.url, "/v1/messages", m)).code).to.equal("nonce_used");
     // A forger signs in the bystander's name with fresh keys: refused before it counts (unknown key).
-    for (let n = 0n; n < 10n; n++) {
+    for (let n = 100n; n < 110n; n++) {
       const forged = signAttestation(
         w.fleet.hasher,
         { ...bystander, key: randomDeviceKey("secp256k1") },
         w.fleet.deployment,
         n,
-        BigInt(head!.timestamp + 3600),
+        deadline,
       );
       expect((await post(relayer.url, "/v1/messages", forged)).code).to.equal("unknown_key");
     }
-    // The attacker replays the target's five messages, again and again.
-    for (let round = 0; round < 3; round++)
-      for (const m of landed) expect((await post(relayer.url, "/v1/messages", m)).code).to.equal("nonce_used");
+    // The clone signs with the target's key, far ahead of its nonce: none of it can land.
+    const cloneFrom = await w.provider.getBlockNumber();
+    for (let n = 1_000n; n < 1_005n; n++) {
+      const m = signAttestation(w.fleet.hasher, target, w.fleet.deployment, n, deadline);
+      expect((await post(relayer.url, "/v1/messages", m)).code).to.equal("nonce_too_far");
+    }
 
     const flaggedIn = await waitForRegistryEvent(w, "GuardianFlagged", target.id, from, 60_000);
     expect(await w.fleet.registry.deviceStatus(target.id)).to.not.equal(ACTIVE);
@@ -148,13 +162,17 @@ describe("guardian service: live off-chain inputs — relayers' refusals, payees
       }[];
       expect(refusals).to.have.length(5);
       for (const r of refusals) {
-        expect(r).to.include({ kind: "relayerRefusal", code: "nonce_used", relayer: relayer.url });
+        expect(r).to.include({ kind: "relayerRefusal", code: "nonce_too_far", relayer: relayer.url });
         const d = digest(r.message.type, w.fleet.deployment, r.message.message);
         expect(verifier.verify(r.message.key, getBytes(d), getBytes(r.message.signature))).to.equal(true);
       }
     }
     expect(voters.length).to.be.at.least(2);
-    console.log(`      quarantined in block ${flaggedIn}, ${flaggedIn - from} blocks after the replays began`);
+    // The replays were read and set aside as spent.
+    for (const g of guardians) expect(g.refusals!.stats.spent).to.be.at.least(5);
+    console.log(
+      `      quarantined in block ${flaggedIn}, ${flaggedIn - cloneFrom} blocks after the clone's messages began`,
+    );
   });
 
   it("attack: a payer's meter signs at ten times its channel's rate — the payee serving it reports the vouchers, guardians re-check them and quarantine the payer; an honest payer beside it stays active", async function () {

@@ -15,7 +15,7 @@ import { deployRegistry, makeKeys, provision } from "../helpers/registry.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { randomDeviceKey } from "../../src/crypto/deviceKey.js";
 import { signAttestation } from "../../src/relayer/fleet.js";
-import { messageId } from "../../src/messages/index.js";
+import { encodeCall, messageId } from "../../src/messages/index.js";
 import { silentLogger } from "../../src/agent/log.js";
 import { ChainClock } from "../../src/guardian/service/clock.js";
 import { OffChainBook } from "../../src/guardian/service/offChainBook.js";
@@ -79,7 +79,15 @@ describe("guardian: relayers' refusal feeds, and a lying relayer", function () {
     const clock = new ChainClock();
     clock.observe(NOW);
     const book = await OffChainBook.open(mkdtempSync(path.join(os.tmpdir(), "custos-feeds-")));
-    const feeds = new RefusalFeeds({ relayers: [relayer.url], check: c.check, book, clock, log: silentLogger });
+    const feeds = new RefusalFeeds({
+      relayers: [relayer.url],
+      check: c.check,
+      book,
+      clock,
+      log: silentLogger,
+      provider: ethers.provider,
+      addresses: { registry: c.ctx.deployment.verifyingContract },
+    });
     return { feeds, book };
   }
 
@@ -98,7 +106,7 @@ describe("guardian: relayers' refusal feeds, and a lying relayer", function () {
     expect(r.at).to.be.within(NOW - 1, NOW + 1);
   });
 
-  it("attack: a lying relayer lists forged messages, another device's key naming the target, and a stale message as refused now — none counts", async function () {
+  it("attack: a lying relayer lists forged messages, another device's key naming the target, a stale message and a landed one (a replay anyone can send) as refused now — none counts", async function () {
     const c = await loadFixture(fixture);
     const { feeds, book } = await reader(c);
     const genuine = c.attestation(0, 1);
@@ -112,11 +120,22 @@ describe("guardian: relayers' refusal feeds, and a lying relayer", function () {
     );
     // A landed message from long ago (its deadline passed a day ago): no relayer checks its signature now.
     const stale = c.attestation(0, 3, NOW - 86_400);
-    relayer.page.items = [item(1, forged), item(2, stranger), item(3, stale), item(4, { type: "nonsense" })];
-    relayer.page.next = 4;
+    // A message that landed (nonce 0 used on chain), listed as refused: anyone can replay that.
+    const landed = c.attestation(0, 0);
+    await (
+      await c.ctx.admin.sendTransaction({ to: c.ctx.deployment.verifyingContract, data: encodeCall(landed).data })
+    ).wait();
+    relayer.page.items = [
+      item(1, forged),
+      item(2, stranger),
+      item(3, stale),
+      item(4, { type: "nonsense" }),
+      item(5, landed),
+    ];
+    relayer.page.next = 5;
     await feeds.poll();
     expect(book.observations(c.devices[0].id).refusals).to.deep.equal([]);
-    expect(feeds.stats).to.include({ taken: 0, dropped: 3, stale: 1 });
+    expect(feeds.stats).to.include({ taken: 0, dropped: 3, stale: 1, spent: 1 });
   });
 
   it("attack: a relayer dating a refusal an hour back (its age on its own clock) cannot move it into the window; a restarted relayer (new epoch) is read again from its start", async function () {

@@ -9,7 +9,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { ZeroHash } from "ethers";
 import { ethers, loadFixture } from "../helpers/hardhat.js";
-import { deployRegistry, makeKeys, provision } from "../helpers/registry.js";
+import { deployRegistry, makeKeys, provision, rotation } from "../helpers/registry.js";
 import { secp256k1Key } from "../../src/crypto/deviceKey.js";
 import { TypedDataHasher } from "../../src/eip712/fast.js";
 import { signPositionReport, sendToGuardians } from "../../src/agent/roles/positionReport.js";
@@ -31,6 +31,8 @@ import {
 const HOME = { latitudeE7: 473_700_000, longitudeE7: 85_400_000 };
 const AWAY = { latitudeE7: 481_400_000, longitudeE7: 115_800_000 }; // Munich: ~240 km from home
 const T = 1_800_000_000;
+// The chain's time as the guardian sees it: a little after the reports.
+const clock = { now: () => T + 1_000 };
 
 async function fixture() {
   const ctx = await deployRegistry();
@@ -40,7 +42,12 @@ async function fixture() {
   const guardians = { chainId: ctx.deployment.chainId, registry: ctx.deployment.verifyingContract };
   // Each inbox keeps its book in `dir` (a fresh one unless given: a restarted guardian reopens its own).
   const reports = async (dir = mkdtempSync(path.join(os.tmpdir(), "custos-reports-"))) =>
-    new DeviceReports({ provider: ethers.provider, deployment: ctx.deployment, book: await OffChainBook.open(dir) });
+    new DeviceReports({
+      provider: ethers.provider,
+      deployment: ctx.deployment,
+      book: await OffChainBook.open(dir),
+      clock,
+    });
   const report = (key = keys[0], seq = 1, position = AWAY, device = ids[0]) =>
     signPositionReport(key, hasher, guardians, { device, seq, at: T + seq, record: ZeroHash, ...position });
   return { ctx, keys, ids, report, reports };
@@ -110,6 +117,35 @@ describe("guardian: devices' signed position reports", function () {
     expect(await inbox.submit(r)).to.include({ accepted: false, field: "seq" });
     expect(await inbox.submit(await report(undefined, 4))).to.include({ accepted: false, field: "seq" });
     expect(inbox.locations(ids[0])).to.have.length(1);
+  });
+
+  it("attack: a report dated ahead of the chain is refused (it would keep the device looking alive); a leaked key's huge seq does not block the device's next key", async function () {
+    const { ids, keys, report, reports, ctx } = await loadFixture(fixture);
+    const inbox = await reports();
+    const hasher = await TypedDataHasher.create();
+    const guardians = { chainId: ctx.deployment.chainId, registry: ctx.deployment.verifyingContract };
+    const future = await signPositionReport(keys[0], hasher, guardians, {
+      device: ids[0],
+      seq: 1,
+      at: T + 1_000 + 3_600,
+      record: ZeroHash,
+      ...AWAY,
+    });
+    expect(await inbox.submit(future)).to.include({ accepted: false, field: "at" });
+    const huge = await signPositionReport(keys[0], hasher, guardians, {
+      device: ids[0],
+      seq: 2n ** 64n - 1n,
+      at: T + 1,
+      record: ZeroHash,
+      ...AWAY,
+    });
+    expect(await inbox.submit(huge)).to.deep.equal({ accepted: true });
+    // The same key stays bound by its seq…
+    expect(await inbox.submit(await report(undefined, 2))).to.include({ accepted: false, field: "seq" });
+    // …but the seq is the key's: the device's next key (the owner rotates the leaked one away) starts afresh.
+    const next = makeKeys(ctx, 1)[0];
+    await ctx.registry.connect(ctx.owner).rotateKey(ids[0], await rotation(ctx, ids[0], next, keys[0]));
+    expect(await inbox.submit(await report(next, 1))).to.deep.equal({ accepted: true });
   });
 
   it("a restart: reports taken before it are still observed, and a replay stays refused", async function () {

@@ -21,3 +21,37 @@ export class ChainClock {
     return this.headTimestamp + Math.floor((Date.now() - this.seenAtMs) / 1000);
   }
 }
+
+/** A clock in unix seconds on the chain's time (`ChainClock` in tests, `HeadClock` in the service). */
+export interface Clock {
+  now(): number | Promise<number>;
+}
+
+/**
+ * The chain's head time, read from the node at most once a second and moved on by the wall clock
+ * in between: what off-chain news is dated by. Not the index's block, which may lag (a guardian
+ * restarting, an index catching up): a voucher dated by a lagging clock would look signed early,
+ * when the rate allowed less. News dated ahead of the index waits for it (the rules read only what
+ * is at or before the evaluated time).
+ */
+export class HeadClock {
+  private readonly clock = new ChainClock();
+  private fetchedAtMs = 0;
+  private fetching: Promise<void> | undefined;
+
+  constructor(private readonly provider: { getBlock(tag: "latest"): Promise<{ timestamp: number } | null> }) {}
+
+  async now(): Promise<number> {
+    if (Date.now() - this.fetchedAtMs >= 1_000) {
+      this.fetching ??= this.provider
+        .getBlock("latest")
+        .then((head) => {
+          if (head) this.clock.observe(head.timestamp);
+          this.fetchedAtMs = Date.now();
+        })
+        .finally(() => (this.fetching = undefined));
+      await this.fetching;
+    }
+    return this.clock.now();
+  }
+}

@@ -52,8 +52,6 @@ export interface GuardianLoopOptions {
   owners?: string[];
   /** What the guardian was told off chain of a device, and a counter that moves when that changes. */
   offChain?: { of: (device: bigint) => OffChainObservations; version: () => number };
-  /** Runs first at every poll: reads the relayers' refusal feeds. */
-  beforeTick?: () => Promise<void>;
   clock: ChainClock;
 }
 
@@ -149,7 +147,6 @@ export class GuardianLoop {
   }
 
   private async tick(): Promise<void> {
-    await this.o.beforeTick?.();
     const { indexedBlock } = await this.o.index.status();
     const block = Number(indexedBlock);
     const version = this.o.offChain?.version() ?? 0;

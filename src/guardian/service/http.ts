@@ -6,6 +6,7 @@
  * observation, 200 for one taken before, 400 naming the field when refused).
  */
 import Fastify, { type FastifyInstance } from "fastify";
+import { RateLimiter } from "../../relayer/rateLimit.js";
 import type { EvidenceStore } from "./evidence.js";
 import type { DeviceReports, SignedPositionReport } from "./reports.js";
 import type { VoucherReports } from "./vouchers.js";
@@ -17,8 +18,24 @@ export async function startGuardianApi(opts: {
   vouchers: VoucherReports;
   port: number;
   host?: string;
+  /** Posts a minute per client address (each costs the guardian chain reads). Default 600. */
+  postsPerMinute?: number;
 }): Promise<{ app: FastifyInstance; url: string }> {
   const app = Fastify({ logger: false });
+  const limiter = new RateLimiter(opts.postsPerMinute ?? 600);
+  app.addHook("preHandler", async (req, reply) => {
+    if (req.method !== "POST") return;
+    const wait = limiter.take(req.ip);
+    if (wait > 0)
+      return reply
+        .code(429)
+        .header("retry-after", String(wait))
+        .send({
+          accepted: false,
+          error: "rate_limited",
+          reason: `over ${limiter.perMinute} posts a minute; retry in ${wait} s`,
+        });
+  });
   app.get<{ Params: { hash: string } }>("/evidence/:hash", async (req, reply) => {
     if (!/^0x[0-9a-fA-F]{64}$/.test(req.params.hash))
       return reply.code(400).send({ error: "hash must be 32 bytes of hex (a vote's reason)" });

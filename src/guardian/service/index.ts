@@ -13,7 +13,7 @@ import { silentLogger, type Logger } from "../../agent/log.js";
 import type { Outbox, OutboxStats } from "../../agent/outbox.js";
 import { IndexClient } from "../../watch/indexer/client.js";
 import type { ContractAddresses } from "../../messages/index.js";
-import { ChainClock } from "./clock.js";
+import { ChainClock, HeadClock } from "./clock.js";
 import { EvidenceStore } from "./evidence.js";
 import { GuardianLoop, type GuardianStats } from "./guardian.js";
 import { startGuardianApi } from "./http.js";
@@ -91,17 +91,28 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
   const provider = o.provider ?? Chain.provider(o.rpcUrl!, chainId);
   const evidence = new EvidenceStore(path.join(o.dataDir, "evidence"));
   const book = await OffChainBook.open(o.dataDir);
+  // The loop evaluates on the index's time; news off chain is dated on the head's (the index may lag).
   const clock = new ChainClock();
+  const head = new HeadClock(provider);
   const reports = new DeviceReports({
     provider,
     deployment: { chainId, verifyingContract: getAddress(o.addresses.registry) },
     book,
+    clock: head,
     p256Verifiers: o.p256Verifiers,
   });
   const check = new SignedMessageCheck({ provider, chainId, addresses: o.addresses, p256Verifiers: o.p256Verifiers });
-  const vouchers = new VoucherReports({ check, book, clock });
+  const vouchers = new VoucherReports({ check, book, clock: head });
   const refusals = o.relayers?.length
-    ? new RefusalFeeds({ relayers: o.relayers, check, book, clock, log: log.child({ part: "refusals" }) })
+    ? new RefusalFeeds({
+        relayers: o.relayers,
+        check,
+        book,
+        clock: head,
+        provider,
+        addresses: o.addresses,
+        log: log.child({ part: "refusals" }),
+      })
     : undefined;
   const stack = await openAgentStack({
     deployment: {
@@ -134,7 +145,6 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
       pollMs: o.pollMs ?? 100,
       owners: o.owners,
       offChain: { of: (device) => book.observations(device), version: () => book.version },
-      beforeTick: refusals && (() => refusals.poll()),
       clock,
     });
   } catch (err) {
@@ -160,6 +170,7 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
   const delivering = stack.dispatcher.drain({ watch: true });
   delivering.catch((err) => log.error("guardian: delivery stopped", { error: String(err) }));
   loop.start();
+  refusals?.start();
   log.info("guardian: started", { guardian: wallet.address, policy: o.policyFile, api: api?.url });
   let stopped = false;
   return {
@@ -175,6 +186,7 @@ export async function startGuardian(o: GuardianOptions): Promise<GuardianHandle>
     async stop() {
       if (stopped) return;
       stopped = true;
+      await refusals?.stop();
       await loop.stop();
       await api?.app.close();
       await stack.close();

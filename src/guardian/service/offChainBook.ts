@@ -10,6 +10,9 @@ import path from "node:path";
 import { DurableLog } from "../../store/durableLog.js";
 import type { LocationReport, RelayerRefusal, VoucherSeen } from "../policy/index.js";
 
+/** The log is compacted once it holds this many records more than twice what is kept. */
+const COMPACT_ABOVE = 10_000;
+
 /** How many of each kind the book keeps per device (the newest). */
 export const KEPT = { positions: 64, vouchers: 256, refusals: 256 } as const;
 
@@ -19,15 +22,16 @@ type VoucherJson = Omit<VoucherSeen, "cumulativeAmount" | "ratePerSecond"> & {
 };
 
 type BookRecord =
-  /** A position report taken (no `location`: only the last seq, in a compacted log). */
-  | { op: "position"; device: string; seq: string; location?: LocationReport }
+  /** A position report taken from `key` (no `location`: only the key's last seq, in a compacted log). */
+  | { op: "position"; device: string; key: string; seq?: string; location?: LocationReport }
   | { op: "voucher"; device: string; id: string; voucher: VoucherJson }
   | { op: "refusal"; device: string; refusal: RelayerRefusal }
   | { op: "feed"; relayer: string; epoch: string; next: number };
 
 interface DeviceBook {
   positions: LocationReport[];
-  lastSeq?: bigint;
+  /** The last report's seq from each of the device's keys (a leaked key's cannot block its next one). */
+  lastSeq: Map<string, bigint>;
   vouchers: { id: string; voucher: VoucherSeen }[];
   refusals: RelayerRefusal[];
 }
@@ -42,17 +46,22 @@ export class OffChainBook {
   private readonly devices = new Map<bigint, DeviceBook>();
   private readonly feeds = new Map<string, FeedCursor>();
   private changes = 0;
+  /** Records in the log file (replayed and appended since): compacted when far above what is kept. */
+  private records_ = 0;
+  /** Records the last compaction kept (the log is compacted again once it is far above). */
+  private keptAtCompaction = 0;
+  private compacting: Promise<void> | undefined;
 
   private constructor(file: string) {
     this.log = DurableLog.open<BookRecord>(file);
     for (const r of this.log.replayed) this.apply(r);
+    this.records_ = this.log.replayed.length;
   }
 
   /** Opens the book in `dir` (replaying it) and compacts it when it holds much more than it keeps. */
   static async open(dir: string): Promise<OffChainBook> {
     const book = new OffChainBook(path.join(dir, "offchain.jsonl"));
-    const kept = book.records();
-    if (book.log.replayed.length > 2 * kept.length + 1_000) await book.log.rewrite(kept);
+    await book.compactIfLarge();
     return book;
   }
 
@@ -63,7 +72,7 @@ export class OffChainBook {
 
   private device(d: bigint): DeviceBook {
     let b = this.devices.get(d);
-    if (!b) this.devices.set(d, (b = { positions: [], vouchers: [], refusals: [] }));
+    if (!b) this.devices.set(d, (b = { positions: [], lastSeq: new Map(), vouchers: [], refusals: [] }));
     return b;
   }
 
@@ -75,7 +84,7 @@ export class OffChainBook {
     }
     const b = this.device(BigInt(r.device));
     if (r.op === "position") {
-      b.lastSeq = BigInt(r.seq);
+      if (r.seq !== undefined) b.lastSeq.set(r.key, BigInt(r.seq));
       if (r.location) keepNewest(b.positions, r.location, KEPT.positions);
     } else if (r.op === "voucher") {
       const v = r.voucher;
@@ -97,15 +106,43 @@ export class OffChainBook {
   private async add(r: BookRecord): Promise<void> {
     await this.log.append(r); // on disk before it counts (and before the sender hears "accepted")
     this.apply(r);
+    this.records_++;
+    // A device sending without end (its own vouchers, reports) must not fill the disk: the log is
+    // rewritten with what is kept once it holds far more.
+    if (this.records_ > 2 * this.keptAtCompaction + COMPACT_ABOVE)
+      await (this.compacting ??= this.compactIfLarge().finally(() => (this.compacting = undefined)));
   }
 
-  /** The last position report's `seq` taken from `device` (a report must be above it). */
-  lastSeq(device: bigint): bigint | undefined {
-    return this.devices.get(device)?.lastSeq;
+  private async compactIfLarge(): Promise<void> {
+    const kept = this.records();
+    this.keptAtCompaction = kept.length;
+    if (this.records_ <= 2 * kept.length + COMPACT_ABOVE) return;
+    await this.log.rewrite(kept);
+    this.records_ = kept.length;
   }
 
-  addPosition(device: bigint, seq: bigint, location: LocationReport): Promise<void> {
-    return this.add({ op: "position", device: device.toString(), seq: seq.toString(), location });
+  /** The last position report's `seq` taken from `device`'s `key` (a report must be above it). */
+  lastSeq(device: bigint, key: string): bigint | undefined {
+    return this.devices.get(device)?.lastSeq.get(key.toLowerCase());
+  }
+
+  addPosition(device: bigint, key: string, seq: bigint, location: LocationReport): Promise<void> {
+    return this.add({
+      op: "position",
+      device: device.toString(),
+      key: key.toLowerCase(),
+      seq: seq.toString(),
+      location,
+    });
+  }
+
+  /** The highest amount seen of `channel`'s vouchers (of the kept ones). */
+  highestVoucher(device: bigint, channel: string): bigint | undefined {
+    let highest: bigint | undefined;
+    for (const { voucher } of this.devices.get(device)?.vouchers ?? [])
+      if (voucher.channel === channel && (highest === undefined || voucher.cumulativeAmount > highest))
+        highest = voucher.cumulativeAmount;
+    return highest;
   }
 
   hasVoucher(device: bigint, id: string): boolean {
@@ -155,10 +192,10 @@ export class OffChainBook {
     for (const [relayer, c] of this.feeds) out.push({ op: "feed", relayer, ...c });
     for (const [d, b] of this.devices) {
       const device = d.toString();
-      // Every kept report with the last seq (a replay stays refused), or the seq alone.
-      const seq = b.lastSeq?.toString();
-      if (seq !== undefined && b.positions.length === 0) out.push({ op: "position", device, seq });
-      for (const location of b.positions) out.push({ op: "position", device, seq: seq!, location });
+      // The kept reports, then each key's last seq (a replay stays refused).
+      for (const location of b.positions)
+        out.push({ op: "position", device, key: location.signed?.key ?? "", location });
+      for (const [key, seq] of b.lastSeq) out.push({ op: "position", device, key, seq: seq.toString() });
       for (const { id, voucher: v } of b.vouchers)
         out.push({
           op: "voucher",

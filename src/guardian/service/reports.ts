@@ -3,7 +3,9 @@
  * attempt, where and when), signed by the device's registered key. A report counts as an
  * observation only once its signature checks against the key the registry resolves, now, to that
  * very device (a forged report, a key rotated away or another device's key is refused), and its
- * `seq` is above the last one taken from that device (a replay or a reorder is refused).
+ * `seq` is above the last one taken from that key (a replay or a reorder is refused; per key, so a
+ * leaked key's huge seq does not silence the device's next key), and it is not dated ahead of the
+ * chain.
  *
  * Positions are not on chain (beacons are sealed, checkpoints carry a hashed place), so this is
  * how `geofence` and `rotationAway` see where a device is. Each observation keeps the key, the
@@ -15,6 +17,7 @@ import { digest, type Deployment } from "../../eip712/index.js";
 import { DeviceSignatureVerifier } from "../../crypto/verify.js";
 import { DeviceRegistry__factory } from "../../../typechain-types/factories/contracts/registry/DeviceRegistry__factory.js";
 import { checkPositionReportShape, type PositionReportBody } from "../../messages/positionReport.js";
+import type { Clock } from "./clock.js";
 import type { OffChainBook } from "./offChainBook.js";
 
 /** A signed position report as a device sends it. */
@@ -27,11 +30,19 @@ export class DeviceReports {
   private readonly verifier: DeviceSignatureVerifier;
   private readonly deployment: Deployment;
   private readonly book: OffChainBook;
+  private readonly clock: Clock;
 
   /** `deployment`: the guardians' EIP-712 domain — chain id and the DeviceRegistry's address. */
-  constructor(opts: { provider: Provider; deployment: Deployment; book: OffChainBook; p256Verifiers?: string[] }) {
+  constructor(opts: {
+    provider: Provider;
+    deployment: Deployment;
+    book: OffChainBook;
+    clock: Clock;
+    p256Verifiers?: string[];
+  }) {
     this.deployment = opts.deployment;
     this.book = opts.book;
+    this.clock = opts.clock;
     this.registry = DeviceRegistry__factory.connect(opts.deployment.verifyingContract, opts.provider);
     this.verifier = new DeviceSignatureVerifier(opts.p256Verifiers ?? []);
   }
@@ -61,10 +72,15 @@ export class DeviceReports {
         field: "key",
         reason: `the key is not device ${device}'s registered key (the registry resolves it to ${resolved})`,
       };
-    const last = this.book.lastSeq(device);
+    // Dated more than a minute ahead of the chain: refused (a report from the future would keep
+    // the device looking alive, and its rules' windows open, for as long as it names).
+    const head = await this.clock.now();
+    if (message.at > BigInt(head + 60))
+      return { accepted: false, field: "at", reason: `at ${message.at} is ahead of the chain's time (${head})` };
+    const last = this.book.lastSeq(device, report.key);
     if (last !== undefined && seq <= last)
       return { accepted: false, field: "seq", reason: `seq ${seq} is not above the last report's (${last}): a replay` };
-    await this.book.addPosition(device, seq, {
+    await this.book.addPosition(device, report.key, seq, {
       txHash: "",
       blockNumber: 0,
       at: Number(message.at),

@@ -99,6 +99,15 @@ export class SignedMessageCheck {
     const state = await this.channels.channelState(id);
     if (state.deposit === 0n && state.closesAt === 0n)
       return { ok: false, field: "message.channel", reason: `channel ${id} was never opened on this chain` };
+    // A key rotated away since the channel opened no longer speaks for the payer: what it signs
+    // now (a thief's, a leaked key's) is not the device's doing.
+    const [holder] = await this.registry.resolveKey(m.key);
+    if (holder !== terms.payer)
+      return {
+        ok: false,
+        field: "key",
+        reason: `key ${m.key} is no longer device ${terms.payer}'s key (rotated away)`,
+      };
     return terms.payer;
   }
 }

@@ -5,7 +5,7 @@
  * channel exists), dated on the guardian's chain-aligned clock as it arrives (a voucher carries no
  * time), and kept in the `OffChainBook` before it is acknowledged. The rate is the channel's own.
  */
-import type { ChainClock } from "./clock.js";
+import type { Clock } from "./clock.js";
 import type { OffChainBook } from "./offChainBook.js";
 import type { SignedMessageCheck } from "./signedMessages.js";
 
@@ -13,7 +13,7 @@ export type VoucherVerdict =
   { accepted: true; duplicate: boolean; device: string } | { accepted: false; field: string; reason: string };
 
 export class VoucherReports {
-  constructor(private readonly o: { check: SignedMessageCheck; book: OffChainBook; clock: ChainClock }) {}
+  constructor(private readonly o: { check: SignedMessageCheck; book: OffChainBook; clock: Clock }) {}
 
   async submit(input: unknown): Promise<VoucherVerdict> {
     if ((input as { type?: unknown } | null)?.type !== "Voucher")
@@ -25,11 +25,17 @@ export class VoucherReports {
     const checked = await this.o.check.check(input);
     if (!checked.ok) return { accepted: false, field: checked.field, reason: checked.reason };
     const { message: m, id, device } = checked;
-    if (this.o.book.hasVoucher(device, id)) return { accepted: true, duplicate: true, device: device.toString() };
+    const channel = String(m.message.channel).toLowerCase();
+    const amount = BigInt(m.message.cumulativeAmount as string);
+    // Only a voucher above the channel's highest seen is news: an old one (a replay, one rebuilt
+    // from a claim on chain) neither dates the payer's signing nor shows the device alive.
+    const highest = this.o.book.highestVoucher(device, channel);
+    if (this.o.book.hasVoucher(device, id) || (highest !== undefined && amount <= highest))
+      return { accepted: true, duplicate: true, device: device.toString() };
     await this.o.book.addVoucher(device, id, {
-      at: this.o.clock.now(),
-      channel: String(m.message.channel).toLowerCase(),
-      cumulativeAmount: BigInt(m.message.cumulativeAmount as string),
+      at: await this.o.clock.now(),
+      channel,
+      cumulativeAmount: amount,
       ratePerSecond: BigInt(m.terms!.rate),
       allowance: BigInt(m.terms!.allowance),
       openedAt: Number(m.terms!.openedAt),
