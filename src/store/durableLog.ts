@@ -80,7 +80,7 @@ export class DurableLog<T> {
           break;
         }
         start = end + 1;
-        good = Buffer.byteLength(text.slice(0, start), "utf8");
+        good += Buffer.byteLength(line, "utf8") + 1; // per line: measuring the prefix each time was O(n²)
       }
       if (good < Buffer.byteLength(text, "utf8")) {
         // Keep what is cut off beside the log: a torn last write is expected, anything more is evidence.
