@@ -200,7 +200,12 @@ export async function main(argv = process.argv): Promise<void> {
     },
   );
   const { startRelayer } = await import("./server.js"); // loaded only when running (keeps --help quick)
-  const relayer = await startRelayer({
+  // Before it starts: its "listening" line comes from inside, and whoever waits for it may signal at once.
+  let relayer: Awaited<ReturnType<typeof startRelayer>> | undefined;
+  stopOnSignals(async () => {
+    await relayer?.close();
+  });
+  relayer = await startRelayer({
     rpc: o.rpc,
     privateKey,
     accountSource: `--keystore ${o.keystore}`,
@@ -234,7 +239,6 @@ export async function main(argv = process.argv): Promise<void> {
         msg: "suite addresses from the Ignition deployment",
       }) + "\n",
     );
-  stopOnSignals(() => relayer.close());
 }
 
 if (import.meta.main) runService("custos-relayer", () => main(), ["StartError"]);

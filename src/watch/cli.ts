@@ -141,12 +141,13 @@ export async function main(argv = process.argv): Promise<void> {
     waitFor: "serving",
     log,
   });
+  // Before "listening": whoever waits for that line may signal at once.
+  stopOnSignals(() => watch.stop());
   log.info(`watch on ${watch.url}: /graphql, /sql, /watch/status, /subscriptions`, {
     event: "listening",
     url: watch.url,
     tower: watch.tower ? watch.tower.address : "off (no --keystore: nothing is marked or answered on chain)",
   });
-  stopOnSignals(() => watch.stop());
 }
 
 if (import.meta.main) runService("custos-watch", () => main(), ["StartError", "AgentError"]);

@@ -162,12 +162,13 @@ export async function main(argv = process.argv): Promise<void> {
     owners: o.owner,
     log,
   });
+  // Before "listening": whoever waits for that line may signal at once.
+  stopOnSignals(() => guardian.stop());
   log.info(`guardian ${guardian.address} serving evidence on ${guardian.url}/evidence/:hash`, {
     event: "listening",
     url: guardian.url,
     guardian: guardian.address,
   });
-  stopOnSignals(() => guardian.stop());
 }
 
 if (import.meta.main) runService("custos-guardian", () => main(), ["AgentError", "PolicyError"]);
