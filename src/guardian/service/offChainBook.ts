@@ -52,15 +52,21 @@ export class OffChainBook {
   private keptAtCompaction = 0;
   private compacting: Promise<void> | undefined;
 
-  private constructor(file: string) {
+  private constructor(
+    file: string,
+    private readonly compactAbove: number,
+  ) {
     this.log = DurableLog.open<BookRecord>(file);
     for (const r of this.log.replayed) this.apply(r);
     this.records_ = this.log.replayed.length;
   }
 
-  /** Opens the book in `dir` (replaying it) and compacts it when it holds much more than it keeps. */
-  static async open(dir: string): Promise<OffChainBook> {
-    const book = new OffChainBook(path.join(dir, "offchain.jsonl"));
+  /**
+   * Opens the book in `dir` (replaying it) and compacts it when it holds much more than it keeps
+   * (`compactAbove` records more than twice that; default 10,000).
+   */
+  static async open(dir: string, opts: { compactAbove?: number } = {}): Promise<OffChainBook> {
+    const book = new OffChainBook(path.join(dir, "offchain.jsonl"), opts.compactAbove ?? COMPACT_ABOVE);
     await book.compactIfLarge();
     return book;
   }
@@ -109,14 +115,14 @@ export class OffChainBook {
     this.records_++;
     // A device sending without end (its own vouchers, reports) must not fill the disk: the log is
     // rewritten with what is kept once it holds far more.
-    if (this.records_ > 2 * this.keptAtCompaction + COMPACT_ABOVE)
+    if (this.records_ > 2 * this.keptAtCompaction + this.compactAbove)
       await (this.compacting ??= this.compactIfLarge().finally(() => (this.compacting = undefined)));
   }
 
   private async compactIfLarge(): Promise<void> {
     const kept = this.records();
     this.keptAtCompaction = kept.length;
-    if (this.records_ <= 2 * kept.length + COMPACT_ABOVE) return;
+    if (this.records_ <= 2 * kept.length + this.compactAbove) return;
     await this.log.rewrite(kept);
     this.records_ = kept.length;
   }
