@@ -31,7 +31,7 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
+import { ethers, loadFixture, time, UNDER_COVERAGE } from "../helpers/hardhat.js";
 import { AbiCoder, keccak256, type Interface, type Result } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { digest } from "../../src/eip712/index.js";
@@ -45,7 +45,6 @@ import { assertProperty, propertyTimeout } from "../helpers/property.js";
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's
  * strength comes from `npm test`, coverage only needs the paths, so it runs a few sequences.
  */
-const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 100));
 /** Skips eth_estimateGas: every transaction is sent and mined, reverting or not. */
 const GAS = { gasLimit: 2_000_000 };

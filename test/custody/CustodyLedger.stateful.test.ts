@@ -24,7 +24,7 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
+import { ethers, loadFixture, time, UNDER_COVERAGE } from "../helpers/hardhat.js";
 import type { Result, Signer } from "ethers";
 import { digest, type Message } from "../../src/eip712/index.js";
 import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
@@ -35,7 +35,6 @@ import { HOUR, deployCustody, signHandoff } from "../helpers/custody.js";
 import { CheckedStep, expectOutcome, tick } from "../helpers/stateful.js";
 import { assertProperty, propertyTimeout } from "../helpers/property.js";
 
-const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));
 const GAS = { gasLimit: 2_000_000 };
 

@@ -15,3 +15,9 @@ export const time = networkHelpers.time;
 export const loadFixture = networkHelpers.loadFixture.bind(networkHelpers);
 export const setBalance = networkHelpers.setBalance.bind(networkHelpers);
 export const mine = networkHelpers.mine.bind(networkHelpers);
+
+/**
+ * Whether this run measures coverage (`hardhat test --coverage`): instrumented contracts are much
+ * slower, and a property needs far fewer runs to reach every line than to find a bug.
+ */
+export const UNDER_COVERAGE = hre.globalOptions.coverage === true;

@@ -23,7 +23,7 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { hre, ethers, loadFixture, time } from "../helpers/hardhat.js";
+import { ethers, loadFixture, time, UNDER_COVERAGE } from "../helpers/hardhat.js";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { randomDeviceKey, type DeviceKey } from "../../src/crypto/deviceKey.js";
 import { CheckedStep, expectOutcome, tick } from "../helpers/stateful.js";
@@ -31,7 +31,6 @@ import { rotation } from "../helpers/registry.js";
 import { assertProperty, propertyTimeout } from "../helpers/property.js";
 import { CHALLENGE_PERIOD, UNCAPPED, deployChannels, openedTerms, voucher, type Terms } from "../helpers/channels.js";
 
-const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));
 const GAS = { gasLimit: 2_000_000 };
 const ETH = ethers.ZeroAddress;

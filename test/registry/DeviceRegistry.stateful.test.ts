@@ -19,7 +19,7 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { hre, ethers, loadFixture } from "../helpers/hardhat.js";
+import { ethers, loadFixture, UNDER_COVERAGE } from "../helpers/hardhat.js";
 import { AbiCoder, ZeroAddress, keccak256, id as textHash, type FunctionFragment, type Interface } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import type { DeviceRegistry, GuardianQuorum } from "../../typechain-types/index.js";
@@ -45,7 +45,6 @@ import { assertProperty, propertyTimeout } from "../helpers/property.js";
  * Under `hardhat coverage` every step is instrumented and many times slower; the property's
  * strength comes from `npm test`, coverage only needs the paths, so it runs a few sequences.
  */
-const UNDER_COVERAGE = Boolean((hre as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING);
 const RUNS = Number(process.env.FC_RUNS ?? (UNDER_COVERAGE ? 10 : 200));
 const MAX_COMMANDS = 12;
 /** Far enough for every signature of a run; only compared with block.timestamp. */
